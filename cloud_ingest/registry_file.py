@@ -1,0 +1,49 @@
+"""Device keys and scale facts from a JSON file, until the registry service lands.
+
+Format (``devices.json``)::
+
+    {"devices": {"scale-0001": {"key": "<hex>", "profile": "zj-pcs-30",
+                                 "scale": {"coefficient": 20000.0, "e_mg": 5000, "accuracy_class": "III",
+                                           "calibration_events": 3, "configuration_events": 7}}}}
+
+``scale`` holds what was read at the device's last verification; devices without it get only the
+anti-cheat rules that need no registry facts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from anti_cheat import ScaleFact, ScaleFacts
+
+from .errors import IngestError
+
+
+class DeviceFile:
+    """Keys and facts read from a devices file."""
+
+    def __init__(self, devices: Mapping[str, Mapping[str, Any]]) -> None:
+        self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
+        self.facts = ScaleFacts()
+        for device, entry in devices.items():
+            if "scale" in entry:
+                self.facts.set(device, ScaleFact(**entry["scale"]))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceFile:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(doc["devices"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IngestError(f"{path}: not a usable devices file: {exc}") from exc
+
+    def key_for(self, device: str) -> bytes | None:
+        return self._keys.get(device)
+
+
+def write_device_file(path: str | Path, devices: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write a devices file (used by the demo and tests to provision simulated devices)."""
+    Path(path).write_text(json.dumps({"devices": devices}, indent=1, ensure_ascii=False), encoding="utf-8")

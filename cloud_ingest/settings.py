@@ -1,0 +1,31 @@
+"""Ingest settings: ``ZHIJIAN_`` environment variables, an optional ``.env``-style file, or arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseSettings):
+    """Where the ingest reads from and writes to. ``ZHIJIAN_MQTT_HOST=broker zhijian ingest run``."""
+
+    model_config = SettingsConfigDict(env_prefix="ZHIJIAN_", env_file=None, extra="ignore")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, gt=0, lt=65536)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = Field("zhijian-ingest-1", description="stable per worker: it names the persistent session")
+    share_group: str = "zhijian-ingest"
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker keeps our queue")
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "zhijian"
+    influx_username: str | None = None
+    influx_password: str | None = None
+    devices_file: Path = Path("devices.json")
+    dead_letter_path: Path = Path("dead_letters.sqlite")
+    batch_max_messages: int = Field(2_000, ge=1)
+    batch_max_ms: int = Field(200, ge=1)
+    queue_max_messages: int = Field(20_000, ge=1)

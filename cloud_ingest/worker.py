@@ -1,0 +1,142 @@
+"""One ingest worker: an MQTT 5 persistent, shared subscription feeding micro-batches to the pipeline.
+
+- The session is persistent (``clean_start=False`` with a session expiry), so the broker keeps QoS 1
+  messages for us while we restart; several workers with the same share group split the load.
+- Acknowledgements are manual: a message's PUBACK is sent only after its batch is stored. If InfluxDB is
+  down, the batch is retried and nothing is acknowledged, so the broker keeps the messages.
+- The hand-off queue is bounded; when full, paho's network thread waits, and the broker holds back
+  (MQTT flow control) instead of anything being dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from device_profiles.topics import subscription
+
+from .errors import StoreRejected, StoreUnavailable
+from .pipeline import Pipeline
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class IngestWorker:
+    """Subscribes, batches, processes and acknowledges."""
+
+    def __init__(self, settings: IngestSettings, pipeline: Pipeline) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.batches = 0
+        self.last_batch_ms = 0.0
+        self.connected = threading.Event()
+        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.queue_max_messages)
+        self._stop = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        self._client.manual_ack_set(True)
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=15)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the ingest connection: %s", reason)
+            return
+        client.subscribe(subscription("data", share_group=self.settings.share_group), qos=1)
+        log.info("ingest connected to %s:%d", self.settings.mqtt_host, self.settings.mqtt_port)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        if self.connected.is_set():
+            log.warning("ingest disconnected from broker: %s", reason)
+        self.connected.clear()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def start(self) -> IngestWorker:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        self._client.connect_async(
+            self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then disconnect; unacknowledged messages stay with the broker."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _next_batch(self) -> list[mqtt.MQTTMessage]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.batch_max_ms / 1000
+        while len(batch) < self.settings.batch_max_messages:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            started = time.monotonic()
+            delay = 0.5
+            while True:
+                try:
+                    self.pipeline.process([(m.topic, m.payload) for m in batch])
+                    break
+                except StoreUnavailable as exc:
+                    log.warning("store unavailable, batch of %d held for retry: %s", len(batch), exc)
+                except StoreRejected:
+                    log.exception("store refused a batch of %d; not acknowledged", len(batch))
+                if self._stop.wait(delay):
+                    return  # not acknowledged: the broker redelivers to the next session
+                delay = min(delay * 2, 10.0)
+            for m in batch:
+                self._client.ack(m.mid, m.qos)
+            self.batches += 1
+            self.last_batch_ms = (time.monotonic() - started) * 1000

@@ -1,0 +1,163 @@
+"""MT-SICS line codec (Mettler Toledo Standard Interface Command Set) and its value formats.
+
+A line is ASCII tokens separated by spaces and ended by CR LF; tokens in double quotes may hold spaces.
+Commands (``S``, ``XTR``, ``XTA 17``) and responses (``S S     0.275 kg``, ``XTR I``, ``ES``) share this
+syntax: a response's first token repeats the command and its second is the status letter
+(A done, S stable, D dynamic, I cannot execute now, L logical error, + overload, - underload).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import FrameError
+from ..records import FieldKind
+
+MAX_LINE = 512
+TERMINATOR = b"\r\n"
+_TOKEN_RE = re.compile(r'"([^"]*)"|([^\s"]+)')
+_LINE_RE = re.compile(r'[ ]*(?:(?:"[^"]*"|[^\s"]+)[ ]*)*')
+_DECIMAL_RE = re.compile(r"^([+-]?)(\d+)(?:\.(\d+))?$")
+ERROR_REPLIES = frozenset({"ES", "ET", "EL"})
+
+
+@dataclass(frozen=True, slots=True)
+class Quoted:
+    """A token to be sent in double quotes."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One decoded MT-SICS line."""
+
+    tokens: tuple[str, ...]
+
+    @property
+    def command(self) -> str:
+        return self.tokens[0]
+
+    @property
+    def status(self) -> str:
+        """The status letter of a response ('' for a bare error reply such as ``ES``)."""
+        return self.tokens[1] if len(self.tokens) > 1 else ""
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """Tokens after the command and status."""
+        return self.tokens[2:]
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """Tokens after the command (for a line sent to the device)."""
+        return self.tokens[1:]
+
+
+def decode(buf: bytes | bytearray) -> tuple[Line | None, int]:
+    """Decode the first line of ``buf``: ``(line, consumed)``, or ``(None, 0)`` if it is incomplete."""
+    end = buf.find(TERMINATOR)
+    if end < 0:
+        if len(buf) > MAX_LINE:
+            raise FrameError("line_too_long", len(buf), f"no CR LF in {len(buf)} bytes")
+        return None, 0
+    consumed = end + len(TERMINATOR)
+    if end > MAX_LINE:
+        raise FrameError("line_too_long", consumed, f"{end} bytes")
+    try:
+        text = bytes(buf[:end]).decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FrameError("not_ascii", consumed, repr(bytes(buf[:end][:40]))) from exc
+    if not text.strip():
+        raise FrameError("empty_line", consumed)
+    if _LINE_RE.fullmatch(text) is None:
+        raise FrameError("bad_syntax", consumed, repr(text[:60]))
+    tokens = tuple(q if q or bare == "" else bare for q, bare in _TOKEN_RE.findall(text))
+    return Line(tokens), consumed
+
+
+def encode(*tokens: str | Quoted) -> bytes:
+    """Encode one line. Plain tokens must not hold white space or quotes; wrap text in :class:`Quoted`."""
+    parts: list[str] = []
+    for tok in tokens:
+        if isinstance(tok, Quoted):
+            if '"' in tok.text or "\r" in tok.text or "\n" in tok.text:
+                raise ValueError(f"quoted token may not contain quotes or line ends: {tok.text!r}")
+            parts.append(f'"{tok.text}"')
+        else:
+            if not tok or _TOKEN_RE.fullmatch(tok) is None or tok.startswith('"'):
+                raise ValueError(f"bad plain token {tok!r}")
+            parts.append(tok)
+    line = " ".join(parts).encode("ascii")
+    if len(line) > MAX_LINE:
+        raise ValueError("line too long")
+    return line + TERMINATOR
+
+
+def encode_weight(command: str, status: str, value_mg: int, *, unit: str, decimals: int) -> bytes:
+    """A weight response such as ``S S      0.275 kg`` (value right-aligned in 10 characters)."""
+    text = format_decimal(value_mg, unit=unit, decimals=decimals)
+    return f"{command} {status} {text:>10} {unit}".encode("ascii") + TERMINATOR
+
+
+def format_decimal(value_mg: int, *, unit: str, decimals: int) -> str:
+    """Milligrams as a decimal number of ``unit`` (g or kg) with ``decimals`` places, in integers."""
+    per_unit = {"g": 1_000, "kg": 1_000_000}[unit]
+    scale = 10**decimals
+    scaled_num = abs(value_mg) * scale
+    whole, rem = divmod(scaled_num, per_unit)
+    if rem * 2 >= per_unit:
+        whole += 1
+    sign = "-" if value_mg < 0 and whole else ""
+    if decimals == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole // scale}.{whole % scale:0{decimals}d}"
+
+
+def parse_weight(text: str, unit: str) -> int:
+    """A decimal weight in g or kg as integer milligrams, without floats. Raises ValueError."""
+    match = _DECIMAL_RE.fullmatch(text)
+    if match is None or unit not in ("g", "kg"):
+        raise ValueError(f"not a weight: {text!r} {unit!r}")
+    sign, whole, frac = match.group(1), match.group(2), match.group(3) or ""
+    exponent = {"g": 3, "kg": 6}[unit]
+    if len(frac) > exponent:
+        raise ValueError(f"more decimals than a milligram: {text!r} {unit}")
+    mg = int(whole + frac.ljust(exponent, "0"))
+    return -mg if sign == "-" else mg
+
+
+def convert(token: str, kind: FieldKind) -> int | float | str | bool:
+    """Convert a reply token to a record field value of ``kind``. Raises ValueError."""
+    if kind == "int":
+        if not re.fullmatch(r"-?\d{1,19}", token):
+            raise ValueError(f"not an integer: {token!r}")
+        return int(token)
+    if kind == "float":
+        value = float(token)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"not a finite number: {token!r}")
+        return value
+    if kind == "bool":
+        if token not in ("0", "1"):
+            raise ValueError(f"not 0 or 1: {token!r}")
+        return token == "1"
+    return token
+
+
+def render(value: int | float | str | bool, kind: FieldKind) -> str | Quoted:
+    """The token for a field value of ``kind`` (inverse of :func:`convert`)."""
+    if kind == "bool":
+        return "1" if value else "0"
+    if kind == "str":
+        return Quoted(str(value))
+    return str(value)
+
+
+def fields_of(line: Line, names: Sequence[str]) -> dict[str, str]:
+    """Map a response's values onto the reply field ``names`` of a profile extension. Raises ValueError."""
+    if len(line.values) != len(names):
+        raise ValueError(f"{line.command} reply has {len(line.values)} values, profile names {len(names)}")
+    return dict(zip(names, line.values, strict=True))

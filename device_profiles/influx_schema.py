@@ -1,0 +1,80 @@
+"""How records become InfluxDB points (line protocol). Pure functions, no I/O.
+
+- measurement: the record type (``sale``, ``scale_state``, ``soil``, …);
+- tags: ``device``, the enrichment tags the ingest adds from the registry (district, market, stall,
+  base, vehicle), and the record fields marked ``tag`` in :mod:`device_profiles.records`;
+- fields: every other record field, plus ``seq`` (integer) so a point names its record;
+- timestamp, nanosecond precision: ``ts × 1 000 000 + seq mod 1 000 000``.
+
+Why that timestamp: InfluxDB identifies a point by (measurement, tag set, timestamp). A record's identity
+is (device, seq), and the record's ``ts`` never changes between retries, so a redelivered record lands on
+the same point and overwrites it with the same values (exactly-once in effect). Two distinct records of
+one device get distinct timestamps even with equal ``ts``, unless their seqs differ by a multiple of a
+million *and* their ``ts`` are equal to the millisecond, which would take a device with a frozen clock a
+million records. Keeping seq out of the tags keeps series cardinality at one per device and type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .records import COMMON_TAGS, RECORD_TYPES
+
+SEQ_SLOTS = 1_000_000
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "", "\r": ""})
+_STR_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
+
+
+def point_time_ns(ts_ms: int, seq: int) -> int:
+    """The point timestamp (ns) of the record with identity seq taken at ts_ms."""
+    return ts_ms * 1_000_000 + seq % SEQ_SLOTS
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value (commas, equals signs and spaces)."""
+    return value.translate(_TAG_ESCAPES)
+
+
+def format_field(value: Any) -> str:
+    """A line-protocol field value: integers get ``i``, strings are quoted, booleans are t/f."""
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return '"' + str(value).translate(_STR_ESCAPES) + '"'
+
+
+def record_line(device: str, seq: int, record: Mapping[str, Any], extra_tags: Mapping[str, str] = {}) -> str:
+    """One line of line protocol for a validated record."""
+    rtype = RECORD_TYPES[record["type"]]
+    tags = {"device": device, **extra_tags}
+    fields = [f"seq={seq}i"]
+    for name, spec in rtype.fields.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        if spec.tag:
+            if value != "":
+                tags[name] = str(value)
+        else:
+            fields.append(f"{name}={format_field(value)}")
+    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    return f"{rtype.measurement},{tag_text} {','.join(fields)} {point_time_ns(record['ts'], seq)}"
+
+
+def envelope_lines(
+    device: str, first_seq: int, records: Iterable[Mapping[str, Any]], extra_tags: Mapping[str, str] = {}
+) -> list[str]:
+    """Lines for all records of one envelope."""
+    return [record_line(device, first_seq + i, rec, extra_tags) for i, rec in enumerate(records)]
+
+
+def tag_keys(record_type: str) -> tuple[str, ...]:
+    """The tag keys a point of ``record_type`` may carry (registry enrichment tags excluded)."""
+    rtype = RECORD_TYPES[record_type]
+    return COMMON_TAGS + tuple(n for n, s in rtype.fields.items() if s.tag)

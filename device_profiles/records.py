@@ -1,0 +1,185 @@
+"""Record types of the wire contract, with their fields, units and physical ranges.
+
+A record is a flat JSON object inside an envelope's ``records`` list. Two keys are common to all:
+``type`` (a key of :data:`RECORD_TYPES`) and ``ts`` (when the device took it, UTC epoch milliseconds).
+A record's identity is ``(device, seq)``; its seq is implicit: the envelope's ``seq`` plus its index.
+
+Units are fixed by the field name suffix so nobody has to guess:
+``_mg`` milligrams, ``_g`` grams, ``_fen`` 0.01 yuan, ``_fen_per_kg`` fen per kilogram, ``_ms`` milliseconds,
+``_pct`` percent, ``_c`` degrees Celsius, ``_us_cm`` µS/cm, ``_lux`` lux, ``_ppm`` parts per million,
+``_deg`` degrees, ``_kmh`` km/h, ``_m`` metres. Money and weights are integers, never binary floats:
+0.275 kg × 123.00 yuan/kg is ``amount_fen(275_000, 12_300) == 3383`` (33.83 yuan, rounded half up).
+
+Fields marked ``tag`` become InfluxDB tags (low cardinality, used for grouping); all others are fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FieldKind = Literal["int", "float", "str", "bool"]
+
+#: Largest integer a record field may hold: fits InfluxDB's int64 and JSON parsers that use doubles.
+MAX_SAFE_INT = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a record type."""
+
+    kind: FieldKind
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    required: bool = True
+    tag: bool = False
+    max_len: int = 64
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordType:
+    """A record type: its InfluxDB measurement and its fields (besides ``type`` and ``ts``)."""
+
+    name: str
+    doc: str
+    fields: dict[str, FieldSpec]
+
+    @property
+    def measurement(self) -> str:
+        return self.name
+
+
+def _f(kind: FieldKind, unit: str = "", lo: float | None = None, hi: float | None = None, **kw: object) -> FieldSpec:
+    return FieldSpec(kind, unit, lo, hi, **kw)  # type: ignore[arg-type]
+
+
+_COUNTS = 2**31 - 1  # load-cell ADC counts are at most 31 bits on the scales we know
+
+RECORD_TYPES: dict[str, RecordType] = {
+    rt.name: rt
+    for rt in (
+        RecordType(
+            "sale",
+            "One committed transaction of a price-computing scale (a line on the customer's receipt).",
+            {
+                "txn": _f("int", "", 0, MAX_SAFE_INT, doc="the scale's own transaction number"),
+                "plu": _f("str", "", tag=True, max_len=16, doc="commodity code (PLU) keyed by the vendor"),
+                "net_mg": _f("int", "mg", -(10**8), 10**8, doc="net weight registered"),
+                "tare_mg": _f("int", "mg", 0, 10**8, doc="tare subtracted"),
+                "unit_price_fen_per_kg": _f("int", "fen/kg", 0, 10**8, doc="unit price, per kilogram"),
+                "amount_fen": _f("int", "fen", -(10**10), 10**10, doc="price charged"),
+                "stable": _f("bool", doc="the stable flag was set when the weight was registered"),
+                "stable_ms": _f("int", "ms", 0, 10**7, doc="how long the reading had been stable at commit"),
+                "raw_counts": _f("int", "counts", 0, _COUNTS, doc="load-cell ADC counts at commit"),
+                "zero_counts": _f("int", "counts", 0, _COUNTS, doc="ADC counts of the current zero"),
+                "calibration_events": _f("int", "", 0, MAX_SAFE_INT, doc="non-resettable calibration counter"),
+                "configuration_events": _f("int", "", 0, MAX_SAFE_INT, doc="non-resettable configuration counter"),
+            },
+        ),
+        RecordType(
+            "weighing",
+            "A reading of a weighing indicator without price computation (e.g. Toledo continuous output).",
+            {
+                "net_mg": _f("int", "mg", -(10**9), 10**9, doc="displayed (net) weight"),
+                "tare_mg": _f("int", "mg", 0, 10**9, doc="tare subtracted"),
+                "stable": _f("bool", doc="no motion flag at the time of the reading"),
+            },
+        ),
+        RecordType(
+            "scale_state",
+            "A scale's metrological identity and seals, sent at start and whenever one of them changes.",
+            {
+                "accuracy_class": _f("str", "", tag=True, max_len=4, doc="OIML class: I, II, III or IIII"),
+                "max_g": _f("int", "g", 1, 10**7, doc="maximum capacity Max"),
+                "min_g": _f("int", "g", 0, 10**7, doc="minimum capacity Min"),
+                "e_mg": _f("int", "mg", 1, 10**7, doc="verification scale interval e"),
+                "d_mg": _f("int", "mg", 1, 10**7, doc="actual scale interval d"),
+                "coefficient": _f("float", "counts/kg", 0, 10**9, doc="calibrated counts per kilogram"),
+                "zero_counts": _f("int", "counts", 0, _COUNTS, doc="ADC counts of the current zero"),
+                "calibration_events": _f("int", "", 0, MAX_SAFE_INT),
+                "configuration_events": _f("int", "", 0, MAX_SAFE_INT),
+                "software_id": _f("str", "", max_len=64, doc="legally relevant software identification"),
+            },
+        ),
+        RecordType(
+            "soil",
+            "One reading of a soil sensor at a planting base.",
+            {
+                "moisture_pct": _f("float", "%", 0, 100),
+                "temperature_c": _f("float", "°C", -40, 80),
+                "conductivity_us_cm": _f("int", "µS/cm", 0, 20_000),
+                "ph": _f("float", "pH", 0, 14),
+            },
+        ),
+        RecordType(
+            "air",
+            "One reading of an air sensor at a planting base.",
+            {
+                "temperature_c": _f("float", "°C", -40, 80),
+                "humidity_pct": _f("float", "%RH", 0, 100),
+                "light_lux": _f("int", "lx", 0, 200_000),
+                "co2_ppm": _f("int", "ppm", 0, 10_000),
+            },
+        ),
+        RecordType(
+            "sensor_fault",
+            "A sensor channel that gave no usable reading: a timeout, an out-of-range or a stuck value.",
+            {
+                "channel": _f("str", "", tag=True, max_len=32, doc="the field the reading was for"),
+                "fault": _f("str", "", tag=True, max_len=16, doc="timeout | out_of_range | stuck"),
+                "raw": _f("float", required=False, doc="the offending value, when there was one"),
+                "detail": _f("str", required=False, max_len=200),
+            },
+        ),
+        RecordType(
+            "gps",
+            "A valid fix of a rapid-test vehicle's GPS receiver; ts is GPS time.",
+            {
+                "lat_deg": _f("float", "°", -90, 90),
+                "lon_deg": _f("float", "°", -180, 180),
+                "speed_kmh": _f("float", "km/h", 0, 400, required=False),
+                "course_deg": _f("float", "°", 0, 360, required=False),
+                "fix_quality": _f("int", "", 0, 9, required=False),
+                "satellites": _f("int", "", 0, 99, required=False),
+                "hdop": _f("float", "", 0, 100, required=False),
+                "altitude_m": _f("float", "m", -1000, 10_000, required=False),
+            },
+        ),
+        RecordType(
+            "rapid_test",
+            "One channel of an enzyme-inhibition pesticide rapid test (GB/T 5009.199-2003).",
+            {
+                "channel": _f("int", "", 1, 64, tag=True),
+                "sample_id": _f("str", "", max_len=32),
+                "sample_name": _f("str", "", max_len=64),
+                "sample_category": _f("str", "", tag=True, max_len=32),
+                "source_id": _f("str", "", max_len=64, doc="stall or base the sample came from"),
+                "delta_a0": _f("float", "abs", -5, 5, doc="control absorbance change over 3 min at 412 nm"),
+                "delta_at": _f("float", "abs", -5, 5, doc="sample absorbance change over 3 min at 412 nm"),
+                "inhibition_pct": _f("float", "%", -100, 200),
+                "result": _f("str", "", tag=True, max_len=16, doc="negative | suspect | positive | invalid"),
+                "retest": _f("int", "", 0, 99),
+                "reagent_lot": _f("str", "", max_len=32),
+                "reagent_expiry": _f("str", "", max_len=10, doc="YYYY-MM-DD"),
+                "temperature_c": _f("float", "°C", -10, 60),
+                "operator": _f("str", "", max_len=32),
+            },
+        ),
+    )
+}
+
+#: Tags every point carries besides the record's own: the device, then registry enrichment.
+COMMON_TAGS = ("device",)
+
+
+def amount_fen(net_mg: int, unit_price_fen_per_kg: int) -> int:
+    """Price of ``net_mg`` at ``unit_price_fen_per_kg``, rounded half up to the fen, in integers.
+
+    >>> amount_fen(275_000, 12_300)   # 0.275 kg × 123.00 yuan/kg = 33.825 → 33.83 yuan
+    3383
+    """
+    product = net_mg * unit_price_fen_per_kg  # fen × 10⁻⁶
+    sign = -1 if product < 0 else 1
+    return sign * ((abs(product) + 500_000) // 1_000_000)

@@ -1,0 +1,30 @@
+"""Errors of the edge agent::
+
+    AgentError
+    ├── DeviceError       the device misbehaved: no answer in time, a reply we cannot use (the peer is wrong)
+    │   └── DeviceTimeout no complete reply within the profile's timeout
+    ├── OutboxFull        the outbox quota is reached; the record was not taken (the device keeps it)
+    └── ConfigError       the agent's configuration is unusable (we are wrong)
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class of every error raised by :mod:`edge_agent`."""
+
+
+class DeviceError(AgentError):
+    """The device did not answer as its profile says it should."""
+
+
+class DeviceTimeout(DeviceError):
+    """No complete reply from the device in time."""
+
+
+class OutboxFull(AgentError):
+    """The outbox is at its byte quota; the record stays on the device until there is room."""
+
+
+class ConfigError(AgentError):
+    """The agent's configuration cannot be used."""

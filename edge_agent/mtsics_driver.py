@@ -1,0 +1,172 @@
+"""Driver for a scale speaking MT-SICS plus its profile's extension commands, over any pyserial URL.
+
+It owns the bytes and the port; parsing is :mod:`device_profiles.codecs.mtsics`. Commands and fields come
+from the profile (``mtsics.extensions``), so a vendor with other command names needs a profile, not code.
+Requests are strictly one at a time: a command is sent only after the previous reply (or its timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import serial
+
+from device_profiles import EnvelopeError, FrameError, Profile, check_record
+from device_profiles.codecs import mtsics
+from device_profiles.records import RECORD_TYPES
+
+from .errors import DeviceError, DeviceTimeout
+
+log = logging.getLogger(__name__)
+_KINDS = {
+    **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()},
+    **{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
+    "ts": "int",
+}
+
+
+class BadTransaction(DeviceError):
+    """The scale returned a transaction that breaks the contract; ``line`` holds its bytes."""
+
+    def __init__(self, message: str, *, txn: int | None, line: bytes) -> None:
+        super().__init__(message)
+        self.txn = txn
+        self.line = line
+
+
+class MtSicsScale:
+    """One MT-SICS scale on a serial port (``/dev/ttyUSB0``, ``/dev/pts/3``, ``socket://host:port``)."""
+
+    def __init__(self, profile: Profile, url: str) -> None:
+        if profile.mtsics is None or profile.serial is None:
+            raise ValueError(f"profile {profile.id} is not an MT-SICS serial scale")
+        self.profile = profile
+        self.spec = profile.mtsics
+        self.url = url
+        self.frame_errors = 0
+        self._port: serial.SerialBase | None = None
+        self._buf = bytearray()
+        self._recent: deque[bytes] = deque(maxlen=16)  # last frames, dumped on error
+
+    # -- port -------------------------------------------------------------------------------------
+    def open(self) -> None:
+        s = self.profile.serial
+        assert s is not None
+        try:
+            self._port = serial.serial_for_url(
+                self.url,
+                baudrate=s.baudrate,
+                bytesize=s.bytesize,
+                parity=s.parity,
+                stopbits=s.stopbits,
+                timeout=0.05,
+            )
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceError(f"cannot open {self.url}: {exc}") from exc
+        self._buf.clear()
+
+    def close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            finally:
+                self._port = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    # -- requests ---------------------------------------------------------------------------------
+    def command(self, *tokens: str) -> mtsics.Line:
+        """Send one command and return its reply line."""
+        if self._port is None:
+            self.open()
+        port = self._port
+        assert port is not None and self.profile.serial is not None
+        request = mtsics.encode(*tokens)
+        try:
+            port.reset_input_buffer()
+            self._buf.clear()
+            port.write(request)
+            deadline = time.monotonic() + self.profile.serial.timeout_s
+            while time.monotonic() < deadline:
+                line = self._next_line()
+                if line is not None:
+                    if line.command in mtsics.ERROR_REPLIES:
+                        raise DeviceError(f"{tokens[0]}: scale answered {line.command}")
+                    if line.command == tokens[0]:
+                        return line
+                    log.debug("%s: stale reply %r to %s", self.url, line.tokens, tokens[0])
+                    continue
+                self._buf += port.read(max(1, port.in_waiting))
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise DeviceError(f"{self.url}: {exc}") from exc
+        log.debug("%s: timeout on %s; recent frames %r", self.url, tokens[0], list(self._recent))
+        raise DeviceTimeout(f"{self.url}: no reply to {tokens[0]} within {self.profile.serial.timeout_s} s")
+
+    def _next_line(self) -> mtsics.Line | None:
+        while self._buf:
+            try:
+                line, used = mtsics.decode(self._buf)
+            except FrameError as exc:
+                self.frame_errors += 1
+                log.debug("%s: dropped %d bytes: %s", self.url, exc.consumed, exc)
+                del self._buf[: exc.consumed]
+                continue
+            if line is None:
+                return None
+            self._recent.append(bytes(self._buf[:used]))
+            del self._buf[:used]
+            return line
+        return None
+
+    def _extension(self, role: str, *args: str) -> dict[str, Any]:
+        ext = self.spec.extensions[role]
+        line = self.command(ext.command, *args)
+        if line.status != "A":
+            raise DeviceError(f"{ext.command}: status {line.status!r}")
+        try:
+            raw = mtsics.fields_of(line, ext.reply)
+            return {n: mtsics.convert(v, _KINDS[n]) for n, v in raw.items()}  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise DeviceError(f"{ext.command}: {exc}") from exc
+
+    # -- what the agent asks ----------------------------------------------------------------------
+    def read_state(self, *, ts_ms: int) -> dict[str, Any]:
+        """A ``scale_state`` record: data plate, coefficient, zero, counters, software id."""
+        record: dict[str, Any] = {"type": "scale_state", "ts": ts_ms}
+        for role in ("metrology", "coefficient", "counters", "software_id", "raw_counts"):
+            record.update(self._extension(role))
+        record.pop("raw_counts", None)
+        record["coefficient"] = float(record["coefficient"])
+        check_record(record)
+        return record
+
+    def take_transaction(self) -> dict[str, Any] | None:
+        """The oldest unacknowledged sale as a ``sale`` record, or None if there is none."""
+        ext = self.spec.extensions["transaction"]
+        line = self.command(ext.command)
+        if ext.empty_status is not None and line.status == ext.empty_status:
+            return None
+        raw_line = mtsics.encode(*line.tokens) if line.tokens else b""
+        txn: int | None = None
+        try:
+            if line.status != "A":
+                raise ValueError(f"status {line.status!r}")
+            values = mtsics.fields_of(line, ext.reply)
+            txn = int(values["txn"]) if values.get("txn", "").isdigit() else None
+            record = {"type": "sale", **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()}}  # type: ignore[arg-type]
+            check_record(record)
+        except (ValueError, EnvelopeError) as exc:
+            raise BadTransaction(f"{ext.command}: {exc}", txn=txn, line=raw_line) from exc
+        return record
+
+    def ack_transaction(self, txn: int) -> None:
+        """Let the scale forget transaction ``txn`` (it is in the outbox)."""
+        got = self._extension("transaction_ack", str(txn))
+        if got.get("txn") != txn:
+            raise DeviceError(f"scale acknowledged {got.get('txn')} instead of {txn}")

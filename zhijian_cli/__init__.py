@@ -1,0 +1,1 @@
+"""The ``zhijian`` command line: composes the other packages (demo, profiles, ingest)."""

@@ -1,0 +1,215 @@
+"""Private Mosquitto and InfluxDB processes, for the demo and the tests.
+
+Each server gets free ports on 127.0.0.1, a generated config and its state under a directory of ours,
+and is waited for until it answers. ``stop()`` terminates it (then kills it after a grace period); the
+context managers stop it also when the body raises. A missing binary raises :class:`MissingBinary`,
+which names the Debian package to install.
+"""
+
+from __future__ import annotations
+
+import getpass
+from abc import ABC, abstractmethod
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
+
+
+class ServerError(Exception):
+    """A server could not be started."""
+
+
+class MissingBinary(ServerError):
+    """The server's program is not installed."""
+
+
+def find_binary(name: str, package: str) -> str:
+    """Path of ``name`` on PATH or in the sbin folders; raises :class:`MissingBinary` naming ``package``."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in SBIN_DIRS if os.access(Path(d) / name, os.X_OK)), None
+    )
+    if found is None:
+        raise MissingBinary(
+            f"'{name}' not found: install the Debian package '{package}' (apt-get install {package}), "
+            "or run scripts/setup.sh"
+        )
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server(ABC):
+    name = "server"
+    port: int
+    log_path: Path
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], cwd: Path) -> None:
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @abstractmethod
+    def _ready(self) -> bool:
+        """True once the server answers."""
+
+    def wait_ready(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServerError(f"{self.name} exited with {self._proc.returncode}; log:\n{tail}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} did not answer on port {self.port} within {timeout_s} s")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace_s)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for chaos tests)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(5)
+            self._proc = None
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class MosquittoServer(_Server):
+    """A private Mosquitto 2.x broker."""
+
+    name = "mosquitto"
+
+    def __init__(self, state_dir: Path, *, port: int | None = None, extra_config: str = "") -> None:
+        super().__init__()
+        self.binary = find_binary("mosquitto", "mosquitto")
+        self.state_dir = Path(state_dir)
+        self.port = port or free_port()
+        self.extra_config = extra_config
+        self.log_path = self.state_dir / "mosquitto.log"
+        self.config_path = self.state_dir / "mosquitto.conf"
+
+    def config_text(self) -> str:
+        # Overload must slow, not drop: the ingest's persistent session may queue a lot while it is down
+        # or behind. Bounded by bytes so a stuck consumer cannot exhaust memory.
+        return "\n".join(
+            [
+                f"listener {self.port} 127.0.0.1",
+                "allow_anonymous true",
+                f"user {getpass.getuser()}",
+                "persistence true",
+                f"persistence_location {self.state_dir}/",
+                "autosave_interval 10",
+                "max_queued_messages 1000000",
+                "max_queued_bytes 1073741824",
+                "max_inflight_messages 1000",
+                "message_size_limit 1048576",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                self.extra_config,
+                "",
+            ]
+        )
+
+    def start(self) -> MosquittoServer:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self._spawn([self.binary, "-c", str(self.config_path)], self.state_dir)
+        self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def __enter__(self) -> MosquittoServer:
+        return self.start()
+
+
+class InfluxServer(_Server):
+    """A private InfluxDB 1.x ``influxd``."""
+
+    name = "influxd"
+
+    def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
+        super().__init__()
+        self.binary = find_binary("influxd", "influxdb")
+        self.state_dir = Path(state_dir)
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        self.log_path = self.state_dir / "influxd.log"
+        self.config_path = self.state_dir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config_text(self) -> str:
+        d = self.state_dir
+        return f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-body-size = 50000000
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+"""
+
+    def start(self) -> InfluxServer:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self._spawn([self.binary, "-config", str(self.config_path)], self.state_dir)
+        self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def __enter__(self) -> InfluxServer:
+        return self.start()
