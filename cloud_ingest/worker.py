@@ -72,7 +72,7 @@ class IngestWorker:
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
     ) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stop.is_set():
             log.warning("ingest disconnected from broker: %s", reason)
         self.connected.clear()
 

@@ -113,7 +113,7 @@ class MosquittoServer(_Server):
     def __init__(self, state_dir: Path, *, port: int | None = None, extra_config: str = "") -> None:
         super().__init__()
         self.binary = find_binary("mosquitto", "mosquitto")
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
         self.extra_config = extra_config
         self.log_path = self.state_dir / "mosquitto.log"
@@ -168,7 +168,7 @@ class InfluxServer(_Server):
     def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
         super().__init__()
         self.binary = find_binary("influxd", "influxdb")
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
         self.rpc_port = free_port()
         self.log_path = self.state_dir / "influxd.log"

@@ -1,0 +1,127 @@
+"""The ``zhijian`` command: run the demo, check device profiles, run the ingest."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from device_profiles import ProfileError, builtin_profiles, load_profile
+
+from .servers import ServerError
+
+app = typer.Typer(
+    help="Zhijian (智监): telemetry for food-safety market supervision. Smart scales, planting-base sensors and "
+    "rapid-test vehicles → MQTT → ingest with anti-cheating rules → InfluxDB.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+profiles_app = typer.Typer(help="List and check device profiles (the YAML files describing device models).")
+ingest_app = typer.Typer(help="Run the cloud ingest (MQTT → InfluxDB).")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(ingest_app, name="ingest")
+console = Console()
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds to run the market before stopping.")] = 60.0,
+    scales: Annotated[int, typer.Option(min=1, max=500, help="Number of simulated scales.")] = 20,
+    cheaters: Annotated[int, typer.Option(min=0, help="How many of them cheat (one method after another).")] = 6,
+    rate: Annotated[float, typer.Option(min=0.1, help="Sales per second across the market.")] = 20.0,
+    data_dir: Annotated[Path, typer.Option(help="Where servers and agents keep state; wiped at start.")] = Path(
+        ".zhijian-demo"
+    ),
+    mqtt_host: Annotated[str | None, typer.Option(help="Use this broker instead of starting one.")] = None,
+    mqtt_port: Annotated[int, typer.Option(help="Port of --mqtt-host.")] = 1883,
+    influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (1.x API) instead of starting one.")] = None,
+    influx_db: Annotated[str, typer.Option(help="InfluxDB database to write to.")] = "zhijian",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    """Run the whole system locally: broker, InfluxDB, ingest, and a market of simulated scales, some
+    cheating. Shows records flowing and flags raised, then how to query the data."""
+    from .demo import DemoOptions, run_demo
+
+    _logging(verbose)
+    opts = DemoOptions(
+        duration_s=duration, scales=scales, cheaters=min(cheaters, scales), sales_per_s=rate, data_dir=data_dir,
+        mqtt_host=mqtt_host, mqtt_port=mqtt_port, influx_url=influx_url, influx_db=influx_db,
+    )
+    try:
+        stored = run_demo(opts, console)
+    except ServerError as exc:
+        console.print(f"[red]Cannot start the local stack:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if stored == 0:
+        console.print("[red]No sale reached InfluxDB.[/]")
+        raise typer.Exit(1)
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """List the device profiles shipped with Zhijian."""
+    table = Table("id", "kind", "protocol", "transport", "records", "model")
+    for p in builtin_profiles().values():
+        table.add_row(p.id, p.kind, p.protocol, p.transport, ", ".join(p.records), p.model)
+    console.print(table)
+
+
+@profiles_app.command("check")
+def profiles_check(files: Annotated[list[Path], typer.Argument(help="Profile YAML files to validate.")]) -> None:
+    """Validate profile files; errors name the file and the field."""
+    failed = 0
+    for path in files:
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            failed += 1
+            console.print(f"[red]✗[/] {exc}", highlight=False)
+        else:
+            console.print(f"[green]✓[/] {path}: {profile.id} ({profile.kind}, {profile.protocol})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@ingest_app.command("run")
+def ingest_run(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
+    (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md)."""
+    from cloud_ingest import DeadLetters, DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = IngestSettings()
+    try:
+        devices = DeviceFile.load(settings.devices_file)
+    except IngestError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    influx = InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_username,
+                          password=settings.influx_password)
+    influx.create_database()
+    pipeline = Pipeline(key_for=devices.key_for, facts=devices.facts, store=influx,
+                        dead_letters=DeadLetters(settings.dead_letter_path))
+    worker = IngestWorker(settings, pipeline).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    worker.stop()
+    influx.close()
