@@ -11,7 +11,7 @@ A payload is one UTF-8 JSON object, written compactly, whose last member is the 
   numbers never go back for a device, across restarts of its agent;
 - ``sent_ms``: when the agent sent it (UTC epoch ms); each record has its own ``ts``;
 - ``tag``: HMAC-SHA256 with the device's key over **every byte of the payload before** ``,"tag":"``,
-  hex encoded. The tag is always the last 73 bytes (``,"tag":"`` + 64 hex + ``"}``), so a verifier
+  hex encoded. The tag is always the last 74 bytes (``,"tag":"`` + 64 hex + ``"}``), so a verifier
   needs no canonical JSON: it checks the exact bytes that were sent.
 """
 

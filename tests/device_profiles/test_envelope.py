@@ -1,0 +1,127 @@
+"""The envelope: signing the exact bytes, every rejection reason, and the record contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device_profiles import REJECT_REASONS, EnvelopeError, IntegrityError, amount_fen, decode, encode
+from device_profiles import topics
+
+KEY = b"k" * 32
+BOOT = "0123456789abcdef0123456789abcdef"
+
+
+def sale(**over):
+    rec = {"type": "sale", "ts": 1_764_000_000_000, "txn": 1, "plu": "1001", "net_mg": 275_000, "tare_mg": 0,
+           "unit_price_fen_per_kg": 12_300, "amount_fen": 3383, "stable": True, "stable_ms": 800,
+           "raw_counts": 125_500, "zero_counts": 120_000, "calibration_events": 3, "configuration_events": 7}
+    rec.update(over)
+    return rec
+
+
+def payload(records=None, device="scale-0001", key=KEY, **over) -> bytes:
+    doc = {"device": device, "boot": BOOT, "seq": 10, "sent_ms": 1_764_000_000_500,
+           "records": records if records is not None else [sale()], **over}
+    return encode(key=key, **doc)
+
+
+def keys(device: str) -> bytes | None:
+    return KEY if device == "scale-0001" else None
+
+
+def test_price_vector_in_integers() -> None:
+    assert amount_fen(275_000, 12_300) == 3383  # 0.275 kg × 123.00 yuan/kg = 33.825 → 33.83
+    assert amount_fen(-275_000, 12_300) == -3383
+    assert amount_fen(0, 99_999) == 0
+
+
+def test_round_trip_and_identity() -> None:
+    env = decode(payload([sale(), sale(txn=2)]), topic_device="scale-0001", key_for=keys)
+    assert (env.device, env.boot, env.seq, list(env.seqs)) == ("scale-0001", BOOT, 10, [10, 11])
+    assert env.records[1]["txn"] == 2
+
+
+def test_tag_is_over_the_exact_bytes() -> None:
+    raw = payload()
+    assert raw.endswith(b'"}') and b',"tag":"' in raw[-74:]
+    json.loads(raw)  # still plain JSON for any consumer
+    tampered = raw.replace(b"3383", b"3393")
+    with pytest.raises(IntegrityError) as info:
+        decode(tampered, topic_device="scale-0001", key_for=keys)
+    assert info.value.reason == "bad_tag"
+    with pytest.raises(IntegrityError, match="bad_tag"):
+        decode(payload(key=b"x" * 32), topic_device="scale-0001", key_for=keys)
+
+
+def resign(doc: dict) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()[:-1]
+    from device_profiles.envelope import sign
+
+    return body + b',"tag":"' + sign(KEY, body).encode() + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: b"{" + b" " * 300_000 + b"}", "oversized"),
+        (lambda: b'{"v":1}', "missing_tag"),
+        (lambda: payload()[:-3] + b'0"}', "bad_tag"),
+        (lambda: resign({"v": 2, "device": "scale-0001"}), "schema_version"),
+        (lambda: resign({"v": "1"}), "bad_envelope"),
+        (lambda: resign({"v": 1, "device": "scale-0001", "boot": "nope", "seq": 1, "sent_ms": 1, "records": [1]}),
+         "bad_envelope"),
+        (lambda: payload(device="scale-0001", seq=-1), "bad_envelope"),
+        (lambda: payload(records=[]), "bad_envelope"),
+        (lambda: payload(records=[sale(net_mg=1.5)]), "bad_record"),
+        (lambda: payload(records=[sale(net_mg=10**12)]), "bad_record"),
+        (lambda: payload(records=[sale(stable="yes")]), "bad_record"),
+        (lambda: payload(records=[sale(colour="red")]), "bad_record"),
+        (lambda: payload(records=[{k: v for k, v in sale().items() if k != "amount_fen"}]), "bad_record"),
+        (lambda: payload(records=[sale(type="teleport")]), "bad_record"),
+        (lambda: payload(records=[sale(ts=-5)]), "bad_record"),
+        (lambda: payload(records=[{"type": "soil", "ts": 1, "moisture_pct": 101.0, "temperature_c": 20.0,
+                                   "conductivity_us_cm": 300, "ph": 6.5}]), "bad_record"),
+    ],
+)
+def test_every_reason(make, reason: str) -> None:
+    assert reason in REJECT_REASONS
+    with pytest.raises(EnvelopeError) as info:
+        decode(make(), topic_device="scale-0001", key_for=keys)
+    assert info.value.reason == reason
+
+
+def test_device_mismatch_and_unknown_device() -> None:
+    raw = encode(device="scale-0002", boot=BOOT, seq=1, sent_ms=1, records=[sale()], key=KEY)
+    with pytest.raises(EnvelopeError, match="device_mismatch"):
+        decode(raw, topic_device="scale-0001", key_for=keys)
+    with pytest.raises(EnvelopeError, match="unknown_device"):
+        decode(raw, topic_device="scale-0002", key_for=keys)
+
+
+def test_malformed_json_with_a_valid_tag() -> None:
+    body = b'{"v":1,"device":'
+    from device_profiles.envelope import sign
+
+    with pytest.raises(EnvelopeError, match="malformed_json"):
+        decode(body + b',"tag":"' + sign(KEY, body).encode() + b'"}', topic_device="scale-0001", key_for=keys)
+
+
+@given(st.binary(max_size=400))
+def test_fuzz_any_bytes_give_an_envelope_error(data: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        decode(data, topic_device="scale-0001", key_for=keys)
+
+
+def test_topics() -> None:
+    assert topics.topic("scale-0001", "data") == "zhijian/v1/scale-0001/data"
+    assert topics.parse("zhijian/v1/scale-0001/status") == ("scale-0001", "status")
+    assert topics.parse("zhijian/v1/Scale+1/data") is None
+    assert topics.parse("other/v1/scale-0001/data") is None
+    assert topics.subscription("data", share_group="g") == "$share/g/zhijian/v1/+/data"
+    with pytest.raises(ValueError):
+        topics.topic("a/b", "data")
+    assert all("%u" in line for line in topics.acl_lines())

@@ -1,0 +1,145 @@
+"""MT-SICS codec: whole buffers, byte by byte, with trailing garbage, truncated prefixes, and fuzzing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device_profiles import FrameError
+from device_profiles.codecs import mtsics
+
+REPLIES = [
+    b"S S      0.275 kg\r\n",
+    b"S D      1.005 kg\r\n",
+    b"S +\r\n",
+    b"ES\r\n",
+    b'XSW A "ZJ-PCS-FW 2.1.0 crc=5A3C"\r\n',
+    b'XTR A 17 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7\r\n',
+    b"XTR I\r\n",
+]
+
+
+def decode_all(buf: bytearray) -> list[mtsics.Line]:
+    out = []
+    while True:
+        line, used = mtsics.decode(buf)
+        if line is None:
+            return out
+        del buf[:used]
+        out.append(line)
+
+
+def test_whole_buffer_byte_by_byte_and_trailing_garbage() -> None:
+    stream = b"".join(REPLIES)
+    whole = decode_all(bytearray(stream))
+    assert [ln.command for ln in whole] == ["S", "S", "S", "ES", "XSW", "XTR", "XTR"]
+    assert whole[0].status == "S" and whole[0].values == ("0.275", "kg")
+    assert whole[4].values == ("ZJ-PCS-FW 2.1.0 crc=5A3C",)
+    assert whole[5].values[2] == "1001"
+
+    buf, one_by_one = bytearray(), []
+    for byte in stream:
+        buf.append(byte)
+        one_by_one += decode_all(buf)
+    assert one_by_one == whole and buf == b""
+
+    buf = bytearray(stream + b"S S   1.0")
+    assert decode_all(buf) == whole
+    assert buf == b"S S   1.0"  # the incomplete tail stays for the next read
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_every_truncated_prefix_is_incomplete(reply: bytes) -> None:
+    for cut in range(len(reply)):
+        assert mtsics.decode(reply[:cut]) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"\r\n", "empty_line"),
+        (b'S "unterminated\r\n', "bad_syntax"),
+        (b"S S \xff\xfe kg\r\n", "not_ascii"),
+        (b"X" * 600 + b"\r\n", "line_too_long"),
+    ],
+)
+def test_bad_lines_are_dropped_and_the_stream_goes_on(bad: bytes, reason: str) -> None:
+    buf = bytearray(bad + b"S S 1.000 kg\r\n")
+    with pytest.raises(FrameError) as info:
+        mtsics.decode(buf)
+    assert info.value.reason == reason
+    del buf[: info.value.consumed]
+    line, _ = mtsics.decode(buf)
+    assert line is not None and line.values == ("1.000", "kg")
+
+
+def test_a_line_that_never_ends_is_bounded() -> None:
+    with pytest.raises(FrameError, match="line_too_long"):
+        mtsics.decode(b"S" * (mtsics.MAX_LINE + 1))
+
+
+def test_encode_round_trips() -> None:
+    raw = mtsics.encode("XTR", "A", "17", mtsics.Quoted("pork belly"), mtsics.Quoted(""))
+    line, used = mtsics.decode(raw)
+    assert used == len(raw) and line is not None
+    assert line.tokens == ("XTR", "A", "17", "pork belly", "")
+    with pytest.raises(ValueError):
+        mtsics.encode("two words")
+    with pytest.raises(ValueError):
+        mtsics.encode(mtsics.Quoted('a "quote"'))
+
+
+@pytest.mark.parametrize(
+    ("mg", "unit", "decimals", "text"),
+    [(275_000, "kg", 3, "0.275"), (-5_000, "kg", 3, "-0.005"), (0, "kg", 3, "0.000"), (1_234_500, "g", 1, "1234.5"),
+     (30_000_000, "kg", 3, "30.000"), (2_500, "g", 0, "3")],
+)
+def test_weights_are_formatted_and_parsed_in_integers(mg: int, unit: str, decimals: int, text: str) -> None:
+    assert mtsics.format_decimal(mg, unit=unit, decimals=decimals) == text
+    if decimals:
+        assert mtsics.parse_weight(text, unit) == mg
+    assert mtsics.encode_weight("S", "S", 275_000, unit="kg", decimals=3) == b"S S      0.275 kg\r\n"
+
+
+@pytest.mark.parametrize("text", ["1,5", "0.0000001", "", "1e3", "--1"])
+def test_bad_weights_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        mtsics.parse_weight(text, "kg")
+
+
+@pytest.mark.parametrize(("token", "kind", "value"), [("17", "int", 17), ("1", "bool", True), ("0", "bool", False),
+                                                      ("20000.5", "float", 20000.5), ("x y", "str", "x y")])
+def test_convert_and_render(token: str, kind, value) -> None:
+    assert mtsics.convert(token, kind) == value
+    rendered = mtsics.render(value, kind)
+    assert (rendered.text if isinstance(rendered, mtsics.Quoted) else rendered) == token
+
+
+@pytest.mark.parametrize(("token", "kind"), [("1.5", "int"), ("2", "bool"), ("nan", "float"), ("", "int")])
+def test_convert_refuses_bad_values(token: str, kind) -> None:
+    with pytest.raises(ValueError):
+        mtsics.convert(token, kind)
+
+
+@given(st.binary(max_size=700))
+def test_fuzz_arbitrary_bytes_give_a_line_or_our_error(data: bytes) -> None:
+    buf = bytearray(data)
+    while buf:
+        try:
+            line, used = mtsics.decode(buf)
+        except FrameError as exc:
+            assert 0 < exc.consumed <= len(buf)
+            del buf[: exc.consumed]
+            continue
+        if line is None:
+            assert used == 0
+            break
+        assert 0 < used <= len(buf) and line.tokens
+        del buf[:used]
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z0-9.+\-@]{1,12}", fullmatch=True), min_size=1, max_size=12))
+def test_fuzz_round_trip_of_plain_tokens(tokens: list[str]) -> None:
+    line, _ = mtsics.decode(mtsics.encode(*tokens))
+    assert line is not None and list(line.tokens) == tokens
