@@ -154,20 +154,42 @@ def score(sales: SaleColumns, facts: ScaleFacts) -> list[Flag]:
     conf_diff = sales.configuration_events - np.asarray(facts.configuration_events, dtype=np.int64)[sales.scale]
 
     rules: list[tuple[str, str, npt.NDArray[np.bool_], npt.NDArray[Any], npt.NDArray[Any], str, str]] = [
-        ("price_math", "high", price_diff != 0, price_diff, np.zeros(len(sales)),
-         "amount differs from weight × unit price by {v:+.0f} fen",
-         "金额与重量×单价相差 {v:+.0f} 分"),
-        ("coefficient", "high", known & (np.abs(weight_err) > tolerance), weight_err, tolerance,
-         "weight differs from load-cell counts by {v:+.0f} mg (limit ±{l:.0f} mg)",
-         "显示重量与传感器计数相差 {v:+.0f} 毫克（限 ±{l:.0f} 毫克）"),
-        ("counters", "high", known & ((cal_diff != 0) | (conf_diff != 0)), cal_diff * 1000 + conf_diff,
-         np.zeros(len(sales)),
-         "calibration/configuration counter changed since verification",
-         "标定/配置计数器在检定后发生变化"),
-        ("stability", "medium", ~sales.stable | (sales.stable_ms < STABILITY_WINDOW_MS), sales.stable_ms,
-         np.full(len(sales), STABILITY_WINDOW_MS),
-         "weight registered after {v:.0f} ms of stability (needs {l:.0f} ms)",
-         "重量稳定 {v:.0f} 毫秒即被记录（应不少于 {l:.0f} 毫秒）"),
+        (
+            "price_math",
+            "high",
+            price_diff != 0,
+            price_diff,
+            np.zeros(len(sales)),
+            "amount differs from weight × unit price by {v:+.0f} fen",
+            "金额与重量×单价相差 {v:+.0f} 分",
+        ),
+        (
+            "coefficient",
+            "high",
+            known & (np.abs(weight_err) > tolerance),
+            weight_err,
+            tolerance,
+            "weight differs from load-cell counts by {v:+.0f} mg (limit ±{l:.0f} mg)",
+            "显示重量与传感器计数相差 {v:+.0f} 毫克（限 ±{l:.0f} 毫克）",
+        ),
+        (
+            "counters",
+            "high",
+            known & ((cal_diff != 0) | (conf_diff != 0)),
+            cal_diff * 1000 + conf_diff,
+            np.zeros(len(sales)),
+            "calibration/configuration counter changed since verification",
+            "标定/配置计数器在检定后发生变化",
+        ),
+        (
+            "stability",
+            "medium",
+            ~sales.stable | (sales.stable_ms < STABILITY_WINDOW_MS),
+            sales.stable_ms,
+            np.full(len(sales), STABILITY_WINDOW_MS),
+            "weight registered after {v:.0f} ms of stability (needs {l:.0f} ms)",
+            "重量稳定 {v:.0f} 毫秒即被记录（应不少于 {l:.0f} 毫秒）",
+        ),
     ]
     flags: list[Flag] = []
     for rule, severity, hit, value, limit, en, zh in rules:

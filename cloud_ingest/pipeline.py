@@ -52,8 +52,10 @@ class DeadLetters:
 
     def rows(self) -> list[tuple[str, str, bytes]]:
         with self._lock:
-            return [(t, r, bytes(p)) for t, r, p in self._db.execute(
-                "SELECT topic, reason, payload FROM dead_letter ORDER BY id")]
+            return [
+                (t, r, bytes(p))
+                for t, r, p in self._db.execute("SELECT topic, reason, payload FROM dead_letter ORDER BY id")
+            ]
 
 
 class Pipeline:

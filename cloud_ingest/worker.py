@@ -85,10 +85,14 @@ class IngestWorker:
                 continue
 
     def start(self) -> IngestWorker:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s
         self._client.connect_async(
-            self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30, clean_start=False, properties=props
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
         )
         self._client.loop_start()
         self._thread.start()
@@ -127,7 +131,7 @@ class IngestWorker:
             delay = 0.5
             while True:
                 try:
-                    self.pipeline.process([(m.topic, m.payload) for m in batch])
+                    self.pipeline.process([(m.topic, bytes(m.payload)) for m in batch])
                     break
                 except StoreUnavailable as exc:
                     log.warning("store unavailable, batch of %d held for retry: %s", len(batch), exc)

@@ -67,7 +67,14 @@ def encode(
 ) -> bytes:
     """Encode and sign a payload. ``records`` must already follow the record contract."""
     body = json.dumps(
-        {"v": SCHEMA_VERSION, "device": device, "boot": boot, "seq": seq, "sent_ms": sent_ms, "records": records},
+        {
+            "v": SCHEMA_VERSION,
+            "device": device,
+            "boot": boot,
+            "seq": seq,
+            "sent_ms": sent_ms,
+            "records": records,
+        },
         separators=(",", ":"),
         ensure_ascii=False,
         allow_nan=False,

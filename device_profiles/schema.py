@@ -8,6 +8,7 @@ Unknown keys are refused (``extra="forbid"``) so that a typo in a profile is an 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -69,7 +70,15 @@ class SicsExtension(_Strict):
     empty_status: str | None = Field(None, description="status letter meaning 'nothing to report'")
 
 
-SICS_ROLES = ("metrology", "raw_counts", "coefficient", "counters", "software_id", "transaction", "transaction_ack")
+SICS_ROLES = (
+    "metrology",
+    "raw_counts",
+    "coefficient",
+    "counters",
+    "software_id",
+    "transaction",
+    "transaction_ack",
+)
 
 
 class MtSicsSpec(_Strict):
@@ -154,7 +163,7 @@ class ModbusSpec(_Strict):
                 raise ValueError(f"register {reg.field!r} has unit {reg.unit!r}, the record wants {spec.unit!r}")
             spans.append((reg.table, reg.address, reg.address + reg.count, reg.field))
         spans.sort()
-        for (t1, _, end1, f1), (t2, start2, _, f2) in zip(spans, spans[1:], strict=False):
+        for (t1, _, end1, f1), (t2, start2, _, f2) in pairwise(spans):
             if t1 == t2 and start2 < end1:
                 raise ValueError(f"registers {f1!r} and {f2!r} overlap")
         return self

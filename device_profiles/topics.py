@@ -49,9 +49,12 @@ def parse(topic_name: str) -> tuple[str, TopicKind] | None:
     if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != ROOT:
         return None
     device_id, kind = parts[2], parts[3]
-    if not valid_device_id(device_id) or kind not in TOPIC_KINDS:
+    if not valid_device_id(device_id):
         return None
-    return device_id, kind  # type: ignore[return-value]
+    for known in TOPIC_KINDS:
+        if kind == known:
+            return device_id, known
+    return None
 
 
 def acl_lines() -> list[str]:

@@ -1,10 +1,10 @@
 """Errors of the edge agent::
 
-    AgentError
-    ├── DeviceError       the device misbehaved: no answer in time, a reply we cannot use (the peer is wrong)
-    │   └── DeviceTimeout no complete reply within the profile's timeout
-    ├── OutboxFull        the outbox quota is reached; the record was not taken (the device keeps it)
-    └── ConfigError       the agent's configuration is unusable (we are wrong)
+AgentError
+├── DeviceError       the device misbehaved: no answer in time, a reply we cannot use (the peer is wrong)
+│   └── DeviceTimeout no complete reply within the profile's timeout
+├── OutboxFull        the outbox quota is reached; the record was not taken (the device keeps it)
+└── ConfigError       the agent's configuration is unusable (we are wrong)
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ import serial
 
 from device_profiles import EnvelopeError, FrameError, Profile, check_record
 from device_profiles.codecs import mtsics
-from device_profiles.records import RECORD_TYPES
+from device_profiles.records import RECORD_TYPES, FieldKind
 
 from .errors import DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)
-_KINDS = {
+_KINDS: dict[str, FieldKind] = {
     **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()},
     **{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
     "ts": "int",
@@ -47,7 +47,7 @@ class MtSicsScale:
         self.spec = profile.mtsics
         self.url = url
         self.frame_errors = 0
-        self._port: serial.SerialBase | None = None
+        self._port: serial.Serial | None = None
         self._buf = bytearray()
         self._recent: deque[bytes] = deque(maxlen=16)  # last frames, dumped on error
 
@@ -56,7 +56,7 @@ class MtSicsScale:
         s = self.profile.serial
         assert s is not None
         try:
-            self._port = serial.serial_for_url(
+            port = serial.serial_for_url(
                 self.url,
                 baudrate=s.baudrate,
                 bytesize=s.bytesize,
@@ -66,6 +66,7 @@ class MtSicsScale:
             )
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"cannot open {self.url}: {exc}") from exc
+        self._port = port
         self._buf.clear()
 
     def close(self) -> None:
@@ -131,7 +132,7 @@ class MtSicsScale:
             raise DeviceError(f"{ext.command}: status {line.status!r}")
         try:
             raw = mtsics.fields_of(line, ext.reply)
-            return {n: mtsics.convert(v, _KINDS[n]) for n, v in raw.items()}  # type: ignore[arg-type]
+            return {n: mtsics.convert(v, _KINDS[n]) for n, v in raw.items()}
         except ValueError as exc:
             raise DeviceError(f"{ext.command}: {exc}") from exc
 
@@ -159,7 +160,7 @@ class MtSicsScale:
                 raise ValueError(f"status {line.status!r}")
             values = mtsics.fields_of(line, ext.reply)
             txn = int(values["txn"]) if values.get("txn", "").isdigit() else None
-            record = {"type": "sale", **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()}}  # type: ignore[arg-type]
+            record = {"type": "sale", **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()}}
             check_record(record)
         except (ValueError, EnvelopeError) as exc:
             raise BadTransaction(f"{ext.command}: {exc}", txn=txn, line=raw_line) from exc

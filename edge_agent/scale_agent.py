@@ -47,7 +47,11 @@ class ScaleAgent:
         self.outbox = Outbox(config.outbox_path, quota_bytes=config.outbox_quota_bytes)
         self.scale = MtSicsScale(config.profile, config.port_url)
         self.publisher = Publisher(
-            device_id=config.device_id, key=config.key, boot=self.boot, outbox=self.outbox, broker=config.broker
+            device_id=config.device_id,
+            key=config.key,
+            boot=self.boot,
+            outbox=self.outbox,
+            broker=config.broker,
         )
         self.taken = 0
         self.bad_transactions = 0

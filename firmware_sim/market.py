@@ -57,7 +57,13 @@ class Market:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        ratios = {"cheat_chip": 1.10, "remote_control": 1.15, "recalibration": 1.075, "price_math": 1.0, "throw": 1.0}
+        ratios = {
+            "cheat_chip": 1.10,
+            "remote_control": 1.15,
+            "recalibration": 1.075,
+            "price_math": 1.0,
+            "throw": 1.0,
+        }
         for i in range(self.n_scales):
             cheat = None
             if i < self.cheaters:

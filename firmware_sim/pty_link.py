@@ -8,6 +8,7 @@ answered with ``ES`` (syntax error), as a real indicator does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -44,10 +45,8 @@ class PtyLineServer:
         self._stop.set()
         self._thread.join(timeout=2)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> PtyLineServer:
         return self.start()

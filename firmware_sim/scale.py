@@ -72,7 +72,7 @@ class ScaleFirmware:
         return self.profile.metrology.d_mg
 
     def _quantise(self, mg: float) -> int:
-        return int(round(mg / self.d_mg)) * self.d_mg
+        return round(mg / self.d_mg) * self.d_mg
 
     def _honest_reading(self, true_mg: int) -> float:
         # An honest scale reads within the initial-verification MPE at low loads: σ = e/6, clipped at ±e/2.
@@ -81,9 +81,11 @@ class ScaleFirmware:
 
     def _raw_counts(self, signal_mg: float) -> int:
         noise = self.rng.gauss(0.0, 2.0)
-        return int(round(self.zero_counts + self.true_coefficient * signal_mg / 1_000_000 + noise))
+        return round(self.zero_counts + self.true_coefficient * signal_mg / 1_000_000 + noise)
 
-    def sell(self, *, ts_ms: int, plu: str, true_net_mg: int, unit_price_fen_per_kg: int, tare_mg: int = 0) -> dict[str, Any]:
+    def sell(
+        self, *, ts_ms: int, plu: str, true_net_mg: int, unit_price_fen_per_kg: int, tare_mg: int = 0
+    ) -> dict[str, Any]:
         """Register one sale of goods of true net mass ``true_net_mg`` and keep it in transaction memory."""
         cheat = self.cheat.kind if self.cheat else None
         ratio = self.cheat.ratio if self.cheat else 1.0
@@ -169,6 +171,9 @@ class ScaleFirmware:
 
     @staticmethod
     def _reply(cmd: str, names: list[str], values: dict[str, Any]) -> bytes:
-        kinds = {**{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
-                 **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()}, "ts": "int"}
+        kinds = {
+            **{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
+            **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()},
+            "ts": "int",
+        }
         return mtsics.encode(cmd, "A", *(mtsics.render(values[n], kinds[n]) for n in names))

@@ -73,29 +73,32 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         write_device_file(
             devices_path,
             {
-                s.device_id: {"key": keys[s.device_id].hex(), "profile": profile.id,
-                              "scale": market.verification_facts(s)}
+                s.device_id: {
+                    "key": keys[s.device_id].hex(),
+                    "profile": profile.id,
+                    "scale": market.verification_facts(s),
+                }
                 for s in market.stalls
             },
         )
         devices = DeviceFile.load(devices_path)
         settings = IngestSettings(
-            mqtt_host=mqtt_host, mqtt_port=mqtt_port, influx_url=influx_url, influx_db=opts.influx_db,
-            mqtt_client_id="zhijian-demo-ingest", batch_max_ms=100,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            influx_url=influx_url,
+            influx_db=opts.influx_db,
+            mqtt_client_id="zhijian-demo-ingest",
+            batch_max_ms=100,
         )
-        pipeline = Pipeline(key_for=devices.key_for, facts=devices.facts, store=influx,
-                            dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"))
+        pipeline = Pipeline(
+            key_for=devices.key_for,
+            facts=devices.facts,
+            store=influx,
+            dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
+        )
         worker = IngestWorker(settings, pipeline).start()
         stack.callback(worker.stop)
-        agents = []
-        for stall in market.stalls:
-            agent = ScaleAgent(ScaleAgentConfig(
-                device_id=stall.device_id, key=keys[stall.device_id], profile=profile,
-                port_url=stall.server.port, outbox_path=opts.data_dir / f"outbox-{stall.device_id}.sqlite",
-                broker=BrokerConfig(host=mqtt_host, port=mqtt_port),
-            ))
-            agents.append(agent.start())
-        stack.callback(lambda: [a.stop(drain_s=3) for a in agents])
+        agents = _start_agents(stack, market, keys, opts.data_dir, BrokerConfig(host=mqtt_host, port=mqtt_port))
 
         console.print(
             f"Market of {opts.scales} scales ({opts.cheaters} cheating), about {opts.sales_per_s:g} sales/s, "
@@ -124,6 +127,27 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     return stored
 
 
+def _start_agents(
+    stack: ExitStack, market: Market, keys: dict[str, bytes], data_dir: Path, broker: BrokerConfig
+) -> list[ScaleAgent]:
+    """One edge agent per stall, reading the stall's scale over its pty; each stopped by ``stack``."""
+    agents = []
+    for stall in market.stalls:
+        agent = ScaleAgent(
+            ScaleAgentConfig(
+                device_id=stall.device_id,
+                key=keys[stall.device_id],
+                profile=market.profile,
+                port_url=stall.server.port,
+                outbox_path=data_dir / f"outbox-{stall.device_id}.sqlite",
+                broker=broker,
+            )
+        )
+        agents.append(agent.start())
+        stack.callback(agent.stop, drain_s=3)
+    return agents
+
+
 def _in_flight(market: Market, agents: list[ScaleAgent], pipeline: Pipeline) -> bool:
     made = sum(s.sales for s in market.stalls)
     return pipeline.accepted_records < made + len(agents)
@@ -139,9 +163,14 @@ def _progress(market: Market, agents: list[ScaleAgent], pipeline: Pipeline, elap
     for col in ("sales", "taken", "outbox", "messages", "records", "points", "flagged", "rejected"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(made), str(sum(a.taken for a in agents)), str(sum(a.outbox.depth for a in agents)),
-        str(pipeline.received), str(pipeline.accepted_records), str(pipeline.stored_points),
-        str(pipeline.flagged), str(sum(pipeline.rejected.values())),
+        str(made),
+        str(sum(a.taken for a in agents)),
+        str(sum(a.outbox.depth for a in agents)),
+        str(pipeline.received),
+        str(pipeline.accepted_records),
+        str(pipeline.stored_points),
+        str(pipeline.flagged),
+        str(sum(pipeline.rejected.values())),
     )
     rules = Table(title="flags by rule", show_header=True)
     rules.add_column("rule")
@@ -164,15 +193,26 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
     for stall in market.stalls:
         row = sales.get(stall.device_id, {})
         found = ", ".join(f"{k} {v}" for k, v in sorted(by_device.get(stall.device_id, Counter()).items()))
-        table.add_row(stall.device_id, stall.cheat.kind if stall.cheat else "honest", str(row.get("sales", 0)),
-                      f"{row.get('fen', 0) / 100:.2f}", found or "-")
+        table.add_row(
+            stall.device_id,
+            stall.cheat.kind if stall.cheat else "honest",
+            str(row.get("sales", 0)),
+            f"{row.get('fen', 0) / 100:.2f}",
+            found or "-",
+        )
     console.print(table)
-    console.print("Remote-control scales inflate the load-cell signal itself, so no single sale shows it; they are "
-                  "caught by re-weighs and per-stall change detection (the anti-cheat engine's stateful rules).")
+    console.print(
+        "Remote-control scales inflate the load-cell signal itself, so no single sale shows it; they are "
+        "caught by re-weighs and per-stall change detection (the anti-cheat engine's stateful rules)."
+    )
     stored = sum(int(r.get("sales", 0)) for r in sales.values())
     console.print(f"[bold]{stored}[/] sales stored in InfluxDB database [bold]{db}[/] at {url}.")
     console.print("Look at the data with InfluxQL, e.g.:")
-    console.print(f"  curl -sG '{url}/query' --data-urlencode 'db={db}' "
-                  f"--data-urlencode 'q={QUERIES['flags_by_rule']}'", soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"  curl -sG '{url}/query' --data-urlencode 'db={db}' --data-urlencode 'q={QUERIES['flags_by_rule']}'",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
     console.print("Grafana dashboards over the same queries: see docs/ (dashboards package).")
     return stored

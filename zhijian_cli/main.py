@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -57,8 +58,15 @@ def demo(
 
     _logging(verbose)
     opts = DemoOptions(
-        duration_s=duration, scales=scales, cheaters=min(cheaters, scales), sales_per_s=rate, data_dir=data_dir,
-        mqtt_host=mqtt_host, mqtt_port=mqtt_port, influx_url=influx_url, influx_db=influx_db,
+        duration_s=duration,
+        scales=scales,
+        cheaters=min(cheaters, scales),
+        sales_per_s=rate,
+        data_dir=data_dir,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        influx_url=influx_url,
+        influx_db=influx_db,
     )
     try:
         stored = run_demo(opts, console)
@@ -80,7 +88,9 @@ def profiles_list() -> None:
 
 
 @profiles_app.command("check")
-def profiles_check(files: Annotated[list[Path], typer.Argument(help="Profile YAML files to validate.")]) -> None:
+def profiles_check(
+    files: Annotated[list[Path], typer.Argument(help="Profile YAML files to validate.")],
+) -> None:
     """Validate profile files; errors name the file and the field."""
     failed = 0
     for path in files:
@@ -101,27 +111,43 @@ def ingest_run(
 ) -> None:
     """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
     (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md)."""
-    from cloud_ingest import DeadLetters, DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
+    from cloud_ingest import (
+        DeadLetters,
+        DeviceFile,
+        InfluxClient,
+        IngestError,
+        IngestSettings,
+        IngestWorker,
+        Pipeline,
+    )
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = IngestSettings()
     try:
         devices = DeviceFile.load(settings.devices_file)
     except IngestError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    influx = InfluxClient(settings.influx_url, settings.influx_db, username=settings.influx_username,
-                          password=settings.influx_password)
+    influx = InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_username,
+        password=settings.influx_password,
+    )
     influx.create_database()
-    pipeline = Pipeline(key_for=devices.key_for, facts=devices.facts, store=influx,
-                        dead_letters=DeadLetters(settings.dead_letter_path))
+    pipeline = Pipeline(
+        key_for=devices.key_for,
+        facts=devices.facts,
+        store=influx,
+        dead_letters=DeadLetters(settings.dead_letter_path),
+    )
     worker = IngestWorker(settings, pipeline).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         done.wait()
-    except KeyboardInterrupt:
-        pass
     worker.stop()
     influx.close()

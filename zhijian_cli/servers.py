@@ -9,12 +9,12 @@ which names the Debian package to install.
 from __future__ import annotations
 
 import getpass
-from abc import ABC, abstractmethod
 import os
 import shutil
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 

@@ -8,6 +8,7 @@ syntax: a response's first token repeats the command and its second is the statu
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,13 +138,13 @@ def convert(token: str, kind: FieldKind) -> int | float | str | bool:
         return int(token)
     if kind == "float":
         value = float(token)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"not a finite number: {token!r}")
         return value
     if kind == "bool":
-        if token not in ("0", "1"):
+        if token not in {"0", "1"}:
             raise ValueError(f"not 0 or 1: {token!r}")
-        return token == "1"
+        return token == "1"  # noqa: S105 (not a password)
     return token
 
 

@@ -8,24 +8,43 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_profiles import REJECT_REASONS, EnvelopeError, IntegrityError, amount_fen, decode, encode
-from device_profiles import topics
+from device_profiles import REJECT_REASONS, EnvelopeError, IntegrityError, amount_fen, decode, encode, topics
+from device_profiles.envelope import sign
 
 KEY = b"k" * 32
 BOOT = "0123456789abcdef0123456789abcdef"
 
 
 def sale(**over):
-    rec = {"type": "sale", "ts": 1_764_000_000_000, "txn": 1, "plu": "1001", "net_mg": 275_000, "tare_mg": 0,
-           "unit_price_fen_per_kg": 12_300, "amount_fen": 3383, "stable": True, "stable_ms": 800,
-           "raw_counts": 125_500, "zero_counts": 120_000, "calibration_events": 3, "configuration_events": 7}
+    rec = {
+        "type": "sale",
+        "ts": 1_764_000_000_000,
+        "txn": 1,
+        "plu": "1001",
+        "net_mg": 275_000,
+        "tare_mg": 0,
+        "unit_price_fen_per_kg": 12_300,
+        "amount_fen": 3383,
+        "stable": True,
+        "stable_ms": 800,
+        "raw_counts": 125_500,
+        "zero_counts": 120_000,
+        "calibration_events": 3,
+        "configuration_events": 7,
+    }
     rec.update(over)
     return rec
 
 
 def payload(records=None, device="scale-0001", key=KEY, **over) -> bytes:
-    doc = {"device": device, "boot": BOOT, "seq": 10, "sent_ms": 1_764_000_000_500,
-           "records": records if records is not None else [sale()], **over}
+    doc = {
+        "device": device,
+        "boot": BOOT,
+        "seq": 10,
+        "sent_ms": 1_764_000_000_500,
+        "records": records if records is not None else [sale()],
+        **over,
+    }
     return encode(key=key, **doc)
 
 
@@ -59,8 +78,6 @@ def test_tag_is_over_the_exact_bytes() -> None:
 
 def resign(doc: dict) -> bytes:
     body = json.dumps(doc, separators=(",", ":")).encode()[:-1]
-    from device_profiles.envelope import sign
-
     return body + b',"tag":"' + sign(KEY, body).encode() + b'"}'
 
 
@@ -72,8 +89,10 @@ def resign(doc: dict) -> bytes:
         (lambda: payload()[:-3] + b'0"}', "bad_tag"),
         (lambda: resign({"v": 2, "device": "scale-0001"}), "schema_version"),
         (lambda: resign({"v": "1"}), "bad_envelope"),
-        (lambda: resign({"v": 1, "device": "scale-0001", "boot": "nope", "seq": 1, "sent_ms": 1, "records": [1]}),
-         "bad_envelope"),
+        (
+            lambda: resign({"v": 1, "device": "scale-0001", "boot": "nope", "seq": 1, "sent_ms": 1, "records": [1]}),
+            "bad_envelope",
+        ),
         (lambda: payload(device="scale-0001", seq=-1), "bad_envelope"),
         (lambda: payload(records=[]), "bad_envelope"),
         (lambda: payload(records=[sale(net_mg=1.5)]), "bad_record"),
@@ -83,8 +102,21 @@ def resign(doc: dict) -> bytes:
         (lambda: payload(records=[{k: v for k, v in sale().items() if k != "amount_fen"}]), "bad_record"),
         (lambda: payload(records=[sale(type="teleport")]), "bad_record"),
         (lambda: payload(records=[sale(ts=-5)]), "bad_record"),
-        (lambda: payload(records=[{"type": "soil", "ts": 1, "moisture_pct": 101.0, "temperature_c": 20.0,
-                                   "conductivity_us_cm": 300, "ph": 6.5}]), "bad_record"),
+        (
+            lambda: payload(
+                records=[
+                    {
+                        "type": "soil",
+                        "ts": 1,
+                        "moisture_pct": 101.0,
+                        "temperature_c": 20.0,
+                        "conductivity_us_cm": 300,
+                        "ph": 6.5,
+                    }
+                ]
+            ),
+            "bad_record",
+        ),
     ],
 )
 def test_every_reason(make, reason: str) -> None:
@@ -104,8 +136,6 @@ def test_device_mismatch_and_unknown_device() -> None:
 
 def test_malformed_json_with_a_valid_tag() -> None:
     body = b'{"v":1,"device":'
-    from device_profiles.envelope import sign
-
     with pytest.raises(EnvelopeError, match="malformed_json"):
         decode(body + b',"tag":"' + sign(KEY, body).encode() + b'"}', topic_device="scale-0001", key_for=keys)
 

@@ -92,8 +92,14 @@ def test_encode_round_trips() -> None:
 
 @pytest.mark.parametrize(
     ("mg", "unit", "decimals", "text"),
-    [(275_000, "kg", 3, "0.275"), (-5_000, "kg", 3, "-0.005"), (0, "kg", 3, "0.000"), (1_234_500, "g", 1, "1234.5"),
-     (30_000_000, "kg", 3, "30.000"), (2_500, "g", 0, "3")],
+    [
+        (275_000, "kg", 3, "0.275"),
+        (-5_000, "kg", 3, "-0.005"),
+        (0, "kg", 3, "0.000"),
+        (1_234_500, "g", 1, "1234.5"),
+        (30_000_000, "kg", 3, "30.000"),
+        (2_500, "g", 0, "3"),
+    ],
 )
 def test_weights_are_formatted_and_parsed_in_integers(mg: int, unit: str, decimals: int, text: str) -> None:
     assert mtsics.format_decimal(mg, unit=unit, decimals=decimals) == text
@@ -108,8 +114,16 @@ def test_bad_weights_are_refused(text: str) -> None:
         mtsics.parse_weight(text, "kg")
 
 
-@pytest.mark.parametrize(("token", "kind", "value"), [("17", "int", 17), ("1", "bool", True), ("0", "bool", False),
-                                                      ("20000.5", "float", 20000.5), ("x y", "str", "x y")])
+@pytest.mark.parametrize(
+    ("token", "kind", "value"),
+    [
+        ("17", "int", 17),
+        ("1", "bool", True),
+        ("0", "bool", False),
+        ("20000.5", "float", 20000.5),
+        ("x y", "str", "x y"),
+    ],
+)
 def test_convert_and_render(token: str, kind, value) -> None:
     assert mtsics.convert(token, kind) == value
     rendered = mtsics.render(value, kind)

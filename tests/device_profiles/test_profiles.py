@@ -17,9 +17,17 @@ SHIPPED = Path(device_profiles.__file__).parent / "profiles"
 
 def test_the_shipped_models_are_all_there() -> None:
     kinds = {(p.kind, p.protocol) for p in builtin_profiles().values()}
-    assert {("scale", "mt-sics"), ("scale", "toledo-continuous"), ("sensor", "modbus"), ("gps", "nmea-0183"),
-            ("rapid_test", "zj-rapid-test")} <= kinds
-    assert {builtin("soil-rs485").modbus.record_type, builtin("air-rs485").modbus.record_type} == {"soil", "air"}
+    assert {
+        ("scale", "mt-sics"),
+        ("scale", "toledo-continuous"),
+        ("sensor", "modbus"),
+        ("gps", "nmea-0183"),
+        ("rapid_test", "zj-rapid-test"),
+    } <= kinds
+    assert {builtin("soil-rs485").modbus.record_type, builtin("air-rs485").modbus.record_type} == {
+        "soil",
+        "air",
+    }
 
 
 @pytest.mark.parametrize("profile_id", PROFILES)
@@ -55,10 +63,18 @@ def _write_broken(tmp_path: Path, profile_id: str, mutate) -> Path:
     ("profile_id", "mutate", "field", "words"),
     [
         ("soil-rs485", lambda d: d["modbus"]["registers"][1].update(unit="°F"), "modbus", "unit"),
-        ("soil-rs485", lambda d: d["modbus"]["registers"][2].update(address=-1), "modbus.registers.2.address",
-         "greater than or equal"),
-        ("soil-rs485", lambda d: d["modbus"]["registers"][0].update(scal=0.1), "modbus.registers.0.scal",
-         "not permitted"),
+        (
+            "soil-rs485",
+            lambda d: d["modbus"]["registers"][2].update(address=-1),
+            "modbus.registers.2.address",
+            "greater than or equal",
+        ),
+        (
+            "soil-rs485",
+            lambda d: d["modbus"]["registers"][0].update(scal=0.1),
+            "modbus.registers.0.scal",
+            "not permitted",
+        ),
         ("zj-pcs-30", lambda d: d["metrology"].update(d_mg=1000), "metrology", "must equal d"),
         ("zj-pcs-30", lambda d: d["metrology"].update(min_g=50), "metrology", "Min must be 20 e"),
         ("zj-pcs-30", lambda d: d["mtsics"]["extensions"].pop("counters"), "mtsics", "counters"),

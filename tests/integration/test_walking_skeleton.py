@@ -39,8 +39,19 @@ def test_sales_travel_from_serial_line_to_influxdb(
     device, key = "scale-0001", secrets.token_bytes(32)
     firmware = ScaleFirmware(profile, seed=7)
     lock = threading.Lock()
-    devices = DeviceFile({device: {"key": key.hex(), "scale": {"coefficient": firmware.coefficient, "e_mg": 5000,
-                                                               "calibration_events": 3, "configuration_events": 7}}})
+    devices = DeviceFile(
+        {
+            device: {
+                "key": key.hex(),
+                "scale": {
+                    "coefficient": firmware.coefficient,
+                    "e_mg": 5000,
+                    "calibration_events": 3,
+                    "configuration_events": 7,
+                },
+            }
+        }
+    )
     pipeline = Pipeline(key_for=devices.key_for, facts=devices.facts, store=influx)
     settings = IngestSettings(mqtt_port=mosquitto.port, mqtt_client_id=f"ingest-{tmp_path.name}", batch_max_ms=50)
     worker = IngestWorker(settings, pipeline).start()
@@ -66,8 +77,14 @@ def test_sales_travel_from_serial_line_to_influxdb(
                     price = 12_300 if i == 0 else 800 + 37 * i
                     mass = 275_000 if i == 0 else 150_000 + 9_973 * i
                     # equal timestamps in pairs: distinct records must still not collide
-                    sold.append(firmware.sell(ts_ms=t0 + (i // 2) * 1000, plu=f"P{i % 7}", true_net_mg=mass,
-                                              unit_price_fen_per_kg=price))
+                    sold.append(
+                        firmware.sell(
+                            ts_ms=t0 + (i // 2) * 1000,
+                            plu=f"P{i % 7}",
+                            true_net_mg=mass,
+                            unit_price_fen_per_kg=price,
+                        )
+                    )
             assert wait_for(lambda: pipeline.accepted_records >= n_sales + 1), (
                 f"only {pipeline.accepted_records} records arrived; rejected {dict(pipeline.rejected)}"
             )
@@ -81,7 +98,10 @@ def test_sales_travel_from_serial_line_to_influxdb(
         row = by_txn[s["txn"]]
         assert row["device"] == device
         assert (row["net_mg"], row["amount_fen"], row["unit_price_fen_per_kg"]) == (
-            s["net_mg"], s["amount_fen"], s["unit_price_fen_per_kg"])
+            s["net_mg"],
+            s["amount_fen"],
+            s["unit_price_fen_per_kg"],
+        )
         assert row["amount_fen"] == amount_fen(row["net_mg"], row["unit_price_fen_per_kg"])
     first = by_txn[1]
     assert first["amount_fen"] == 3383 or first["net_mg"] != 275_000  # 33.83 yuan when the scale read 0.275 kg

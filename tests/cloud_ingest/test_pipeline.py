@@ -1,0 +1,73 @@
+"""The ingest pipeline on a real influxd: rejections by reason with dead letters, dedupe, flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from anti_cheat import ScaleFact, ScaleFacts
+from cloud_ingest import InfluxClient, Pipeline, StoreUnavailable
+from device_profiles import encode
+from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
+
+TOPIC = "zhijian/v1/scale-0001/data"
+
+
+def make(influx: InfluxClient) -> Pipeline:
+    facts = ScaleFacts()
+    facts.set(
+        "scale-0001",
+        ScaleFact(coefficient=20_000.0, e_mg=5_000, calibration_events=3, configuration_events=7),
+    )
+    return Pipeline(key_for=keys, facts=facts, store=influx)
+
+
+def test_bad_payloads_are_counted_by_reason_and_kept(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    good = payload()
+    batch = [
+        (TOPIC, good),
+        ("zhijian/v1/scale-0001/status", good),
+        (TOPIC, b"not json at all"),
+        (TOPIC, good.replace(b"3383", b"3384")),
+        ("zhijian/v1/scale-0002/data", good),
+        (TOPIC, payload(records=[sale(net_mg="heavy")])),
+    ]
+    pipe.process(batch)
+    assert pipe.rejected == {
+        "bad_topic": 1,
+        "missing_tag": 1,
+        "bad_tag": 1,
+        "unknown_device": 1,
+        "bad_record": 1,
+    }
+    assert pipe.accepted_records == 1 and pipe.received == 6
+    kept = pipe.dead_letters.rows()
+    assert [r for _, r, _ in kept] == ["bad_topic", "missing_tag", "bad_tag", "unknown_device", "bad_record"]
+    assert kept[1][2] == b"not json at all"
+    assert len(influx.rows("SELECT * FROM sale")) == 1
+
+
+def test_redelivery_is_stored_once(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    raw = encode(device="scale-0001", boot=BOOT, seq=7, sent_ms=1, records=[sale(txn=i) for i in range(4)], key=KEY)
+    pipe.process([(TOPIC, raw)])
+    pipe.process([(TOPIC, raw), (TOPIC, raw)])
+    assert sorted(r["seq"] for r in influx.rows("SELECT seq FROM sale")) == [7, 8, 9, 10]
+
+
+def test_flags_are_stored_with_reasons(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    honest = sale(raw_counts=120_000 + 5_500)  # 0.275 kg at 20 000 counts/kg
+    chip = sale(txn=2, raw_counts=120_000 + 5_000)  # counts say 0.250 kg, display says 0.275 kg
+    flags = pipe.process([(TOPIC, payload(records=[honest, chip]))])
+    assert [(f.seq, f.rule) for f in flags] == [(11, "coefficient")]
+    rows = influx.rows("SELECT * FROM flag")
+    assert len(rows) == 1 and rows[0]["rule"] == "coefficient" and rows[0]["seq"] == 11
+    assert "mg" in rows[0]["reason_en"] and "毫克" in rows[0]["reason_zh"]
+
+
+def test_store_down_raises_so_nothing_is_acknowledged() -> None:
+    dead = InfluxClient("http://127.0.0.1:9", "x", retries=1, timeout_s=0.5)
+    pipe = Pipeline(key_for=keys, facts=ScaleFacts(), store=dead)
+    with pytest.raises(StoreUnavailable):
+        pipe.process([(TOPIC, payload())])

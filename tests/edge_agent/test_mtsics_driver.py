@@ -1,0 +1,114 @@
+"""The MT-SICS driver against the scale firmware over a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from device_profiles import builtin
+from device_profiles.codecs import mtsics
+from edge_agent import BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, ScaleAgent, ScaleAgentConfig
+from firmware_sim import Cheat, PtyLineServer, ScaleFirmware
+
+PROFILE = builtin("zj-pcs-30")
+
+
+class Switchable:
+    """Wraps a firmware: can go silent (unplugged) or answer with garbage first."""
+
+    def __init__(self, firmware: ScaleFirmware) -> None:
+        self.firmware = firmware
+        self.silent = False
+        self.garbage = b""
+
+    def __call__(self, line: mtsics.Line) -> bytes:
+        if self.silent:
+            return b""
+        reply = self.garbage + self.firmware.respond(line)
+        self.garbage = b""
+        return reply
+
+
+@pytest.fixture
+def scale():
+    fw = ScaleFirmware(PROFILE, seed=11, cheat=Cheat("price_math"))
+    responder = Switchable(fw)
+    lock = threading.Lock()
+    with PtyLineServer(responder, lock=lock, name="t") as server:
+        driver = MtSicsScale(PROFILE, server.port)
+        yield fw, responder, driver, server
+        driver.close()
+
+
+def test_state_transactions_and_acks(scale) -> None:
+    fw, _, driver, _ = scale
+    state = driver.read_state(ts_ms=5)
+    assert state["type"] == "scale_state" and state["accuracy_class"] == "III"
+    assert (state["max_g"], state["e_mg"], state["d_mg"], state["min_g"]) == (30_000, 5_000, 5_000, 100)
+    assert state["software_id"] == fw.software_id and state["calibration_events"] == fw.calibration_events
+    assert driver.take_transaction() is None
+    sold = [fw.sell(ts_ms=10 + i, plu="3001", true_net_mg=500_000 + i, unit_price_fen_per_kg=650) for i in range(3)]
+    for expected in sold:
+        got = driver.take_transaction()
+        assert got == {"type": "sale", **expected}
+        driver.ack_transaction(got["txn"])
+    assert driver.take_transaction() is None
+
+
+def test_garbage_before_a_reply_is_skipped_and_counted(scale) -> None:
+    fw, responder, driver, _ = scale
+    fw.sell(ts_ms=1, plu="1", true_net_mg=200_000, unit_price_fen_per_kg=1000)
+    responder.garbage = b"\xff\xfe\x00noise\r\nS S 9.999 kg\r\n"
+    got = driver.take_transaction()
+    assert got is not None and got["txn"] == 1
+    assert driver.frame_errors == 1  # the non-ASCII line; the stale 'S' reply is skipped
+
+
+def test_silence_is_a_timeout_and_a_wrong_ack_an_error(scale) -> None:
+    _, responder, driver, _ = scale
+    with pytest.raises(DeviceError):
+        driver.ack_transaction(99)  # 'XTA L': nothing to acknowledge
+    responder.silent = True
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeout):
+        driver.take_transaction()
+    assert time.monotonic() - started < PROFILE.serial.timeout_s + 0.5
+
+
+def test_agent_logs_a_lost_scale_once_and_its_return_once(scale, tmp_path: Path, caplog, mosquitto) -> None:
+    fw, responder, _, server = scale
+    agent = ScaleAgent(
+        ScaleAgentConfig(
+            device_id="scale-0009",
+            key=secrets.token_bytes(32),
+            profile=PROFILE,
+            port_url=server.port,
+            outbox_path=tmp_path / "o.sqlite",
+            broker=BrokerConfig(port=mosquitto.port),
+            poll_interval_s=0.02,
+        )
+    )
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    agent.start()
+    try:
+        responder.silent = True
+        deadline = time.monotonic() + 10
+        while agent.device_up and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.5)  # several more failed polls
+        responder.silent = False
+        fw.sell(ts_ms=1, plu="1", true_net_mg=200_000, unit_price_fen_per_kg=1000)
+        deadline = time.monotonic() + 15
+        while agent.taken < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        agent.stop(drain_s=2)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("went away" in m for m in msgs) == 1
+    assert sum("is back" in m for m in msgs) == 1
+    assert agent.taken == 1
