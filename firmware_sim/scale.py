@@ -50,6 +50,7 @@ class ScaleFirmware:
     configuration_events: int = 7
     software_id: str = "ZJ-PCS-FW 2.1.0 crc=5A3C"
     cheat: Cheat | None = None
+    noise_sigma_e: float = 1 / 6  # honest reading error, in e (0: exact readings, for tests)
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     next_txn: int = 1
     load_mg: int = 0
@@ -77,7 +78,7 @@ class ScaleFirmware:
     def _honest_reading(self, true_mg: int) -> float:
         # An honest scale reads within the initial-verification MPE at low loads: σ = e/6, clipped at ±e/2.
         half_e = self.d_mg / 2
-        return true_mg + max(-half_e, min(half_e, self.rng.gauss(0.0, self.d_mg / 6)))
+        return true_mg + max(-half_e, min(half_e, self.rng.gauss(0.0, self.d_mg * self.noise_sigma_e)))
 
     def _raw_counts(self, signal_mg: float) -> int:
         noise = self.rng.gauss(0.0, 2.0)

@@ -214,5 +214,5 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
         highlight=False,
         markup=False,
     )
-    console.print("Grafana dashboards over the same queries: see docs/ (dashboards package).")
+    console.print("These queries live in the dashboards package; Grafana provisioning over them is still to come.")
     return stored

@@ -23,6 +23,14 @@ import httpx
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
 
 
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so that Linux sends the server SIGTERM when the process that started it dies, even
+    by SIGKILL, and a killed test run or demo leaves no server behind. Uses util-linux's ``setpriv``
+    (essential on Debian) rather than a ``preexec_fn``, which is unsafe once threads run."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
+
+
 class ServerError(Exception):
     """A server could not be started."""
 
@@ -61,7 +69,9 @@ class _Server(ABC):
 
     def _spawn(self, argv: list[str], cwd: Path) -> None:
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                _die_with_parent(argv), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     @abstractmethod
     def _ready(self) -> bool:

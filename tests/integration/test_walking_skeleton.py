@@ -37,7 +37,7 @@ def test_sales_travel_from_serial_line_to_influxdb(
     n_sales = 60
     profile = builtin("zj-pcs-30")
     device, key = "scale-0001", secrets.token_bytes(32)
-    firmware = ScaleFirmware(profile, seed=7)
+    firmware = ScaleFirmware(profile, seed=7, noise_sigma_e=0.0)
     lock = threading.Lock()
     devices = DeviceFile(
         {
@@ -103,8 +103,8 @@ def test_sales_travel_from_serial_line_to_influxdb(
             s["unit_price_fen_per_kg"],
         )
         assert row["amount_fen"] == amount_fen(row["net_mg"], row["unit_price_fen_per_kg"])
-    first = by_txn[1]
-    assert first["amount_fen"] == 3383 or first["net_mg"] != 275_000  # 33.83 yuan when the scale read 0.275 kg
+    first = by_txn[1]  # the contract's test vector, end to end: 0.275 kg × 123.00 yuan/kg = 33.83 yuan
+    assert (first["net_mg"], first["unit_price_fen_per_kg"], first["amount_fen"]) == (275_000, 12_300, 3383)
     assert [r["seq"] for r in influx.rows("SELECT seq FROM scale_state")] == [1]
     assert influx.rows("SELECT count(*) FROM flag") == []  # an honest scale raises no flag
     assert pipeline.rejected == {}

@@ -40,3 +40,36 @@ def test_demo_stores_sales_and_leaves_no_process(tmp_path: Path) -> None:
     assert "sales stored in InfluxDB" in text and "price_math" in text
     left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True, check=False)
     assert left.stdout == "", f"processes left behind: {left.stdout}"
+
+
+def test_a_missing_server_binary_names_its_package() -> None:
+    from zhijian_cli.servers import MissingBinary, find_binary
+
+    with pytest.raises(MissingBinary, match=r"apt-get install zhijian-nonexistent"):
+        find_binary("zhijian-nonexistent-server", "zhijian-nonexistent")
+
+
+@pytest.mark.integration
+def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from zhijian_cli.servers import MosquittoServer\n"
+        f"s = MosquittoServer(Path({str(tmp_path)!r})).start()\n"
+        "print(s.port, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip().isdigit()
+    assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, check=False).returncode == 0
+    proc.kill()  # SIGKILL: no cleanup code runs in the parent
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, check=False).returncode != 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("mosquitto outlived the process that started it")
