@@ -65,6 +65,9 @@ class ScaleAgent:
         return self
 
     def stop(self, *, drain_s: float = 0.0) -> None:
+        """Stop reading, publish what the outbox holds for up to ``drain_s``, close. Safe to call twice."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=5)
         self.scale.close()

@@ -7,6 +7,7 @@ agent per scale; shows live progress, then stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -44,6 +45,7 @@ class DemoOptions:
     influx_url: str | None = None
     influx_db: str = "zhijian"
     seed: int = 2026
+    keep_serving: bool = False
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
@@ -104,27 +106,41 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             f"Market of {opts.scales} scales ({opts.cheaters} cheating), about {opts.sales_per_s:g} sales/s, "
             f"for {opts.duration_s:g} s. Ctrl-C stops early."
         )
-        started = time.monotonic()
-        interval = 1.0 / opts.sales_per_s
-        next_sale = started
-        try:
-            with Live(console=console, refresh_per_second=4) as live:
-                while (now := time.monotonic()) - started < opts.duration_s:
-                    while next_sale <= now:
-                        market.tick()
-                        next_sale += interval
-                    live.update(_progress(market, agents, pipeline, now - started))
-                    time.sleep(0.05)
-                # let the last sales reach InfluxDB before the summary
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and _in_flight(market, agents, pipeline):
-                    live.update(_progress(market, agents, pipeline, time.monotonic() - started))
-                    time.sleep(0.1)
-        except KeyboardInterrupt:
-            console.print("[yellow]Interrupted; stopping.[/]")
+        _run_market(opts, console, market, agents, pipeline)
         stored = _summary(console, market, influx, influx_url, opts.influx_db)
+        if opts.keep_serving:
+            for agent in agents:  # the market is closed; keep only broker, ingest and InfluxDB
+                agent.stop()
+            console.print(f"Broker and InfluxDB stay up for queries ({influx_url}); Ctrl-C stops them.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(1)
     console.print("All demo processes stopped.")
     return stored
+
+
+def _run_market(
+    opts: DemoOptions, console: Console, market: Market, agents: list[ScaleAgent], pipeline: Pipeline
+) -> None:
+    """Make sales at the chosen rate for the chosen time, showing progress; then let the last ones land."""
+    started = time.monotonic()
+    interval = 1.0 / opts.sales_per_s
+    next_sale = started
+    try:
+        with Live(console=console, refresh_per_second=4) as live:
+            while (now := time.monotonic()) - started < opts.duration_s:
+                while next_sale <= now:
+                    market.tick()
+                    next_sale += interval
+                live.update(_progress(market, agents, pipeline, now - started))
+                time.sleep(0.05)
+            # let the last sales reach InfluxDB before the summary
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _in_flight(market, agents, pipeline):
+                live.update(_progress(market, agents, pipeline, time.monotonic() - started))
+                time.sleep(0.1)
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted; stopping.[/]")
 
 
 def _start_agents(
@@ -207,7 +223,7 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
     )
     stored = sum(int(r.get("sales", 0)) for r in sales.values())
     console.print(f"[bold]{stored}[/] sales stored in InfluxDB database [bold]{db}[/] at {url}.")
-    console.print("Look at the data with InfluxQL, e.g.:")
+    console.print("Look at the data with InfluxQL (run the demo with --keep-serving to keep InfluxDB up), e.g.:")
     console.print(
         f"  curl -sG '{url}/query' --data-urlencode 'db={db}' --data-urlencode 'q={QUERIES['flags_by_rule']}'",
         soft_wrap=True,

@@ -50,6 +50,9 @@ def demo(
     mqtt_port: Annotated[int, typer.Option(help="Port of --mqtt-host.")] = 1883,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (1.x API) instead of starting one.")] = None,
     influx_db: Annotated[str, typer.Option(help="InfluxDB database to write to.")] = "zhijian",
+    keep_serving: Annotated[
+        bool, typer.Option(help="After the market closes, keep broker and InfluxDB up for queries until Ctrl-C.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
     """Run the whole system locally: broker, InfluxDB, ingest, and a market of simulated scales, some
@@ -67,6 +70,7 @@ def demo(
         mqtt_port=mqtt_port,
         influx_url=influx_url,
         influx_db=influx_db,
+        keep_serving=keep_serving,
     )
     try:
         stored = run_demo(opts, console)
