@@ -2,7 +2,9 @@
 
 :meth:`Pipeline.process` either stores the whole batch or raises :class:`StoreUnavailable`; the caller
 acknowledges the batch's messages to the broker only after it returns, so nothing is acknowledged before
-it is durable. Rejected payloads are counted per reason and kept, bytes and all, as dead letters.
+it is durable. Rejected payloads are counted per reason and kept, bytes and all, as dead letters: the
+reasons of :data:`device_profiles.REJECT_REASONS`, plus ``store_rejected`` for a valid message that
+InfluxDB refuses (say, a field whose type differs from what the database already holds).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from device_profiles import EnvelopeError, decode
 from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
 from device_profiles.topics import parse
 
+from .errors import StoreRejected
 from .influx import InfluxClient
 
 log = logging.getLogger(__name__)
@@ -81,10 +84,15 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
-        """Store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
-        lines: list[str] = []
+        """Store a batch of ``(topic, payload)``; returns the anti-cheat flags raised.
+
+        Raises :class:`StoreUnavailable` if InfluxDB cannot take the batch now (retry it; writes are
+        idempotent). If InfluxDB refuses the batch as invalid, messages are written one by one and those it
+        still refuses become dead letters with reason ``store_rejected``, so one bad message cannot stall
+        the stream.
+        """
+        accepted: list[tuple[str, bytes, list[str]]] = []
         sales: list[tuple[str, int, dict[str, Any]]] = []
-        records = 0
         for topic_name, payload in messages:
             self.received += 1
             parsed = parse(topic_name)
@@ -93,26 +101,42 @@ class Pipeline:
                     raise EnvelopeError("bad_topic", topic_name)
                 env = decode(payload, topic_device=parsed[0], key_for=self.key_for)
             except EnvelopeError as exc:
-                self._reject(topic_name, exc, payload)
+                self._reject(topic_name, exc.reason, exc.detail, payload)
                 continue
-            lines.extend(envelope_lines(env.device, env.seq, env.records))
-            records += len(env.records)
+            accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
             sales.extend((env.device, env.seq + i, r) for i, r in enumerate(env.records) if r["type"] == "sale")
         flags = score(columns_from_records(self.facts, sales), self.facts) if sales else []
-        lines.extend(flag_line(f) for f in flags)
-        if lines:
-            self.store.write(lines)
-        self.accepted_records += records
-        self.stored_points += len(lines)
+        flag_lines = [flag_line(f) for f in flags]
+        lines = [line for _, _, msg_lines in accepted for line in msg_lines]
+        try:
+            if lines or flag_lines:
+                self.store.write(lines + flag_lines)
+        except StoreRejected as exc:
+            log.warning("InfluxDB refused a batch of %d messages (%s); writing them one by one", len(accepted), exc)
+            lines = self._write_one_by_one(accepted)
+            self.store.write(flag_lines)
+        self.accepted_records += len(lines)  # one line per record
+        self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
         return flags
 
-    def _reject(self, topic_name: str, exc: EnvelopeError, payload: bytes) -> None:
-        if self.rejected[exc.reason] == 0:
-            log.warning("rejected a payload on %s: %s (logged once per reason)", topic_name, exc)
-        self.rejected[exc.reason] += 1
-        self.dead_letters.add(topic_name, exc.reason, exc.detail, payload)
+    def _write_one_by_one(self, accepted: list[tuple[str, bytes, list[str]]]) -> list[str]:
+        stored: list[str] = []
+        for topic_name, payload, msg_lines in accepted:
+            try:
+                self.store.write(msg_lines)
+            except StoreRejected as exc:
+                self._reject(topic_name, "store_rejected", str(exc), payload)
+            else:
+                stored.extend(msg_lines)
+        return stored
+
+    def _reject(self, topic_name: str, reason: str, detail: str, payload: bytes) -> None:
+        if self.rejected[reason] == 0:
+            log.warning("rejected a payload on %s: %s: %s (logged once per reason)", topic_name, reason, detail)
+        self.rejected[reason] += 1
+        self.dead_letters.add(topic_name, reason, detail, payload)
 
 
 def flag_line(flag: Flag) -> str:

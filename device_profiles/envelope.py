@@ -36,6 +36,8 @@ MAX_RECORDS = 1_000
 _TAG_SUFFIX_LEN = len(',"tag":"') + 64 + len('"}')
 _TAG_SUFFIX_RE = re.compile(rb',"tag":"([0-9a-f]{64})"\}\Z')
 _BOOT_RE = re.compile(r"^[0-9a-f]{32}$")
+#: Values of tag fields: no white space, commas, equals signs, quotes or backslashes (line-protocol safe).
+TAG_VALUE_RE = re.compile(r'[^\s,="\\]*')
 
 Record = dict[str, Any]
 
@@ -148,7 +150,8 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
     """Check one record against :data:`RECORD_TYPES`; raises ``EnvelopeError('bad_record')``."""
     if not isinstance(rec, dict):
         raise EnvelopeError("bad_record", f"{where} is not an object")
-    rtype = RECORD_TYPES.get(rec.get("type"))  # type: ignore[arg-type]
+    type_name = rec.get("type")
+    rtype = RECORD_TYPES.get(type_name) if isinstance(type_name, str) else None
     if rtype is None:
         raise EnvelopeError("bad_record", f"{where}.type {rec.get('type')!r} is not a record type")
     ts = rec.get("ts")
@@ -165,8 +168,10 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
             continue
         ok = {
             "int": type(value) is int,
-            "float": type(value) in (int, float) and math.isfinite(value),
-            "str": isinstance(value, str) and len(value) <= spec.max_len,
+            "float": type(value) is int or (type(value) is float and math.isfinite(value)),
+            "str": isinstance(value, str)
+            and len(value) <= spec.max_len
+            and (not spec.tag or TAG_VALUE_RE.fullmatch(value) is not None),
             "bool": type(value) is bool,
         }[spec.kind]
         if not ok:

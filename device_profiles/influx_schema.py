@@ -62,7 +62,8 @@ def record_line(device: str, seq: int, record: Mapping[str, Any], extra_tags: Ma
             if value != "":
                 tags[name] = str(value)
         else:
-            fields.append(f"{name}={format_field(value)}")
+            # a float field keeps its type when a device sends 20 instead of 20.0 (InfluxDB refuses type changes)
+            fields.append(f"{name}={format_field(float(value) if spec.kind == 'float' else value)}")
     tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
     return f"{rtype.measurement},{tag_text} {','.join(fields)} {point_time_ns(record['ts'], seq)}"
 

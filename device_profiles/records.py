@@ -11,6 +11,7 @@ Units are fixed by the field name suffix so nobody has to guess:
 0.275 kg × 123.00 yuan/kg is ``amount_fen(275_000, 12_300) == 3383`` (33.83 yuan, rounded half up).
 
 Fields marked ``tag`` become InfluxDB tags (low cardinality, used for grouping); all others are fields.
+String tag values may not hold white space, commas, equals signs, quotes or backslashes.
 """
 
 from __future__ import annotations

@@ -71,3 +71,32 @@ def test_store_down_raises_so_nothing_is_acknowledged() -> None:
     pipe = Pipeline(key_for=keys, facts=ScaleFacts(), store=dead)
     with pytest.raises(StoreUnavailable):
         pipe.process([(TOPIC, payload())])
+
+
+def test_a_message_influxdb_refuses_is_dead_lettered_and_the_rest_stored(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    # the database already holds net_mg as a float (say, from an old schema): new integer points conflict
+    influx.write(["sale,device=scale-0009 net_mg=1.5 1764000000000000000"])  # same shard as the sale
+    other = encode(
+        device="scale-0001",
+        boot=BOOT,
+        seq=50,
+        sent_ms=1,
+        records=[
+            {"type": "soil", "ts": 2, "moisture_pct": 30, "temperature_c": 21, "conductivity_us_cm": 400, "ph": 6.5}
+        ],
+        key=KEY,
+    )
+    pipe.process([(TOPIC, payload()), (TOPIC, other)])
+    assert pipe.rejected == {"store_rejected": 1}
+    assert pipe.dead_letters.rows()[0][1] == "store_rejected"
+    assert pipe.accepted_records == 1
+    soil = influx.rows("SELECT * FROM soil")
+    assert len(soil) == 1 and soil[0]["moisture_pct"] == 30.0  # the integer 30 went in as a float field
+    influx.write(["soil,device=scale-0001 moisture_pct=31.5 3"])  # and later floats still fit
+
+
+def test_tag_values_that_would_break_line_protocol_are_refused(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    pipe.process([(TOPIC, payload(records=[sale(plu="10 01")])), (TOPIC, payload(records=[sale(plu="x\\")]))])
+    assert pipe.rejected == {"bad_record": 2}

@@ -155,3 +155,32 @@ def test_topics() -> None:
     with pytest.raises(ValueError):
         topics.topic("a/b", "data")
     assert all("%u" in line for line in topics.acl_lines())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "ts", "net_mg", "plu", "stable", "txn", "moisture_pct", "x"]), json_values, max_size=6
+    ),
+    st.sampled_from(["sale", "soil", "gps", None]),
+)
+def test_fuzz_signed_garbage_records_give_bad_record_not_a_crash(record: dict, rtype: str | None) -> None:
+    if rtype is not None:
+        record["type"] = rtype
+    raw = encode(device="scale-0001", boot=BOOT, seq=1, sent_ms=1, records=[record], key=KEY)
+    try:
+        decode(raw, topic_device="scale-0001", key_for=keys)
+    except EnvelopeError as exc:
+        assert exc.reason == "bad_record"
+
+
+def test_huge_integers_in_float_fields_are_out_of_range_not_a_crash() -> None:
+    soil = {"type": "soil", "ts": 1, "moisture_pct": 10**400, "temperature_c": 20.0, "conductivity_us_cm": 1, "ph": 7}
+    with pytest.raises(EnvelopeError, match="bad_record"):
+        decode(payload(records=[soil]), topic_device="scale-0001", key_for=keys)
