@@ -1,6 +1,7 @@
 """MT-SICS line codec (Mettler Toledo Standard Interface Command Set) and its value formats.
 
-A line is ASCII tokens separated by spaces and ended by CR LF; tokens in double quotes may hold spaces.
+A line is ASCII tokens separated by spaces and ended by CR LF (a bare LF is accepted); tokens in double
+quotes may hold spaces.
 Commands (``S``, ``XTR``, ``XTA 17``) and responses (``S S     0.275 kg``, ``XTR I``, ``ES``) share this
 syntax: a response's first token repeats the command and its second is the status letter
 (A done, S stable, D dynamic, I cannot execute now, L logical error, + overload, - underload).
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from ..errors import FrameError
 from ..records import FieldKind
+from .lines import next_line
 
 MAX_LINE = 512
 TERMINATOR = b"\r\n"
@@ -59,18 +61,13 @@ class Line:
 
 def decode(buf: bytes | bytearray) -> tuple[Line | None, int]:
     """Decode the first line of ``buf``: ``(line, consumed)``, or ``(None, 0)`` if it is incomplete."""
-    end = buf.find(TERMINATOR)
-    if end < 0:
-        if len(buf) > MAX_LINE:
-            raise FrameError("line_too_long", len(buf), f"no CR LF in {len(buf)} bytes")
+    raw, consumed = next_line(buf, max_len=MAX_LINE)
+    if raw is None:
         return None, 0
-    consumed = end + len(TERMINATOR)
-    if end > MAX_LINE:
-        raise FrameError("line_too_long", consumed, f"{end} bytes")
     try:
-        text = bytes(buf[:end]).decode("ascii")
+        text = raw.decode("ascii")
     except UnicodeDecodeError as exc:
-        raise FrameError("not_ascii", consumed, repr(bytes(buf[:end][:40]))) from exc
+        raise FrameError("not_ascii", consumed, repr(raw[:40])) from exc
     if not text.strip():
         raise FrameError("empty_line", consumed)
     if _LINE_RE.fullmatch(text) is None:
