@@ -1,9 +1,10 @@
-"""Serve a line-oriented device firmware on a pseudo-terminal, so drivers open it as a serial port.
+"""Simulated devices on pseudo-terminals, so drivers open them as serial ports.
 
-The simulator holds the master side; ``port`` is the slave's path (``/dev/pts/N``), which pyserial opens
-like ``/dev/ttyUSB0``. The slave is kept open here too, so a driver may close and reopen the port (as it
-does after a fault) without the pty going away. Lines that are not valid MT-SICS are counted and
-answered with ``ES`` (syntax error), as a real indicator does.
+:class:`PtyPort` is a device's end of a serial line: the simulator writes to and reads from the master
+side; ``port`` is the slave's path (``/dev/pts/N``), which pyserial opens like ``/dev/ttyUSB0``. The slave
+is kept open here too, so a driver may close and reopen the port without the pty going away.
+:class:`PtyLineServer` answers MT-SICS command lines on such a port; lines that are not valid MT-SICS
+are counted and answered with ``ES`` (syntax error), as a real indicator does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,39 @@ from device_profiles.codecs import mtsics
 log = logging.getLogger(__name__)
 
 
+class PtyPort:
+    """The device's end of a pseudo-terminal serial line."""
+
+    def __init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.port = os.ttyname(self._slave)
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to whoever has the port open (dropped if the driver is not reading, like a real line)."""
+        try:
+            os.write(self._master, data)
+            self.written += len(data)
+        except OSError as exc:
+            log.debug("%s: write failed: %s", self.port, exc)
+
+    def read(self, timeout_s: float) -> bytes:
+        """Bytes the driver sent, or b'' after ``timeout_s``."""
+        ready, _, _ = select.select([self._master], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class PtyLineServer:
     """A thread answering MT-SICS command lines on a pseudo-terminal."""
 
@@ -29,9 +63,8 @@ class PtyLineServer:
         self._respond = respond
         self._lock = lock
         self.name = name
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+        self._pty = PtyPort()
+        self.port = self._pty.port
         self.frame_errors = 0
         self.lines = 0
         self._stop = threading.Event()
@@ -44,9 +77,7 @@ class PtyLineServer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-        for fd in (self._master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._pty.close()
 
     def __enter__(self) -> PtyLineServer:
         return self.start()
@@ -57,21 +88,14 @@ class PtyLineServer:
     def _run(self) -> None:
         buf = bytearray()
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self._master, 4096)
-            except OSError:
-                return
-            buf += chunk
+            buf += self._pty.read(0.1)
             while buf:
                 try:
                     line, used = mtsics.decode(buf)
                 except FrameError as exc:
                     self.frame_errors += 1
                     del buf[: exc.consumed]
-                    self._write(mtsics.encode("ES"))
+                    self._pty.write(mtsics.encode("ES"))
                     continue
                 if line is None:
                     break
@@ -79,10 +103,4 @@ class PtyLineServer:
                 self.lines += 1
                 with self._lock:
                     reply = self._respond(line)
-                self._write(reply)
-
-    def _write(self, data: bytes) -> None:
-        try:
-            os.write(self._master, data)
-        except OSError as exc:
-            log.debug("%s: write failed: %s", self.name, exc)
+                self._pty.write(reply)
