@@ -1,19 +1,31 @@
 """Publishes the outbox to MQTT (paho-mqtt, MQTT 5, QoS 1) and removes records only once acknowledged.
 
-One batch is in flight at a time: the oldest consecutive records of the outbox, signed into one envelope.
-When the broker's PUBACK arrives the batch leaves the outbox; if the connection drops first, the same
-records are sent again after reconnecting (with the same seqs, so the cloud stores them once).
-The device's status topic carries a retained ``online`` message with the outbox depth, and the broker
-publishes the retained ``offline`` last will if the agent vanishes.
+- One batch is in flight at a time: the oldest consecutive records of the outbox, at most ``max_records``
+  and ``max_bytes``, signed into one envelope. A batch smaller than ``max_records`` waits up to
+  ``linger_s`` for more records, so a busy device sends few large messages and a quiet one sends at once.
+- When the broker's PUBACK arrives the batch leaves the outbox; if the connection drops first, the same
+  records are sent again after reconnecting, with the same seqs, so the cloud stores them once.
+- Our own network thread reconnects with capped, jittered exponential backoff (a fleet coming back after a
+  broker restart does not reconnect in lockstep), over TLS when a CA is given, with the device's username
+  and password, and an optional client certificate.
+- Status: a retained ``online`` message on connect and every ``status_interval_s`` (agent version, boot,
+  outbox depth, records refused by a full outbox, last error); the broker publishes the retained
+  ``offline`` last will if the agent vanishes.
+- Commands arriving on the device's ``cmd`` topic are handed to ``on_command``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,11 +49,21 @@ class BrokerConfig:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     keepalive_s: int = 30
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+def jittered(delay: float, rng: random.Random) -> float:
+    """``delay`` spread over [delay/2, delay] ("equal jitter")."""
+    return delay / 2 + rng.random() * delay / 2
 
 
 class Publisher:
-    """Moves one device's outbox to the broker."""
+    """Moves one device's outbox to the broker and receives its commands."""
 
     def __init__(
         self,
@@ -51,70 +73,124 @@ class Publisher:
         boot: str,
         outbox: Outbox,
         broker: BrokerConfig,
-        max_records: int = 100,
+        max_records: int = 200,
+        max_bytes: int = 128 * 1024,
+        linger_s: float = 0.1,
         ack_timeout_s: float = 10.0,
+        status_interval_s: float = 30.0,
+        on_command: Callable[[dict[str, Any]], None] | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.device_id = device_id
         self._key = key
         self.boot = boot
         self.outbox = outbox
         self.broker = broker
-        self.max_records = max_records
+        self.max_records, self.max_bytes, self.linger_s = max_records, max_bytes, linger_s
         self.ack_timeout_s = ack_timeout_s
+        self.status_interval_s = status_interval_s
+        self.on_command = on_command
+        self.status_extra = status_extra
         self.published_records = 0
+        self.connects = 0
         self.last_error = ""
-        self._data_topic = topic(device_id, "data")
-        self._status_topic = topic(device_id, "status")
-        self._connected = threading.Event()
+        self._rng = random.Random()
+        self._topics = {k: topic(device_id, k) for k in ("data", "status", "cmd", "reply")}
+        self.connected = threading.Event()
         self._stop = threading.Event()
         self.wake = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5
+        self._client = self._make_client()
+        self._threads = [
+            threading.Thread(target=self._network, name=f"mqtt-{device_id}", daemon=True),
+            threading.Thread(target=self._publish_loop, name=f"publish-{device_id}", daemon=True),
+        ]
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5
         )
-        if broker.username is not None:
-            self._client.username_pw_set(broker.username, broker.password)
-        self._client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._thread = threading.Thread(target=self._run, name=f"publish-{device_id}", daemon=True)
+        b = self.broker
+        if b.username is not None:
+            client.username_pw_set(b.username, b.password)
+        if b.ca_file is not None:
+            client.tls_set(
+                ca_certs=str(b.ca_file),
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(self._topics["status"], self.status_payload("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
 
-    def _status(self, state: str) -> bytes:
-        return json.dumps(
-            {
-                "state": state,
-                "agent_version": AGENT_VERSION,
-                "boot": self.boot,
-                "outbox_depth": self.outbox.depth,
-                "outbox_refused": self.outbox.refused,
-                "last_error": self.last_error,
-                "ts": int(time.time() * 1000),
-            }
-        ).encode()
+    # -- status -----------------------------------------------------------------------------------
+    def status(self, state: str = "online") -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "state": state,
+            "device": self.device_id,
+            "agent_version": AGENT_VERSION,
+            "boot": self.boot,
+            "outbox_depth": self.outbox.depth,
+            "outbox_refused": self.outbox.refused,
+            "published_records": self.published_records,
+            "last_error": self.last_error,
+            "ts": int(time.time() * 1000),
+        }
+        if self.status_extra is not None:
+            doc.update(self.status_extra())
+        return doc
 
+    def status_payload(self, state: str = "online") -> bytes:
+        return json.dumps(self.status(state), ensure_ascii=False).encode()
+
+    def publish_status(self) -> None:
+        if self.connected.is_set():
+            self._client.publish(self._topics["status"], self.status_payload(), qos=1, retain=True)
+
+    def reply(self, doc: dict[str, Any]) -> None:
+        """Publish a command result or an alert acknowledgement on the reply topic."""
+        self._client.publish(self._topics["reply"], json.dumps(doc, ensure_ascii=False).encode(), qos=1)
+
+    # -- callbacks (network thread) ---------------------------------------------------------------
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
     ) -> None:
         if reason.is_failure:
-            self.last_error = f"connect refused: {reason}"
-            log.warning("%s: broker refused the connection: %s", self.device_id, reason)
+            self.last_error = f"broker refused the connection: {reason}"
+            log.warning("%s: %s", self.device_id, self.last_error)
             return
+        self.connects += 1
         log.info("%s: connected to %s:%d", self.device_id, self.broker.host, self.broker.port)
-        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
-        self._connected.set()
+        client.subscribe(self._topics["cmd"], qos=1)
+        client.publish(self._topics["status"], self.status_payload(), qos=1, retain=True)
+        self.connected.set()
         self.wake.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
     ) -> None:
-        if self._connected.is_set():
-            log.info("%s: disconnected from broker: %s", self.device_id, reason)
-        self._connected.clear()
+        if self.connected.is_set() and not self._stop.is_set():
+            log.warning("%s: lost the broker: %s", self.device_id, reason)
+            self.last_error = f"disconnected: {reason}"
+        self.connected.clear()
 
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            command = json.loads(msg.payload)
+            if not isinstance(command, dict):
+                raise ValueError("a command is a JSON object")
+        except ValueError as exc:
+            self.reply({"ok": False, "error": f"bad command: {exc}"})
+            return
+        if self.on_command is not None:
+            threading.Thread(target=self.on_command, args=(command,), name="command", daemon=True).start()
+
+    # -- threads ----------------------------------------------------------------------------------
     def start(self) -> None:
-        self._client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
-        self._client.loop_start()
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def stop(self, *, drain_s: float = 0.0) -> None:
         """Stop publishing; with ``drain_s`` first wait up to that long for the outbox to empty."""
@@ -122,38 +198,75 @@ class Publisher:
         while self.outbox.depth and time.monotonic() < deadline:
             self.wake.set()
             time.sleep(0.05)
+        if self.connected.is_set():
+            info = self._client.publish(self._topics["status"], self.status_payload("offline"), qos=1, retain=True)
+            info.wait_for_publish(2)
         self._stop.set()
         self.wake.set()
-        self._thread.join(timeout=self.ack_timeout_s + 1)
-        if self._connected.is_set():
-            self._client.publish(self._status_topic, self._status("offline"), qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
-        self._client.loop_stop()
+        for t in self._threads:
+            t.join(timeout=self.ack_timeout_s + 2)
 
-    def _run(self) -> None:
+    def _network(self) -> None:
+        delay = self.broker.backoff_min_s
+        first = True
         while not self._stop.is_set():
-            if not self._connected.wait(0.2):
+            try:
+                if first:
+                    self._client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+                    first = False
+                else:
+                    self._client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.last_error = f"connect: {exc}"
+                log.debug("%s: connect failed: %s", self.device_id, exc)
+                self._stop.wait(jittered(delay, self._rng))
+                delay = min(delay * 2, self.broker.backoff_max_s)
                 continue
-            batch = self.outbox.peek_batch(max_records=self.max_records)
+            while not self._stop.is_set():
+                if self._client.loop(timeout=0.2) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self.connected.is_set():
+                    delay = self.broker.backoff_min_s
+            self.connected.clear()
+            if not self._stop.is_set():
+                self._stop.wait(jittered(delay, self._rng))
+                delay = min(delay * 2, self.broker.backoff_max_s)
+        self._client.loop(timeout=0.1)  # send the DISCONNECT
+
+    def _publish_loop(self) -> None:
+        next_status = time.monotonic() + self.status_interval_s
+        while not self._stop.is_set():
+            if time.monotonic() >= next_status:
+                self.publish_status()
+                next_status = time.monotonic() + self.status_interval_s
+            if not self.connected.wait(0.2):
+                continue
+            batch = self.outbox.peek_batch(max_records=self.max_records, max_bytes=self.max_bytes)
             if not batch:
                 self.wake.wait(0.2)
                 self.wake.clear()
                 continue
-            payload = encode(
-                device=self.device_id,
-                boot=self.boot,
-                seq=batch[0][0],
-                sent_ms=int(time.time() * 1000),
-                records=[rec for _, rec in batch],
-                key=self._key,
-            )
-            info = self._client.publish(self._data_topic, payload, qos=1)
-            try:
-                info.wait_for_publish(timeout=self.ack_timeout_s)
-            except (RuntimeError, ValueError) as exc:
-                self.last_error = f"publish: {exc}"
-                time.sleep(0.2)
-                continue
-            if info.is_published():
-                self.outbox.remove_through(batch[-1][0])
-                self.published_records += len(batch)
+            if len(batch) < self.max_records and self.linger_s > 0:
+                time.sleep(self.linger_s)  # let a burst gather into one message
+                batch = self.outbox.peek_batch(max_records=self.max_records, max_bytes=self.max_bytes)
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        payload = encode(
+            device=self.device_id,
+            boot=self.boot,
+            seq=batch[0][0],
+            sent_ms=int(time.time() * 1000),
+            records=[rec for _, rec in batch],
+            key=self._key,
+        )
+        info = self._client.publish(self._topics["data"], payload, qos=1)
+        deadline = time.monotonic() + self.ack_timeout_s
+        while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published() and time.monotonic() < deadline:
+            if not self.connected.is_set():
+                break  # sent again, same seqs, once reconnected
+            info.wait_for_publish(timeout=0.2)
+        if info.is_published():
+            self.outbox.remove_through(batch[-1][0])
+            self.published_records += len(batch)

@@ -25,7 +25,7 @@ from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker,
 from cloud_ingest.pipeline import DeadLetters
 from dashboards import QUERIES
 from device_profiles import builtin
-from edge_agent import BrokerConfig, ScaleAgent, ScaleAgentConfig
+from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
 from .servers import InfluxServer, MosquittoServer
@@ -119,9 +119,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     return stored
 
 
-def _run_market(
-    opts: DemoOptions, console: Console, market: Market, agents: list[ScaleAgent], pipeline: Pipeline
-) -> None:
+def _run_market(opts: DemoOptions, console: Console, market: Market, agents: list[Agent], pipeline: Pipeline) -> None:
     """Make sales at the chosen rate for the chosen time, showing progress; then let the last ones land."""
     started = time.monotonic()
     interval = 1.0 / opts.sales_per_s
@@ -145,31 +143,28 @@ def _run_market(
 
 def _start_agents(
     stack: ExitStack, market: Market, keys: dict[str, bytes], data_dir: Path, broker: BrokerConfig
-) -> list[ScaleAgent]:
+) -> list[Agent]:
     """One edge agent per stall, reading the stall's scale over its pty; each stopped by ``stack``."""
     agents = []
     for stall in market.stalls:
-        agent = ScaleAgent(
-            ScaleAgentConfig(
-                device_id=stall.device_id,
-                key=keys[stall.device_id],
-                profile=market.profile,
-                port_url=stall.server.port,
-                outbox_path=data_dir / f"outbox-{stall.device_id}.sqlite",
-                broker=broker,
-            )
+        agent = Agent(
+            device_id=stall.device_id,
+            key=keys[stall.device_id],
+            sources=[MtSicsSource(market.profile, stall.server.port)],
+            outbox_path=data_dir / f"outbox-{stall.device_id}.sqlite",
+            broker=broker,
         )
         agents.append(agent.start())
         stack.callback(agent.stop, drain_s=3)
     return agents
 
 
-def _in_flight(market: Market, agents: list[ScaleAgent], pipeline: Pipeline) -> bool:
+def _in_flight(market: Market, agents: list[Agent], pipeline: Pipeline) -> bool:
     made = sum(s.sales for s in market.stalls)
     return pipeline.accepted_records < made + len(agents)
 
 
-def _progress(market: Market, agents: list[ScaleAgent], pipeline: Pipeline, elapsed: float) -> Group:
+def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: float) -> Group:
     made = sum(s.sales for s in market.stalls)
     table = Table(
         title=f"Zhijian demo — {elapsed:5.1f} s",

@@ -12,7 +12,7 @@ import pytest
 
 from device_profiles import builtin
 from device_profiles.codecs import mtsics
-from edge_agent import BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, ScaleAgent, ScaleAgentConfig
+from edge_agent import Agent, BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, MtSicsSource
 from firmware_sim import Cheat, PtyLineServer, ScaleFirmware
 
 PROFILE = builtin("zj-pcs-30")
@@ -82,23 +82,20 @@ def test_silence_is_a_timeout_and_a_wrong_ack_an_error(scale) -> None:
 
 def test_agent_logs_a_lost_scale_once_and_its_return_once(scale, tmp_path: Path, caplog, mosquitto) -> None:
     fw, responder, _, server = scale
-    agent = ScaleAgent(
-        ScaleAgentConfig(
-            device_id="scale-0009",
-            key=secrets.token_bytes(32),
-            profile=PROFILE,
-            port_url=server.port,
-            outbox_path=tmp_path / "o.sqlite",
-            broker=BrokerConfig(port=mosquitto.port),
-            poll_interval_s=0.02,
-        )
+    agent = Agent(
+        device_id="scale-0009",
+        key=secrets.token_bytes(32),
+        sources=[MtSicsSource(PROFILE, server.port)],
+        outbox_path=tmp_path / "o.sqlite",
+        broker=BrokerConfig(port=mosquitto.port),
+        poll_interval_s=0.02,
     )
     caplog.set_level(logging.INFO, logger="edge_agent")
     agent.start()
     try:
         responder.silent = True
         deadline = time.monotonic() + 10
-        while agent.device_up and time.monotonic() < deadline:
+        while all(agent.up.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(2.5)  # several more failed polls
         responder.silent = False
@@ -111,4 +108,4 @@ def test_agent_logs_a_lost_scale_once_and_its_return_once(scale, tmp_path: Path,
     msgs = [r.getMessage() for r in caplog.records]
     assert sum("went away" in m for m in msgs) == 1
     assert sum("is back" in m for m in msgs) == 1
-    assert agent.taken == 1
+    assert agent.taken == 2  # the scale's state on reconnecting, and the sale

@@ -14,7 +14,7 @@ import pytest
 
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline
 from device_profiles import amount_fen, builtin
-from edge_agent import BrokerConfig, ScaleAgent, ScaleAgentConfig
+from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
 from zhijian_cli.servers import MosquittoServer
@@ -58,16 +58,13 @@ def test_sales_travel_from_serial_line_to_influxdb(
     assert worker.connected.wait(10)
     sold = []
     with PtyLineServer(firmware.respond, lock=lock, name=device) as pty:
-        agent = ScaleAgent(
-            ScaleAgentConfig(
-                device_id=device,
-                key=key,
-                profile=profile,
-                port_url=pty.port,
-                outbox_path=tmp_path / "outbox.sqlite",
-                broker=BrokerConfig(port=mosquitto.port),
-                poll_interval_s=0.02,
-            )
+        agent = Agent(
+            device_id=device,
+            key=key,
+            sources=[MtSicsSource(profile, pty.port)],
+            outbox_path=tmp_path / "outbox.sqlite",
+            broker=BrokerConfig(port=mosquitto.port),
+            poll_interval_s=0.02,
         ).start()
         try:
             t0 = 1_764_000_000_000

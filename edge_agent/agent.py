@@ -1,0 +1,196 @@
+"""The edge agent: reads each source into the durable outbox, publishes it, and obeys commands.
+
+Per source, one thread: ``take`` records, store each in the outbox, then ``confirm`` it to the device.
+That order is what makes the edge lossless: a device forgets a record only after it is on disk. A source
+that stops answering is logged once when it goes away and once when it comes back; its thread retries
+with a capped backoff and never exits on device errors. When the outbox is full the record is not
+taken (the device keeps it) and the refusal is counted and shown in the status.
+
+Commands (JSON on the device's ``cmd`` topic, answered on ``reply`` with the same ``id``):
+
+| ``cmd``        | ``args``                       | effect                                               |
+|----------------|--------------------------------|------------------------------------------------------|
+| ``status``     |                                | publish the status now; the reply carries it         |
+| ``flush``      | ``timeout_s`` (default 10)     | publish the outbox now; reply with what is left      |
+| ``set_interval``| ``seconds`` (1 to 86 400)     | how often polled sensors are read                    |
+| ``ack_alert``  | ``alert_id``, ``by``           | the base acknowledges an alert; the reply carries it |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import DeviceError, OutboxFull
+from .outbox import Outbox
+from .publisher import BrokerConfig, Publisher
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """One device identity (a scale, a base gateway, a vehicle) with its sources."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        key: bytes,
+        sources: Sequence[Source],
+        outbox_path: Path,
+        broker: BrokerConfig,
+        outbox_quota_bytes: int = 64 * 1024 * 1024,
+        status_path: Path | None = None,
+        poll_interval_s: float = 0.2,
+        publisher_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.boot = uuid.uuid4().hex
+        self.sources = list(sources)
+        self.outbox = Outbox(outbox_path, quota_bytes=outbox_quota_bytes)
+        self.status_path = status_path
+        self.poll_interval_s = poll_interval_s
+        self.taken = 0
+        self.up = {s.name: True for s in self.sources}
+        self.alerts_acknowledged: list[dict[str, Any]] = []
+        self.publisher = Publisher(
+            device_id=device_id,
+            key=key,
+            boot=self.boot,
+            outbox=self.outbox,
+            broker=broker,
+            on_command=self.handle_command,
+            status_extra=self._status_extra,
+            **(publisher_options or {}),
+        )
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._read, args=(s,), name=f"read-{s.name}", daemon=True) for s in self.sources
+        ]
+        self._threads.append(threading.Thread(target=self._write_status, name="status-file", daemon=True))
+
+    def start(self) -> Agent:
+        log.info(
+            "%s: agent starting, boot %s, %d source(s), %d record(s) waiting in the outbox",
+            self.device_id,
+            self.boot,
+            len(self.sources),
+            self.outbox.depth,
+        )
+        self.publisher.start()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, *, drain_s: float = 0.0) -> None:
+        """Stop reading, publish what the outbox holds for up to ``drain_s``, close. Safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        for s in self.sources:
+            s.close()
+        self.publisher.stop(drain_s=drain_s)
+        self._save_status("stopped")
+        self.outbox.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _read(self, source: Source) -> None:
+        backoff = self.poll_interval_s
+        while not self._stop.is_set():
+            try:
+                got = source.take()
+                for taken in got:
+                    stored = self.outbox.put(taken.record, source=source.name, source_id=taken.source_id)
+                    if stored is not None:
+                        self.taken += 1
+                    source.confirm(taken)
+                self._dead_letters(source)
+                self._source_is_up(source)
+                backoff = self.poll_interval_s
+                if got:
+                    self.publisher.wake.set()
+                else:
+                    self._stop.wait(self.poll_interval_s)
+            except OutboxFull as exc:
+                self.publisher.last_error = str(exc)
+                self._stop.wait(1.0)
+            except DeviceError as exc:
+                self._source_is_down(source, exc)
+                source.close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _dead_letters(self, source: Source) -> None:
+        while source.dead_letters:
+            reason, data = source.dead_letters.pop(0)
+            self.outbox.dead_letter(reason, data, at_ms=int(time.time() * 1000))
+            log.warning("%s: %s: unusable record kept in dead letters: %s", self.device_id, source.name, reason)
+
+    def _source_is_down(self, source: Source, exc: Exception) -> None:
+        if self.up[source.name]:
+            log.warning("%s: %s went away: %s", self.device_id, source.name, exc)
+            self.publisher.last_error = f"{source.name}: {exc}"
+            self.up[source.name] = False
+
+    def _source_is_up(self, source: Source) -> None:
+        if not self.up[source.name]:
+            log.info("%s: %s is back", self.device_id, source.name)
+            self.up[source.name] = True
+
+    # -- status and commands ----------------------------------------------------------------------
+    def _status_extra(self) -> dict[str, Any]:
+        return {"sources": {name: ("up" if up else "down") for name, up in self.up.items()}, "taken": self.taken}
+
+    def _save_status(self, state: str) -> None:
+        if self.status_path is None:
+            return
+        doc = self.publisher.status(state)
+        doc["connected"] = self.publisher.connected.is_set()
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1))
+        tmp.replace(self.status_path)
+
+    def _write_status(self) -> None:
+        while not self._stop.wait(1.0):
+            self._save_status("running")
+
+    def handle_command(self, command: dict[str, Any]) -> None:
+        """Carry out one command from the cloud and publish the reply."""
+        cmd, args = command.get("cmd"), command.get("args") or {}
+        reply: dict[str, Any] = {"id": command.get("id"), "cmd": cmd, "ok": True}
+        try:
+            if cmd == "status":
+                self.publisher.publish_status()
+                reply["status"] = self.publisher.status()
+            elif cmd == "flush":
+                deadline = time.monotonic() + float(args.get("timeout_s", 10))
+                while self.outbox.depth and time.monotonic() < deadline:
+                    self.publisher.wake.set()
+                    time.sleep(0.05)
+                reply["outbox_depth"] = self.outbox.depth
+            elif cmd == "set_interval":
+                seconds = float(args["seconds"])
+                if not 1 <= seconds <= 86_400:
+                    raise ValueError("seconds must be between 1 and 86 400")
+                for s in self.sources:
+                    s.set_interval(seconds)
+                reply["seconds"] = seconds
+            elif cmd == "ack_alert":
+                ack = {"alert_id": str(args["alert_id"]), "by": str(args.get("by", "")), "ts": int(time.time() * 1000)}
+                self.alerts_acknowledged.append(ack)
+                reply["ack_alert"] = ack
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            reply.update(ok=False, error=str(exc))
+        log.info("%s: command %s: %s", self.device_id, cmd, "done" if reply["ok"] else reply.get("error"))
+        self.publisher.reply(reply)
