@@ -235,6 +235,16 @@ class Publisher:
         self._client.loop(timeout=0.1)  # send the DISCONNECT
 
     def _publish_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._publish_some()
+            except Exception as exc:  # this thread must outlive any surprise; the outbox keeps the records
+                self.last_error = f"publish: {exc!r}"
+                log.exception("%s: publishing failed; retrying", self.device_id)
+                self._stop.wait(1.0)
+
+    def _publish_some(self) -> None:
+        """Publish batches until stopped; returns only by raising or on stop."""
         next_status = time.monotonic() + self.status_interval_s
         while not self._stop.is_set():
             if time.monotonic() >= next_status:
@@ -266,7 +276,10 @@ class Publisher:
         while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published() and time.monotonic() < deadline:
             if not self.connected.is_set():
                 break  # sent again, same seqs, once reconnected
-            info.wait_for_publish(timeout=0.2)
+            try:
+                info.wait_for_publish(timeout=0.2)
+            except (RuntimeError, ValueError):  # the connection dropped while we waited
+                break
         if info.is_published():
             self.outbox.remove_through(batch[-1][0])
             self.published_records += len(batch)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from device_profiles import ProfileError, builtin_profiles, load_profile
 
+from .agent_cmd import app as agent_app
 from .servers import ServerError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 profiles_app = typer.Typer(help="List and check device profiles (the YAML files describing device models).")
 ingest_app = typer.Typer(help="Run the cloud ingest (MQTT → InfluxDB).")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(agent_app, name="agent")
 app.add_typer(ingest_app, name="ingest")
 console = Console()
 

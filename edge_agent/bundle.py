@@ -1,0 +1,150 @@
+"""The provisioning bundle: everything an agent needs, in one YAML (or JSON) file.
+
+::
+
+    device_id: base-0007
+    key_hex: 5f0c…(64 hex digits: the device's integrity key)
+    broker: {host: mqtt.example.gov.cn, port: 8883, username: base-0007, password: "…",
+             tls: {ca_file: /etc/zhijian/ca.pem, cert_file: null, key_file: null}}
+    state_dir: /var/lib/zhijian/base-0007        # outbox, status file
+    sources:
+      - {profile: soil-rs485, port: /dev/ttyUSB0, unit_id: 1, interval_s: 60}
+      - {profile: air-rs485, port: /dev/ttyUSB0, unit_id: 2, interval_s: 60}   # same RS-485 bus
+      - {profile: zj-pcs-30, port: socket://192.0.2.10:4001}
+
+``profile`` is a shipped profile id or a path to a profile file. Sources on the same port share one
+Modbus bus, so their requests are serialised. Errors name the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from device_profiles import Profile, ProfileError, builtin, load_profile
+from device_profiles.topics import DEVICE_ID_RE
+
+from .agent import Agent
+from .errors import ConfigError
+from .modbus_driver import ModbusBus
+from .publisher import BrokerConfig
+from .sources import ModbusSource, MtSicsSource, Source, StreamSource
+
+_PLACEHOLDERS = re.compile(r"^(0+|f+|changeme.*|x+)$", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSection(_Strict):
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class BrokerSection(_Strict):
+    host: str
+    port: int = Field(8883, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+    tls: TlsSection | None = None
+
+
+class SourceSection(_Strict):
+    profile: str
+    port: str = Field(description="serial device, pyserial URL, or tcp://host:port for a Modbus TCP gateway")
+    unit_id: int | None = Field(None, ge=1, le=247)
+    interval_s: float = Field(60.0, ge=0.05, le=86_400)
+    silence_s: float = Field(10.0, gt=0)
+
+
+class Bundle(_Strict):
+    device_id: str = Field(pattern=DEVICE_ID_RE.pattern)
+    key_hex: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    broker: BrokerSection
+    state_dir: Path
+    sources: list[SourceSection] = Field(min_length=1)
+    outbox_quota_mb: float = Field(64, gt=0)
+    status_interval_s: float = Field(30, gt=0)
+
+    @field_validator("key_hex")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if _PLACEHOLDERS.fullmatch(value):
+            raise ValueError("key_hex is a placeholder, not a provisioned key")
+        return value
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.key_hex)
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and validate a bundle; raises ConfigError naming the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Bundle.model_validate(data)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {field}: {first['msg']}") from exc
+
+
+def _profile(ref: str, bundle_dir: Path) -> Profile:
+    try:
+        if ref.endswith((".yaml", ".yml")):
+            return load_profile(bundle_dir / ref)
+        return builtin(ref)
+    except ProfileError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
+    """The agent a bundle describes (not started)."""
+    buses: dict[str, ModbusBus] = {}
+    sources: list[Source] = []
+    for s in bundle.sources:
+        profile = _profile(s.profile, bundle_dir)
+        if profile.protocol == "mt-sics":
+            sources.append(MtSicsSource(profile, s.port))
+        elif profile.protocol == "modbus":
+            if s.port not in buses:
+                timeout = profile.serial.timeout_s if profile.serial else 1.0
+                buses[s.port] = ModbusBus(s.port, serial=profile.serial, timeout_s=timeout)
+            sources.append(ModbusSource(profile, buses[s.port], unit_id=s.unit_id, interval_s=s.interval_s))
+        else:
+            sources.append(StreamSource(profile, s.port, silence_s=s.silence_s))
+    b = bundle.broker
+    tls = b.tls
+    bundle.state_dir.mkdir(parents=True, exist_ok=True)
+    return Agent(
+        device_id=bundle.device_id,
+        key=bundle.key,
+        sources=sources,
+        outbox_path=bundle.state_dir / "outbox.sqlite",
+        outbox_quota_bytes=int(bundle.outbox_quota_mb * 1024 * 1024),
+        status_path=bundle.status_path,
+        broker=BrokerConfig(
+            host=b.host,
+            port=b.port,
+            username=b.username,
+            password=b.password,
+            ca_file=tls.ca_file if tls else None,
+            cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None,
+        ),
+        publisher_options={"status_interval_s": bundle.status_interval_s},
+    )
