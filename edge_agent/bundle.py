@@ -52,6 +52,7 @@ class BrokerSection(_Strict):
     username: str | None = None
     password: str | None = None
     tls: TlsSection | None = None
+    keepalive_s: int = Field(30, ge=2, le=3600, description="the broker declares us offline after 1.5 × this")
 
 
 class SourceSection(_Strict):
@@ -145,6 +146,7 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
             ca_file=tls.ca_file if tls else None,
             cert_file=tls.cert_file if tls else None,
             key_file=tls.key_file if tls else None,
+            keepalive_s=b.keepalive_s,
         ),
         publisher_options={"status_interval_s": bundle.status_interval_s},
     )

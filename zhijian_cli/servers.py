@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -115,17 +116,45 @@ class _Server(ABC):
         self.stop()
 
 
+@dataclass(frozen=True, kw_only=True)
+class TlsListener:
+    """A second, TLS listener: server certificate and key, the CA clients are checked against."""
+
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+
+    def config_lines(self) -> list[str]:
+        return [
+            f"listener {self.port} 127.0.0.1",
+            f"cafile {self.ca_file}",
+            f"certfile {self.cert_file}",
+            f"keyfile {self.key_file}",
+            f"require_certificate {'true' if self.require_certificate else 'false'}",
+        ]
+
+
 class MosquittoServer(_Server):
     """A private Mosquitto 2.x broker."""
 
     name = "mosquitto"
 
-    def __init__(self, state_dir: Path, *, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        extra_config: str = "",
+        tls: TlsListener | None = None,
+    ) -> None:
         super().__init__()
         self.binary = find_binary("mosquitto", "mosquitto")
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
         self.extra_config = extra_config
+        self.tls = tls
         self.log_path = self.state_dir / "mosquitto.log"
         self.config_path = self.state_dir / "mosquitto.conf"
 
@@ -147,6 +176,7 @@ class MosquittoServer(_Server):
                 "log_type error",
                 "log_type warning",
                 "log_type notice",
+                *(self.tls.config_lines() if self.tls else []),
                 self.extra_config,
                 "",
             ]
