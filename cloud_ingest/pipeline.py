@@ -78,6 +78,7 @@ class Pipeline:
         self.dead_letters = dead_letters or DeadLetters()
         self.received = 0
         self.accepted_records = 0
+        self.records_by_type: Counter[str] = Counter()
         self.stored_points = 0
         self.flagged = 0
         self.flags_by_rule: Counter[str] = Counter()
@@ -116,6 +117,7 @@ class Pipeline:
             lines = self._write_one_by_one(accepted)
             self.store.write(flag_lines)
         self.accepted_records += len(lines)  # one line per record
+        self.records_by_type.update(line[: line.index(",")] for line in lines)  # the measurement is the type
         self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)

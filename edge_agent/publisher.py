@@ -223,10 +223,18 @@ class Publisher:
                 self._stop.wait(jittered(delay, self._rng))
                 delay = min(delay * 2, self.broker.backoff_max_s)
                 continue
+            accepted = False
             while not self._stop.is_set():
-                if self._client.loop(timeout=0.2) != mqtt.MQTT_ERR_SUCCESS:
+                rc = self._client.loop(timeout=0.2)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    if not accepted and not self.last_error.startswith("broker refused"):
+                        # e.g. a TLS client certificate the broker does not trust: it hangs up before CONNACK
+                        self.last_error = (
+                            f"the broker closed the connection before accepting it: {mqtt.error_string(rc)}"
+                        )
                     break
                 if self.connected.is_set():
+                    accepted = True
                     delay = self.broker.backoff_min_s
             self.connected.clear()
             if not self._stop.is_set():

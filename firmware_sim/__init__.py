@@ -1,7 +1,17 @@
 """Device simulators that speak the real bytes, built from the same profiles the agent reads."""
 
 from .market import COMMODITIES, Market, Stall
-from .pty_link import PtyLineServer
+from .pty_link import PtyLineServer, PtyPort, TcpLineServer
 from .scale import CHEAT_KINDS, Cheat, ScaleFirmware
 
-__all__ = ["CHEAT_KINDS", "COMMODITIES", "Cheat", "Market", "PtyLineServer", "ScaleFirmware", "Stall"]
+__all__ = [
+    "CHEAT_KINDS",
+    "COMMODITIES",
+    "Cheat",
+    "Market",
+    "PtyLineServer",
+    "PtyPort",
+    "ScaleFirmware",
+    "Stall",
+    "TcpLineServer",
+]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from device_profiles import Profile
 
 from .pty_link import PtyLineServer
-from .scale import CHEAT_KINDS, Cheat, ScaleFirmware
+from .scale import CHEAT_KEYS, CHEAT_KINDS, Cheat, ScaleFirmware
 
 # (PLU, name, lowest and highest unit price in fen/kg, typical mass range in g)
 COMMODITIES: tuple[tuple[str, str, int, int, int, int], ...] = (
@@ -49,7 +49,7 @@ class Market:
 
     profile: Profile
     n_scales: int = 20
-    cheaters: int = 6
+    cheaters: int = 7
     seed: int = 2026
     prefix: str = "scale"
     stalls: list[Stall] = field(default_factory=list)
@@ -57,18 +57,13 @@ class Market:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        ratios = {
-            "cheat_chip": 1.10,
-            "remote_control": 1.15,
-            "recalibration": 1.075,
-            "price_math": 1.0,
-            "throw": 1.0,
-        }
+        # magnitudes from METROLOGY.md: chips +10–30 %, remote control 2 kg → 2.2–2.4 kg, kg→jin 2.15 vs 2.0
+        ratios = {"cheat_chip": 1.10, "remote_control": 1.15, "recalibration": 1.075}
         for i in range(self.n_scales):
             cheat = None
             if i < self.cheaters:
                 kind = CHEAT_KINDS[i % len(CHEAT_KINDS)]
-                cheat = Cheat(kind, ratio=ratios[kind])
+                cheat = Cheat(kind, ratio=ratios.get(kind, 1.0), keyed=kind == "cheat_chip")
             firmware = ScaleFirmware(
                 self.profile,
                 seed=self.seed * 1000 + i,
@@ -80,6 +75,8 @@ class Market:
             )
             lock = threading.Lock()
             device_id = f"{self.prefix}-{i + 1:04d}"
+            if cheat is not None and cheat.keyed:
+                firmware.press(CHEAT_KEYS)  # the vendor switches the chip on after the morning power-up
             server = PtyLineServer(firmware.respond, lock=lock, name=device_id)
             self.stalls.append(Stall(device_id, firmware, server, lock, cheat))
 

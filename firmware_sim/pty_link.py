@@ -1,10 +1,11 @@
-"""Simulated devices on pseudo-terminals, so drivers open them as serial ports.
+"""Simulated devices on serial lines (pseudo-terminals) and TCP ports, so drivers open them as they would
+open ``/dev/ttyUSB0`` or a serial-to-Ethernet converter (pyserial's ``socket://host:port``).
 
 :class:`PtyPort` is a device's end of a serial line: the simulator writes to and reads from the master
-side; ``port`` is the slave's path (``/dev/pts/N``), which pyserial opens like ``/dev/ttyUSB0``. The slave
-is kept open here too, so a driver may close and reopen the port without the pty going away.
-:class:`PtyLineServer` answers MT-SICS command lines on such a port; lines that are not valid MT-SICS
-are counted and answered with ``ES`` (syntax error), as a real indicator does.
+side; ``port`` is the slave's path (``/dev/pts/N``). The slave is kept open here too, so a driver may
+close and reopen the port without the pty going away. :class:`PtyLineServer` and :class:`TcpLineServer`
+answer MT-SICS command lines; lines that are not valid MT-SICS are counted and answered with ``ES``
+(syntax error), as a real indicator does. ``reply_delay_s`` makes a link slow; ``mute`` makes it silent.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import threading
+import time
 import tty
 from collections.abc import Callable
 
@@ -56,18 +59,47 @@ class PtyPort:
                 os.close(fd)
 
 
-class PtyLineServer:
-    """A thread answering MT-SICS command lines on a pseudo-terminal."""
+class _LineServer:
+    """Decodes command lines from a byte stream and produces the replies."""
 
     def __init__(self, respond: Callable[[mtsics.Line], bytes], *, lock: threading.Lock, name: str) -> None:
         self._respond = respond
         self._lock = lock
         self.name = name
-        self._pty = PtyPort()
-        self.port = self._pty.port
         self.frame_errors = 0
         self.lines = 0
+        self.reply_delay_s = 0.0
+        self.mute = False
         self._stop = threading.Event()
+
+    def _replies(self, buf: bytearray) -> bytes:
+        out = bytearray()
+        while buf:
+            try:
+                line, used = mtsics.decode(buf)
+            except FrameError as exc:
+                self.frame_errors += 1
+                del buf[: exc.consumed]
+                out += mtsics.encode("ES")
+                continue
+            if line is None:
+                break
+            del buf[:used]
+            self.lines += 1
+            with self._lock:
+                out += self._respond(line)
+        if out and self.reply_delay_s:
+            time.sleep(self.reply_delay_s)
+        return b"" if self.mute else bytes(out)
+
+
+class PtyLineServer(_LineServer):
+    """A thread answering MT-SICS command lines on a pseudo-terminal."""
+
+    def __init__(self, respond: Callable[[mtsics.Line], bytes], *, lock: threading.Lock, name: str) -> None:
+        super().__init__(respond, lock=lock, name=name)
+        self._pty = PtyPort()
+        self.port = self._pty.port
         self._thread = threading.Thread(target=self._run, name=f"pty-{name}", daemon=True)
 
     def start(self) -> PtyLineServer:
@@ -89,18 +121,55 @@ class PtyLineServer:
         buf = bytearray()
         while not self._stop.is_set():
             buf += self._pty.read(0.1)
-            while buf:
-                try:
-                    line, used = mtsics.decode(buf)
-                except FrameError as exc:
-                    self.frame_errors += 1
-                    del buf[: exc.consumed]
-                    self._pty.write(mtsics.encode("ES"))
-                    continue
-                if line is None:
-                    break
-                del buf[:used]
-                self.lines += 1
-                with self._lock:
-                    reply = self._respond(line)
+            reply = self._replies(buf)
+            if reply:
                 self._pty.write(reply)
+
+
+class TcpLineServer(_LineServer):
+    """The same firmware behind a serial-to-Ethernet converter: one client at a time on a TCP port."""
+
+    def __init__(self, respond: Callable[[mtsics.Line], bytes], *, lock: threading.Lock, name: str) -> None:
+        super().__init__(respond, lock=lock, name=name)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._run, name=f"tcp-{name}", daemon=True)
+
+    def start(self) -> TcpLineServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._listener.close()
+
+    def __enter__(self) -> TcpLineServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.1)
+                buf = bytearray()
+                while not self._stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    buf += data
+                    reply = self._replies(buf)
+                    if reply:
+                        conn.sendall(reply)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, Self
 
 from device_profiles import Profile
 from device_profiles.codecs import nmea, rapid_test, toledo
@@ -50,7 +50,7 @@ class _Emitter(ABC):
     def tick(self) -> list[bytes]:
         """Frames to send now."""
 
-    def start(self) -> _Emitter:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -59,7 +59,7 @@ class _Emitter(ABC):
         self._thread.join(timeout=2)
         self.pty.close()
 
-    def __enter__(self) -> _Emitter:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -28,6 +29,7 @@ from device_profiles import builtin
 from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
+from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
 from .servers import InfluxServer, MosquittoServer
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 class DemoOptions:
     duration_s: float = 60.0
     scales: int = 20
-    cheaters: int = 6
+    cheaters: int = 7
     sales_per_s: float = 20.0
     data_dir: Path = Path(".zhijian-demo")
     mqtt_host: str | None = None
@@ -46,6 +48,7 @@ class DemoOptions:
     influx_db: str = "zhijian"
     seed: int = 2026
     keep_serving: bool = False
+    field_devices: bool = True
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
@@ -70,7 +73,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         profile = builtin("zj-pcs-30")
         market = Market(profile, n_scales=opts.scales, cheaters=opts.cheaters, seed=opts.seed).start()
         stack.callback(market.close)
-        keys = {s.device_id: secrets.token_bytes(32) for s in market.stalls}
+        keys = {d: secrets.token_bytes(32) for d in [*(s.device_id for s in market.stalls), BASE_ID, VEHICLE_ID]}
         devices_path = opts.data_dir / "devices.json"
         write_device_file(
             devices_path,
@@ -81,7 +84,8 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                     "scale": market.verification_facts(s),
                 }
                 for s in market.stalls
-            },
+            }
+            | {d: {"key": keys[d].hex()} for d in (BASE_ID, VEHICLE_ID)},
         )
         devices = DeviceFile.load(devices_path)
         settings = IngestSettings(
@@ -100,7 +104,17 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         )
         worker = IngestWorker(settings, pipeline).start()
         stack.callback(worker.stop)
-        agents = _start_agents(stack, market, keys, opts.data_dir, BrokerConfig(host=mqtt_host, port=mqtt_port))
+        to_broker = BrokerConfig(host=mqtt_host, port=mqtt_port)
+        agents = _start_agents(stack, market, keys, opts.data_dir, to_broker)
+        if opts.field_devices:
+            stalls = [s.device_id for s in market.stalls]
+            agents.append(start_base(stack, opts.data_dir, keys[BASE_ID], to_broker, interval_s=2.0))
+            sample_every_s = max(3.0, opts.duration_s / 6)
+            agents.append(
+                start_vehicle(
+                    stack, opts.data_dir, keys[VEHICLE_ID], to_broker, stalls=stalls, sample_every_s=sample_every_s
+                )
+            )
 
         console.print(
             f"Market of {opts.scales} scales ({opts.cheaters} cheating), about {opts.sales_per_s:g} sales/s, "
@@ -160,8 +174,8 @@ def _start_agents(
 
 
 def _in_flight(market: Market, agents: list[Agent], pipeline: Pipeline) -> bool:
-    made = sum(s.sales for s in market.stalls)
-    return pipeline.accepted_records < made + len(agents)
+    del agents
+    return pipeline.records_by_type["sale"] < sum(s.sales for s in market.stalls)
 
 
 def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: float) -> Group:
@@ -188,7 +202,12 @@ def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: 
     rules.add_column("flags", justify="right")
     for rule, n in sorted(pipeline.flags_by_rule.items()):
         rules.add_row(rule, str(n))
-    return Group(table, rules)
+    types = Table(title="records by type", show_header=True)
+    types.add_column("type")
+    types.add_column("records", justify="right")
+    for rtype, n in sorted(pipeline.records_by_type.items()):
+        types.add_row(rtype, str(n))
+    return Group(table, Columns([rules, types]))
 
 
 def _summary(console: Console, market: Market, influx: InfluxClient, url: str, db: str) -> int:
@@ -212,10 +231,23 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
             found or "-",
         )
     console.print(table)
-    console.print(
-        "Remote-control scales inflate the load-cell signal itself, so no single sale shows it; they are "
-        "caught by re-weighs and per-stall change detection (the anti-cheat engine's stateful rules)."
-    )
+    unseen = sorted({s.cheat.kind for s in market.stalls if s.cheat and not by_device.get(s.device_id)})
+    if unseen:
+        console.print(
+            f"Not flagged yet: {', '.join(unseen)}. These leave no trace in a single sale that today's rules "
+            "check (price arithmetic, load-cell coefficient, seal counters, stability); they need the anti-cheat "
+            "engine's rules over zero offsets, market price medians, re-weighs and per-stall change detection."
+        )
+    counts: Counter[str] = Counter()
+    for series in influx.query(QUERIES["field_records"]):
+        counts[series["name"]] = max(v for v in series["values"][0][1:] if v is not None)
+    positives = sum(r["count"] for r in influx.rows(QUERIES["positive_rapid_tests"]))
+    if counts:
+        console.print(
+            f"Planting base: {counts['soil']} soil and {counts['air']} air readings, {counts['sensor_fault']} "
+            f"sensor faults. Vehicle: {counts['gps']} GPS fixes, {counts['rapid_test']} rapid tests, "
+            f"{positives} positive."
+        )
     stored = sum(int(r.get("sales", 0)) for r in sales.values())
     console.print(f"[bold]{stored}[/] sales stored in InfluxDB database [bold]{db}[/] at {url}.")
     console.print("Look at the data with InfluxQL (run the demo with --keep-serving to keep InfluxDB up), e.g.:")

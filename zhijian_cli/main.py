@@ -43,7 +43,7 @@ def _logging(verbose: bool) -> None:
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds to run the market before stopping.")] = 60.0,
     scales: Annotated[int, typer.Option(min=1, max=500, help="Number of simulated scales.")] = 20,
-    cheaters: Annotated[int, typer.Option(min=0, help="How many of them cheat (one method after another).")] = 6,
+    cheaters: Annotated[int, typer.Option(min=0, help="How many of them cheat (one method after another).")] = 7,
     rate: Annotated[float, typer.Option(min=0.1, help="Sales per second across the market.")] = 20.0,
     data_dir: Annotated[Path, typer.Option(help="Where servers and agents keep state; wiped at start.")] = Path(
         ".zhijian-demo"
@@ -52,6 +52,9 @@ def demo(
     mqtt_port: Annotated[int, typer.Option(help="Port of --mqtt-host.")] = 1883,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (1.x API) instead of starting one.")] = None,
     influx_db: Annotated[str, typer.Option(help="InfluxDB database to write to.")] = "zhijian",
+    field_devices: Annotated[
+        bool, typer.Option(help="Also run a planting base (Modbus sensors) and a rapid-test vehicle (GPS, analyzer).")
+    ] = True,
     keep_serving: Annotated[
         bool, typer.Option(help="After the market closes, keep broker and InfluxDB up for queries until Ctrl-C.")
     ] = False,
@@ -73,6 +76,7 @@ def demo(
         influx_url=influx_url,
         influx_db=influx_db,
         keep_serving=keep_serving,
+        field_devices=field_devices,
     )
     try:
         stored = run_demo(opts, console)

@@ -107,6 +107,7 @@ def test_commands_are_answered_on_the_reply_topic(mosquitto, tmp_path: Path, sca
 
 
 def test_tls_with_client_certificates(tmp_path: Path, scale_port: str) -> None:
+    other_scale = PtyLineServer(ScaleFirmware(SCALE, seed=2).respond, lock=threading.Lock(), name="s2").start()
     ca, other_ca = LocalCA(tmp_path / "ca"), LocalCA(tmp_path / "other", name="someone else")
     server = ca.issue("broker", hosts=("127.0.0.1", "localhost"))
     tls_port = free_port()
@@ -120,13 +121,13 @@ def test_tls_with_client_certificates(tmp_path: Path, scale_port: str) -> None:
             Agent(
                 device_id=device,
                 key=secrets.token_bytes(32),
-                sources=[MtSicsSource(SCALE, scale_port)],
+                sources=[MtSicsSource(SCALE, port)],
                 outbox_path=tmp_path / f"{device}.sqlite",
                 broker=BrokerConfig(
                     port=tls_port, ca_file=ca.cert_path, cert_file=cert.cert, key_file=cert.key, backoff_max_s=1
                 ),
             )
-            for device, cert in (("scale-0101", good), ("scale-0102", forged))
+            for device, cert, port in (("scale-0101", good, scale_port), ("scale-0102", forged, other_scale.port))
         ]
         for a in agents:
             a.start()
@@ -141,6 +142,7 @@ def test_tls_with_client_certificates(tmp_path: Path, scale_port: str) -> None:
             watcher.close()
             for a in agents:
                 a.stop()
+            other_scale.close()
 
 
 def test_status_is_retained_and_the_last_will_says_offline(mosquitto, tmp_path: Path, scale_port: str) -> None:

@@ -38,6 +38,7 @@ def test_demo_stores_sales_and_leaves_no_process(tmp_path: Path) -> None:
     assert stored > 20
     text = console.export_text()
     assert "sales stored in InfluxDB" in text and "price_math" in text
+    assert "Planting base:" in text and "GPS fixes" in text
     left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True, check=False)
     assert left.stdout == "", f"processes left behind: {left.stdout}"
 
