@@ -13,7 +13,7 @@ from device_profiles import check_record
 from device_profiles.codecs import nmea
 from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "nmea"
+CAPTURES = Path(__file__).resolve().parents[1] / "data" / "nmea"  # copied from shared/data/nmea (gpsd, BSD-2)
 
 
 def fixes(data: bytes, talkers=("GP", "GN", "GL", "GB", "BD")) -> tuple[list[dict], nmea.FixAssembler, list[str]]:

@@ -14,7 +14,7 @@ from firmware_sim.pty_link import PtyPort
 from firmware_sim.stream_devices import Faults, GnssReceiver, RapidTestAnalyzer, Route, ToledoIndicator
 
 TOLEDO, GPS, RT = builtin("toledo-ind-60"), builtin("gps-nmea"), builtin("zj-rt-12")
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "nmea"
+CAPTURES = Path(__file__).resolve().parents[1] / "data" / "nmea"  # copied from shared/data/nmea (gpsd, BSD-2)
 
 
 def collect(reader: StreamReader, converter, seconds: float) -> list[dict]:
