@@ -177,3 +177,45 @@ def test_status_is_retained_and_the_last_will_says_offline(mosquitto, tmp_path: 
         late.close()
     finally:
         agent.kill()
+
+
+def test_username_and_password_from_the_bundle(tmp_path: Path, scale_port: str) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "scale-0301", "s3cret-pass"], check=True)
+    config = f"password_file {passwd}\n"
+    with MosquittoServer(tmp_path / "broker", extra_config=config) as broker:
+        broker.config_path.write_text(broker.config_text().replace("allow_anonymous true", "allow_anonymous false"))
+        broker.stop()
+        broker.start()
+        agents = [
+            Agent(
+                device_id="scale-0301",
+                key=secrets.token_bytes(32),
+                sources=[MtSicsSource(SCALE, scale_port)],
+                outbox_path=tmp_path / f"{i}.sqlite",
+                broker=BrokerConfig(port=broker.port, username="scale-0301", password=pw, backoff_max_s=1),
+            )
+            for i, pw in enumerate(("s3cret-pass", "wrong"))
+        ]
+        agents[0].start()
+        try:
+            assert agents[0].publisher.connected.wait(10)
+            agents[0].stop()
+            agents[1].start()
+            time.sleep(2)
+            assert agents[1].publisher.connects == 0
+            assert "refused" in agents[1].publisher.last_error
+        finally:
+            for a in agents:
+                a.stop()
+
+
+def test_reconnect_delays_are_jittered_and_capped() -> None:
+    import random
+
+    from edge_agent.publisher import jittered
+
+    rng = random.Random(1)
+    delays = [jittered(8.0, rng) for _ in range(1000)]
+    assert 4.0 <= min(delays) < 4.2 and 7.8 < max(delays) <= 8.0
+    assert len({round(d, 2) for d in delays}) > 300  # spread over the range, not in lockstep
