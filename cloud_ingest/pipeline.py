@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from anti_cheat import Flag, ScaleFacts, columns_from_records, score
+from anti_cheat import Engine, Flag, Transactions
 from device_profiles import EnvelopeError, decode
 from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
 from device_profiles.topics import parse
@@ -27,6 +27,9 @@ from .errors import StoreRejected
 from .influx import InfluxClient
 
 log = logging.getLogger(__name__)
+
+
+_SCORED = frozenset({"sale", "reweigh", "check_weighing"})
 
 
 class DeadLetters:
@@ -68,12 +71,12 @@ class Pipeline:
         self,
         *,
         key_for: Callable[[str], bytes | None],
-        facts: ScaleFacts,
+        engine: Engine,
         store: InfluxClient,
         dead_letters: DeadLetters | None = None,
     ) -> None:
         self.key_for = key_for
-        self.facts = facts
+        self.engine = engine
         self.store = store
         self.dead_letters = dead_letters or DeadLetters()
         self.received = 0
@@ -93,7 +96,8 @@ class Pipeline:
         the stream.
         """
         accepted: list[tuple[str, bytes, list[str]]] = []
-        sales: list[tuple[str, int, dict[str, Any]]] = []
+        scored: list[tuple[str, int, dict[str, Any]]] = []
+        states: list[tuple[str, dict[str, Any]]] = []
         for topic_name, payload in messages:
             self.received += 1
             parsed = parse(topic_name)
@@ -105,8 +109,15 @@ class Pipeline:
                 self._reject(topic_name, exc.reason, exc.detail, payload)
                 continue
             accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
-            sales.extend((env.device, env.seq + i, r) for i, r in enumerate(env.records) if r["type"] == "sale")
-        flags = score(columns_from_records(self.facts, sales), self.facts) if sales else []
+            for i, rec in enumerate(env.records):
+                if rec["type"] in _SCORED:
+                    scored.append((env.device, env.seq + i, rec))
+                elif rec["type"] == "scale_state":
+                    states.append((env.device, {**rec, "seq": env.seq + i}))
+        batch = Transactions.from_records(self.engine.facts, scored)
+        flags = self.engine.score(batch).flags(batch, self.engine.facts)
+        for device, state in states:
+            flags += self.engine.observe_state(device, state)
         flag_lines = [flag_line(f) for f in flags]
         lines = [line for _, _, msg_lines in accepted for line in msg_lines]
         try:

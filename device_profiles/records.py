@@ -80,6 +80,28 @@ RECORD_TYPES: dict[str, RecordType] = {
             },
         ),
         RecordType(
+            "reweigh",
+            "A customer's re-weigh at the market's fair scale (公平秤) of goods bought at a stall; sent by the fair "
+            "scale.",
+            {
+                "stall_device": _f("str", "", tag=True, max_len=64, doc="device id of the stall's scale"),
+                "sale_txn": _f("int", "", 0, MAX_SAFE_INT, required=False, doc="the sale's txn, if the receipt has it"),
+                "plu": _f("str", "", tag=True, max_len=16, required=False, doc="commodity code"),
+                "claimed_mg": _f("int", "mg", 0, 10**8, doc="net weight on the stall's receipt"),
+                "net_mg": _f("int", "mg", 0, 10**8, doc="net weight on the fair scale"),
+            },
+        ),
+        RecordType(
+            "check_weighing",
+            "A check weighing of a stall's scale with a known test weight, by an inspector or technician.",
+            {
+                "scale_device": _f("str", "", tag=True, max_len=64, doc="device id of the scale checked"),
+                "reference_mg": _f("int", "mg", 0, 10**8, doc="conventional mass of the test weight"),
+                "indicated_mg": _f("int", "mg", -(10**8), 10**8, doc="what the scale showed"),
+                "inspector": _f("str", "", max_len=32, required=False),
+            },
+        ),
+        RecordType(
             "weighing",
             "A reading of a weighing indicator without price computation (e.g. Toledo continuous output).",
             {

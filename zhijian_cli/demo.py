@@ -22,6 +22,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.pipeline import DeadLetters
 from dashboards import QUERIES
@@ -98,7 +99,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         )
         pipeline = Pipeline(
             key_for=devices.key_for,
-            facts=devices.facts,
+            engine=Engine(devices.facts),
             store=influx,
             dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
         )

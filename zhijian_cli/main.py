@@ -121,6 +121,7 @@ def ingest_run(
 ) -> None:
     """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
     (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md)."""
+    from anti_cheat import Engine
     from cloud_ingest import (
         DeadLetters,
         DeviceFile,
@@ -150,7 +151,7 @@ def ingest_run(
     influx.create_database()
     pipeline = Pipeline(
         key_for=devices.key_for,
-        facts=devices.facts,
+        engine=Engine(devices.facts),
         store=influx,
         dead_letters=DeadLetters(settings.dead_letter_path),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from anti_cheat import ScaleFact, ScaleFacts
+from anti_cheat import Engine, ScaleFact, ScaleFacts
 from cloud_ingest import InfluxClient, Pipeline, StoreUnavailable
 from device_profiles import encode
 from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
@@ -18,7 +18,7 @@ def make(influx: InfluxClient) -> Pipeline:
         "scale-0001",
         ScaleFact(coefficient=20_000.0, e_mg=5_000, calibration_events=3, configuration_events=7),
     )
-    return Pipeline(key_for=keys, facts=facts, store=influx)
+    return Pipeline(key_for=keys, engine=Engine(facts), store=influx)
 
 
 def test_bad_payloads_are_counted_by_reason_and_kept(influx: InfluxClient) -> None:
@@ -68,7 +68,7 @@ def test_flags_are_stored_with_reasons(influx: InfluxClient) -> None:
 
 def test_store_down_raises_so_nothing_is_acknowledged() -> None:
     dead = InfluxClient("http://127.0.0.1:9", "x", retries=1, timeout_s=0.5)
-    pipe = Pipeline(key_for=keys, facts=ScaleFacts(), store=dead)
+    pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=dead)
     with pytest.raises(StoreUnavailable):
         pipe.process([(TOPIC, payload())])
 

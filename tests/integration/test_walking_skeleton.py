@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline
 from device_profiles import amount_fen, builtin
 from edge_agent import Agent, BrokerConfig, MtSicsSource
@@ -52,7 +53,7 @@ def test_sales_travel_from_serial_line_to_influxdb(
             }
         }
     )
-    pipeline = Pipeline(key_for=devices.key_for, facts=devices.facts, store=influx)
+    pipeline = Pipeline(key_for=devices.key_for, engine=Engine(devices.facts), store=influx)
     settings = IngestSettings(mqtt_port=mosquitto.port, mqtt_client_id=f"ingest-{tmp_path.name}", batch_max_ms=50)
     worker = IngestWorker(settings, pipeline).start()
     assert worker.connected.wait(10)

@@ -1,0 +1,138 @@
+"""Per-scale state of the stateful rules, in arrays indexed by the dense scale index, and the grouped
+(segmented) array operations that update it for a whole batch without a Python loop per row.
+
+Everything is integer arithmetic, so scoring a stream in one batch or in many gives identical results.
+CUSUM uses Page's recursion s_t = max(0, s_{t-1} + y_t) in closed form: with C_t = s_0 + Σ_{i≤t} y_i,
+s_t = C_t − min(0, min_{j≤t} C_j), computed per scale with a grouped cumulative sum and minimum.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .rules import RULES
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class Groups:
+    """Rows grouped by scale, arrival order kept within each group."""
+
+    order: npt.NDArray[np.intp]  # rows in grouped order
+    keys: I64  # the scale of each group
+    starts: npt.NDArray[np.intp]  # first position of each group in ``order``
+    group_of: npt.NDArray[np.intp]  # group number of each position in ``order``
+
+    @classmethod
+    def of(cls, scale: I64) -> Groups:
+        order = np.argsort(scale, kind="stable")
+        s = scale[order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, dtype=np.intp)
+        group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))
+        keys: I64 = s[starts] if len(s) else s
+        return cls(order, keys, starts, group_of)
+
+    @property
+    def ends(self) -> npt.NDArray[np.intp]:
+        """Last position of each group."""
+        ends: npt.NDArray[np.intp] = np.r_[self.starts[1:], len(self.order)] - 1
+        return ends
+
+    def cumsum(self, y: I64, initial: I64) -> I64:
+        """Per-group running sum of ``y`` (in grouped order), starting from ``initial`` per group."""
+        cs = np.cumsum(y)
+        before = np.r_[0, cs][self.starts]  # cumulative sum before each group starts
+        result: I64 = cs - before[self.group_of] + initial[self.group_of]
+        return result
+
+    def cummin(self, c: I64) -> I64:
+        """Per-group running minimum of ``c`` (in grouped order)."""
+        if len(c) == 0:
+            return c
+        span = int(c.max() - c.min()) + 1
+        if span * (len(self.starts) + 1) < 2**62:
+            # later groups are shifted below every earlier value, so the running minimum restarts per group
+            shift = self.group_of.astype(np.int64) * span
+            result: I64 = np.minimum.accumulate(c - shift) + shift
+            return result
+        out = np.empty_like(c)
+        for a, b in zip(self.starts, self.ends, strict=True):  # pragma: no cover - only for absurd ranges
+            out[a : b + 1] = np.minimum.accumulate(c[a : b + 1])
+        return out
+
+
+def cusum(groups: Groups, y: I64, s0: I64) -> I64:
+    """Page's CUSUM s_t = max(0, s_{t-1} + y_t) per group, from per-group start values ``s0``."""
+    c = groups.cumsum(y, s0)
+    return c - np.minimum(groups.cummin(c), 0)
+
+
+@dataclass
+class EngineState:
+    """What the stateful rules remember per scale; grows with the facts' index."""
+
+    reweigh_cusum: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    coef_cusum_hi: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    coef_cusum_lo: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    digit_counts: I64 = field(default_factory=lambda: np.zeros((0, 10), dtype=np.int64))
+    digit_total: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    flag_counts: I64 = field(default_factory=lambda: np.zeros((0, len(RULES)), dtype=np.int64))
+    last_flag_ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    _ARRAYS = (
+        "reweigh_cusum",
+        "coef_cusum_hi",
+        "coef_cusum_lo",
+        "digit_counts",
+        "digit_total",
+        "flag_counts",
+        "last_flag_ts",
+    )
+
+    def __len__(self) -> int:
+        return len(self.digit_total)
+
+    def ensure(self, n: int) -> None:
+        """Room for scales ``0 … n-1``."""
+        if n <= len(self):
+            return
+        cap = max(n, 2 * len(self), 16)
+        for name in self._ARRAYS:
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def reset(self, scale: int) -> None:
+        """Forget a scale's history (after a recorded verification, its baselines start again)."""
+        for name in self._ARRAYS:
+            getattr(self, name)[scale] = 0
+
+    def to_bytes(self, devices: list[str]) -> bytes:
+        """The state of the first ``len(devices)`` scales, keyed by device id."""
+        n = len(devices)
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, devices=np.array(json.dumps(devices)), **{name: getattr(self, name)[:n] for name in self._ARRAYS}
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, index_of: Callable[[str], int]) -> EngineState:
+        """Restore; each saved scale's row moves to ``index_of(device)``, its current dense index."""
+        with np.load(io.BytesIO(data)) as saved:
+            devices: list[str] = json.loads(str(saved["devices"]))
+            arrays = {name: saved[name] for name in cls._ARRAYS}
+        state = cls()
+        rows = np.array([index_of(d) for d in devices], dtype=np.intp)
+        state.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        for name, values in arrays.items():
+            getattr(state, name)[rows] = values
+        return state
