@@ -60,7 +60,7 @@ class Transactions:
 
     kind: I64
     scale: I64
-    plu: npt.NDArray[np.str_]
+    plu: I64  # commodity code from ScaleFacts.plu_code
     stable: npt.NDArray[np.bool_]
     seq: I64
     ts: I64
@@ -95,7 +95,7 @@ class Transactions:
         return cls(
             kind=np.fromiter((KINDS[r.get("kind") or "sale"] for r in rows), dtype=np.int64, count=n),
             scale=np.fromiter((facts.index_of(r["device"]) for r in rows), dtype=np.int64, count=n),
-            plu=np.array([str(r.get("plu") or "") for r in rows], dtype=np.str_),
+            plu=np.fromiter((facts.plu_code(str(r.get("plu") or "")) for r in rows), dtype=np.int64, count=n),
             stable=np.fromiter((bool(r.get("stable", True)) for r in rows), dtype=np.bool_, count=n),
             **{name: ints(name) for name in _INT_COLUMNS},
         )

@@ -52,7 +52,9 @@ class ScaleFacts:
         self.devices: list[str] = []
         self.index: dict[str, int] = {}
         self.approved_software: list[str | None] = []
-        self.commodity_median: dict[str, int] = {}
+        self._medians: dict[str, int] = {}
+        self.plu_codes: dict[str, int] = {"": 0}
+        self.median_by_code: I64 = np.zeros(1, dtype=np.int64)
         self._n = 0
         cap = 16
         self.known = np.zeros(cap, dtype=np.bool_)
@@ -69,6 +71,29 @@ class ScaleFacts:
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def commodity_median(self) -> dict[str, int]:
+        """Median unit price (fen/kg) per commodity code, from the market's published prices."""
+        return self._medians
+
+    @commodity_median.setter
+    def commodity_median(self, medians: dict[str, int]) -> None:
+        self._medians = dict(medians)
+        for plu in self._medians:
+            self.plu_code(plu)
+        for plu, code in self.plu_codes.items():
+            self.median_by_code[code] = self._medians.get(plu, 0)
+
+    def plu_code(self, plu: str) -> int:
+        """A dense code for a commodity, so rules look medians up in an array."""
+        code = self.plu_codes.get(plu)
+        if code is None:
+            code = self.plu_codes[plu] = len(self.plu_codes)
+            if code == len(self.median_by_code):
+                self.median_by_code = np.r_[self.median_by_code, np.zeros(len(self.median_by_code), np.int64)]
+            self.median_by_code[code] = self._medians.get(plu, 0)
+        return code
 
     def _grow(self) -> None:
         cap = len(self.known) * 2

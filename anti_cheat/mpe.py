@@ -18,6 +18,9 @@ MPE_TABLE: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
 }
 IN_SERVICE_FACTOR = 2.0
 CLASS_CODES = {name: i for i, name in enumerate(MPE_TABLE)}
+# the same table as arrays indexed by class code, for vectorised look-ups
+_LIMITS = np.array([limits for limits, _ in MPE_TABLE.values()], dtype=np.int64)  # (classes, 2)
+_MPES = np.array([mpes for _, mpes in MPE_TABLE.values()], dtype=np.float64)  # (classes, 3)
 
 
 def mpe_mg(
@@ -27,13 +30,13 @@ def mpe_mg(
     *,
     in_service: bool = True,
 ) -> npt.NDArray[np.float64]:
-    """MPE in mg for each load, scale interval and class code (index into :data:`CLASS_CODES`)."""
-    load_e = np.abs(load_mg) / e_mg
-    out = np.empty(load_mg.shape, dtype=np.float64)
-    for name, code in CLASS_CODES.items():
-        limits, mpes = MPE_TABLE[name]
-        rows = class_code == code
-        if rows.any():
-            band = np.searchsorted(np.asarray(limits, dtype=np.float64), load_e[rows], side="left")
-            out[rows] = np.asarray(mpes)[band] * e_mg[rows]
-    return out * (IN_SERVICE_FACTOR if in_service else 1.0)
+    """MPE in mg for each load, scale interval and class code (index into :data:`CLASS_CODES`).
+
+    A load exactly on a band limit belongs to the lower band (0 ≤ m ≤ 500 e is ±0.5 e for class III).
+    Compared in integers (load vs limit × e), so band edges are exact.
+    """
+    load = np.abs(load_mg)
+    limits = _LIMITS[class_code]
+    band = (load > limits[:, 0] * e_mg).astype(np.intp) + (load > limits[:, 1] * e_mg)
+    result: npt.NDArray[np.float64] = _MPES[class_code, band] * e_mg
+    return result * IN_SERVICE_FACTOR if in_service else result

@@ -4,7 +4,9 @@ Format (``devices.json``)::
 
     {"devices": {"scale-0001": {"key": "<hex>", "profile": "zj-pcs-30",
                                  "scale": {"coefficient": 20000.0, "e_mg": 5000, "accuracy_class": "III",
-                                           "calibration_events": 3, "configuration_events": 7}}}}
+                                           "zero_counts": 120000, "calibration_events": 3,
+                                           "configuration_events": 7}}},
+     "commodity_median": {"1001": 3100}}
 
 ``scale`` holds what was read at the device's last verification; devices without it get only the
 anti-cheat rules that need no registry facts.
@@ -25,18 +27,21 @@ from .errors import IngestError
 class DeviceFile:
     """Keys and facts read from a devices file."""
 
-    def __init__(self, devices: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
+    ) -> None:
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
         self.facts = ScaleFacts()
         for device, entry in devices.items():
             if "scale" in entry:
                 self.facts.set(device, ScaleFact(**entry["scale"]))
+        self.facts.commodity_median = {str(k): int(v) for k, v in (commodity_median or {}).items()}
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceFile:
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(doc["devices"])
+            return cls(doc["devices"], doc.get("commodity_median"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IngestError(f"{path}: not a usable devices file: {exc}") from exc
 
@@ -44,6 +49,9 @@ class DeviceFile:
         return self._keys.get(device)
 
 
-def write_device_file(path: str | Path, devices: Mapping[str, Mapping[str, Any]]) -> None:
+def write_device_file(
+    path: str | Path, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
+) -> None:
     """Write a devices file (used by the demo and tests to provision simulated devices)."""
-    Path(path).write_text(json.dumps({"devices": devices}, indent=1, ensure_ascii=False), encoding="utf-8")
+    doc = {"devices": devices, "commodity_median": dict(commodity_median or {})}
+    Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -97,10 +97,18 @@ class Market:
         return {
             "coefficient": fw.true_coefficient,
             "e_mg": self.profile.metrology.e_mg,
+            "d_mg": self.profile.metrology.d_mg,
+            "max_g": self.profile.metrology.max_g,
+            "zero_counts": fw.verified_zero_counts,
             "accuracy_class": self.profile.metrology.accuracy_class,
             "calibration_events": fw.calibration_events - (1 if recal else 0),
             "configuration_events": fw.configuration_events,
         }
+
+    @staticmethod
+    def commodity_medians() -> dict[str, int]:
+        """The market's published middle price per commodity (fen/kg)."""
+        return {plu: (lo + hi) // 2 for plu, _name, lo, hi, _g_lo, _g_hi in COMMODITIES}
 
     def tick(self, ts_ms: int | None = None) -> Stall:
         """One customer buys something at a random stall."""

@@ -17,8 +17,8 @@ their class (σ = e/6). A :class:`Cheat` makes the scale cheat in one of the way
 - ``throw``: weights are committed without waiting for stability (no stable flag, or under 0.4 s);
 - ``zero_trick``: the scale was zeroed without its tray (预留底数), so ``zero_offset_mg`` of tray counts
   as goods; counts and display agree, but the zero lies far below the verified one;
-- ``price_scaling``: unit price keyed at 1/100 and the weight shown ×100, so the receipt looks cheap and
-  the rounding of the price works for the vendor.
+- ``price_scaling``: unit price keyed at 1/``price_factor`` (10 or 100) and the weight shown ×factor, so
+  the receipt looks cheap and the rounding of the price works for the vendor.
 
 Faults: ``clock_skew_ms`` shifts the scale's clock; the links' ``reply_delay_s`` makes the line slow.
 """
@@ -65,6 +65,7 @@ class Cheat:
     extra_fen: int = 50
     keyed: bool = False
     zero_offset_mg: int = 1_500_000
+    price_factor: int = 100
 
 
 @dataclass
@@ -80,6 +81,7 @@ class ScaleFirmware:
     software_id: str = "ZJ-PCS-FW 2.1.0 crc=5A3C"
     cheat: Cheat | None = None
     noise_sigma_e: float = 1 / 6  # honest reading error, in e (0: exact readings, for tests)
+    span_error: float = 0.0  # an honest scale's calibration drift, relative (in-service: within the MPE)
     clock_skew_ms: int = 0
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     next_txn: int = 1
@@ -143,13 +145,14 @@ class ScaleFirmware:
         kind = self.cheat.kind if self.cheat else None
         ratio = self.cheat.ratio if self.cheat else 1.0
         signal = self._honest_reading(true_net_mg)  # what the load cell sees, in mg
-        shown = signal
+        shown = signal * (1 + self.span_error)
         if (kind == "cheat_chip" and self.chip_active) or kind == "recalibration":
-            shown = signal * ratio
+            shown *= ratio
         elif kind == "remote_control":
-            signal = shown = signal * ratio  # the receiver inflates the load-cell signal itself
+            signal *= ratio  # the receiver inflates the load-cell signal itself
+            shown = signal * (1 + self.span_error)
         elif kind == "zero_trick" and self.cheat is not None:
-            shown = signal + self.cheat.zero_offset_mg  # the tray was not on the pan when zeroed
+            shown += self.cheat.zero_offset_mg  # the tray was not on the pan when zeroed
         return self._quantise(shown), self._raw_counts(signal)
 
     def sell(
@@ -162,7 +165,8 @@ class ScaleFirmware:
         net_mg, raw = self.reading(true_net_mg)
         price = unit_price_fen_per_kg
         if kind == "price_scaling":
-            price, net_mg = max(1, round(price / 100)), net_mg * 100
+            factor = self.cheat.price_factor if self.cheat else 100
+            price, net_mg = max(1, round(price / factor)), net_mg * factor
         amount = amount_fen(net_mg, price)
         if kind == "price_math" and self.cheat is not None:
             amount += self.cheat.extra_fen

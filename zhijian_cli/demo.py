@@ -87,6 +87,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                 for s in market.stalls
             }
             | {d: {"key": keys[d].hex()} for d in (BASE_ID, VEHICLE_ID)},
+            market.commodity_medians(),
         )
         devices = DeviceFile.load(devices_path)
         settings = IngestSettings(

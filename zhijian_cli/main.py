@@ -16,6 +16,7 @@ from rich.table import Table
 from device_profiles import ProfileError, builtin_profiles, load_profile
 
 from .agent_cmd import app as agent_app
+from .anti_cheat_cmd import app as anti_cheat_app
 from .servers import ServerError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ profiles_app = typer.Typer(help="List and check device profiles (the YAML files 
 ingest_app = typer.Typer(help="Run the cloud ingest (MQTT → InfluxDB).")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(agent_app, name="agent")
+app.add_typer(anti_cheat_app, name="anti-cheat")
 app.add_typer(ingest_app, name="ingest")
 console = Console()
 
