@@ -60,6 +60,7 @@ class Transactions:
 
     kind: I64
     scale: I64
+    source: I64  # dense index of the device that sent the row (the fair scale for a re-weigh); seq is its
     plu: I64  # commodity code from ScaleFacts.plu_code
     stable: npt.NDArray[np.bool_]
     seq: I64
@@ -95,6 +96,7 @@ class Transactions:
         return cls(
             kind=np.fromiter((KINDS[r.get("kind") or "sale"] for r in rows), dtype=np.int64, count=n),
             scale=np.fromiter((facts.index_of(r["device"]) for r in rows), dtype=np.int64, count=n),
+            source=np.fromiter((facts.index_of(r.get("source") or r["device"]) for r in rows), dtype=np.int64, count=n),
             plu=np.fromiter((facts.plu_code(str(r.get("plu") or "")) for r in rows), dtype=np.int64, count=n),
             stable=np.fromiter((bool(r.get("stable", True)) for r in rows), dtype=np.bool_, count=n),
             **{name: ints(name) for name in _INT_COLUMNS},
@@ -113,6 +115,7 @@ class Transactions:
                     {
                         "kind": "reweigh",
                         "device": rec["stall_device"],
+                        "source": device,
                         "seq": seq,
                         "ts": rec["ts"],
                         "plu": rec.get("plu"),
@@ -125,6 +128,7 @@ class Transactions:
                     {
                         "kind": "check",
                         "device": rec["scale_device"],
+                        "source": device,
                         "seq": seq,
                         "ts": rec["ts"],
                         "net_mg": rec["indicated_mg"],

@@ -33,8 +33,8 @@ DAY_MS = 86_400_000
 class Flag:
     """One finding, ready for people and for storage."""
 
-    device: str
-    seq: int
+    device: str  # the scale the finding is about
+    seq: int  # the flagged record's sequence number, in the stream of ``record_device``
     ts: int
     rule: str
     severity: str
@@ -42,6 +42,7 @@ class Flag:
     limit: float
     reason_en: str
     reason_zh: str
+    record_device: str = ""  # the device that sent the flagged record, when not ``device``
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -66,9 +67,10 @@ class Findings:
             self.row.tolist(), self.rule.tolist(), self.value.tolist(), self.limit.tolist(), strict=True
         ):
             rule = RULES[k]
+            scale, source = int(batch.scale[r]), int(batch.source[r])
             out.append(
                 Flag(
-                    facts.devices[int(batch.scale[r])],
+                    facts.devices[scale],
                     int(batch.seq[r]),
                     int(batch.ts[r]),
                     rule.id,
@@ -77,6 +79,7 @@ class Findings:
                     lim,
                     rule.en.format(v=v, l=lim),
                     rule.zh.format(v=v, l=lim),
+                    facts.devices[source] if source != scale else "",
                 )
             )
         return out

@@ -32,10 +32,11 @@ class Thresholds:
     #: CUSUM over the live/calibrated coefficient ratio, in ppm. [unsure]
     coefficient_cusum_k_ppm: int = 2_500
     coefficient_cusum_h_ppm: int = 40_000
-    #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, 9 degrees of freedom;
-    #: 27.88 is the 0.001 upper quantile. [unsure] window
+    #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, 9 degrees of freedom.
+    #: 44.81 is the 10⁻⁶ upper quantile: an honest scale trips it once in a million windows (at 0.001, 27.88,
+    #: it would once in 200 000 sales, too often for a rule that accuses). [unsure] window
     digit_window: int = 200
-    digit_chi2_limit: float = 27.88
+    digit_chi2_limit: float = 44.81
 
 
 DEFAULT = Thresholds()

@@ -41,7 +41,8 @@ def make_batch(n: int, scales: int, rng: np.random.Generator, seq0: int) -> Tran
     zeros = np.zeros(n, dtype=np.int64)
     return Transactions(
         kind=kind,
-        scale=rng.integers(0, scales, n),
+        scale=(scale := rng.integers(0, scales, n)),
+        source=scale,
         plu=rng.integers(1, 21, n),  # codes of the PLUs 1000-1019
         stable=np.ones(n, dtype=np.bool_),
         seq=np.arange(seq0, seq0 + n),

@@ -163,6 +163,7 @@ def flag_line(flag: Flag) -> str:
             ("limit", flag.limit),
             ("reason_en", flag.reason_en),
             ("reason_zh", flag.reason_zh),
+            *((("record_device", flag.record_device),) if flag.record_device else ()),
         )
     )
     return f"flag,{tags} {fields} {point_time_ns(flag.ts, flag.seq)}"

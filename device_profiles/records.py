@@ -84,10 +84,11 @@ RECORD_TYPES: dict[str, RecordType] = {
             "A customer's re-weigh at the market's fair scale (公平秤) of goods bought at a stall; sent by the fair "
             "scale.",
             {
+                "txn": _f("int", "", 0, MAX_SAFE_INT, doc="the fair scale's own re-weigh number"),
                 "stall_device": _f("str", "", tag=True, max_len=64, doc="device id of the stall's scale"),
                 "sale_txn": _f("int", "", 0, MAX_SAFE_INT, required=False, doc="the sale's txn, if the receipt has it"),
                 "plu": _f("str", "", tag=True, max_len=16, required=False, doc="commodity code"),
-                "claimed_mg": _f("int", "mg", 0, 10**8, doc="net weight on the stall's receipt"),
+                "claimed_mg": _f("int", "mg", 0, 10**9, doc="net weight on the stall's receipt"),
                 "net_mg": _f("int", "mg", 0, 10**8, doc="net weight on the fair scale"),
             },
         ),

@@ -86,6 +86,9 @@ class MtSicsSpec(_Strict):
 
     weight_unit: Literal["g", "kg"] = "kg"
     weight_decimals: int = Field(3, ge=0, le=6)
+    transaction_record: Literal["sale", "reweigh"] = Field(
+        "sale", description="record type of the transaction memory: sales, or a fair scale's re-weighs"
+    )
     zero_reply: str = "Z A"
     tare_status: str = "S"
     extensions: dict[str, SicsExtension]
@@ -98,10 +101,13 @@ class MtSicsSpec(_Strict):
         unknown = [r for r in self.extensions if r not in SICS_ROLES]
         if unknown:
             raise ValueError(f"unknown extension roles {unknown}; known: {list(SICS_ROLES)}")
-        sale_fields = RECORD_TYPES["sale"].fields
-        bad = [f for f in self.extensions["transaction"].reply if f not in sale_fields and f != "ts"]
+        fields = RECORD_TYPES[self.transaction_record].fields
+        reply = self.extensions["transaction"].reply
+        bad = [f for f in reply if f not in fields and f != "ts"]
         if bad:
-            raise ValueError(f"transaction reply names fields that a sale record lacks: {bad}")
+            raise ValueError(f"transaction reply names fields that a {self.transaction_record} record lacks: {bad}")
+        if "txn" not in reply:
+            raise ValueError("transaction reply must include txn, the number the agent acknowledges")
         return self
 
 

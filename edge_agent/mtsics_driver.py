@@ -22,10 +22,8 @@ from .errors import DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)
 _KINDS: dict[str, FieldKind] = {
-    **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()},
-    **{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
-    "ts": "int",
-}
+    n: s.kind for t in ("scale_state", "sale", "reweigh") for n, s in RECORD_TYPES[t].fields.items()
+} | {"ts": "int"}
 
 
 class BadTransaction(DeviceError):
@@ -148,7 +146,7 @@ class MtSicsScale:
         return record
 
     def take_transaction(self) -> dict[str, Any] | None:
-        """The oldest unacknowledged sale as a ``sale`` record, or None if there is none."""
+        """The oldest unacknowledged transaction (a ``sale``, or a fair scale's ``reweigh``), or None."""
         ext = self.spec.extensions["transaction"]
         line = self.command(ext.command)
         if ext.empty_status is not None and line.status == ext.empty_status:
@@ -160,7 +158,10 @@ class MtSicsScale:
                 raise ValueError(f"status {line.status!r}")
             values = mtsics.fields_of(line, ext.reply)
             txn = int(values["txn"]) if values.get("txn", "").isdigit() else None
-            record = {"type": "sale", **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()}}
+            record = {
+                "type": self.spec.transaction_record,
+                **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()},
+            }
             check_record(record)
         except (ValueError, EnvelopeError) as exc:
             raise BadTransaction(f"{ext.command}: {exc}", txn=txn, line=raw_line) from exc

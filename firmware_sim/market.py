@@ -11,8 +11,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from device_profiles import Profile
+from device_profiles import Profile, builtin
 
 from .pty_link import PtyLineServer
 from .scale import CHEAT_KEYS, CHEAT_KINDS, Cheat, ScaleFirmware
@@ -52,8 +53,10 @@ class Market:
     cheaters: int = 7
     seed: int = 2026
     prefix: str = "scale"
+    reweigh_rate: float = 0.08  # share of customers who re-weigh their purchase at the fair scale
     stalls: list[Stall] = field(default_factory=list)
     rng: random.Random = field(init=False)
+    fair: Stall = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -79,14 +82,17 @@ class Market:
                 firmware.press(CHEAT_KEYS)  # the vendor switches the chip on after the morning power-up
             server = PtyLineServer(firmware.respond, lock=lock, name=device_id)
             self.stalls.append(Stall(device_id, firmware, server, lock, cheat))
+        fair = ScaleFirmware(builtin("zj-fair-30"), seed=self.seed + 1)
+        fair_lock = threading.Lock()
+        self.fair = Stall("fair-0001", fair, PtyLineServer(fair.respond, lock=fair_lock, name="fair"), fair_lock, None)
 
     def start(self) -> Market:
-        for stall in self.stalls:
+        for stall in [*self.stalls, self.fair]:
             stall.server.start()
         return self
 
     def close(self) -> None:
-        for stall in self.stalls:
+        for stall in [*self.stalls, self.fair]:
             stall.server.close()
 
     def verification_facts(self, stall: Stall) -> dict[str, object]:
@@ -116,12 +122,29 @@ class Market:
         plu, _name, lo, hi, g_lo, g_hi = self.rng.choice(COMMODITIES)
         price = self.rng.randint(lo // 10, hi // 10) * 10
         mass_mg = self.rng.randint(g_lo, g_hi) * 1000
+        now = ts_ms if ts_ms is not None else int(time.time() * 1000)
         with stall.lock:
-            stall.firmware.sell(
-                ts_ms=ts_ms if ts_ms is not None else int(time.time() * 1000),
-                plu=plu,
-                true_net_mg=mass_mg,
-                unit_price_fen_per_kg=price,
-            )
+            sale = stall.firmware.sell(ts_ms=now, plu=plu, true_net_mg=mass_mg, unit_price_fen_per_kg=price)
         stall.sales += 1
+        if self.rng.random() < self.reweigh_rate:
+            self.reweigh(stall, sale, mass_mg, ts_ms=now + 60_000)
         return stall
+
+    def reweigh(self, stall: Stall, sale: dict[str, Any], true_mg: int, *, ts_ms: int) -> None:
+        """The customer takes the goods to the fair scale and scans the receipt."""
+        fw = self.fair.firmware
+        with self.fair.lock:
+            found_mg, _ = fw.reading(true_mg)
+            fw.pending.append(
+                {
+                    "txn": fw.next_txn,
+                    "ts": ts_ms,
+                    "stall_device": stall.device_id,
+                    "sale_txn": sale["txn"],
+                    "plu": sale["plu"],
+                    "claimed_mg": sale["net_mg"],
+                    "net_mg": found_mg,
+                }
+            )
+            fw.next_txn += 1
+        self.fair.sales += 1

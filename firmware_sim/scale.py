@@ -48,10 +48,8 @@ CHEAT_KINDS: tuple[CheatKind, ...] = (
 )
 CHEAT_KEYS = "*#7#3"  # the hidden key sequence of our simulated cheat chip
 TRANSACTION_MEMORY = 10_000
-_KINDS = {
-    **{n: s.kind for n, s in RECORD_TYPES["sale"].fields.items()},
-    **{n: s.kind for n, s in RECORD_TYPES["scale_state"].fields.items()},
-    "ts": "int",
+_KINDS = {n: s.kind for t in ("scale_state", "sale", "reweigh") for n, s in RECORD_TYPES[t].fields.items()} | {
+    "ts": "int"
 }
 
 

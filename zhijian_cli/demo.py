@@ -74,7 +74,8 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         profile = builtin("zj-pcs-30")
         market = Market(profile, n_scales=opts.scales, cheaters=opts.cheaters, seed=opts.seed).start()
         stack.callback(market.close)
-        keys = {d: secrets.token_bytes(32) for d in [*(s.device_id for s in market.stalls), BASE_ID, VEHICLE_ID]}
+        everyone = [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]
+        keys = {d: secrets.token_bytes(32) for d in everyone}
         devices_path = opts.data_dir / "devices.json"
         write_device_file(
             devices_path,
@@ -86,7 +87,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                 }
                 for s in market.stalls
             }
-            | {d: {"key": keys[d].hex()} for d in (BASE_ID, VEHICLE_ID)},
+            | {d: {"key": keys[d].hex()} for d in (market.fair.device_id, BASE_ID, VEHICLE_ID)},
             market.commodity_medians(),
         )
         devices = DeviceFile.load(devices_path)
@@ -162,11 +163,11 @@ def _start_agents(
 ) -> list[Agent]:
     """One edge agent per stall, reading the stall's scale over its pty; each stopped by ``stack``."""
     agents = []
-    for stall in market.stalls:
+    for stall in [*market.stalls, market.fair]:
         agent = Agent(
             device_id=stall.device_id,
             key=keys[stall.device_id],
-            sources=[MtSicsSource(market.profile, stall.server.port)],
+            sources=[MtSicsSource(stall.firmware.profile, stall.server.port)],
             outbox_path=data_dir / f"outbox-{stall.device_id}.sqlite",
             broker=broker,
         )
