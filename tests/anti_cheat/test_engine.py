@@ -291,7 +291,9 @@ def test_reported_state_rules() -> None:
     ok = {"e_mg": 5000, "d_mg": 5000, "software_id": "ZJ-PCS-FW 2.1.0 crc=5A3C", "seq": 1, "ts": 1}
     assert engine.observe_state("scale-0", ok) == []
     bad = {**ok, "d_mg": 1000, "software_id": "ZJ-PCS-FW 2.1.0 crc=0000"}
-    assert [fl.rule for fl in engine.observe_state("scale-0", bad)] == ["e_not_d", "software_id"]
+    flags = engine.observe_state("scale-0", bad)
+    assert [fl.rule for fl in flags] == ["e_not_d", "software_id"]
+    assert flags[0].as_dict()["reason_zh"].startswith("检定分度值")
 
 
 @pytest.mark.parametrize(
