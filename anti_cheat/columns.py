@@ -16,6 +16,7 @@ Input columns for anyone scoring their own data (JSONL keys, CSV headers):
 | ``ts`` | ms | UTC epoch milliseconds |
 | ``plu`` | | commodity code |
 | ``net_mg``, ``tare_mg`` | mg | registered net weight and tare (for ``reweigh``/``check``: what the scale claimed) |
+| ``tare_gross_mg`` | mg | optional: gross weight on the pan when the tare was taken |
 | ``unit_price_fen_per_kg``, ``amount_fen`` | fen/kg, fen | unit price and price charged |
 | ``stable``, ``stable_ms`` | bool, ms | stable flag at commit, and for how long it had been stable |
 | ``raw_counts``, ``zero_counts`` | counts | load-cell ADC counts at commit and of the zero |
@@ -36,12 +37,14 @@ from .facts import ScaleFacts
 
 I64 = npt.NDArray[np.int64]
 SALE, REWEIGH, CHECK = 0, 1, 2
+NO_VALUE = np.iinfo(np.int64).min  # an optional column the row does not have
 KINDS = {"sale": SALE, "reweigh": REWEIGH, "check": CHECK}
 _INT_COLUMNS = (
     "seq",
     "ts",
     "net_mg",
     "tare_mg",
+    "tare_gross_mg",
     "unit_price",
     "amount_fen",
     "stable_ms",
@@ -67,6 +70,7 @@ class Transactions:
     ts: I64
     net_mg: I64
     tare_mg: I64
+    tare_gross_mg: I64  # gross on the pan when the tare was taken; NO_VALUE when not reported
     unit_price: I64
     amount_fen: I64
     stable_ms: I64
@@ -91,7 +95,10 @@ class Transactions:
 
         def ints(name: str) -> I64:
             key = _SOURCE.get(name, name)
-            return np.fromiter((int(r.get(key) or 0) for r in rows), dtype=np.int64, count=n)
+            default = NO_VALUE if name == "tare_gross_mg" else 0
+            return np.fromiter(
+                (int(v) if (v := r.get(key)) is not None else default for r in rows), dtype=np.int64, count=n
+            )
 
         return cls(
             kind=np.fromiter((KINDS[r.get("kind") or "sale"] for r in rows), dtype=np.int64, count=n),

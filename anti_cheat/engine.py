@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .columns import CHECK, REWEIGH, SALE, Transactions
+from .columns import CHECK, NO_VALUE, REWEIGH, SALE, Transactions
 from .facts import ScaleFacts
 from .mpe import mpe_mg
 from .rules import RULE_INDEX, RULES
@@ -193,6 +193,10 @@ class Engine:
         offset = np.abs(b.zero_counts - f.take("zero_counts", b.scale).astype(np.int64)) / coef * 1_000_000
         zero_limit = t.zero_range_of_max * max_mg
         out.add("zero_offset", known_sale & has_zero & (offset > zero_limit), offset, zero_limit)
+
+        gross = b.tare_gross_mg
+        empty_pan = (gross != NO_VALUE) & (np.abs(gross) * 4 <= e)  # zero is held within ±0.25 e
+        out.add("tare_at_zero_gross", known_sale & (b.tare_mg > 0) & empty_pan, b.tare_mg, 0.0)
 
         tare_limit = t.tare_max_of_max * max_mg
         out.add("tare_implausible", known_sale & (b.tare_mg > tare_limit), b.tare_mg, tare_limit)

@@ -56,6 +56,13 @@ RULES: tuple[Rule, ...] = (
         "零点偏离检定零点 {v:.0f} 毫克（限 {l:.0f} 毫克）",
     ),
     Rule(
+        "tare_at_zero_gross",
+        "medium",
+        "Tare tricks [report]: tare entered at zero gross; zero is held within ±0.25 e [law]",
+        "a {v:.0f} mg tare was taken with an empty pan",
+        "空秤盘时置入 {v:.0f} 毫克皮重",
+    ),
+    Rule(
         "tare_implausible",
         "medium",
         "Tare tricks [report]; limit [unsure]: tare above 20 % of Max",

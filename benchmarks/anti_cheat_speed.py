@@ -49,6 +49,7 @@ def make_batch(n: int, scales: int, rng: np.random.Generator, seq0: int) -> Tran
         ts=1_764_000_000_000 + np.arange(n),
         net_mg=net,
         tare_mg=zeros,
+        tare_gross_mg=np.full(n, np.iinfo(np.int64).min),  # not reported
         unit_price=price,
         amount_fen=round_half_up_price(net, price),
         stable_ms=np.full(n, 800),

@@ -69,6 +69,9 @@ RECORD_TYPES: dict[str, RecordType] = {
                 "plu": _f("str", "", tag=True, max_len=16, doc="commodity code (PLU) keyed by the vendor"),
                 "net_mg": _f("int", "mg", -(10**8), 10**8, doc="net weight registered"),
                 "tare_mg": _f("int", "mg", 0, 10**8, doc="tare subtracted"),
+                "tare_gross_mg": _f(
+                    "int", "mg", -(10**8), 10**8, required=False, doc="gross weight on the pan when the tare was taken"
+                ),
                 "unit_price_fen_per_kg": _f("int", "fen/kg", 0, 10**8, doc="unit price, per kilogram"),
                 "amount_fen": _f("int", "fen", -(10**10), 10**10, doc="price charged"),
                 "stable": _f("bool", doc="the stable flag was set when the weight was registered"),

@@ -104,6 +104,7 @@ def test_coefficient_tolerance_is_the_mpe_at_that_load_plus_half_d() -> None:
         ({"stable": False}, "stability"),
         ({"stable_ms": 399}, "stability"),
         ({"tare_mg": 6_000_001}, "tare_implausible"),
+        ({"tare_mg": 50_000, "tare_gross_mg": 1_250}, "tare_at_zero_gross"),
         ({"unit_price_fen_per_kg": 30, "amount_fen": 30}, "price_scaling"),
         ({"unit_price_fen_per_kg": 300, "amount_fen": 300}, "price_scaling"),
         ({"ts": 2_000_000_000_001}, "verification_overdue"),
@@ -116,7 +117,12 @@ def test_each_stateless_rule(over: dict, rule: str) -> None:
 def test_edges_that_do_not_flag() -> None:
     assert (
         rules_for(
-            [row(stable_ms=400), row(seq=2, tare_mg=6_000_000), row(seq=3, unit_price_fen_per_kg=1500, amount_fen=1500)]
+            [
+                row(stable_ms=400),
+                row(seq=2, tare_mg=6_000_000),
+                row(seq=3, unit_price_fen_per_kg=1500, amount_fen=1500),
+                row(seq=4, tare_mg=50_000, tare_gross_mg=1_251),  # a bowl was on the pan: more than e/4
+            ]
         )
         == []
     )
