@@ -1,10 +1,11 @@
 """Decode → authenticate → validate → score → line protocol, for one micro-batch of MQTT messages.
 
-:meth:`Pipeline.process` either stores the whole batch or raises :class:`StoreUnavailable`; the caller
-acknowledges the batch's messages to the broker only after it returns, so nothing is acknowledged before
-it is durable. Rejected payloads are counted per reason and kept, bytes and all, as dead letters: the
-reasons of :data:`device_profiles.REJECT_REASONS`, plus ``store_rejected`` for a valid message that
-InfluxDB refuses (say, a field whose type differs from what the database already holds).
+:meth:`Pipeline.prepare` decodes and scores a batch once; :meth:`Pipeline.commit` makes it durable, in
+InfluxDB or, while InfluxDB is away, in the on-disk spool (replayed in order by :meth:`replay_spool`).
+The caller acknowledges the batch's messages to the broker only after ``commit`` returns, so nothing is
+acknowledged before it is durable. Rejected payloads are counted per reason and kept, bytes and all, as
+dead letters: the reasons of :data:`device_profiles.REJECT_REASONS`, plus ``store_rejected`` for a valid
+message that InfluxDB refuses (say, a field whose type differs from what the database already holds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ from device_profiles import EnvelopeError, decode
 from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
 from device_profiles.topics import parse
 
-from .errors import StoreRejected
+from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,15 @@ class DeadLetters:
             ]
 
 
+@dataclass
+class Prepared:
+    """A decoded and scored batch, ready to be made durable (possibly on a second try)."""
+
+    accepted: list[tuple[str, bytes, list[str]]]
+    flags: list[Flag]
+    flag_lines: list[str]
+
+
 class Pipeline:
     """The ingest's processing of one batch; counters are plain attributes read by metrics."""
 
@@ -74,11 +86,16 @@ class Pipeline:
         engine: Engine,
         store: InfluxClient,
         dead_letters: DeadLetters | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.key_for = key_for
         self.engine = engine
         self.store = store
         self.dead_letters = dead_letters or DeadLetters()
+        self.spool = spool or Spool()
+        self.spooled_points = 0
+        self.replayed_points = 0
+        self.last_sent_ms = 0
         self.received = 0
         self.accepted_records = 0
         self.records_by_type: Counter[str] = Counter()
@@ -88,13 +105,13 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
-        """Store a batch of ``(topic, payload)``; returns the anti-cheat flags raised.
+        """Prepare and store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
+        prepared = self.prepare(messages)
+        self.commit(prepared)
+        return prepared.flags
 
-        Raises :class:`StoreUnavailable` if InfluxDB cannot take the batch now (retry it; writes are
-        idempotent). If InfluxDB refuses the batch as invalid, messages are written one by one and those it
-        still refuses become dead letters with reason ``store_rejected``, so one bad message cannot stall
-        the stream.
-        """
+    def prepare(self, messages: Sequence[tuple[str, bytes]]) -> Prepared:
+        """Decode, authenticate, validate and score a batch (once: the engine's state moves on)."""
         accepted: list[tuple[str, bytes, list[str]]] = []
         scored: list[tuple[str, int, dict[str, Any]]] = []
         states: list[tuple[str, dict[str, Any]]] = []
@@ -109,6 +126,7 @@ class Pipeline:
                 self._reject(topic_name, exc.reason, exc.detail, payload)
                 continue
             accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
+            self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
                 if rec["type"] in _SCORED:
                     scored.append((env.device, env.seq + i, rec))
@@ -118,27 +136,74 @@ class Pipeline:
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
         for device, state in states:
             flags += self.engine.observe_state(device, state)
-        flag_lines = [flag_line(f) for f in flags]
+        return Prepared(accepted, flags, [flag_line(f) for f in flags])
+
+    def commit(self, prepared: Prepared) -> None:
+        """Make a prepared batch durable: in InfluxDB, or in the spool while InfluxDB is away.
+
+        Raises :class:`StoreUnavailable` only when InfluxDB is away and the spool is full: retry the same
+        ``prepared`` later (writes are idempotent). If InfluxDB refuses the batch as invalid, messages are
+        written one by one and those it still refuses become dead letters with reason ``store_rejected``,
+        so one bad message cannot stall the stream.
+        """
+        accepted, flags, flag_lines = prepared.accepted, prepared.flags, prepared.flag_lines
         lines = [line for _, _, msg_lines in accepted for line in msg_lines]
-        try:
-            if lines or flag_lines:
-                self.store.write(lines + flag_lines)
-        except StoreRejected as exc:
-            log.warning("InfluxDB refused a batch of %d messages (%s); writing them one by one", len(accepted), exc)
-            lines = self._write_one_by_one(accepted)
-            self.store.write(flag_lines)
+        if lines or flag_lines:
+            try:
+                self._write(lines + flag_lines)
+            except StoreRejected as exc:
+                log.warning("InfluxDB refused a batch of %d messages (%s); writing one by one", len(accepted), exc)
+                lines = self._write_one_by_one(accepted)
+                self._write(flag_lines)
         self.accepted_records += len(lines)  # one line per record
         self.records_by_type.update(line[: line.index(",")] for line in lines)  # the measurement is the type
         self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
-        return flags
+
+    def _write(self, lines: list[str]) -> None:
+        """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""
+        if not lines:
+            return
+        if self.spool.batches:
+            self._spool(lines)
+            return
+        try:
+            self.store.write(lines)
+        except StoreUnavailable as exc:
+            log.warning("InfluxDB is unavailable (%s); spooling to disk", exc)
+            self._spool(lines)
+
+    def _spool(self, lines: list[str]) -> None:
+        try:
+            self.spool.append(lines)
+        except SpoolFull as exc:
+            raise StoreUnavailable(f"InfluxDB is unavailable and {exc}") from exc
+        self.spooled_points += len(lines)
+
+    def replay_spool(self) -> bool:
+        """Write spooled batches to InfluxDB, oldest first; True when the spool is empty."""
+        while (oldest := self.spool.oldest()) is not None:
+            batch_id, lines = oldest
+            try:
+                self.store.write(lines)
+            except StoreUnavailable:
+                return False
+            except StoreRejected:
+                for line in lines:  # find the line InfluxDB refuses, keep it, store the rest
+                    try:
+                        self.store.write([line])
+                    except StoreRejected as exc:
+                        self._reject("(spool)", "store_rejected", str(exc), line.encode())
+            self.spool.remove(batch_id)
+            self.replayed_points += len(lines)
+        return True
 
     def _write_one_by_one(self, accepted: list[tuple[str, bytes, list[str]]]) -> list[str]:
         stored: list[str] = []
         for topic_name, payload, msg_lines in accepted:
             try:
-                self.store.write(msg_lines)
+                self._write(msg_lines)
             except StoreRejected as exc:
                 self._reject(topic_name, "store_rejected", str(exc), payload)
             else:

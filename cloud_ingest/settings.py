@@ -26,6 +26,10 @@ class IngestSettings(BaseSettings):
     influx_password: str | None = None
     devices_file: Path = Path("devices.json")
     dead_letter_path: Path = Path("dead_letters.sqlite")
+    spool_path: Path = Path("spool.sqlite")
+    spool_quota_mb: float = Field(1024, gt=0, description="disk for points while InfluxDB is away")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, lt=65536, description="Prometheus /metrics and /health; 0: any port")
     batch_max_messages: int = Field(2_000, ge=1)
     batch_max_ms: int = Field(200, ge=1)
     queue_max_messages: int = Field(20_000, ge=1)

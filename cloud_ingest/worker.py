@@ -30,6 +30,24 @@ from .settings import IngestSettings
 log = logging.getLogger(__name__)
 
 
+class BatchTimer:
+    """Batch latencies in Prometheus histogram buckets (seconds), read by :mod:`cloud_ingest.metrics`."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(self.BUCKETS)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        self.n += 1
+        for i, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+
+
 class IngestWorker:
     """Subscribes, batches, processes and acknowledges."""
 
@@ -54,6 +72,8 @@ class IngestWorker:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
+        self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
+        self.batch_seconds = BatchTimer()
 
     @property
     def backlog(self) -> int:
@@ -96,13 +116,24 @@ class IngestWorker:
         )
         self._client.loop_start()
         self._thread.start()
+        self._replayer.start()
         return self
 
-    def stop(self) -> None:
-        """Finish the batch in hand, then disconnect; unacknowledged messages stay with the broker."""
+    def stop(self, *, end_session: bool = False) -> None:
+        """Finish the batch in hand, then disconnect; unacknowledged messages stay with the broker.
+
+        A stopped worker's persistent session stays in the shared-subscription group and keeps receiving
+        its share of messages until it comes back: right for a restart. For a worker that is gone for good
+        (scaled down, a test), ``end_session=True`` ends the session so its share goes to the others.
+        """
         self._stop.set()
         self._thread.join(timeout=30)
-        self._client.disconnect()
+        self._replayer.join(timeout=30)
+        props = None
+        if end_session:
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+        self._client.disconnect(properties=props)
         self._client.loop_stop()
 
     def _next_batch(self) -> list[mqtt.MQTTMessage]:
@@ -129,9 +160,10 @@ class IngestWorker:
                 continue
             started = time.monotonic()
             delay = 0.5
+            prepared = self.pipeline.prepare([(m.topic, bytes(m.payload)) for m in batch])
             while True:
                 try:
-                    self.pipeline.process([(m.topic, bytes(m.payload)) for m in batch])
+                    self.pipeline.commit(prepared)
                     break
                 except StoreUnavailable as exc:
                     log.warning("store unavailable, batch of %d held for retry: %s", len(batch), exc)
@@ -144,3 +176,14 @@ class IngestWorker:
                 self._client.ack(m.mid, m.qos)
             self.batches += 1
             self.last_batch_ms = (time.monotonic() - started) * 1000
+            self.batch_seconds.observe(self.last_batch_ms / 1000)
+
+    def _replay(self) -> None:
+        """Drain the spool into InfluxDB whenever it holds something and InfluxDB answers."""
+        while not self._stop.wait(1.0):
+            if self.pipeline.spool.batches:
+                try:
+                    if self.pipeline.replay_spool():
+                        log.info("spool drained into InfluxDB")
+                except Exception:  # the replayer must outlive surprises; the spool keeps the data
+                    log.exception("spool replay failed; retrying")

@@ -25,6 +25,7 @@ from rich.table import Table
 from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.pipeline import DeadLetters
+from cloud_ingest.spool import Spool
 from dashboards import QUERIES
 from device_profiles import builtin
 from edge_agent import Agent, BrokerConfig, MtSicsSource
@@ -104,9 +105,10 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             engine=Engine(devices.facts),
             store=influx,
             dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
+            spool=Spool(opts.data_dir / "spool.sqlite"),
         )
         worker = IngestWorker(settings, pipeline).start()
-        stack.callback(worker.stop)
+        stack.callback(worker.stop, end_session=True)
         to_broker = BrokerConfig(host=mqtt_host, port=mqtt_port)
         agents = _start_agents(stack, market, keys, opts.data_dir, to_broker)
         if opts.field_devices:

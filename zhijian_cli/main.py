@@ -133,6 +133,8 @@ def ingest_run(
         IngestWorker,
         Pipeline,
     )
+    from cloud_ingest.metrics import MetricsServer
+    from cloud_ingest.spool import Spool
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -156,11 +158,15 @@ def ingest_run(
         engine=Engine(devices.facts),
         store=influx,
         dead_letters=DeadLetters(settings.dead_letter_path),
+        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
     )
     worker = IngestWorker(settings, pipeline).start()
+    metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
+    console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with contextlib.suppress(KeyboardInterrupt):
         done.wait()
+    metrics.close()
     worker.stop()
     influx.close()

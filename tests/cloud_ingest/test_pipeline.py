@@ -6,6 +6,7 @@ import pytest
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts
 from cloud_ingest import InfluxClient, Pipeline, StoreUnavailable
+from cloud_ingest.spool import Spool
 from device_profiles import encode
 from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
 
@@ -66,11 +67,15 @@ def test_flags_are_stored_with_reasons(influx: InfluxClient) -> None:
     assert "mg" in rows[0]["reason_en"] and "毫克" in rows[0]["reason_zh"]
 
 
-def test_store_down_raises_so_nothing_is_acknowledged() -> None:
-    dead = InfluxClient("http://127.0.0.1:9", "x", retries=1, timeout_s=0.5)
-    pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=dead)
-    with pytest.raises(StoreUnavailable):
-        pipe.process([(TOPIC, payload())])
+def test_store_down_spools_and_a_full_spool_refuses(tmp_path) -> None:
+    dead = InfluxClient("http://127.0.0.1:9", "x", retries=0, timeout_s=0.5)
+    spool = Spool(tmp_path / "spool.sqlite", quota_bytes=400)
+    pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=dead, spool=spool)
+    pipe.process([(TOPIC, payload())])  # durable in the spool: the caller may acknowledge
+    assert spool.lines == 1 and pipe.spooled_points == 1
+    with pytest.raises(StoreUnavailable, match="spool at"):
+        pipe.process([(TOPIC, payload(records=[sale(txn=i) for i in range(1, 40)]))])
+    assert pipe.replay_spool() is False and spool.lines == 1
 
 
 def test_a_message_influxdb_refuses_is_dead_lettered_and_the_rest_stored(influx: InfluxClient) -> None:

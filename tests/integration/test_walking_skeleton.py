@@ -88,7 +88,7 @@ def test_sales_travel_from_serial_line_to_influxdb(
             )
         finally:
             agent.stop(drain_s=2)
-            worker.stop()
+            worker.stop(end_session=True)
     rows = influx.rows("SELECT * FROM sale")
     assert len(rows) == n_sales
     by_txn = {r["txn"]: r for r in rows}

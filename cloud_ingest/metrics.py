@@ -1,0 +1,119 @@
+"""Prometheus ``/metrics`` and a ``/health`` endpoint for an ingest worker.
+
+Metrics are read from the pipeline's and worker's counters at scrape time (a custom collector), so the
+hot path does no extra bookkeeping. Served by a small threaded HTTP server: this endpoint is for
+Prometheus and for a load balancer's health check, not for people.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from .worker import BatchTimer, IngestWorker
+
+
+class IngestCollector:
+    """Metrics of one worker."""
+
+    def __init__(self, worker: IngestWorker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        p, w = self.worker.pipeline, self.worker
+        yield CounterMetricFamily("zhijian_ingest_messages_received", "MQTT messages received", value=p.received)
+        records = CounterMetricFamily("zhijian_ingest_records_accepted", "records stored or spooled", labels=["type"])
+        for rtype, n in sorted(p.records_by_type.items()):
+            records.add_metric([rtype], n)
+        yield records
+        rejected = CounterMetricFamily("zhijian_ingest_rejected", "payloads rejected, by reason", labels=["reason"])
+        for reason, n in sorted(p.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield CounterMetricFamily("zhijian_ingest_points_stored", "points written (or spooled)", value=p.stored_points)
+        yield CounterMetricFamily("zhijian_ingest_points_spooled", "points sent to the spool", value=p.spooled_points)
+        yield CounterMetricFamily(
+            "zhijian_ingest_points_replayed", "points replayed from the spool", value=p.replayed_points
+        )
+        flags = CounterMetricFamily("zhijian_ingest_flags", "anti-cheat flags, by rule", labels=["rule"])
+        for rule, n in sorted(p.flags_by_rule.items()):
+            flags.add_metric([rule], n)
+        yield flags
+        yield GaugeMetricFamily("zhijian_ingest_spool_lines", "lines waiting in the spool", value=p.spool.lines)
+        yield GaugeMetricFamily("zhijian_ingest_spool_bytes", "bytes in the spool", value=p.spool.bytes)
+        yield GaugeMetricFamily(
+            "zhijian_ingest_backlog_messages", "messages received, not yet processed", value=w.backlog
+        )
+        yield GaugeMetricFamily(
+            "zhijian_ingest_lag_seconds",
+            "now minus the send time of the last message stored",
+            value=max(0.0, time.time() - p.last_sent_ms / 1000) if p.last_sent_ms else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "zhijian_ingest_connected", "1 when connected to the broker", value=1.0 if w.connected.is_set() else 0.0
+        )
+        t: BatchTimer = w.batch_seconds
+        yield HistogramMetricFamily(
+            "zhijian_ingest_batch_seconds",
+            "time to process and store one micro-batch",
+            buckets=[("+Inf" if b == float("inf") else repr(b), c) for b, c in zip(t.BUCKETS, t.counts, strict=True)],
+            sum_value=t.total,
+        )
+
+
+def health(worker: IngestWorker) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body: 200 when connected to the broker, 503 otherwise."""
+    p = worker.pipeline
+    doc = {
+        "connected": worker.connected.is_set(),
+        "backlog": worker.backlog,
+        "spool_lines": p.spool.lines,
+        "received": p.received,
+        "rejected": sum(p.rejected.values()),
+    }
+    return (200 if doc["connected"] else 503), doc
+
+
+class MetricsServer:
+    """``/metrics`` and ``/health`` on ``host:port`` (port 0: any free port) in a background thread."""
+
+    def __init__(self, worker: IngestWorker, *, host: str = "127.0.0.1", port: int = 9464) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(IngestCollector(worker))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, status, kind = generate_latest(registry), 200, "text/plain; version=0.0.4"
+                elif self.path == "/health":
+                    status, doc = health(worker)
+                    body, kind = json.dumps(doc).encode(), "application/json"
+                else:
+                    body, status, kind = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:  # scrapes every few seconds: not worth a log line
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
