@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,7 +18,9 @@ class IngestSettings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = Field("zhijian-ingest-1", description="stable per worker: it names the persistent session")
-    share_group: str = "zhijian-ingest"
+    share_group: str = Field("", description="MQTT 5 shared-subscription group; empty: partitioned plain subscription")
+    partition: int = Field(0, ge=0, description="this worker's partition, 0 … partitions-1")
+    partitions: int = Field(1, ge=1, description="number of ingest workers sharing the devices")
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker keeps our queue")
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "zhijian"
@@ -33,3 +35,9 @@ class IngestSettings(BaseSettings):
     batch_max_messages: int = Field(2_000, ge=1)
     batch_max_ms: int = Field(200, ge=1)
     queue_max_messages: int = Field(20_000, ge=1)
+
+    @model_validator(mode="after")
+    def _partition_in_range(self) -> IngestSettings:
+        if self.partition >= self.partitions:
+            raise ValueError(f"partition {self.partition} must be below partitions ({self.partitions})")
+        return self

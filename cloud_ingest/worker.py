@@ -1,7 +1,15 @@
-"""One ingest worker: an MQTT 5 persistent, shared subscription feeding micro-batches to the pipeline.
+"""One ingest worker: an MQTT 5 persistent subscription feeding micro-batches to the pipeline.
 
 - The session is persistent (``clean_start=False`` with a session expiry), so the broker keeps QoS 1
-  messages for us while we restart; several workers with the same share group split the load.
+  messages for us while we restart, and across a broker restart.
+- Scale-out: N workers each take ``partition k of N``: every worker receives every message and keeps the
+  devices whose id hashes (CRC-32) to its partition, acknowledging the others at once. A device's records
+  therefore always meet the same worker, in order, so per-scale state (CUSUMs, digit windows, sequence
+  checks) gives the same results with 1 or N workers. We measured why not MQTT 5 shared subscriptions
+  (``share_group``, still available for brokers that persist them): on Mosquitto 2.0 a shared
+  subscription does not survive a broker restart, and the messages published before the worker
+  re-subscribes are lost (tests/cloud_ingest/test_worker.py shows both); and a shared subscription
+  spreads one device's records over workers, so per-scale state would diverge.
 - Acknowledgements are manual: a message's PUBACK is sent only after its batch is stored. If InfluxDB is
   down, the batch is retried and nothing is acknowledged, so the broker keeps the messages.
 - The hand-off queue is bounded; when full, paho's network thread waits, and the broker holds back
@@ -14,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,6 +37,13 @@ from .pipeline import Pipeline
 from .settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+
+def partition_of(topic_name: str, partitions: int) -> int:
+    """The worker partition of the device that owns ``topic_name`` (stable across processes and hosts)."""
+    parts = topic_name.split("/")
+    device = parts[2] if len(parts) > 2 else topic_name
+    return zlib.crc32(device.encode()) % partitions
 
 
 class BatchTimer:
@@ -74,6 +90,7 @@ class IngestWorker:
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
         self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
         self.batch_seconds = BatchTimer()
+        self.skipped = 0
 
     @property
     def backlog(self) -> int:
@@ -96,7 +113,14 @@ class IngestWorker:
             log.warning("ingest disconnected from broker: %s", reason)
         self.connected.clear()
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if (
+            self.settings.partitions > 1
+            and partition_of(msg.topic, self.settings.partitions) != self.settings.partition
+        ):
+            client.ack(msg.mid, msg.qos)  # another worker's device
+            self.skipped += 1
+            return
         while not self._stop.is_set():
             try:
                 self._queue.put(msg, timeout=0.5)

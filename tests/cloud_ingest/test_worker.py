@@ -23,7 +23,8 @@ from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.metrics import MetricsServer
 from cloud_ingest.spool import Spool
-from device_profiles import encode
+from device_profiles import builtin, encode
+from firmware_sim import Cheat, ScaleFirmware
 from tests.device_profiles.test_envelope import BOOT, sale
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
@@ -100,13 +101,8 @@ def worker_for(tmp_path: Path, mqtt_port: int, influx: InfluxClient, **kw) -> In
     pipeline = Pipeline(
         key_for=files.key_for, engine=Engine(ScaleFacts()), store=influx, spool=Spool(tmp_path / "spool.sqlite")
     )
-    settings = IngestSettings(
-        mqtt_port=mqtt_port,
-        mqtt_client_id=f"ingest-{tmp_path.name}",
-        share_group=f"g-{tmp_path.name}",
-        batch_max_ms=50,
-        **kw,
-    )
+    kw.setdefault("mqtt_client_id", f"ingest-{tmp_path.name}")
+    settings = IngestSettings(mqtt_port=mqtt_port, batch_max_ms=50, **kw)
     return IngestWorker(settings, pipeline).start()
 
 
@@ -219,3 +215,121 @@ def test_sigkill_the_worker_repeatedly_stores_every_record_once(
         worker.wait(20)
         influx.close()
     assert load.sent > 500
+
+
+@pytest.mark.parametrize(("share_group", "kept"), [("", True), ("ingest", False)])
+def test_which_subscriptions_survive_a_broker_restart(
+    influx: InfluxClient, tmp_path: Path, share_group: str, kept: bool
+) -> None:
+    """Why the ingest does not use shared subscriptions on Mosquitto 2.0: records published while the
+    broker restarted and the worker was away reach a plain persistent subscription, not a shared one."""
+    broker = MosquittoServer(tmp_path / "broker").start()
+    worker = worker_for(tmp_path, broker.port, influx, share_group=share_group)
+    assert worker.connected.wait(10)
+    worker.stop()  # away for a while; its persistent session stays
+    broker.stop()
+    broker.start()
+    load = Load(broker.port, per_second=100).start()
+    assert wait_until(lambda: load.sent >= 50, 20)
+    load.stop()
+    worker = worker_for(tmp_path, broker.port, influx, share_group=share_group)
+    try:
+        got = wait_until(lambda: stored(influx)[1] == load.sent, 10)
+        assert got is kept, (stored(influx), load.sent)
+    finally:
+        worker.stop(end_session=True)
+        broker.stop()
+
+
+def test_two_partitioned_workers_store_and_flag_what_one_does(
+    mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path
+) -> None:
+    profile = builtin("zj-pcs-30")
+    cheats = [None, Cheat("cheat_chip"), Cheat("remote_control", ratio=1.02), Cheat("throw"), None]
+    firmwares = {
+        d: ScaleFirmware(profile, seed=i, cheat=c) for i, (d, c) in enumerate(zip(DEVICES, cheats, strict=True))
+    }
+    facts: dict = {
+        d: {
+            "key": KEYS[d].hex(),
+            "scale": {
+                "coefficient": fw.true_coefficient,
+                "e_mg": 5000,
+                "zero_counts": fw.verified_zero_counts,
+                "calibration_events": 3,
+                "configuration_events": 7,
+            },
+        }
+        for d, fw in firmwares.items()
+    }
+    fair_key = secrets.token_bytes(32)
+    facts["fair-0001"] = {"key": fair_key.hex()}
+    payloads = []
+    fair_seq = 1
+    for k in range(1, 121):
+        for d, fw in firmwares.items():
+            sold = fw.sell(
+                ts_ms=1_764_000_000_000 + k, plu="1001", true_net_mg=(500 + 37 * k) * 1000, unit_price_fen_per_kg=3000
+            )
+            fw.pending.clear()
+            payloads.append(
+                (d, encode(device=d, boot=BOOT, seq=k, sent_ms=1, records=[{"type": "sale", **sold}], key=KEYS[d]))
+            )
+            if k % 4 == 0:
+                reweigh = {
+                    "type": "reweigh",
+                    "ts": sold["ts"],
+                    "txn": fair_seq,
+                    "stall_device": d,
+                    "claimed_mg": sold["net_mg"],
+                    "net_mg": (500 + 37 * k) * 1000,
+                }
+                payloads.append(
+                    (
+                        "fair-0001",
+                        encode(device="fair-0001", boot=BOOT, seq=fair_seq, sent_ms=1, records=[reweigh], key=fair_key),
+                    )
+                )
+                fair_seq += 1
+
+    def run(db: str, partitions: int) -> list[list[tuple]]:
+        client = InfluxClient(influxd.url, db)
+        client.create_database()
+        device_file = DeviceFile(facts)
+        workers = []
+        for k in range(partitions):
+            pipeline = Pipeline(
+                key_for=device_file.key_for,
+                engine=Engine(DeviceFile(facts).facts),
+                store=client,
+                spool=Spool(tmp_path / f"{db}-{k}.sqlite"),
+            )
+            settings = IngestSettings(
+                mqtt_port=mosquitto.port,
+                mqtt_client_id=f"{db}-{k}",
+                partition=k,
+                partitions=partitions,
+                batch_max_ms=50,
+            )
+            workers.append(IngestWorker(settings, pipeline).start())
+        assert all(w.connected.wait(10) for w in workers)
+        pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        for device, payload in payloads:
+            pub.publish(f"zhijian/v1/{device}/data", payload, qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        assert wait_until(lambda: sum(w.pipeline.received for w in workers) == len(payloads), 30)
+        time.sleep(0.5)
+        for w in workers:
+            w.stop(end_session=True)
+            assert not w.pipeline.rejected
+        flags = sorted((r["device"], r["rule"], r["seq"]) for r in client.rows("SELECT * FROM flag"))
+        sales = sorted((r["device"], r["seq"], r["net_mg"]) for r in client.rows("SELECT * FROM sale"))
+        client.close()
+        return [flags, sales]
+
+    one, two = run("one_worker", 1), run("two_workers", 2)
+    assert len(one[1]) == 5 * 120
+    assert {rule for _, rule, _ in one[0]} >= {"coefficient", "stability", "reweigh_cusum"}
+    assert two == one
