@@ -46,6 +46,11 @@ class IngestCollector:
         for rule, n in sorted(p.flags_by_rule.items()):
             flags.add_metric([rule], n)
         yield flags
+        yield CounterMetricFamily(
+            "zhijian_ingest_sequence_gaps",
+            "records missing between devices' sequence numbers",
+            value=p.sequences.total_gaps,
+        )
         yield GaugeMetricFamily("zhijian_ingest_spool_lines", "lines waiting in the spool", value=p.spool.lines)
         yield GaugeMetricFamily("zhijian_ingest_spool_bytes", "bytes in the spool", value=p.spool.bytes)
         yield GaugeMetricFamily(

@@ -27,6 +27,7 @@ from device_profiles.topics import parse
 
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .sequences import SequenceBook
 from .spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,16 @@ class Pipeline:
         store: InfluxClient,
         dead_letters: DeadLetters | None = None,
         spool: Spool | None = None,
+        sequences: SequenceBook | None = None,
+        revoked: Callable[[str], bool] = lambda device: False,
     ) -> None:
         self.key_for = key_for
         self.engine = engine
         self.store = store
         self.dead_letters = dead_letters or DeadLetters()
         self.spool = spool or Spool()
+        self.sequences = sequences or SequenceBook()
+        self.revoked = revoked
         self.spooled_points = 0
         self.replayed_points = 0
         self.last_sent_ms = 0
@@ -121,11 +126,16 @@ class Pipeline:
             try:
                 if parsed is None or parsed[1] != "data":
                     raise EnvelopeError("bad_topic", topic_name)
+                if self.revoked(parsed[0]):
+                    raise EnvelopeError("revoked_device", parsed[0])
                 env = decode(payload, topic_device=parsed[0], key_for=self.key_for)
+                if self.sequences.is_replay(env.device, env.seq, len(env.records)):
+                    raise EnvelopeError("replayed", f"seq {env.seq}, highest {self.sequences.highest[env.device]}")
             except EnvelopeError as exc:
                 self._reject(topic_name, exc.reason, exc.detail, payload)
                 continue
             accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
+            self.sequences.observe(env.device, env.seq, len(env.records))
             self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
                 if rec["type"] in _SCORED:
@@ -160,6 +170,7 @@ class Pipeline:
         self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
+        self.sequences.save()
 
     def _write(self, lines: list[str]) -> None:
         """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""

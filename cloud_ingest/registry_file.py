@@ -31,6 +31,7 @@ class DeviceFile:
         self, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
     ) -> None:
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
+        self._revoked = {d for d, v in devices.items() if v.get("revoked")}
         self.facts = ScaleFacts()
         for device, entry in devices.items():
             if "scale" in entry:
@@ -47,6 +48,9 @@ class DeviceFile:
 
     def key_for(self, device: str) -> bytes | None:
         return self._keys.get(device)
+
+    def is_revoked(self, device: str) -> bool:
+        return device in self._revoked
 
 
 def write_device_file(

@@ -71,6 +71,8 @@ REJECT_REASONS = frozenset(
         "missing_tag",  # no integrity tag at the end of the payload
         "bad_tag",  # integrity tag does not match
         "unknown_device",  # no key known for this device
+        "revoked_device",  # the device's credentials were revoked
+        "replayed",  # every record lies far below the device's highest sequence number: old traffic again
         "bad_record",  # a record's type, fields, units or ranges are wrong
     }
 )

@@ -25,6 +25,7 @@ from rich.table import Table
 from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.pipeline import DeadLetters
+from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from dashboards import QUERIES
 from device_profiles import builtin
@@ -106,6 +107,8 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             store=influx,
             dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
             spool=Spool(opts.data_dir / "spool.sqlite"),
+            sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
+            revoked=devices.is_revoked,
         )
         worker = IngestWorker(settings, pipeline).start()
         stack.callback(worker.stop, end_session=True)

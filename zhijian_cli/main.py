@@ -134,6 +134,7 @@ def ingest_run(
         Pipeline,
     )
     from cloud_ingest.metrics import MetricsServer
+    from cloud_ingest.sequences import SequenceBook
     from cloud_ingest.spool import Spool
 
     logging.basicConfig(
@@ -159,6 +160,8 @@ def ingest_run(
         store=influx,
         dead_letters=DeadLetters(settings.dead_letter_path),
         spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
+        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
+        revoked=devices.is_revoked,
     )
     worker = IngestWorker(settings, pipeline).start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()

@@ -6,6 +6,7 @@ import pytest
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts
 from cloud_ingest import InfluxClient, Pipeline, StoreUnavailable
+from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import encode
 from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
@@ -105,3 +106,39 @@ def test_tag_values_that_would_break_line_protocol_are_refused(influx: InfluxCli
     pipe = make(influx)
     pipe.process([(TOPIC, payload(records=[sale(plu="10 01")])), (TOPIC, payload(records=[sale(plu="x\\")]))])
     assert pipe.rejected == {"bad_record": 2}
+
+
+def test_replays_are_refused_gaps_counted_and_the_book_survives_a_restart(influx: InfluxClient, tmp_path) -> None:
+    book_path = tmp_path / "seq.sqlite"
+    pipe = Pipeline(
+        key_for=keys, engine=Engine(ScaleFacts()), store=influx, sequences=SequenceBook(book_path, window=10)
+    )
+
+    def msg(seq: int, n: int = 1) -> tuple[str, bytes]:
+        return TOPIC, encode(
+            device="scale-0001",
+            boot=BOOT,
+            seq=seq,
+            sent_ms=1,
+            records=[sale(txn=seq + i, ts=1_764_000_000_000 + seq + i) for i in range(n)],
+            key=KEY,
+        )
+
+    pipe.process([msg(1, 3), msg(4), msg(10)])  # 5 … 9 never came: a gap of 5
+    pipe.process([msg(4)])  # a redelivery within the window: stored again, harmlessly
+    assert pipe.sequences.gaps["scale-0001"] == 5 and pipe.sequences.late["scale-0001"] == 1
+    pipe.process([msg(30)])
+    pipe.process([msg(2)])  # 28 below the highest, window 10: old traffic replayed
+    assert pipe.rejected == {"replayed": 1}
+    restarted = Pipeline(
+        key_for=keys, engine=Engine(ScaleFacts()), store=influx, sequences=SequenceBook(book_path, window=10)
+    )
+    restarted.process([msg(3)])
+    assert restarted.rejected == {"replayed": 1} and restarted.sequences.highest["scale-0001"] == 30
+    assert sorted(r["seq"] for r in influx.rows("SELECT seq FROM sale")) == [1, 2, 3, 4, 10, 30]
+
+
+def test_a_revoked_device_is_refused(influx: InfluxClient) -> None:
+    pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=influx, revoked=lambda d: d == "scale-0001")
+    pipe.process([(TOPIC, payload())])
+    assert pipe.rejected == {"revoked_device": 1} and pipe.dead_letters.rows()[0][1] == "revoked_device"
