@@ -51,6 +51,10 @@ class IngestCollector:
             "records missing between devices' sequence numbers",
             value=p.sequences.total_gaps,
         )
+        alerts = CounterMetricFamily("zhijian_ingest_alerts", "alerts raised, by kind", labels=["kind"])
+        for kind, n in sorted(p.alerts_by_kind.items()):
+            alerts.add_metric([kind], n)
+        yield alerts
         yield GaugeMetricFamily("zhijian_ingest_spool_lines", "lines waiting in the spool", value=p.spool.lines)
         yield GaugeMetricFamily("zhijian_ingest_spool_bytes", "bytes in the spool", value=p.spool.bytes)
         yield GaugeMetricFamily(

@@ -27,6 +27,7 @@ from device_profiles.topics import parse
 
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .rapid_tests import Alert, PositionBook, judge
 from .sequences import SequenceBook
 from .spool import Spool, SpoolFull
 
@@ -74,7 +75,8 @@ class Prepared:
 
     accepted: list[tuple[str, bytes, list[str]]]
     flags: list[Flag]
-    flag_lines: list[str]
+    derived_lines: list[str]  # flags and alerts, as points
+    alerts: list[Alert]
 
 
 class Pipeline:
@@ -98,6 +100,9 @@ class Pipeline:
         self.spool = spool or Spool()
         self.sequences = sequences or SequenceBook()
         self.revoked = revoked
+        self.positions = PositionBook()
+        self.alert_sink: Callable[[Alert], None] | None = None
+        self.alerts_by_kind: Counter[str] = Counter()
         self.spooled_points = 0
         self.replayed_points = 0
         self.last_sent_ms = 0
@@ -119,6 +124,7 @@ class Pipeline:
         """Decode, authenticate, validate and score a batch (once: the engine's state moves on)."""
         accepted: list[tuple[str, bytes, list[str]]] = []
         scored: list[tuple[str, int, dict[str, Any]]] = []
+        alerts: list[Alert] = []
         states: list[tuple[str, dict[str, Any]]] = []
         for topic_name, payload in messages:
             self.received += 1
@@ -136,6 +142,8 @@ class Pipeline:
                 continue
             accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
             self.sequences.observe(env.device, env.seq, len(env.records))
+            if any(r["type"] in ("gps", "rapid_test") for r in env.records):
+                alerts += judge(env.device, env.seq, env.records, self.positions)
             self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
                 if rec["type"] in _SCORED:
@@ -146,7 +154,8 @@ class Pipeline:
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
         for device, state in states:
             flags += self.engine.observe_state(device, state)
-        return Prepared(accepted, flags, [flag_line(f) for f in flags])
+        derived = [flag_line(f) for f in flags] + [alert_line(a) for a in alerts]
+        return Prepared(accepted, flags, derived, alerts)
 
     def commit(self, prepared: Prepared) -> None:
         """Make a prepared batch durable: in InfluxDB, or in the spool while InfluxDB is away.
@@ -156,7 +165,7 @@ class Pipeline:
         written one by one and those it still refuses become dead letters with reason ``store_rejected``,
         so one bad message cannot stall the stream.
         """
-        accepted, flags, flag_lines = prepared.accepted, prepared.flags, prepared.flag_lines
+        accepted, flags, flag_lines = prepared.accepted, prepared.flags, prepared.derived_lines
         lines = [line for _, _, msg_lines in accepted for line in msg_lines]
         if lines or flag_lines:
             try:
@@ -171,6 +180,10 @@ class Pipeline:
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
         self.sequences.save()
+        for alert in prepared.alerts:  # only now: what an alert points at is durable
+            self.alerts_by_kind[alert.kind] += 1
+            if self.alert_sink is not None:
+                self.alert_sink(alert)
 
     def _write(self, lines: list[str]) -> None:
         """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""
@@ -243,3 +256,14 @@ def flag_line(flag: Flag) -> str:
         )
     )
     return f"flag,{tags} {fields} {point_time_ns(flag.ts, flag.seq)}"
+
+
+def alert_line(alert: Alert) -> str:
+    """An ``alert`` point: tags kind, severity, device, subject; at the alerting record's point time."""
+    tags = (
+        f"device={escape_tag(alert.device)},kind={alert.kind},severity={alert.severity},"
+        f"subject={escape_tag(alert.subject)}"
+    )
+    fields = {"id": alert.id, "seq": alert.seq, **{k: v for k, v in alert.detail.items() if v is not None}}
+    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
+    return f"alert,{tags} {body} {point_time_ns(alert.ts, alert.seq)}"

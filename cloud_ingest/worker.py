@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -30,10 +31,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device_profiles.topics import subscription
+from device_profiles.topics import subscription, topic, valid_device_id
 
 from .errors import StoreRejected, StoreUnavailable
 from .pipeline import Pipeline
+from .rapid_tests import Alert
 from .settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class IngestWorker:
             protocol=mqtt.MQTTv5,
         )
         self._client.manual_ack_set(True)
+        pipeline.alert_sink = self._publish_alert
         if settings.mqtt_username:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
@@ -91,6 +94,12 @@ class IngestWorker:
         self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
         self.batch_seconds = BatchTimer()
         self.skipped = 0
+
+    def _publish_alert(self, alert: Alert) -> None:
+        """Retained on the subject's alert topic, so a stall's or base's screen shows it when it connects."""
+        if valid_device_id(alert.subject):
+            payload = json.dumps(alert.as_dict(), ensure_ascii=False).encode()
+            self._client.publish(topic(alert.subject, "alert"), payload, qos=1, retain=True)
 
     @property
     def backlog(self) -> int:

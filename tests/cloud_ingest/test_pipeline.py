@@ -142,3 +142,49 @@ def test_a_revoked_device_is_refused(influx: InfluxClient) -> None:
     pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=influx, revoked=lambda d: d == "scale-0001")
     pipe.process([(TOPIC, payload())])
     assert pipe.rejected == {"revoked_device": 1} and pipe.dead_letters.rows()[0][1] == "revoked_device"
+
+
+def test_rapid_test_positives_raise_alerts_at_the_vehicle_position(influx: InfluxClient) -> None:
+    pipe = make(influx)
+    sent = []
+    pipe.alert_sink = sent.append
+    t = 1_764_000_000_000
+    fixes = [{"type": "gps", "ts": t + k * 1000, "lat_deg": 22.54 + k / 1000, "lon_deg": 114.06} for k in range(10)]
+
+    def test(channel: int, a0: float, at: float, reported: str) -> dict:
+        return {
+            "type": "rapid_test",
+            "ts": t + 4_200,
+            "channel": channel,
+            "sample_id": f"S{channel}",
+            "sample_name": "韭菜",
+            "sample_category": "leafy",
+            "source_id": "scale-0007",
+            "delta_a0": a0,
+            "delta_at": at,
+            "inhibition_pct": 0.0,
+            "result": reported,
+            "retest": 0,
+            "reagent_lot": "L1",
+            "reagent_expiry": "2027-01-01",
+            "temperature_c": 25.0,
+            "operator": "wang",
+        }
+
+    tests = [
+        test(1, 0.6, 0.2, "positive"),
+        test(2, 0.6, 0.33, "negative"),
+        test(3, 0.6, 0.5, "negative"),
+        test(4, 0.2, 0.2, "invalid"),
+    ]
+    raw = encode(device="scale-0001", boot=BOOT, seq=1, sent_ms=1, records=fixes + tests, key=KEY)
+    pipe.process([(TOPIC, raw)])
+    assert [(a.kind, a.subject, a.detail["agrees"]) for a in sent] == [
+        ("rapid_test_positive", "scale-0007", True),
+        ("rapid_test_suspect", "scale-0007", False),
+    ]
+    assert sent[0].detail["lat_deg"] == pytest.approx(22.544)  # the fix nearest the sampling time
+    assert sent[0].detail["inhibition_pct"] == pytest.approx(66.67)
+    rows = influx.rows("SELECT * FROM alert")
+    assert sorted(r["kind"] for r in rows) == ["rapid_test_positive", "rapid_test_suspect"]
+    assert pipe.alerts_by_kind == {"rapid_test_positive": 1, "rapid_test_suspect": 1}
