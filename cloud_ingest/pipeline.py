@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class Pipeline:
         spool: Spool | None = None,
         sequences: SequenceBook | None = None,
         revoked: Callable[[str], bool] = lambda device: False,
+        tags_for: Callable[[str], Mapping[str, str]] = lambda device: {},
     ) -> None:
         self.key_for = key_for
         self.engine = engine
@@ -100,6 +101,7 @@ class Pipeline:
         self.spool = spool or Spool()
         self.sequences = sequences or SequenceBook()
         self.revoked = revoked
+        self.tags_for = tags_for  # registry enrichment, cached by the caller (the devices file is in memory)
         self.positions = PositionBook()
         self.alert_sink: Callable[[Alert], None] | None = None
         self.alerts_by_kind: Counter[str] = Counter()
@@ -140,7 +142,8 @@ class Pipeline:
             except EnvelopeError as exc:
                 self._reject(topic_name, exc.reason, exc.detail, payload)
                 continue
-            accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records)))
+            tags = self.tags_for(env.device)
+            accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records, tags)))
             self.sequences.observe(env.device, env.seq, len(env.records))
             if any(r["type"] in ("gps", "rapid_test") for r in env.records):
                 alerts += judge(env.device, env.seq, env.records, self.positions)

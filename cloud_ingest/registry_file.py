@@ -3,6 +3,7 @@
 Format (``devices.json``)::
 
     {"devices": {"scale-0001": {"key": "<hex>", "profile": "zj-pcs-30",
+                                 "tags": {"district": "futian", "market": "futian-no1", "stall": "A-017"},
                                  "scale": {"coefficient": 20000.0, "e_mg": 5000, "accuracy_class": "III",
                                            "zero_counts": 120000, "calibration_events": 3,
                                            "configuration_events": 7}}},
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from anti_cheat import ScaleFact, ScaleFacts
+from device_profiles.envelope import TAG_VALUE_RE
+from device_profiles.influx_schema import ENRICHMENT_TAGS
 
 from .errors import IngestError
 
@@ -32,6 +35,14 @@ class DeviceFile:
     ) -> None:
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
+        self._tags = {
+            d: {
+                k: str(t)
+                for k, t in v.get("tags", {}).items()
+                if k in ENRICHMENT_TAGS and TAG_VALUE_RE.fullmatch(str(t))
+            }
+            for d, v in devices.items()
+        }
         self.facts = ScaleFacts()
         for device, entry in devices.items():
             if "scale" in entry:
@@ -51,6 +62,10 @@ class DeviceFile:
 
     def is_revoked(self, device: str) -> bool:
         return device in self._revoked
+
+    def tags_for(self, device: str) -> dict[str, str]:
+        """Where the device is installed (district, market, stall, base, vehicle), for InfluxDB tags."""
+        return self._tags.get(device, {})
 
 
 def write_device_file(

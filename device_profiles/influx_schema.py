@@ -22,6 +22,9 @@ from typing import Any
 from .records import COMMON_TAGS, RECORD_TYPES
 
 SEQ_SLOTS = 1_000_000
+#: Registry tags a point may carry besides ``device``: where the device is. Kept to these few, each of
+#: bounded cardinality (a city has thousands of stalls, not millions), so series stay manageable.
+ENRICHMENT_TAGS = ("district", "market", "stall", "base", "vehicle")
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "", "\r": ""})
 _STR_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
 

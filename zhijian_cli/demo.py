@@ -86,10 +86,18 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                     "key": keys[s.device_id].hex(),
                     "profile": profile.id,
                     "scale": market.verification_facts(s),
+                    "tags": {"district": "futian", "market": "futian-no1", "stall": f"A-{n + 1:03d}"},
                 }
-                for s in market.stalls
+                for n, s in enumerate(market.stalls)
             }
-            | {d: {"key": keys[d].hex()} for d in (market.fair.device_id, BASE_ID, VEHICLE_ID)},
+            | {
+                market.fair.device_id: {
+                    "key": keys[market.fair.device_id].hex(),
+                    "tags": {"district": "futian", "market": "futian-no1"},
+                },
+                BASE_ID: {"key": keys[BASE_ID].hex(), "tags": {"district": "guangming", "base": "gm-veg-01"}},
+                VEHICLE_ID: {"key": keys[VEHICLE_ID].hex(), "tags": {"district": "futian", "vehicle": "rt-van-01"}},
+            },
             market.commodity_medians(),
         )
         devices = DeviceFile.load(devices_path)
@@ -109,6 +117,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             spool=Spool(opts.data_dir / "spool.sqlite"),
             sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
             revoked=devices.is_revoked,
+            tags_for=devices.tags_for,
         )
         worker = IngestWorker(settings, pipeline).start()
         stack.callback(worker.stop, end_session=True)

@@ -162,6 +162,7 @@ def ingest_run(
         spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
         sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
         revoked=devices.is_revoked,
+        tags_for=devices.tags_for,
     )
     worker = IngestWorker(settings, pipeline).start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()

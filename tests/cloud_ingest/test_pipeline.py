@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts
-from cloud_ingest import InfluxClient, Pipeline, StoreUnavailable
+from cloud_ingest import DeviceFile, InfluxClient, Pipeline, StoreUnavailable
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import encode
@@ -188,3 +188,25 @@ def test_rapid_test_positives_raise_alerts_at_the_vehicle_position(influx: Influ
     rows = influx.rows("SELECT * FROM alert")
     assert sorted(r["kind"] for r in rows) == ["rapid_test_positive", "rapid_test_suspect"]
     assert pipe.alerts_by_kind == {"rapid_test_positive": 1, "rapid_test_suspect": 1}
+
+
+def test_points_carry_the_registry_tags(influx: InfluxClient) -> None:
+    files = DeviceFile(
+        {
+            "scale-0001": {
+                "key": KEY.hex(),
+                "tags": {
+                    "district": "futian",
+                    "market": "futian-no1",
+                    "stall": "A-017",
+                    "colour": "red",
+                    "bad": "has space",
+                },
+            }
+        }
+    )
+    pipe = Pipeline(key_for=files.key_for, engine=Engine(ScaleFacts()), store=influx, tags_for=files.tags_for)
+    pipe.process([(TOPIC, payload())])
+    (row,) = influx.rows("SELECT * FROM sale WHERE \"market\" = 'futian-no1'")
+    assert (row["district"], row["stall"]) == ("futian", "A-017")
+    assert "colour" not in row and "bad" not in row  # only the known, line-protocol-safe tags
