@@ -28,6 +28,7 @@ from device_profiles.topics import parse
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
 from .rapid_tests import Alert, PositionBook, judge
+from .sensor_alerts import AlertBook
 from .sequences import SequenceBook
 from .spool import Spool, SpoolFull
 
@@ -93,6 +94,7 @@ class Pipeline:
         sequences: SequenceBook | None = None,
         revoked: Callable[[str], bool] = lambda device: False,
         tags_for: Callable[[str], Mapping[str, str]] = lambda device: {},
+        alert_book: AlertBook | None = None,
     ) -> None:
         self.key_for = key_for
         self.engine = engine
@@ -103,6 +105,7 @@ class Pipeline:
         self.revoked = revoked
         self.tags_for = tags_for  # registry enrichment, cached by the caller (the devices file is in memory)
         self.positions = PositionBook()
+        self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
         self.alerts_by_kind: Counter[str] = Counter()
         self.spooled_points = 0
@@ -147,6 +150,9 @@ class Pipeline:
             self.sequences.observe(env.device, env.seq, len(env.records))
             if any(r["type"] in ("gps", "rapid_test") for r in env.records):
                 alerts += judge(env.device, env.seq, env.records, self.positions)
+            for i, rec in enumerate(env.records):
+                if rec["type"] in ("soil", "air", "sensor_fault"):
+                    alerts += self.alert_book.observe(env.device, env.seq + i, rec)
             self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
                 if rec["type"] in _SCORED:

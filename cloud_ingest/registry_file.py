@@ -25,6 +25,7 @@ from device_profiles.envelope import TAG_VALUE_RE
 from device_profiles.influx_schema import ENRICHMENT_TAGS
 
 from .errors import IngestError
+from .sensor_alerts import Limit
 
 
 class DeviceFile:
@@ -35,6 +36,9 @@ class DeviceFile:
     ) -> None:
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
+        self._limits: dict[str, dict[str, dict[str, Any]]] = {
+            d: v["limits"] for d, v in devices.items() if "limits" in v
+        }
         self._tags = {
             d: {
                 k: str(t)
@@ -62,6 +66,10 @@ class DeviceFile:
 
     def is_revoked(self, device: str) -> bool:
         return device in self._revoked
+
+    def alert_limits(self) -> dict[str, dict[str, Limit]]:
+        """Per-base alert limits (``"limits": {"soil.moisture_pct": {"low": 20, "high": 45, …}}``)."""
+        return {d: {ch: Limit(**spec) for ch, spec in lim.items()} for d, lim in self._limits.items()}
 
     def tags_for(self, device: str) -> dict[str, str]:
         """Where the device is installed (district, market, stall, base, vehicle), for InfluxDB tags."""

@@ -30,6 +30,7 @@ class IngestSettings(BaseSettings):
     dead_letter_path: Path = Path("dead_letters.sqlite")
     spool_path: Path = Path("spool.sqlite")
     sequence_path: Path = Path("sequences.sqlite")
+    alert_path: Path = Path("alerts.sqlite")
     replay_window: int = Field(100_000, ge=1, description="how far below a device's highest seq a record may be")
     spool_quota_mb: float = Field(1024, gt=0, description="disk for points while InfluxDB is away")
     metrics_host: str = "127.0.0.1"

@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device_profiles.topics import subscription, topic, valid_device_id
+from device_profiles.topics import parse, subscription, topic, valid_device_id
 
 from .errors import StoreRejected, StoreUnavailable
 from .pipeline import Pipeline
@@ -94,12 +94,32 @@ class IngestWorker:
         self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
         self.batch_seconds = BatchTimer()
         self.skipped = 0
+        self.acknowledged_alerts = 0
 
     def _publish_alert(self, alert: Alert) -> None:
-        """Retained on the subject's alert topic, so a stall's or base's screen shows it when it connects."""
-        if valid_device_id(alert.subject):
-            payload = json.dumps(alert.as_dict(), ensure_ascii=False).encode()
-            self._client.publish(topic(alert.subject, "alert"), payload, qos=1, retain=True)
+        """Retained on the subject's alert topic, so a stall's or base's screen shows it when it connects;
+        a planting base's alert also goes to the base's command topic, for its agent to sound and confirm."""
+        if not valid_device_id(alert.subject):
+            return
+        doc = alert.as_dict()
+        payload = json.dumps(doc, ensure_ascii=False).encode()
+        self._client.publish(topic(alert.subject, "alert"), payload, qos=1, retain=True)
+        if alert.kind.startswith("sensor_"):
+            command = {"id": alert.id, "cmd": "alert", "args": doc}
+            self._client.publish(topic(alert.subject, "cmd"), json.dumps(command, ensure_ascii=False).encode(), qos=1)
+
+    def _on_reply(self, device: str, payload: bytes) -> None:
+        """A device's command reply; an ``ack_alert`` closes (or marks acknowledged) the alert it names."""
+        try:
+            doc = json.loads(payload)
+            ack = doc.get("ack_alert") if isinstance(doc, dict) else None
+            alert_id = ack.get("alert_id") if isinstance(ack, dict) else None
+        except ValueError:
+            self.pipeline.rejected["bad_reply"] += 1
+            return
+        if isinstance(alert_id, str) and self.pipeline.alert_book.acknowledge(device, alert_id):
+            self.acknowledged_alerts += 1
+            log.info("%s acknowledged alert %s", device, alert_id)
 
     @property
     def backlog(self) -> int:
@@ -111,7 +131,7 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused the ingest connection: %s", reason)
             return
-        client.subscribe(subscription("data", share_group=self.settings.share_group), qos=1)
+        client.subscribe([(subscription(kind, share_group=self.settings.share_group), 1) for kind in ("data", "reply")])
         log.info("ingest connected to %s:%d", self.settings.mqtt_host, self.settings.mqtt_port)
         self.connected.set()
 
@@ -129,6 +149,11 @@ class IngestWorker:
         ):
             client.ack(msg.mid, msg.qos)  # another worker's device
             self.skipped += 1
+            return
+        parsed = parse(msg.topic)
+        if parsed is not None and parsed[1] == "reply":
+            self._on_reply(parsed[0], bytes(msg.payload))
+            client.ack(msg.mid, msg.qos)
             return
         while not self._stop.is_set():
             try:

@@ -13,6 +13,7 @@ Commands (JSON on the device's ``cmd`` topic, answered on ``reply`` with the sam
 | ``status``     |                                | publish the status now; the reply carries it         |
 | ``flush``      | ``timeout_s`` (default 10)     | publish the outbox now; reply with what is left      |
 | ``set_interval``| ``seconds`` (1 to 86 400)     | how often polled sensors are read                    |
+| ``alert``      | the alert                      | the cloud raised an alert for this base: shown, kept |
 | ``ack_alert``  | ``alert_id``, ``by``           | the base acknowledges an alert; the reply carries it |
 """
 
@@ -60,6 +61,7 @@ class Agent:
         self.taken = 0
         self.up = {s.name: True for s in self.sources}
         self.alerts_acknowledged: list[dict[str, Any]] = []
+        self.open_alerts: dict[str, dict[str, Any]] = {}
         self.publisher = Publisher(
             device_id=device_id,
             key=key,
@@ -184,9 +186,15 @@ class Agent:
                 for s in self.sources:
                     s.set_interval(seconds)
                 reply["seconds"] = seconds
+            elif cmd == "alert":
+                alert_id = str(command.get("id") or args["id"])
+                self.open_alerts[alert_id] = dict(args)
+                log.warning("%s: ALERT %s: %s", self.device_id, alert_id, json.dumps(args, ensure_ascii=False))
+                reply["received"] = alert_id
             elif cmd == "ack_alert":
                 ack = {"alert_id": str(args["alert_id"]), "by": str(args.get("by", "")), "ts": int(time.time() * 1000)}
                 self.alerts_acknowledged.append(ack)
+                self.open_alerts.pop(str(ack["alert_id"]), {})
                 reply["ack_alert"] = ack
             else:
                 raise ValueError(f"unknown command {cmd!r}")

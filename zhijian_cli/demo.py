@@ -25,6 +25,7 @@ from rich.table import Table
 from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.pipeline import DeadLetters
+from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from dashboards import QUERIES
@@ -118,6 +119,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
             revoked=devices.is_revoked,
             tags_for=devices.tags_for,
+            alert_book=AlertBook(opts.data_dir / "alerts.sqlite"),
         )
         worker = IngestWorker(settings, pipeline).start()
         stack.callback(worker.stop, end_session=True)

@@ -134,6 +134,7 @@ def ingest_run(
         Pipeline,
     )
     from cloud_ingest.metrics import MetricsServer
+    from cloud_ingest.sensor_alerts import AlertBook
     from cloud_ingest.sequences import SequenceBook
     from cloud_ingest.spool import Spool
 
@@ -163,7 +164,9 @@ def ingest_run(
         sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
         revoked=devices.is_revoked,
         tags_for=devices.tags_for,
+        alert_book=AlertBook(settings.alert_path),
     )
+    pipeline.alert_book.limits = devices.alert_limits()
     worker = IngestWorker(settings, pipeline).start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")

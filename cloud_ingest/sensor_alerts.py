@@ -1,0 +1,174 @@
+"""Planting-base alerts: thresholds with a minimum duration and hysteresis, sensor faults, and the base's
+acknowledgement. State lives in SQLite so that an open alert survives a worker restart.
+
+For each (base, channel) — a channel is ``<record type>.<field>``, such as ``soil.moisture_pct`` — a
+breach of the low or high limit that lasts ``min_duration_s`` opens an alert; the reading must come back
+inside the limits by the ``hysteresis`` margin before the condition counts as cleared, so a value
+hovering at a limit does not flap. A ``sensor_fault`` record (timeout, out of range, stuck) opens a
+``sensor_fault`` alert for its channel at once. An alert stays open until the base acknowledges it (its
+agent's reply ``ack_alert``) *and* the condition has cleared; only then can the channel alert again.
+Sensor readings arrive about once a minute per sensor, so this runs a small loop per reading.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .rapid_tests import Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Acceptable range of one channel at a base (defaults below are [unsure]; the registry overrides)."""
+
+    low: float | None = None
+    high: float | None = None
+    hysteresis: float = 0.0
+    min_duration_s: float = 600.0
+
+
+DEFAULT_LIMITS: dict[str, Limit] = {
+    "soil.moisture_pct": Limit(20, 45, 2, 1800),
+    "soil.temperature_c": Limit(5, 35, 1, 1800),
+    "soil.ph": Limit(5.0, 8.0, 0.2, 3600),
+    "soil.conductivity_us_cm": Limit(None, 3000, 100, 3600),
+    "air.temperature_c": Limit(0, 38, 1, 600),
+    "air.humidity_pct": Limit(30, 95, 3, 1800),
+    "air.co2_ppm": Limit(None, 2000, 100, 900),
+}
+
+
+class AlertBook:
+    """Open alerts and pending breaches per (device, channel)."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS channel (device TEXT, channel TEXT, breach_since INTEGER, alert TEXT,"
+            " acknowledged INTEGER NOT NULL DEFAULT 0, cleared INTEGER NOT NULL DEFAULT 1, detail TEXT,"
+            " PRIMARY KEY (device, channel))"
+        )
+        self.limits: dict[str, dict[str, Limit]] = {}  # device → channel → limit, from the registry
+
+    def _row(self, device: str, channel: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT breach_since, alert, acknowledged, cleared, detail FROM channel WHERE device = ? AND channel = ?",
+            (device, channel),
+        ).fetchone()
+        if row is None:
+            return {"breach_since": None, "alert": None, "acknowledged": 0, "cleared": 1, "detail": None}
+        return dict(zip(("breach_since", "alert", "acknowledged", "cleared", "detail"), row, strict=True))
+
+    def _save(self, device: str, channel: str, st: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO channel VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, channel) DO UPDATE SET"
+            " breach_since = excluded.breach_since, alert = excluded.alert, acknowledged = excluded.acknowledged,"
+            " cleared = excluded.cleared, detail = excluded.detail",
+            (device, channel, st["breach_since"], st["alert"], st["acknowledged"], st["cleared"], st["detail"]),
+        )
+
+    def open_alerts(self) -> list[tuple[str, str, str]]:
+        """(device, channel, alert id) of every alert not yet closed."""
+        with self._lock:
+            return list(self._db.execute("SELECT device, channel, alert FROM channel WHERE alert IS NOT NULL"))
+
+    def limit(self, device: str, channel: str) -> Limit | None:
+        return self.limits.get(device, {}).get(channel) or DEFAULT_LIMITS.get(channel)
+
+    def observe(self, device: str, seq: int, record: dict[str, Any]) -> list[Alert]:
+        """Alerts opened by one soil, air or sensor_fault record."""
+        with self._lock:
+            if record["type"] == "sensor_fault":
+                return self._fault(device, seq, record)
+            out = []
+            for field, value in record.items():
+                if field in ("type", "ts"):
+                    continue
+                channel = f"{record['type']}.{field}"
+                limit = self.limit(device, channel)
+                if limit is not None:
+                    out += self._reading(device, seq, record["ts"], channel, float(value), limit)
+            return out
+
+    def _reading(self, device: str, seq: int, ts: int, channel: str, value: float, limit: Limit) -> list[Alert]:
+        st = self._row(device, channel)
+        low = limit.low is not None and value < limit.low
+        high = limit.high is not None and value > limit.high
+        inside = (limit.low is None or value >= limit.low + limit.hysteresis) and (
+            limit.high is None or value <= limit.high - limit.hysteresis
+        )
+        out: list[Alert] = []
+        if low or high:
+            st["cleared"] = 0
+            if st["breach_since"] is None:
+                st["breach_since"] = ts
+            if st["alert"] is None and ts - st["breach_since"] >= limit.min_duration_s * 1000:
+                bound = limit.low if low else limit.high
+                alert = Alert(
+                    f"{device}:{channel}:{ts}",
+                    "sensor_threshold",
+                    "medium",
+                    device,
+                    seq,
+                    ts,
+                    device,
+                    {
+                        "channel": channel,
+                        "value": value,
+                        "limit": bound,
+                        "side": "low" if low else "high",
+                        "since_ts": st["breach_since"],
+                    },
+                )
+                st.update(alert=alert.id, acknowledged=0, detail=json.dumps(alert.detail))
+                out.append(alert)
+        elif inside:
+            st["breach_since"] = None
+            st["cleared"] = 1
+            if st["alert"] is not None and st["acknowledged"]:
+                st["alert"] = None  # acknowledged and cleared: closed
+        self._save(device, channel, st)
+        return out
+
+    def _fault(self, device: str, seq: int, record: dict[str, Any]) -> list[Alert]:
+        channel = f"fault.{record['channel']}"
+        st = self._row(device, channel)
+        if st["alert"] is not None:
+            return []
+        alert = Alert(
+            f"{device}:{channel}:{record['ts']}",
+            "sensor_fault",
+            "medium",
+            device,
+            seq,
+            record["ts"],
+            device,
+            {"channel": record["channel"], "fault": record["fault"]},
+        )
+        st.update(alert=alert.id, acknowledged=0, cleared=0, breach_since=record["ts"], detail=json.dumps(alert.detail))
+        self._save(device, channel, st)
+        return [alert]
+
+    def acknowledge(self, device: str, alert_id: str) -> bool:
+        """The base acknowledged ``alert_id``; closes it if its condition has cleared. False if unknown."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT channel, cleared FROM channel WHERE device = ? AND alert = ?", (device, alert_id)
+            ).fetchone()
+            if row is None:
+                return False
+            channel, cleared = row
+            if channel.startswith("fault."):
+                cleared = 1  # a fault is closed by its acknowledgement; a new fault alerts again
+            self._db.execute(
+                "UPDATE channel SET acknowledged = 1, alert = CASE WHEN ? THEN NULL ELSE alert END"
+                " WHERE device = ? AND channel = ?",
+                (cleared, device, channel),
+            )
+            return True
