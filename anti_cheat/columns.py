@@ -55,6 +55,8 @@ _INT_COLUMNS = (
     "reference_mg",
 )
 _SOURCE = {"unit_price": "unit_price_fen_per_kg"}
+#: integer input columns, by their names in files (the table above)
+INTEGER_INPUTS = frozenset(_SOURCE.get(c, c) for c in _INT_COLUMNS)
 
 
 @dataclass

@@ -20,25 +20,11 @@ from pathlib import Path
 
 from machine import describe, median
 
+from device_profiles.records import EXAMPLE_SALE
 from edge_agent import BrokerConfig, Outbox, Publisher
 from zhijian_cli.servers import MosquittoServer
 
-RECORD = {
-    "type": "sale",
-    "ts": 1_764_000_000_000,
-    "txn": 1,
-    "plu": "1001",
-    "net_mg": 275_000,
-    "tare_mg": 0,
-    "unit_price_fen_per_kg": 12_300,
-    "amount_fen": 3383,
-    "stable": True,
-    "stable_ms": 800,
-    "raw_counts": 125_500,
-    "zero_counts": 120_000,
-    "calibration_events": 3,
-    "configuration_events": 7,
-}
+RECORD = EXAMPLE_SALE
 
 
 def publisher(outbox: Outbox, port: int) -> Publisher:

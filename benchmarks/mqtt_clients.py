@@ -26,6 +26,7 @@ from machine import describe, median
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import encode
+from device_profiles.records import EXAMPLE_SALE
 from zhijian_cli.servers import MosquittoServer, find_binary
 
 TOPIC = "zhijian/v1/scale-0001/data"
@@ -33,22 +34,7 @@ TOPIC = "zhijian/v1/scale-0001/data"
 
 def payload_lines(n: int) -> bytes:
     key = secrets.token_bytes(32)
-    sale = {
-        "type": "sale",
-        "ts": 1_764_000_000_000,
-        "txn": 1,
-        "plu": "1001",
-        "net_mg": 275_000,
-        "tare_mg": 0,
-        "unit_price_fen_per_kg": 12_300,
-        "amount_fen": 3383,
-        "stable": True,
-        "stable_ms": 800,
-        "raw_counts": 125_500,
-        "zero_counts": 120_000,
-        "calibration_events": 3,
-        "configuration_events": 7,
-    }
+    sale = EXAMPLE_SALE
     return (
         b"\n".join(
             encode(device="scale-0001", boot="0" * 32, seq=i, sent_ms=1, records=[sale], key=key)

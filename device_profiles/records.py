@@ -210,3 +210,23 @@ def amount_fen(net_mg: int, unit_price_fen_per_kg: int) -> int:
     product = net_mg * unit_price_fen_per_kg  # fen × 10⁻⁶
     sign = -1 if product < 0 else 1
     return sign * ((abs(product) + 500_000) // 1_000_000)
+
+
+#: A valid sale: the contract's price vector, 0.275 kg × 123.00 yuan/kg = 33.83 yuan, on a scale calibrated
+#: at 20 000 counts/kg. For examples, tests and benchmarks.
+EXAMPLE_SALE: dict[str, object] = {
+    "type": "sale",
+    "ts": 1_764_000_000_000,
+    "txn": 1,
+    "plu": "1001",
+    "net_mg": 275_000,
+    "tare_mg": 0,
+    "unit_price_fen_per_kg": 12_300,
+    "amount_fen": 3383,
+    "stable": True,
+    "stable_ms": 800,
+    "raw_counts": 125_500,
+    "zero_counts": 120_000,
+    "calibration_events": 3,
+    "configuration_events": 7,
+}

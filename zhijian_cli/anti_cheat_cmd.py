@@ -15,24 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat.columns import INTEGER_INPUTS
 
 app = typer.Typer(help="Score scale transactions with the anti-cheating engine.", no_args_is_help=True)
 console = Console(stderr=True)
 CHUNK_ROWS = 100_000
-_INT_COLUMNS = {
-    "seq",
-    "ts",
-    "net_mg",
-    "tare_mg",
-    "unit_price_fen_per_kg",
-    "amount_fen",
-    "stable_ms",
-    "raw_counts",
-    "zero_counts",
-    "calibration_events",
-    "configuration_events",
-    "reference_mg",
-}
+_INT_COLUMNS = INTEGER_INPUTS
 
 
 class InputError(Exception):

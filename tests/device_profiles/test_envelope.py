@@ -10,30 +10,14 @@ from hypothesis import strategies as st
 
 from device_profiles import REJECT_REASONS, EnvelopeError, IntegrityError, amount_fen, decode, encode, topics
 from device_profiles.envelope import sign
+from device_profiles.records import EXAMPLE_SALE
 
 KEY = b"k" * 32
 BOOT = "0123456789abcdef0123456789abcdef"
 
 
 def sale(**over):
-    rec = {
-        "type": "sale",
-        "ts": 1_764_000_000_000,
-        "txn": 1,
-        "plu": "1001",
-        "net_mg": 275_000,
-        "tare_mg": 0,
-        "unit_price_fen_per_kg": 12_300,
-        "amount_fen": 3383,
-        "stable": True,
-        "stable_ms": 800,
-        "raw_counts": 125_500,
-        "zero_counts": 120_000,
-        "calibration_events": 3,
-        "configuration_events": 7,
-    }
-    rec.update(over)
-    return rec
+    return {**EXAMPLE_SALE, **over}
 
 
 def payload(records=None, device="scale-0001", key=KEY, **over) -> bytes:
