@@ -31,6 +31,10 @@ class IngestSettings(BaseSettings):
     spool_path: Path = Path("spool.sqlite")
     sequence_path: Path = Path("sequences.sqlite")
     alert_path: Path = Path("alerts.sqlite")
+    engine_state_path: Path | None = Field(
+        None, description="anti-cheat state across restarts; `zhijian ingest run` puts it beside the spool"
+    )
+    state_save_interval_s: float = Field(2.0, ge=0, description="acks wait at most this long for the state save")
     replay_window: int = Field(100_000, ge=1, description="how far below a device's highest seq a record may be")
     spool_quota_mb: float = Field(1024, gt=0, description="disk for points while InfluxDB is away")
     metrics_host: str = "127.0.0.1"

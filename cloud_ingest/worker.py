@@ -94,6 +94,8 @@ class IngestWorker:
         self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
         self.batch_seconds = BatchTimer()
         self.skipped = 0
+        self._unacked: list[mqtt.MQTTMessage] = []
+        self._last_save = time.monotonic()
         self.acknowledged_alerts = 0
 
     def _publish_alert(self, alert: Alert) -> None:
@@ -163,6 +165,10 @@ class IngestWorker:
                 continue
 
     def start(self) -> IngestWorker:
+        path = self.settings.engine_state_path
+        if path is not None and path.exists():
+            self.pipeline.engine.restore(path.read_bytes())
+            log.info("anti-cheat state restored from %s", path)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s
         self._client.connect_async(
@@ -187,6 +193,7 @@ class IngestWorker:
         self._stop.set()
         self._thread.join(timeout=30)
         self._replayer.join(timeout=30)
+        self._checkpoint(force=True)
         props = None
         if end_session:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
@@ -215,6 +222,8 @@ class IngestWorker:
         while not self._stop.is_set():
             batch = self._next_batch()
             if not batch:
+                if self._unacked:
+                    self._checkpoint()
                 continue
             started = time.monotonic()
             delay = 0.5
@@ -230,11 +239,32 @@ class IngestWorker:
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker redelivers to the next session
                 delay = min(delay * 2, 10.0)
-            for m in batch:
-                self._client.ack(m.mid, m.qos)
+            self._unacked.extend(batch)
+            self._checkpoint()
             self.batches += 1
             self.last_batch_ms = (time.monotonic() - started) * 1000
             self.batch_seconds.observe(self.last_batch_ms / 1000)
+
+    def _checkpoint(self, *, force: bool = False) -> None:
+        """Acknowledge stored messages once the anti-cheat state that has seen them is on disk.
+
+        The engine's per-scale state (CUSUMs, digit windows) moves with every batch. It is saved at most
+        every ``state_save_interval_s``, and messages are acknowledged only after a save that includes
+        them: after a crash the broker redelivers exactly the messages the saved state has not seen, so
+        results are the same as without the crash.
+        """
+        path = self.settings.engine_state_path
+        due = time.monotonic() - self._last_save >= self.settings.state_save_interval_s
+        if path is not None and not (force or due):
+            return
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(self.pipeline.engine.save())
+            tmp.replace(path)
+            self._last_save = time.monotonic()
+        for m in self._unacked:
+            self._client.ack(m.mid, m.qos)
+        self._unacked.clear()
 
     def _replay(self) -> None:
         """Drain the spool into InfluxDB whenever it holds something and InfluxDB answers."""

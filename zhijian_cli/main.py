@@ -143,6 +143,10 @@ def ingest_run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = IngestSettings()
+    if settings.engine_state_path is None:
+        settings = settings.model_copy(
+            update={"engine_state_path": settings.spool_path.with_name("anti_cheat_state.npz")}
+        )
     try:
         devices = DeviceFile.load(settings.devices_file)
     except IngestError as exc:

@@ -333,3 +333,64 @@ def test_two_partitioned_workers_store_and_flag_what_one_does(
     assert len(one[1]) == 5 * 120
     assert {rule for _, rule, _ in one[0]} >= {"coefficient", "stability", "reweigh_cusum"}
     assert two == one
+
+
+def test_a_restarted_worker_continues_the_anti_cheat_state(
+    mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "engine.npz"
+    t0 = 1_764_000_000_000
+    facts = {
+        "scale-0001": {
+            "key": KEYS["scale-0001"].hex(),
+            "scale": {"coefficient": 20_000.0, "e_mg": 5000, "calibration_events": 3, "configuration_events": 7},
+        },
+        "fair-0001": {"key": KEYS["scale-0002"].hex()},
+    }
+    reweighs = [
+        encode(
+            device="fair-0001",
+            boot=BOOT,
+            seq=k,
+            sent_ms=1,
+            key=KEYS["scale-0002"],
+            records=[
+                {
+                    "type": "reweigh",
+                    "ts": t0 + k,
+                    "txn": k,
+                    "stall_device": "scale-0001",
+                    "claimed_mg": 1_020_000,
+                    "net_mg": 1_000_000,
+                }
+            ],
+        )  # 2 %: only the CUSUM sees it
+        for k in range(1, 9)
+    ]
+
+    def run(db: str, payloads: list[bytes], path: Path | None) -> list[int]:
+        client = InfluxClient(influxd.url, db)
+        client.create_database()
+        pipeline = Pipeline(key_for=DeviceFile(facts).key_for, engine=Engine(DeviceFile(facts).facts), store=client)
+        worker = IngestWorker(
+            IngestSettings(mqtt_port=mosquitto.port, mqtt_client_id=f"{db}-w", batch_max_ms=20, engine_state_path=path),
+            pipeline,
+        ).start()
+        assert worker.connected.wait(10)
+        pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        for p in payloads:
+            pub.publish("zhijian/v1/fair-0001/data", p, qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        assert wait_until(lambda: worker.pipeline.received == len(payloads), 10)
+        worker.stop(end_session=True)
+        seqs = sorted(r["seq"] for r in client.rows("SELECT * FROM flag WHERE \"rule\" = 'reweigh_cusum'"))
+        client.close()
+        return seqs
+
+    whole = run("cusum_whole", reweighs, None)
+    assert whole, "the 2 % short weight must build up to an alarm"
+    first = run("cusum_split", reweighs[:3], state)  # nothing flagged yet: the CUSUM is still climbing
+    second = run("cusum_split", reweighs[3:], state)  # a new worker, restored from the saved state
+    assert first + second == whole
