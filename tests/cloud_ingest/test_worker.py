@@ -394,3 +394,39 @@ def test_a_restarted_worker_continues_the_anti_cheat_state(
     first = run("cusum_split", reweighs[:3], state)  # nothing flagged yet: the CUSUM is still climbing
     second = run("cusum_split", reweighs[3:], state)  # a new worker, restored from the saved state
     assert first + second == whole
+
+
+def test_overload_waits_in_the_broker_and_nothing_is_dropped(
+    mosquitto: MosquittoServer, influx: InfluxClient, tmp_path: Path
+) -> None:
+    """Devices offering far more than the worker takes (here: while it is away, 20× Mosquitto's default
+    queue of 1 000 messages): the broker queues for the persistent session and everything is stored."""
+    worker = worker_for(tmp_path, mosquitto.port, influx)
+    assert worker.connected.wait(10)
+    worker.stop()
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(500)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    n = 20_000
+    infos = []
+    for i in range(n):
+        device = DEVICES[i % len(DEVICES)]
+        seq = i // len(DEVICES) + 1
+        payload = encode(
+            device=device,
+            boot=BOOT,
+            seq=seq,
+            sent_ms=1,
+            records=[sale(txn=seq, ts=1_764_000_000_000 + seq)],
+            key=KEYS[device],
+        )
+        infos.append(pub.publish(f"zhijian/v1/{device}/data", payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(30)
+    pub.loop_stop()
+    worker = worker_for(tmp_path, mosquitto.port, influx)
+    try:
+        assert wait_until(lambda: stored(influx) == (n, n), 120), stored(influx)
+    finally:
+        worker.stop(end_session=True)
