@@ -36,6 +36,7 @@ class DeviceFile:
     ) -> None:
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
+        self._crops = {d: str(v["crop"]) for d, v in devices.items() if "crop" in v}
         self._limits: dict[str, dict[str, dict[str, Any]]] = {
             d: v["limits"] for d, v in devices.items() if "limits" in v
         }
@@ -70,6 +71,10 @@ class DeviceFile:
     def alert_limits(self) -> dict[str, dict[str, Limit]]:
         """Per-base alert limits (``"limits": {"soil.moisture_pct": {"low": 20, "high": 45, …}}``)."""
         return {d: {ch: Limit(**spec) for ch, spec in lim.items()} for d, lim in self._limits.items()}
+
+    def crops(self) -> dict[str, str]:
+        """The crop grown at each base that names one (``"crop": "tomato"``)."""
+        return self._crops
 
     def tags_for(self, device: str) -> dict[str, str]:
         """Where the device is installed (district, market, stall, base, vehicle), for InfluxDB tags."""

@@ -43,6 +43,20 @@ DEFAULT_LIMITS: dict[str, Limit] = {
 }
 
 
+#: Crop-specific limits that replace the defaults for a base growing that crop. [unsure] values: agronomy
+#: tables vary by region and season; the registry's per-base limits override these in turn.
+CROP_LIMITS: dict[str, dict[str, Limit]] = {
+    "leafy": {"soil.moisture_pct": Limit(25, 45, 2, 1800), "air.temperature_c": Limit(5, 30, 1, 600)},
+    "tomato": {
+        "soil.moisture_pct": Limit(20, 40, 2, 1800),
+        "air.temperature_c": Limit(10, 35, 1, 600),
+        "air.humidity_pct": Limit(40, 85, 3, 1800),
+    },
+    "rice": {"soil.moisture_pct": Limit(35, 100, 2, 3600), "air.temperature_c": Limit(12, 38, 1, 600)},
+    "citrus": {"soil.moisture_pct": Limit(15, 40, 2, 3600), "air.temperature_c": Limit(-2, 38, 1, 600)},
+}
+
+
 class AlertBook:
     """Open alerts and pending breaches per (device, channel)."""
 
@@ -55,6 +69,7 @@ class AlertBook:
             " PRIMARY KEY (device, channel))"
         )
         self.limits: dict[str, dict[str, Limit]] = {}  # device → channel → limit, from the registry
+        self.crops: dict[str, str] = {}  # device → crop grown at its base
 
     def _row(self, device: str, channel: str) -> dict[str, Any]:
         row = self._db.execute(
@@ -79,7 +94,9 @@ class AlertBook:
             return list(self._db.execute("SELECT device, channel, alert FROM channel WHERE alert IS NOT NULL"))
 
     def limit(self, device: str, channel: str) -> Limit | None:
-        return self.limits.get(device, {}).get(channel) or DEFAULT_LIMITS.get(channel)
+        """The base's own limit, else its crop's, else the default."""
+        crop = CROP_LIMITS.get(self.crops.get(device, ""), {})
+        return self.limits.get(device, {}).get(channel) or crop.get(channel) or DEFAULT_LIMITS.get(channel)
 
     def observe(self, device: str, seq: int, record: dict[str, Any]) -> list[Alert]:
         """Alerts opened by one soil, air or sensor_fault record."""

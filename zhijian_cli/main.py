@@ -119,10 +119,14 @@ def profiles_check(
 
 @ingest_app.command("run")
 def ingest_run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="A settings file of ZHIJIAN_*=value lines (.env format).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
     """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
-    (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md)."""
+    (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md) or a settings
+    file; the environment wins over the file."""
     from anti_cheat import Engine
     from cloud_ingest import (
         DeadLetters,
@@ -142,7 +146,14 @@ def ingest_run(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = IngestSettings()
+    if config is not None and not config.is_file():
+        console.print(f"[red]{config}: no such settings file[/]")
+        raise typer.Exit(2)
+    try:
+        settings = IngestSettings(_env_file=config) if config else IngestSettings()
+    except ValueError as exc:
+        console.print(f"[red]settings: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
     if settings.engine_state_path is None:
         settings = settings.model_copy(
             update={"engine_state_path": settings.spool_path.with_name("anti_cheat_state.npz")}
@@ -171,6 +182,7 @@ def ingest_run(
         alert_book=AlertBook(settings.alert_path),
     )
     pipeline.alert_book.limits = devices.alert_limits()
+    pipeline.alert_book.crops = devices.crops()
     worker = IngestWorker(settings, pipeline).start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")

@@ -97,3 +97,14 @@ def test_alert_reaches_the_base_and_its_acknowledgement_comes_back(
         finally:
             agent.stop()
             worker.stop(end_session=True)
+
+
+def test_limits_come_from_the_base_then_its_crop_then_the_defaults() -> None:
+    book = AlertBook()
+    book.crops = {"base-rice": "rice", "base-veg": "leafy"}
+    book.limits = {"base-veg": {"soil.moisture_pct": Limit(10, 90)}}
+    assert book.limit("base-rice", "soil.moisture_pct").low == 35  # paddy: wet soil is normal
+    assert book.limit("base-veg", "soil.moisture_pct").low == 10  # the base's own limit wins
+    assert book.limit("base-veg", "air.temperature_c").high == 30  # the crop's
+    assert book.limit("base-other", "soil.moisture_pct").low == 20  # the default
+    assert book.limit("base-other", "soil.no_such_field") is None

@@ -22,8 +22,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
 from cloud_ingest.metrics import MetricsServer
+from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import builtin, encode
+from device_profiles.envelope import sign
 from firmware_sim import Cheat, ScaleFirmware
 from tests.device_profiles.test_envelope import BOOT, sale
 from zhijian_cli.servers import InfluxServer, MosquittoServer
@@ -429,4 +431,57 @@ def test_overload_waits_in_the_broker_and_nothing_is_dropped(
     try:
         assert wait_until(lambda: stored(influx) == (n, n), 120), stored(influx)
     finally:
+        worker.stop(end_session=True)
+
+
+def test_every_rejection_reason_through_the_broker(
+    mosquitto: MosquittoServer, influx: InfluxClient, tmp_path: Path
+) -> None:
+    from device_profiles import REJECT_REASONS
+    from tests.device_profiles.test_envelope import KEY, payload, resign
+
+    files = DeviceFile({"scale-0001": {"key": KEY.hex()}, "scale-0009": {"key": KEY.hex(), "revoked": True}})
+    pipeline = Pipeline(
+        key_for=files.key_for,
+        engine=Engine(ScaleFacts()),
+        store=influx,
+        revoked=files.is_revoked,
+        sequences=SequenceBook(window=10),
+    )
+    worker = IngestWorker(
+        IngestSettings(mqtt_port=mosquitto.port, mqtt_client_id="reasons", batch_max_ms=20), pipeline
+    ).start()
+    ok = "zhijian/v1/scale-0001/data"
+    cases = [
+        ("zhijian/v1/Not_A_Device/data", payload(), "bad_topic"),
+        (ok, b"{" + b" " * 300_000 + b"}", "oversized"),
+        (ok, b'{"v":1}', "missing_tag"),
+        ("zhijian/v1/scale-0404/data", payload(device="scale-0404"), "unknown_device"),
+        ("zhijian/v1/scale-0009/data", payload(device="scale-0009"), "revoked_device"),
+        (ok, payload()[:-3] + b'0"}', "bad_tag"),
+        (ok, b'{"v":1,"device":' + b',"tag":"' + sign(KEY, b'{"v":1,"device":').encode() + b'"}', "malformed_json"),
+        (ok, resign({"v": "1"}), "bad_envelope"),
+        (ok, resign({"v": 2}), "schema_version"),
+        (ok, payload(device="scale-0002"), "device_mismatch"),
+        (ok, payload(records=[sale(net_mg="heavy")]), "bad_record"),
+        (ok, payload(seq=100), None),  # accepted: raises the highest seq to 100
+        (ok, payload(seq=5), "replayed"),
+    ]
+    assert {reason for _, _, reason in cases if reason} == REJECT_REASONS
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        assert worker.connected.wait(10)
+        for topic_name, raw, _ in cases:
+            pub.publish(topic_name, raw, qos=1).wait_for_publish(5)
+            time.sleep(0.05)  # in order, each in its own batch
+        assert wait_until(lambda: worker.pipeline.received == len(cases), 15)
+        expected = {reason: 1 for _, _, reason in cases if reason}
+        assert dict(worker.pipeline.rejected) == expected
+        kept = [reason for _, reason, _ in worker.pipeline.dead_letters.rows()]
+        assert sorted(kept) == sorted(expected)
+        assert worker.pipeline.accepted_records == 1
+    finally:
+        pub.loop_stop()
         worker.stop(end_session=True)

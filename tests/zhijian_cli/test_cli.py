@@ -74,3 +74,12 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("mosquitto outlived the process that started it")
+
+
+def test_ingest_settings_file_errors_are_clear(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["ingest", "run", "--config", str(tmp_path / "nope.env")])
+    assert missing.exit_code == 2 and "no such settings file" in " ".join(missing.output.split())
+    bad = tmp_path / "ingest.env"
+    bad.write_text("ZHIJIAN_PARTITION=3\nZHIJIAN_PARTITIONS=2\n")
+    result = runner.invoke(app, ["ingest", "run", "--config", str(bad)])
+    assert result.exit_code == 2 and "partition 3 must be below partitions (2)" in " ".join(result.output.split())
