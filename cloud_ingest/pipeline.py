@@ -189,6 +189,7 @@ class Pipeline:
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
         self.sequences.save()
+        self.alert_book.save()
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:

@@ -38,6 +38,7 @@ def test_a_breach_must_last_and_hysteresis_stops_flapping(tmp_path: Path) -> Non
     assert len(book.open_alerts()) == 1  # acknowledged, but the condition has not cleared
     assert book.observe("base-1", 6, soil(1500, 23)) == []  # cleared by the margin: closed
     assert book.open_alerts() == []
+    book.save()  # the batch is durable: its state goes to disk
     restarted = AlertBook(tmp_path / "alerts.sqlite")
     restarted.limits = book.limits
     assert restarted.observe("base-1", 7, soil(2000, 10)) == []
