@@ -76,6 +76,10 @@ class DeviceFile:
         """The crop grown at each base that names one (``"crop": "tomato"``)."""
         return self._crops
 
+    def partition_key(self, device: str) -> str:
+        """What ingest partitions are cut by: the device's market when the registry knows it."""
+        return self._tags.get(device, {}).get("market") or device
+
     def tags_for(self, device: str) -> dict[str, str]:
         """Where the device is installed (district, market, stall, base, vehicle), for InfluxDB tags."""
         return self._tags.get(device, {})

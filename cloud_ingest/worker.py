@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import zlib
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,11 +42,16 @@ from .settings import IngestSettings
 log = logging.getLogger(__name__)
 
 
-def partition_of(topic_name: str, partitions: int) -> int:
-    """The worker partition of the device that owns ``topic_name`` (stable across processes and hosts)."""
+def partition_of(topic_name: str, partitions: int, key_of: Callable[[str], str] = lambda device: device) -> int:
+    """The worker partition of the device that owns ``topic_name`` (stable across processes and hosts).
+
+    ``key_of`` maps a device to what is partitioned: by default the device itself; the ingest passes the
+    device's market from the registry, so a market's scales and its fair scales meet the same worker and
+    the per-stall re-weigh CUSUM sees every fair scale's re-weighs.
+    """
     parts = topic_name.split("/")
     device = parts[2] if len(parts) > 2 else topic_name
-    return zlib.crc32(device.encode()) % partitions
+    return zlib.crc32(key_of(device).encode()) % partitions
 
 
 class BatchTimer:
@@ -94,6 +100,7 @@ class IngestWorker:
         self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
         self.batch_seconds = BatchTimer()
         self.skipped = 0
+        self.partition_key: Callable[[str], str] = lambda device: device
         self._unacked: list[mqtt.MQTTMessage] = []
         self._last_save = time.monotonic()
         self.acknowledged_alerts = 0
@@ -147,7 +154,7 @@ class IngestWorker:
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if (
             self.settings.partitions > 1
-            and partition_of(msg.topic, self.settings.partitions) != self.settings.partition
+            and partition_of(msg.topic, self.settings.partitions, self.partition_key) != self.settings.partition
         ):
             client.ack(msg.mid, msg.qos)  # another worker's device
             self.skipped += 1

@@ -183,7 +183,9 @@ def ingest_run(
     )
     pipeline.alert_book.limits = devices.alert_limits()
     pipeline.alert_book.crops = devices.crops()
-    worker = IngestWorker(settings, pipeline).start()
+    worker = IngestWorker(settings, pipeline)
+    worker.partition_key = devices.partition_key
+    worker.start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")
     done = threading.Event()

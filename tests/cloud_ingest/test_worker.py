@@ -264,10 +264,24 @@ def test_two_partitioned_workers_store_and_flag_what_one_does(
         }
         for d, fw in firmwares.items()
     }
-    fair_key = secrets.token_bytes(32)
-    facts["fair-0001"] = {"key": fair_key.hex()}
+    # two fair scales of one market re-weigh alternately; by device id they would fall in different
+    # partitions (CRC-32 parity of fair-0001 and fair-0004 differs), by market they meet one worker
+    fairs = {"fair-0001": secrets.token_bytes(32), "fair-0004": secrets.token_bytes(32)}
+    markets = {
+        "scale-0001": "market-a",
+        "scale-0002": "market-a",
+        "scale-0003": "market-a",
+        "scale-0004": "m1",
+        "scale-0005": "m1",
+        "fair-0001": "market-a",
+        "fair-0004": "market-a",
+    }
+    for fair, key in fairs.items():
+        facts[fair] = {"key": key.hex()}
+    for device, market in markets.items():
+        facts[device]["tags"] = {"market": market}
     payloads = []
-    fair_seq = 1
+    fair_seq = {f: 1 for f in fairs}
     for k in range(1, 121):
         for d, fw in firmwares.items():
             sold = fw.sell(
@@ -278,21 +292,24 @@ def test_two_partitioned_workers_store_and_flag_what_one_does(
                 (d, encode(device=d, boot=BOOT, seq=k, sent_ms=1, records=[{"type": "sale", **sold}], key=KEYS[d]))
             )
             if k % 4 == 0:
+                fair = "fair-0001" if k % 8 else "fair-0004"
                 reweigh = {
                     "type": "reweigh",
                     "ts": sold["ts"],
-                    "txn": fair_seq,
+                    "txn": fair_seq[fair],
                     "stall_device": d,
                     "claimed_mg": sold["net_mg"],
                     "net_mg": (500 + 37 * k) * 1000,
                 }
                 payloads.append(
                     (
-                        "fair-0001",
-                        encode(device="fair-0001", boot=BOOT, seq=fair_seq, sent_ms=1, records=[reweigh], key=fair_key),
+                        fair,
+                        encode(
+                            device=fair, boot=BOOT, seq=fair_seq[fair], sent_ms=1, records=[reweigh], key=fairs[fair]
+                        ),
                     )
                 )
-                fair_seq += 1
+                fair_seq[fair] += 1
 
     def run(db: str, partitions: int) -> list[list[tuple]]:
         client = InfluxClient(influxd.url, db)
@@ -313,7 +330,9 @@ def test_two_partitioned_workers_store_and_flag_what_one_does(
                 partitions=partitions,
                 batch_max_ms=50,
             )
-            workers.append(IngestWorker(settings, pipeline).start())
+            worker = IngestWorker(settings, pipeline)
+            worker.partition_key = device_file.partition_key
+            workers.append(worker.start())
         assert all(w.connected.wait(10) for w in workers)
         pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         pub.connect("127.0.0.1", mosquitto.port)
