@@ -8,7 +8,9 @@ Commodity medians (fen per kg, per PLU) come from the market's published prices 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +104,17 @@ class ScaleFacts:
             new = np.zeros(cap, dtype=old.dtype) if name != "coefficient" else np.ones(cap, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
+
+    @classmethod
+    def from_mapping(
+        cls, scales: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
+    ) -> ScaleFacts:
+        """Facts from plain data: ``{device: {ScaleFact fields}}`` and ``{plu: fen per kg}``."""
+        facts = cls()
+        for device, fact in scales.items():
+            facts.set(device, ScaleFact(**fact))
+        facts.commodity_median = {str(k): int(v) for k, v in (commodity_median or {}).items()}
+        return facts
 
     def index_of(self, device: str) -> int:
         """The dense index of ``device``, adding it (without facts) if new."""

@@ -25,7 +25,7 @@ from collections import defaultdict
 
 from machine import describe
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from firmware_sim.labelled_market import MAGNITUDES, generate
 
 BATCH = 5_000
@@ -33,10 +33,7 @@ BATCH = 5_000
 
 def evaluate(seed: int, sales: int, reweigh_rate: float) -> dict[str, dict[str, float]]:
     market = generate(seed=seed, sales_per_scale=sales, reweigh_rate=reweigh_rate)
-    facts = ScaleFacts()
-    for device, fact in market.registry["scales"].items():
-        facts.set(device, ScaleFact(**fact))
-    facts.commodity_median = market.registry["commodity_median"]
+    facts = ScaleFacts.from_mapping(market.registry["scales"], market.registry["commodity_median"])
     engine = Engine(facts)
     flagged: set[tuple[str, int]] = set()
     for start in range(0, len(market.rows), BATCH):

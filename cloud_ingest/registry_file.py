@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anti_cheat import ScaleFact, ScaleFacts
+from anti_cheat import ScaleFacts
 from device_profiles.envelope import TAG_VALUE_RE
 from device_profiles.influx_schema import ENRICHMENT_TAGS
 
@@ -48,11 +48,9 @@ class DeviceFile:
             }
             for d, v in devices.items()
         }
-        self.facts = ScaleFacts()
-        for device, entry in devices.items():
-            if "scale" in entry:
-                self.facts.set(device, ScaleFact(**entry["scale"]))
-        self.facts.commodity_median = {str(k): int(v) for k, v in (commodity_median or {}).items()}
+        self.facts = ScaleFacts.from_mapping(
+            {d: v["scale"] for d, v in devices.items() if "scale" in v}, commodity_median
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceFile:

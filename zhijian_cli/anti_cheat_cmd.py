@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.columns import INTEGER_INPUTS
 
 app = typer.Typer(help="Score scale transactions with the anti-cheating engine.", no_args_is_help=True)
@@ -32,10 +32,7 @@ def load_registry(path: Path) -> ScaleFacts:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         scales = doc.get("scales") or {d: v["scale"] for d, v in doc.get("devices", {}).items() if "scale" in v}
-        facts = ScaleFacts()
-        for device, fact in scales.items():
-            facts.set(device, ScaleFact(**fact))
-        facts.commodity_median = {str(k): int(v) for k, v in doc.get("commodity_median", {}).items()}
+        facts = ScaleFacts.from_mapping(scales, doc.get("commodity_median"))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"{path}: not a usable registry file: {exc}") from exc
     return facts

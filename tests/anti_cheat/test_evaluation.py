@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from firmware_sim.labelled_market import MAGNITUDES, generate
 
 
 def test_goals_on_a_small_labelled_market() -> None:
     market = generate(honest_scales=20, scales_per_method=4, sales_per_scale=150, seed=11)
-    facts = ScaleFacts()
-    for device, fact in market.registry["scales"].items():
-        facts.set(device, ScaleFact(**fact))
-    facts.commodity_median = market.registry["commodity_median"]
+    facts = ScaleFacts.from_mapping(market.registry["scales"], market.registry["commodity_median"])
     engine = Engine(facts)
     flagged: set[tuple[str, int]] = set()
     for start in range(0, len(market.rows), 3000):
