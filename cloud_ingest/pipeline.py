@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 
 _SCORED = frozenset({"sale", "reweigh", "check_weighing"})
+_BASE_TYPES = frozenset({"soil", "air", "sensor_fault"})
 
 
 class DeadLetters:
@@ -130,6 +131,7 @@ class Pipeline:
         accepted: list[tuple[str, bytes, list[str]]] = []
         scored: list[tuple[str, int, dict[str, Any]]] = []
         alerts: list[Alert] = []
+        base_rows: list[tuple[str, int, dict[str, Any]]] = []
         states: list[tuple[str, dict[str, Any]]] = []
         for topic_name, payload in messages:
             self.received += 1
@@ -150,15 +152,17 @@ class Pipeline:
             self.sequences.observe(env.device, env.seq, len(env.records))
             if any(r["type"] in ("gps", "rapid_test") for r in env.records):
                 alerts += judge(env.device, env.seq, env.records, self.positions)
-            for i, rec in enumerate(env.records):
-                if rec["type"] in ("soil", "air", "sensor_fault"):
-                    alerts += self.alert_book.observe(env.device, env.seq + i, rec)
+            base_rows.extend(
+                (env.device, env.seq + i, r) for i, r in enumerate(env.records) if r["type"] in _BASE_TYPES
+            )
             self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
                 if rec["type"] in _SCORED:
                     scored.append((env.device, env.seq + i, rec))
                 elif rec["type"] == "scale_state":
                     states.append((env.device, {**rec, "seq": env.seq + i}))
+        if base_rows:
+            alerts += self.alert_book.observe_batch(base_rows)
         batch = Transactions.from_records(self.engine.facts, scored)
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
         for device, state in states:

@@ -4,8 +4,9 @@ for positives and suspects, tied to the stall or base the sample came from and t
 Rules (``shared/domain/METROLOGY.md``, GB/T 5009.199-2003): inhibition % = (ΔA0 − ΔAt) / ΔA0 × 100;
 ≥ 50 % positive (retest twice more and confirm by another method); 40–50 % suspect (a study found a
 25.4 % false-negative rate there); a control with ΔA0 < 0.3 is invalid [unsure]. The device's own verdict
-is kept; when the cloud's differs, the alert says so. Rapid tests are a few hundred a day, so a loop per
-test is fine here; GPS fixes are kept per vehicle in a bounded ring to find the position at sampling time.
+is kept; when the cloud's differs, the alert says so. Verdicts are computed over the batch with numpy;
+only the alerts (few) are built one by one. GPS fixes are kept per vehicle in a bounded ring to find the
+position at sampling time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import bisect
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 POSITIVE_PCT, SUSPECT_PCT, MIN_CONTROL = 50.0, 40.0, 0.3
 FIX_RING = 3_600  # fixes kept per vehicle (an hour at 1 Hz)
@@ -46,11 +50,18 @@ class Alert:
         }
 
 
-def verdict(delta_a0: float, delta_at: float) -> tuple[float, str]:
-    if delta_a0 < MIN_CONTROL:
-        return 0.0, "invalid"
-    pct = round((delta_a0 - delta_at) / delta_a0 * 100, 2)
-    return pct, "positive" if pct >= POSITIVE_PCT else "suspect" if pct >= SUSPECT_PCT else "negative"
+RESULTS = ("invalid", "negative", "suspect", "positive")
+INVALID, NEGATIVE, SUSPECT, POSITIVE = range(4)
+
+
+def verdicts(
+    delta_a0: npt.NDArray[np.float64], delta_at: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Inhibition % and result codes (indices into :data:`RESULTS`) for a batch of tests."""
+    valid = delta_a0 >= MIN_CONTROL
+    pct = np.where(valid, np.round((delta_a0 - delta_at) / np.where(valid, delta_a0, 1.0) * 100, 2), 0.0)
+    codes = np.select([~valid, pct >= POSITIVE_PCT, pct >= SUSPECT_PCT], [INVALID, POSITIVE, SUSPECT], NEGATIVE)
+    return pct, codes.astype(np.int64)
 
 
 @dataclass
@@ -80,13 +91,17 @@ def judge(device: str, first_seq: int, records: list[dict[str, Any]], positions:
     for rec in records:
         if rec["type"] == "gps":
             positions.add(device, rec["ts"], rec["lat_deg"], rec["lon_deg"])
+    rows = [i for i, rec in enumerate(records) if rec["type"] == "rapid_test"]
+    if not rows:
+        return []
+    pcts, results = verdicts(
+        np.array([records[i]["delta_a0"] for i in rows], dtype=np.float64),
+        np.array([records[i]["delta_at"] for i in rows], dtype=np.float64),
+    )
     alerts = []
-    for i, rec in enumerate(records):
-        if rec["type"] != "rapid_test":
-            continue
-        pct, result = verdict(rec["delta_a0"], rec["delta_at"])
-        if result not in ("positive", "suspect"):
-            continue
+    for k in np.flatnonzero(results >= SUSPECT):  # alerts are few: one loop per alert, not per test
+        i, pct, result = rows[k], float(pcts[k]), RESULTS[results[k]]
+        rec = records[i]
         seq = first_seq + i
         where = positions.at(device, rec["ts"])
         detail: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts
@@ -210,3 +211,13 @@ def test_points_carry_the_registry_tags(influx: InfluxClient) -> None:
     (row,) = influx.rows("SELECT * FROM sale WHERE \"market\" = 'futian-no1'")
     assert (row["district"], row["stall"]) == ("futian", "A-017")
     assert "colour" not in row and "bad" not in row  # only the known, line-protocol-safe tags
+
+
+def test_rapid_test_verdict_edges() -> None:
+    from cloud_ingest.rapid_tests import RESULTS, verdicts
+
+    a0 = np.array([0.60, 0.60, 0.60, 0.60, 0.29, 0.30])
+    at = np.array([0.30, 0.31, 0.36, 0.37, 0.00, 0.30])
+    pct, codes = verdicts(a0, at)
+    assert [RESULTS[c] for c in codes] == ["positive", "suspect", "suspect", "negative", "invalid", "negative"]
+    assert pct.tolist() == [50.0, 48.33, 40.0, 38.33, 0.0, 0.0]
