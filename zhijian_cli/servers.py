@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -195,6 +196,12 @@ class MosquittoServer(_Server):
                 return True
         except OSError:
             return False
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files; connected clients stay connected."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServerError("mosquitto is not running")
+        self._proc.send_signal(signal.SIGHUP)
 
     def __enter__(self) -> MosquittoServer:
         return self.start()
