@@ -57,6 +57,8 @@ _INT_COLUMNS = (
 _SOURCE = {"unit_price": "unit_price_fen_per_kg"}
 #: integer input columns, by their names in files (the table above)
 INTEGER_INPUTS = frozenset(_SOURCE.get(c, c) for c in _INT_COLUMNS)
+#: every input column, by its name in files
+INPUT_COLUMNS = ("device", "source", "kind", "plu", "stable", *(_SOURCE.get(c, c) for c in _INT_COLUMNS))
 
 
 @dataclass

@@ -18,7 +18,9 @@ import socket
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Self
 
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics
@@ -59,7 +61,7 @@ class PtyPort:
                 os.close(fd)
 
 
-class _LineServer:
+class _LineServer(ABC):
     """Decodes command lines from a byte stream and produces the replies."""
 
     def __init__(self, respond: Callable[[mtsics.Line], bytes], *, lock: threading.Lock, name: str) -> None:
@@ -71,6 +73,25 @@ class _LineServer:
         self.reply_delay_s = 0.0
         self.mute = False
         self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"line-{name}", daemon=True)
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Serve the transport until stopped."""
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _replies(self, buf: bytearray) -> bytes:
         out = bytearray()
@@ -100,22 +121,10 @@ class PtyLineServer(_LineServer):
         super().__init__(respond, lock=lock, name=name)
         self._pty = PtyPort()
         self.port = self._pty.port
-        self._thread = threading.Thread(target=self._run, name=f"pty-{name}", daemon=True)
-
-    def start(self) -> PtyLineServer:
-        self._thread.start()
-        return self
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        super().close()
         self._pty.close()
-
-    def __enter__(self) -> PtyLineServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _run(self) -> None:
         buf = bytearray()
@@ -134,22 +143,10 @@ class TcpLineServer(_LineServer):
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._run, name=f"tcp-{name}", daemon=True)
-
-    def start(self) -> TcpLineServer:
-        self._thread.start()
-        return self
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        super().close()
         self._listener.close()
-
-    def __enter__(self) -> TcpLineServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():

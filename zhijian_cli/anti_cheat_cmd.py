@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -74,27 +74,9 @@ def read_chunks(path: Path, progress: Progress, task: Any) -> Iterator[list[dict
         return
     with path.open("rb") as raw:
         progress.update(task, total=path.stat().st_size)
-        if suffix == ".csv":
-            lines = (line.decode("utf-8") for line in raw)
-            chunk: list[dict[str, Any]] = []
-            for n, row in enumerate(csv.DictReader(lines), start=2):
-                chunk.append(_typed(row, f"{path}:{n}"))
-                if len(chunk) == CHUNK_ROWS:
-                    progress.update(task, completed=raw.tell())
-                    yield chunk
-                    chunk = []
-            progress.update(task, completed=raw.tell())
-            if chunk:
-                yield chunk
-            return
-        chunk = []
-        for n, line in enumerate(raw, start=1):
-            if not line.strip():
-                continue
-            try:
-                chunk.append(_typed(json.loads(line), f"{path}:{n}"))
-            except ValueError as exc:
-                raise InputError(f"{path}:{n}: not JSON: {exc}") from exc
+        chunk: list[dict[str, Any]] = []
+        for row in _csv_rows(raw, path) if suffix == ".csv" else _jsonl_rows(raw, path):
+            chunk.append(row)
             if len(chunk) == CHUNK_ROWS:
                 progress.update(task, completed=raw.tell())
                 yield chunk
@@ -102,6 +84,22 @@ def read_chunks(path: Path, progress: Progress, task: Any) -> Iterator[list[dict
         progress.update(task, completed=raw.tell())
         if chunk:
             yield chunk
+
+
+def _csv_rows(raw: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
+    lines = (line.decode("utf-8") for line in raw)
+    for n, row in enumerate(csv.DictReader(lines), start=2):
+        yield _typed(row, f"{path}:{n}")
+
+
+def _jsonl_rows(raw: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
+    for n, line in enumerate(raw, start=1):
+        if line.strip():
+            try:
+                doc = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path}:{n}: not JSON: {exc}") from exc
+            yield _typed(doc, f"{path}:{n}")
 
 
 @app.command("score")

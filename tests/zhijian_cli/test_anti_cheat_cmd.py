@@ -11,29 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from anti_cheat.columns import INPUT_COLUMNS
 from firmware_sim.labelled_market import generate
 from zhijian_cli.main import app
 
 runner = CliRunner()
 FIRST_RESULT: dict[str, list] = {}
-COLUMNS = [
-    "device",
-    "kind",
-    "seq",
-    "ts",
-    "plu",
-    "net_mg",
-    "tare_mg",
-    "unit_price_fen_per_kg",
-    "amount_fen",
-    "stable",
-    "stable_ms",
-    "raw_counts",
-    "zero_counts",
-    "calibration_events",
-    "configuration_events",
-    "reference_mg",
-]
+COLUMNS = list(INPUT_COLUMNS)
 
 
 @pytest.fixture(scope="module")
