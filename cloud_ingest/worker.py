@@ -94,6 +94,7 @@ class IngestWorker:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
@@ -141,7 +142,15 @@ class IngestWorker:
             log.error("broker refused the ingest connection: %s", reason)
             return
         client.subscribe([(subscription(kind, share_group=self.settings.share_group), 1) for kind in ("data", "reply")])
-        log.info("ingest connected to %s:%d", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        # "connected" means ready: subscribed, so nothing published from now on misses this worker
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the ingest subscriptions: %s", reasons)
+            return
+        log.info("ingest connected to %s:%d and subscribed", self.settings.mqtt_host, self.settings.mqtt_port)
         self.connected.set()
 
     def _on_disconnect(
