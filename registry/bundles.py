@@ -1,0 +1,32 @@
+"""The provisioning bundle the registry hands a technician, as a document and as QR-code text.
+
+The document is what :func:`edge_agent.bundle.load_bundle` reads. The QR text is the same document,
+compact JSON, zlib-compressed and base64url-encoded behind ``ZJB1:``, so a bundle with a CA certificate
+fits one QR code (version 40 holds 2 953 bytes); the agent reads either form.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+QR_PREFIX = "ZJB1:"
+
+
+def qr_text(bundle: dict[str, Any]) -> str:
+    raw = json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
+    return QR_PREFIX + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+def from_qr_text(text: str) -> dict[str, Any]:
+    """The bundle in a QR text; raises ValueError if it is not one."""
+    text = text.strip()
+    if not text.startswith(QR_PREFIX):
+        raise ValueError(f"QR bundle text starts with {QR_PREFIX}")
+    body = text[len(QR_PREFIX) :]
+    doc = json.loads(zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
+    if not isinstance(doc, dict):
+        raise ValueError("QR bundle text does not hold a bundle")
+    return doc
