@@ -1,0 +1,278 @@
+"""The registry's HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``).
+
+Every call but ``/health`` needs ``Authorization: Bearer zjt_…``. A refused call says why (no token,
+role may not, not found) without telling whether something outside the caller's scope exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import models as m
+from .auth import Principal, Role
+from .broker_sync import BrokerSync
+from .credentials import secret_matches, split_token
+from .db import sessions
+from .errors import RegistryError, Unauthenticated
+from .schemas import (
+    AuditOut,
+    BaseIn,
+    BaseOut,
+    DeviceIn,
+    DeviceOut,
+    DistrictIn,
+    DistrictOut,
+    MarketIn,
+    MarketOut,
+    Page,
+    ProvisionIn,
+    ProvisionOut,
+    RevocationOut,
+    RevokeIn,
+    StallIn,
+    StallOut,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+    VehicleIn,
+    VehicleOut,
+    VerificationIn,
+    VerificationOut,
+    WhoAmI,
+)
+from .service import BundleDefaults, Registry
+
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="items to skip")]
+DevicePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+Filter = Annotated[str | None, Query(max_length=64)]
+_bearer = HTTPBearer(auto_error=False, description="an API token: zjt_<id>_<secret>")
+
+
+def authenticate(db: Session, token: str) -> Principal:
+    """The caller a bearer token names; raises :class:`Unauthenticated` with one message for every failure."""
+    parts = split_token(token)
+    row = db.get(m.ApiToken, parts[0]) if parts else None
+    ok = row is not None and parts is not None and secret_matches(parts[1], row.secret_hash)
+    if not ok or row is None or row.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API token")
+    if row.expires_at is not None and row.expires_at < dt.datetime.now(dt.UTC):
+        raise Unauthenticated("API token expired")
+    return Principal(f"token:{row.id}:{row.name}", Role(row.role), frozenset(row.districts), frozenset(row.markets))
+
+
+class _State:
+    """What the routes need from the app that mounts them."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bundles: BundleDefaults | None,
+        broker: BrokerSync | None,
+        local_principal: Principal | None,
+    ) -> None:
+        self.sessions: sessionmaker[Session] = sessions(engine)
+        self.bundles = bundles
+        self.broker = broker
+        self.local_principal = local_principal
+
+
+def _caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Iterator[Registry]:
+    state: _State = request.app.state.registry
+    with state.sessions() as session:
+        if state.local_principal is not None:
+            who = state.local_principal
+        elif credentials is None:
+            raise Unauthenticated("an API token is needed: Authorization: Bearer zjt_…")
+        else:
+            who = authenticate(session, credentials.credentials)
+        yield Registry(session, who, state.bundles)
+
+
+Caller = Annotated[Registry, Depends(_caller)]
+router = APIRouter()
+
+
+def credentials_changed(reg: Registry, request: Request) -> None:
+    """Re-write the broker files (and signal Mosquitto) after credentials were issued or revoked."""
+    broker: BrokerSync | None = request.app.state.registry.broker
+    if broker is not None:
+        broker.apply(reg.db)
+
+
+def create_app(
+    engine: Engine,
+    *,
+    bundles: BundleDefaults | None = None,
+    broker: BrokerSync | None = None,
+    local_principal: Principal | None = None,
+) -> FastAPI:
+    """The API over the registry at ``engine``. ``local_principal`` replaces token authentication; only the
+    CLI's in-process mode uses it (a local operator who can read the database file is its admin)."""
+    app = FastAPI(
+        title="Zhijian device registry",
+        version="1",
+        description="Markets, stalls, planting bases, vehicles, devices, verifications, credentials and audit log.",
+    )
+    app.state.registry = _State(engine, bundles, broker, local_principal)
+
+    @app.exception_handler(RegistryError)
+    def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    app.include_router(router)
+    return app
+
+
+@router.get("/health", tags=["service"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/v1/whoami", tags=["service"])
+def whoami(reg: Caller) -> WhoAmI:
+    w = reg.who
+    return WhoAmI(name=w.name, role=w.role, districts=sorted(w.districts), markets=sorted(w.markets))
+
+
+@router.get("/v1/districts", tags=["places"])
+def list_districts(reg: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[DistrictOut]:
+    return reg.districts(limit=limit, offset=offset)
+
+
+@router.post("/v1/districts", status_code=201, tags=["places"])
+def add_district(reg: Caller, body: DistrictIn) -> DistrictOut:
+    return reg.add_district(body)
+
+
+@router.get("/v1/markets", tags=["places"])
+def list_markets(reg: Caller, district: Filter = None, limit: Limit = 50, offset: Offset = 0) -> Page[MarketOut]:
+    return reg.markets(district=district, limit=limit, offset=offset)
+
+
+@router.post("/v1/markets", status_code=201, tags=["places"])
+def add_market(reg: Caller, body: MarketIn) -> MarketOut:
+    return reg.add_market(body)
+
+
+@router.get("/v1/stalls", tags=["places"])
+def list_stalls(reg: Caller, market: Filter = None, limit: Limit = 50, offset: Offset = 0) -> Page[StallOut]:
+    return reg.stalls(market=market, limit=limit, offset=offset)
+
+
+@router.post("/v1/stalls", status_code=201, tags=["places"])
+def add_stall(reg: Caller, body: StallIn) -> StallOut:
+    return reg.add_stall(body)
+
+
+@router.get("/v1/bases", tags=["places"])
+def list_bases(reg: Caller, district: Filter = None, limit: Limit = 50, offset: Offset = 0) -> Page[BaseOut]:
+    return reg.bases(district=district, limit=limit, offset=offset)
+
+
+@router.post("/v1/bases", status_code=201, tags=["places"])
+def add_base(reg: Caller, body: BaseIn) -> BaseOut:
+    return reg.add_base(body)
+
+
+@router.get("/v1/vehicles", tags=["places"])
+def list_vehicles(reg: Caller, district: Filter = None, limit: Limit = 50, offset: Offset = 0) -> Page[VehicleOut]:
+    return reg.vehicles(district=district, limit=limit, offset=offset)
+
+
+@router.post("/v1/vehicles", status_code=201, tags=["places"])
+def add_vehicle(reg: Caller, body: VehicleIn) -> VehicleOut:
+    return reg.add_vehicle(body)
+
+
+@router.get("/v1/devices", tags=["devices"])
+def list_devices(
+    reg: Caller,
+    district: Filter = None,
+    market: Filter = None,
+    kind: Filter = None,
+    revoked: bool | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[DeviceOut]:
+    return reg.devices(district=district, market=market, kind=kind, revoked=revoked, limit=limit, offset=offset)
+
+
+@router.post("/v1/devices", status_code=201, tags=["devices"])
+def register_device(reg: Caller, body: DeviceIn) -> DeviceOut:
+    return reg.register(body)
+
+
+@router.get("/v1/devices/{device_id}", tags=["devices"])
+def show_device(reg: Caller, device_id: DevicePath) -> DeviceOut:
+    return reg.device(device_id)
+
+
+@router.post("/v1/devices/{device_id}/provision", tags=["devices"])
+def provision_device(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
+    """New credentials and the agent's bundle (shown once). Replaces earlier credentials."""
+    out = reg.provision(device_id, body)
+    credentials_changed(reg, request)
+    return out
+
+
+@router.post("/v1/devices/{device_id}/rotate", tags=["devices"])
+def rotate_credentials(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
+    """Like provision, recorded as a rotation: the old password and key stop working."""
+    out = reg.provision(device_id, body, action="rotate")
+    credentials_changed(reg, request)
+    return out
+
+
+@router.post("/v1/devices/{device_id}/revoke", tags=["devices"])
+def revoke_device(request: Request, reg: Caller, device_id: DevicePath, body: RevokeIn) -> RevocationOut:
+    """The broker refuses the device and ends its session; the ingest rejects its records."""
+    out = reg.revoke(device_id, body)
+    credentials_changed(reg, request)
+    return out
+
+
+@router.post("/v1/devices/{device_id}/verifications", status_code=201, tags=["verifications"])
+def record_verification(reg: Caller, device_id: DevicePath, body: VerificationIn) -> VerificationOut:
+    return reg.verify(device_id, body)
+
+
+@router.get("/v1/devices/{device_id}/verifications", tags=["verifications"])
+def list_verifications(
+    reg: Caller, device_id: DevicePath, limit: Limit = 50, offset: Offset = 0
+) -> Page[VerificationOut]:
+    return reg.verifications(device_id, limit=limit, offset=offset)
+
+
+@router.get("/v1/audit", tags=["audit"])
+def audit_log(
+    reg: Caller, entity_id: Filter = None, actor: Filter = None, limit: Limit = 50, offset: Offset = 0
+) -> Page[AuditOut]:
+    return reg.audit(entity_id=entity_id, actor=actor, limit=limit, offset=offset)
+
+
+@router.get("/v1/tokens", tags=["tokens"])
+def list_tokens(reg: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[TokenOut]:
+    return reg.tokens(limit=limit, offset=offset)
+
+
+@router.post("/v1/tokens", status_code=201, tags=["tokens"])
+def create_token(reg: Caller, body: TokenIn) -> TokenCreated:
+    """A new API token; its text is in this response only."""
+    return reg.create_token(body)
+
+
+@router.post("/v1/tokens/{token_id}/revoke", tags=["tokens"])
+def revoke_token(reg: Caller, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]) -> TokenOut:
+    return reg.revoke_token(token_id)

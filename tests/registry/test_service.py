@@ -1,0 +1,188 @@
+"""Registry operations on SQLite and PostgreSQL: places, devices, credentials, verifications, revocation,
+scopes and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import Engine, select
+
+from registry import Conflict, Forbidden, InvalidInput, NotFound, Role
+from registry import models as m
+from registry.broker_files import verify_password
+from registry.broker_sync import device_accounts
+from registry.bundles import from_qr_text
+from registry.credentials import derive_integrity_key, key_fingerprint
+from registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
+from tests.registry.conftest import KEY_SECRET, open_registry, seed_places
+
+
+def scale(device_id: str = "scale-0001", market: str = "futian-no1") -> DeviceIn:
+    return DeviceIn(
+        id=device_id,
+        profile="zj-pcs-30",
+        serial_no="SN-1",
+        production_code="(粤)制00000001",
+        approved_software_id="PCS-1.2",
+        market_id=market,
+        stall_code="A-017",
+    )
+
+
+def verification(*indicated_g: float, on: dt.date = dt.date(2026, 11, 20)) -> VerificationIn:
+    references = (100.0, 2500.0, 10000.0, 30000.0)
+    return VerificationIn(
+        certificate_no="SZJL-2026-0001",
+        verifying_body="Shenzhen Institute of Metrology",
+        verified_on=on,
+        seal_no="SEAL-77",
+        technician="Wang Wu",
+        coefficient=20_000.0,
+        zero_counts=120_000,
+        calibration_events=3,
+        configuration_events=7,
+        software_id="PCS-1.2",
+        readings=[ReadingIn(reference_g=r, indicated_g=i) for r, i in zip(references, indicated_g, strict=True)],
+    )
+
+
+def test_register_a_scale_at_a_stall_and_show_it(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    out = reg.register(scale())
+    assert out.kind == "scale" and out.key_version is None and out.last_verification is None
+    assert out.place.model_dump(exclude_none=True) == {
+        "kind": "stall",
+        "district_id": "futian",
+        "market_id": "futian-no1",
+        "stall_code": "A-017",
+    }
+    with pytest.raises(Conflict, match="registered already"):
+        reg.register(scale())
+    with pytest.raises(NotFound, match="stall 'futian-no1/B-001' not found"):
+        reg.register(scale("scale-0002").model_copy(update={"stall_code": "B-001"}))
+    with pytest.raises(InvalidInput, match="not a shipped profile"):
+        reg.register(scale("scale-0003").model_copy(update={"profile": "no-such"}))
+    assert reg.devices(market="futian-no1").total == 1
+    assert reg.devices(district="nanshan").total == 0
+
+
+def test_bases_and_vehicles_hold_devices_too(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.add_base(BaseIn(id="base-tomato", name="Tomato base", district_id="nanshan", crops=["tomato"]))
+    reg.add_vehicle(VehicleIn(id="rt-van-1", plate="粤B12345", district_id="futian"))
+    reg.register(DeviceIn(id="base-gw-1", profile="soil-rs485", serial_no="G1", base_id="base-tomato"))
+    reg.register(DeviceIn(id="rt-0001", profile="zj-rt-12", serial_no="R1", vehicle_id="rt-van-1"))
+    assert [d.place.kind for d in reg.devices().items] == ["base", "vehicle"]
+    assert reg.devices(district="nanshan").items[0].id == "base-gw-1"
+
+
+def test_provisioning_issues_derived_keys_and_keeps_only_hashes(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    first = reg.provision("scale-0001", ProvisionIn(port="/dev/ttyS1"))
+    key = derive_integrity_key(KEY_SECRET, "scale-0001", 1)
+    assert first.bundle["key_hex"] == key.hex() and first.key_fingerprint == key_fingerprint(key)
+    assert first.bundle["broker"] == {
+        "host": "broker.test",
+        "port": 8883,
+        "username": "scale-0001",
+        "password": first.bundle["broker"]["password"],
+    }
+    assert first.bundle["sources"] == [{"profile": "zj-pcs-30", "port": "/dev/ttyS1"}]
+    assert from_qr_text(first.qr_text) == first.bundle
+    password = first.bundle["broker"]["password"]
+    stored = reg.db.scalars(select(m.Credential)).all()
+    assert len(stored) == 1 and password not in stored[0].password_hash and key.hex() not in repr(stored[0].__dict__)
+    assert verify_password(device_accounts(reg.db)["scale-0001"], password)
+
+    second = reg.provision("scale-0001", ProvisionIn(), action="rotate")
+    assert second.key_version == 2 and second.bundle["key_hex"] != first.bundle["key_hex"]
+    assert verify_password(device_accounts(reg.db)["scale-0001"], second.bundle["broker"]["password"])
+    assert not verify_password(device_accounts(reg.db)["scale-0001"], password)  # the old one is retired
+    assert reg.device("scale-0001").key_version == 2
+
+
+def test_revocation_retires_credentials_and_blocks_provisioning(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.provision("scale-0001", ProvisionIn())
+    rev = reg.revoke("scale-0001", RevokeIn(reason="seal broken, scale seized"))
+    assert rev.revoked_by == "test-admin"
+    assert device_accounts(reg.db) == {}
+    assert reg.devices(revoked=True).total == 1 and reg.devices(revoked=False).total == 0
+    with pytest.raises(Conflict, match="revoked"):
+        reg.provision("scale-0001", ProvisionIn())
+    with pytest.raises(Conflict, match="revoked already"):
+        reg.revoke("scale-0001", RevokeIn(reason="again"))
+
+
+def test_a_verification_is_judged_against_the_mpe(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    # class III, e = 5 g: MPE at verification ±2.5 g to 2.5 kg, ±5 g to 10 kg, ±7.5 g to 30 kg
+    good = reg.verify("scale-0001", verification(102.5, 2497.5, 10005.0, 29992.5))
+    assert good.passed and [r.mpe_g for r in good.reference_weights] == [2.5, 2.5, 5.0, 7.5]
+    assert good.due_on == dt.date(2027, 11, 20) and good.accuracy_class == "III" and good.e_mg == 5000
+    bad = reg.verify("scale-0001", verification(100.0, 2500.0, 10005.5, 30000.0))
+    assert not bad.passed and [r.within_mpe for r in bad.reference_weights] == [True, True, False, True]
+    assert reg.device("scale-0001").last_verification == bad
+    assert [v.id for v in reg.verifications("scale-0001").items] == [bad.id, good.id]
+
+
+def test_roles_and_scopes(engine: Engine) -> None:
+    admin = open_registry(engine)
+    seed_places(admin)
+    admin.register(scale())
+    admin.register(scale("scale-0002", market="nanshan-no2"))
+    viewer = open_registry(engine, Role.VIEWER)
+    assert viewer.devices().total == 2
+    with pytest.raises(Forbidden, match="role viewer may not register"):
+        viewer.register(scale("scale-0003"))
+    with pytest.raises(Forbidden, match="role viewer may not revoke"):
+        viewer.revoke("scale-0001", RevokeIn(reason="because"))
+    tech = open_registry(engine, Role.TECHNICIAN)
+    with pytest.raises(Forbidden, match="role technician may not add market"):
+        tech.add_market(admin.markets().items[0])  # type: ignore[arg-type]
+    supervisor = open_registry(engine, Role.SUPERVISOR, markets=frozenset({"nanshan-no2"}))
+    assert [d.id for d in supervisor.devices().items] == ["scale-0002"]
+    assert [mk.id for mk in supervisor.markets().items] == ["nanshan-no2"]
+    assert [d.id for d in supervisor.districts().items] == ["nanshan"]
+    # outside the scope, a device that exists reads exactly like one that does not
+    with pytest.raises(NotFound) as exists:
+        supervisor.device("scale-0001")
+    with pytest.raises(NotFound) as missing:
+        supervisor.device("scale-9999")
+    assert str(exists.value).replace("0001", "X") == str(missing.value).replace("9999", "X")
+    supervisor.revoke("scale-0002", RevokeIn(reason="tampered, seized by inspectors"))
+    assert [e.entity_id for e in supervisor.audit().items] == ["scale-0002", "scale-0002"]
+
+
+def test_every_change_is_in_the_audit_log(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.provision("scale-0001", ProvisionIn())
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
+    reg.revoke("scale-0001", RevokeIn(reason="replaced"))
+    log = list(reversed(reg.audit(limit=100).items))
+    assert [(e.action, e.entity) for e in log] == [
+        ("create", "district"),
+        ("create", "market"),
+        ("create", "stall"),
+        ("create", "district"),
+        ("create", "market"),
+        ("create", "stall"),
+        ("register", "device"),
+        ("provision", "device"),
+        ("verify", "device"),
+        ("revoke", "device"),
+    ]
+    assert all(e.actor == "test-admin" for e in log)
+    assert log[-1].detail == {"reason": "replaced"}
+    assert "password" not in str([e.detail for e in log]) and "key_hex" not in str([e.detail for e in log])
