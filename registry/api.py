@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -21,7 +21,7 @@ from .auth import Principal, Role
 from .broker_sync import BrokerSync
 from .credentials import secret_matches, split_token
 from .db import sessions
-from .errors import RegistryError, Unauthenticated
+from .errors import InvalidInput, RegistryError, Unauthenticated
 from .schemas import (
     AuditOut,
     BaseIn,
@@ -30,6 +30,7 @@ from .schemas import (
     DeviceOut,
     DistrictIn,
     DistrictOut,
+    ErrorOut,
     MarketIn,
     MarketOut,
     Page,
@@ -100,7 +101,13 @@ def _caller(
 
 
 Caller = Annotated[Registry, Depends(_caller)]
-router = APIRouter()
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no token, or an unknown, expired or revoked one"},
+    403: {"model": ErrorOut, "description": "the caller's role may not do this"},
+    404: {"model": ErrorOut, "description": "not found, or outside the caller's scope (not told apart)"},
+    409: {"model": ErrorOut, "description": "exists already, or its state forbids the change"},
+}
+router = APIRouter(responses=_ERRORS)
 
 
 def credentials_changed(reg: Registry, request: Request) -> None:
@@ -129,15 +136,17 @@ def create_app(
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        detail: Any = str(exc)
+        if isinstance(exc, InvalidInput):  # the same shape as FastAPI's own 422s
+            detail = [{"type": "value_error", "loc": ["body"], "msg": str(exc)}]
+        return JSONResponse({"detail": detail}, status_code=exc.status, headers=headers)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
 
     app.include_router(router)
     return app
-
-
-@router.get("/health", tags=["service"])
-def health() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 @router.get("/v1/whoami", tags=["service"])

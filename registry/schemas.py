@@ -28,7 +28,11 @@ def _uscc(value: str) -> str:
     return value
 
 
-Uscc = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True), AfterValidator(_uscc)]
+Uscc = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{18}$"),
+    AfterValidator(_uscc),
+]
 
 
 class _In(BaseModel):
@@ -285,6 +289,10 @@ class AuditOut(_Out):
     entity: str
     entity_id: str
     detail: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="why the call was refused")
 
 
 class WhoAmI(BaseModel):
