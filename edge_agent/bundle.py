@@ -5,7 +5,7 @@
     device_id: base-0007
     key_hex: 5f0c…(64 hex digits: the device's integrity key)
     broker: {host: mqtt.example.gov.cn, port: 8883, username: base-0007, password: "…",
-             tls: {ca_file: /etc/zhijian/ca.pem, cert_file: null, key_file: null}}
+             tls: {ca_file: /etc/zhijian/ca.pem, cert_file: null, key_file: null}}   # or ca_pem: the PEM text
     state_dir: /var/lib/zhijian/base-0007        # outbox, status file
     sources:
       - {profile: soil-rs485, port: /dev/ttyUSB0, unit_id: 1, interval_s: 60}
@@ -13,21 +13,24 @@
       - {profile: zj-pcs-30, port: socket://192.0.2.10:4001}
 
 ``profile`` is a shipped profile id or a path to a profile file. Sources on the same port share one
-Modbus bus, so their requests are serialised. Errors name the file and the field.
+Modbus bus, so their requests are serialised. Errors name the file and the field. The file may also
+hold the bundle as one line of QR text (``ZJB1:…``, :mod:`edge_agent.bundle_text`).
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from device_profiles import Profile, ProfileError, builtin, load_profile
 from device_profiles.topics import DEVICE_ID_RE
 
 from .agent import Agent
+from .bundle_text import QR_PREFIX, from_qr_text
 from .errors import ConfigError
 from .modbus_driver import ModbusBus
 from .publisher import BrokerConfig
@@ -41,9 +44,18 @@ class _Strict(BaseModel):
 
 
 class TlsSection(_Strict):
-    ca_file: Path
+    ca_file: Path | None = None
+    ca_pem: str | None = Field(None, description="the CA certificate itself (bundles from the registry carry it)")
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_ca(self) -> TlsSection:
+        if (self.ca_file is None) == (self.ca_pem is None):
+            raise ValueError("give the broker's CA as ca_file or as ca_pem (one of them)")
+        if self.ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in self.ca_pem:
+            raise ValueError("ca_pem is not a PEM certificate")
+        return self
 
 
 class BrokerSection(_Strict):
@@ -92,16 +104,17 @@ def load_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle; raises ConfigError naming the file and the field."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = from_qr_text(text) if text.lstrip().startswith(QR_PREFIX) else yaml.safe_load(text)
         return Bundle.model_validate(data)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{path}: {field}: {first['msg']}") from exc
+    except (yaml.YAMLError, ValueError, zlib.error) as exc:
+        raise ConfigError(f"{path}: neither bundle YAML nor bundle QR text: {exc}") from exc
 
 
 def _profile(ref: str, bundle_dir: Path) -> Profile:
@@ -131,6 +144,10 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
     b = bundle.broker
     tls = b.tls
     bundle.state_dir.mkdir(parents=True, exist_ok=True)
+    ca_file = tls.ca_file if tls else None
+    if tls is not None and tls.ca_pem is not None:
+        ca_file = bundle.state_dir / "broker-ca.pem"
+        ca_file.write_text(tls.ca_pem, encoding="ascii")
     return Agent(
         device_id=bundle.device_id,
         key=bundle.key,
@@ -143,7 +160,7 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
             port=b.port,
             username=b.username,
             password=b.password,
-            ca_file=tls.ca_file if tls else None,
+            ca_file=ca_file,
             cert_file=tls.cert_file if tls else None,
             key_file=tls.key_file if tls else None,
             keepalive_s=b.keepalive_s,

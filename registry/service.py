@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from device_profiles import ProfileError, builtin
+from edge_agent.bundle_text import qr_text
 
 from . import models as m
 from .auth import Principal, Role
-from .bundles import qr_text
 from .credentials import derive_integrity_key, hash_password, key_fingerprint, new_api_token, new_device_password
 from .errors import Conflict, InvalidInput, NotFound
 from .schemas import (

@@ -8,11 +8,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import Engine, select
 
+from edge_agent.bundle_text import from_qr_text
 from registry import Conflict, Forbidden, InvalidInput, NotFound, Role
 from registry import models as m
 from registry.broker_files import verify_password
 from registry.broker_sync import device_accounts
-from registry.bundles import from_qr_text
 from registry.credentials import derive_integrity_key, key_fingerprint
 from registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
 from tests.registry.conftest import KEY_SECRET, open_registry, seed_places

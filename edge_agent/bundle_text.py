@@ -1,8 +1,8 @@
-"""The provisioning bundle the registry hands a technician, as a document and as QR-code text.
+"""A provisioning bundle as one line of text, for a QR code or a serial line.
 
-The document is what :func:`edge_agent.bundle.load_bundle` reads. The QR text is the same document,
-compact JSON, zlib-compressed and base64url-encoded behind ``ZJB1:``, so a bundle with a CA certificate
-fits one QR code (version 40 holds 2 953 bytes); the agent reads either form.
+The registry issues bundles as documents (what :func:`edge_agent.bundle.load_bundle` reads). The text
+form is the same document, compact JSON, zlib-compressed and base64url-encoded behind ``ZJB1:``, so a
+bundle with a CA certificate fits one QR code (version 40 holds 2 953 bytes); the agent reads either.
 """
 
 from __future__ import annotations
