@@ -59,6 +59,11 @@ class Envelope:
         return range(self.seq, self.seq + len(self.records))
 
 
+def key_fingerprint(key: bytes) -> str:
+    """16 hex digits identifying an integrity key without revealing it (compared at provisioning)."""
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
 def sign(key: bytes, signed_part: bytes) -> str:
     """The hex integrity tag of ``signed_part`` under ``key``."""
     return hmac.new(key, signed_part, hashlib.sha256).hexdigest()

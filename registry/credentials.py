@@ -20,6 +20,8 @@ import secrets
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from device_profiles.envelope import key_fingerprint
+
 from .broker_files import hash_password, new_device_password
 
 KEY_SECRET_BYTES = 32
@@ -49,10 +51,6 @@ def derive_integrity_key(secret: bytes, device_id: str, version: int) -> bytes:
         algorithm=hashes.SHA256(), length=32, salt=b"zhijian integrity key", info=f"{device_id}\0{version}".encode()
     )
     return hkdf.derive(secret)
-
-
-def key_fingerprint(key: bytes) -> str:
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 def new_api_token() -> tuple[str, str, str]:

@@ -1,0 +1,58 @@
+"""Writing a bundle to a device over a serial line: real bytes through a null-modem pty pair."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from device_profiles.envelope import key_fingerprint
+from edge_agent.bundle import load_bundle
+from edge_agent.bundle_text import qr_text
+from edge_agent.errors import ConfigError
+from edge_agent.provisioning_line import receive_bundle, send_bundle
+from firmware_sim.null_modem import NullModem
+
+BUNDLE = {
+    "device_id": "scale-0042",
+    "key_hex": "5f" * 32,
+    "broker": {"host": "mqtt.example", "port": 1883, "username": "scale-0042", "password": "pw"},
+    "state_dir": "/var/lib/zhijian/scale-0042",
+    "sources": [{"profile": "zj-pcs-30", "port": "/dev/ttyUSB0"}],
+}
+
+
+def _device(port: str, out: Path, result: dict[str, object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            result["bundle"] = receive_bundle(port, out, timeout_s=10)
+        except ConfigError as exc:
+            result["error"] = str(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_the_device_stores_the_bundle_and_reports_its_key_fingerprint(tmp_path: Path) -> None:
+    out = tmp_path / "etc" / "bundle.txt"
+    result: dict[str, object] = {}
+    with NullModem() as cable:
+        device = _device(cable.port_a, out, result)
+        got = send_bundle(cable.port_b, qr_text(BUNDLE), timeout_s=10)
+        device.join(5)
+    assert got == ("scale-0042", key_fingerprint(bytes.fromhex("5f" * 32)))
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert load_bundle(out).model_dump(mode="json", exclude_defaults=True) == BUNDLE
+
+
+def test_a_bad_bundle_is_refused_with_the_reason_on_both_ends(tmp_path: Path) -> None:
+    out = tmp_path / "bundle.txt"
+    result: dict[str, object] = {}
+    with NullModem() as cable:
+        device = _device(cable.port_a, out, result)
+        with pytest.raises(ConfigError, match=r"refused the bundle: .*key_hex"):
+            send_bundle(cable.port_b, qr_text({**BUNDLE, "key_hex": "00" * 32}), timeout_s=10)
+        device.join(5)
+    assert "placeholder" in str(result["error"]) and not out.exists()
