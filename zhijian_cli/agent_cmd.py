@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.bundle import build_agent, load_bundle
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, DeviceError
 
 app = typer.Typer(help="Run the edge agent of a device, or read its live status.", no_args_is_help=True)
 console = Console()
@@ -88,3 +88,22 @@ def status(
         console.print(table)
     if not running:
         raise typer.Exit(1)
+
+
+@app.command("receive-bundle")
+def receive_bundle_cmd(
+    port: Annotated[str, typer.Option(help="The serial port the technician's laptop is connected to.")],
+    out: Annotated[Path, typer.Option(help="Where to store the bundle (mode 600).")] = Path("/etc/zhijian/bundle.txt"),
+    baudrate: Annotated[int, typer.Option(help="Serial speed.")] = 115_200,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the bundle.")] = 600.0,
+) -> None:
+    """Wait for a bundle sent with `zhijian device provision --write-serial`, store it, and confirm with
+    the key fingerprint; then start the agent with `zhijian agent run -c <out>`."""
+    from edge_agent.provisioning_line import receive_bundle
+
+    try:
+        bundle = receive_bundle(port, out, baudrate=baudrate, timeout_s=timeout)
+    except (ConfigError, DeviceError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"stored the bundle of {bundle.device_id} in {out}")

@@ -17,6 +17,8 @@ from device_profiles import ProfileError, builtin_profiles, load_profile
 
 from .agent_cmd import app as agent_app
 from .anti_cheat_cmd import app as anti_cheat_app
+from .device_cmd import app as device_app
+from .registry_cmd import app as registry_app
 from .servers import ServerError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app.add_typer(profiles_app, name="profiles")
 app.add_typer(agent_app, name="agent")
 app.add_typer(anti_cheat_app, name="anti-cheat")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(registry_app, name="registry")
+app.add_typer(device_app, name="device")
 console = Console()
 
 

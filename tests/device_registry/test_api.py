@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from registry import Principal, Role
-from registry.api import create_app
-from registry.db import sessions
-from registry.schemas import TokenIn
-from registry.service import BundleDefaults, Registry
-from tests.registry.conftest import KEY_SECRET, VALID_LICENCES
+from device_registry import Principal, Role
+from device_registry.api import create_app
+from device_registry.db import sessions
+from device_registry.schemas import TokenIn
+from device_registry.service import BundleDefaults, Registry
+from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES
 
 
 class Api:
@@ -78,7 +78,7 @@ def test_admin_manages_tokens_and_a_revoked_or_expired_token_stops_working(api: 
     api.call("tech", "GET", "/v1/tokens", expect=403)
     short = api.call("admin", "POST", "/v1/tokens", {"name": "temp", "role": "viewer", "expires_days": 1}, 201)
     api.tokens["temp"] = short["token"]
-    from registry import models as m
+    from device_registry import models as m
 
     with sessions(engine)() as db:
         row = db.get(m.ApiToken, short["id"])

@@ -17,9 +17,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import close_all_sessions
 
-from registry import BundleDefaults, Principal, Registry, Role
-from registry.db import connect, sessions, upgrade
-from registry.schemas import DistrictIn, MarketIn, StallIn
+from device_registry import BundleDefaults, Principal, Registry, Role
+from device_registry.db import connect, sessions, upgrade
+from device_registry.schemas import DistrictIn, MarketIn, StallIn
 
 POSTGRES = os.environ.get("ZHIJIAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 VALID_LICENCES = ("91350100M000100Y43", "91440300708461136T", "91110000600037341L")

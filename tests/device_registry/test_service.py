@@ -8,14 +8,14 @@ import datetime as dt
 import pytest
 from sqlalchemy import Engine, select
 
+from device_registry import Conflict, Forbidden, InvalidInput, NotFound, Role
+from device_registry import models as m
+from device_registry.broker_files import verify_password
+from device_registry.broker_sync import device_accounts
+from device_registry.credentials import derive_integrity_key, key_fingerprint
+from device_registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
 from edge_agent.bundle_text import from_qr_text
-from registry import Conflict, Forbidden, InvalidInput, NotFound, Role
-from registry import models as m
-from registry.broker_files import verify_password
-from registry.broker_sync import device_accounts
-from registry.credentials import derive_integrity_key, key_fingerprint
-from registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
-from tests.registry.conftest import KEY_SECRET, open_registry, seed_places
+from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
 
 
 def scale(device_id: str = "scale-0001", market: str = "futian-no1") -> DeviceIn:

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import Engine
 
-from registry import Principal, Role
-from registry.api import create_app
-from registry.db import sessions
-from registry.schemas import DeviceIn, DistrictIn, MarketIn, StallIn, TokenIn
-from registry.service import BundleDefaults, Registry
-from tests.registry.conftest import KEY_SECRET, VALID_LICENCES
+from device_registry import Principal, Role
+from device_registry.api import create_app
+from device_registry.db import sessions
+from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, StallIn, TokenIn
+from device_registry.service import BundleDefaults, Registry
+from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES
 
 
 @pytest.fixture

@@ -13,7 +13,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from registry.broker_files import acl_text, hash_password, password_file_text, verify_password, write_atomically
+from device_registry.broker_files import (
+    acl_text,
+    hash_password,
+    password_file_text,
+    verify_password,
+    write_atomically,
+)
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration

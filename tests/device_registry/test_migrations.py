@@ -7,8 +7,8 @@ from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from registry.db import alembic_config, connect, current_revision, head_revision, upgrade
-from registry.models import Base
+from device_registry.db import alembic_config, connect, current_revision, head_revision, upgrade
+from device_registry.models import Base
 
 
 def test_an_empty_database_upgrades_to_head_and_matches_the_models(registry_url: str) -> None:

@@ -1,4 +1,4 @@
-"""The registry's tables (SQLAlchemy 2 declarative). Migrations in :mod:`registry.migrations` create them.
+"""The registry's tables (SQLAlchemy 2 declarative). Migrations in :mod:`device_registry.migrations` create them.
 
 Where things are: districts hold markets, planting bases and rapid-test vehicles; markets hold stalls.
 Each device is installed at exactly one stall, base or vehicle. A scale's verification records (检定)

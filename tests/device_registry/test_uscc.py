@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from registry.schemas import StallIn
-from registry.uscc import ALPHABET, check_character, is_valid_uscc, uscc_problem
-from tests.registry.conftest import VALID_LICENCES
+from device_registry.schemas import StallIn
+from device_registry.uscc import ALPHABET, check_character, is_valid_uscc, uscc_problem
+from tests.device_registry.conftest import VALID_LICENCES
 
 
 @pytest.mark.parametrize("code", VALID_LICENCES)

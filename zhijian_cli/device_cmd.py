@@ -1,0 +1,355 @@
+"""``zhijian device …``: what a field technician does with a device, locally or against the registry API."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from device_profiles import builtin
+from edge_agent.mtsics_driver import MtSicsScale
+from edge_agent.provisioning_line import send_bundle
+
+from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
+from .cli_common import table as print_table
+from .registry_client import CliError
+
+app = typer.Typer(
+    help="Register, provision, verify, revoke and list devices (scales, sensor gateways, rapid-test analysers). "
+    "Works on the local registry, or remotely with --api and --token.",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _connection(ctx: typer.Context, api: ApiOption = None, token: TokenOption = None) -> None:
+    remember_connection(ctx, api, token)
+
+
+def _place(d: dict[str, Any]) -> str:
+    p = d["place"]
+    if p["kind"] == "stall":
+        return f"{p['market_id']}/{p['stall_code']}"
+    return str(p.get("base_id") or p.get("vehicle_id"))
+
+
+def _show_device(d: dict[str, Any]) -> None:
+    v = d.get("last_verification")
+    lines = [
+        f"[bold]{d['id']}[/]  {d['kind']} ({d['profile']}), serial {d['serial_no']}",
+        f"  at          {d['place']['kind']} {_place(d)} in {d['place']['district_id']}",
+        f"  credentials {'key v' + str(d['key_version']) + ', fingerprint ' + d['key_fingerprint'] if d['key_version'] else 'not provisioned'}",  # noqa: E501
+        f"  software    {d.get('approved_software_id') or '-'} approved, firmware {d.get('firmware_version') or '-'}",
+        f"  verified    {v['verified_on'] + ' cert ' + v['certificate_no'] + (' PASSED' if v['passed'] else ' FAILED') + ', due ' + v['due_on'] if v else 'never'}",  # noqa: E501
+    ]
+    if d.get("revoked_at"):
+        lines.append(f"  [red]REVOKED at {d['revoked_at']}[/]")
+    console.print("\n".join(lines), highlight=False)
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    device_id: Annotated[str, typer.Argument(help="Device id, also its MQTT username (e.g. scale-0042).")],
+    profile: Annotated[str, typer.Option(help="Device profile id (`zhijian profiles list`).")],
+    serial_no: Annotated[str, typer.Option("--serial", help="Manufacturer's serial number on the plate.")],
+    market: Annotated[str | None, typer.Option(help="Market id of the stall (with --stall).")] = None,
+    stall: Annotated[str | None, typer.Option(help="Stall code in that market, e.g. A-017.")] = None,
+    base: Annotated[str | None, typer.Option(help="Planting base id (instead of a stall).")] = None,
+    vehicle: Annotated[str | None, typer.Option(help="Rapid-test vehicle id (instead of a stall).")] = None,
+    production_code: Annotated[str | None, typer.Option(help="Manufacturing licence code (制造许可证).")] = None,
+    repair_code: Annotated[str | None, typer.Option(help="Repair licence code, if repaired.")] = None,
+    software_id: Annotated[str | None, typer.Option(help="Type-approved legally relevant software id.")] = None,
+    firmware: Annotated[str | None, typer.Option(help="Firmware version installed.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a device at a stall (--market and --stall), a planting base (--base) or a vehicle (--vehicle)."""
+    body = {
+        "id": device_id,
+        "profile": profile,
+        "serial_no": serial_no,
+        "market_id": market,
+        "stall_code": stall,
+        "base_id": base,
+        "vehicle_id": vehicle,
+        "production_code": production_code,
+        "repair_code": repair_code,
+        "approved_software_id": software_id,
+        "firmware_version": firmware,
+    }
+    with friendly_errors():
+        out = client(ctx).call("POST", "/v1/devices", {k: v for k, v in body.items() if v is not None})
+    emit(out, as_json, _show_device)
+
+
+def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if serial_port is not None:
+        device, fingerprint = send_bundle(serial_port, out["qr_text"])
+        if (device, fingerprint) != (out["device_id"], out["key_fingerprint"]):
+            raise CliError(f"the device on {serial_port} reports {device} / {fingerprint}, not what was issued")
+    if as_json:
+        emit(out, True, print)
+        return
+    console.print(
+        f"[green]provisioned[/] {out['device_id']}: key v{out['key_version']}, fingerprint {out['key_fingerprint']}",
+        highlight=False,
+    )
+    if path is not None:
+        console.print(f"bundle written to {path} (mode 600; it holds the device's password and key)")
+    if serial_port is not None:
+        console.print(f"bundle written to the device on {serial_port}; it confirmed the key fingerprint")
+    if qr:
+        console.print("QR text (encode it as a QR code; the agent reads it as a bundle file too):")
+        typer.echo(out["qr_text"])
+    if path is None and not qr and serial_port is None:
+        console.print("[yellow]nothing saved: use --out, --qr or --write-serial (the secrets are shown only now)[/]")
+
+
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Write the agent's bundle (YAML) here.")]
+QrOption = Annotated[bool, typer.Option("--qr", help="Print the bundle as text for a QR code.")]
+SerialOption = Annotated[
+    str | None,
+    typer.Option(
+        "--write-serial",
+        help="Send the bundle to the device over this serial port (it runs "
+        "`zhijian agent receive-bundle`) and check the key fingerprint it reports.",
+    ),
+]
+PortOption = Annotated[
+    str | None, typer.Option("--port", help="Where the agent reads the device (default /dev/ttyUSB0).")
+]
+
+
+@app.command("provision")
+def provision(
+    ctx: typer.Context,
+    device_id: str,
+    out: OutOption = None,
+    qr: QrOption = False,
+    write_serial: SerialOption = None,
+    port: PortOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue the device's credentials (MQTT password, integrity key) and its agent bundle.
+
+    The secrets appear only in this bundle; the registry keeps hashes. Provisioning again replaces them."""
+    with friendly_errors():
+        result = client(ctx).call("POST", f"/v1/devices/{device_id}/provision", {"port": port} if port else {})
+        _write_bundle(result, out, qr, write_serial, as_json)
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    device_id: str,
+    out: OutOption = None,
+    qr: QrOption = False,
+    write_serial: SerialOption = None,
+    port: PortOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace the device's password and key; the old ones stop working once the broker files are applied."""
+    with friendly_errors():
+        result = client(ctx).call("POST", f"/v1/devices/{device_id}/rotate", {"port": port} if port else {})
+        _write_bundle(result, out, qr, write_serial, as_json)
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    device_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log), e.g. 'seal broken'.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a device: the broker refuses it and ends its session; the ingest rejects its records."""
+    with friendly_errors():
+        out = client(ctx).call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
+    emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
+
+
+def _parse_reading(text: str) -> dict[str, float]:
+    ref, sep, shown = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return {"reference_g": float(ref), "indicated_g": float(shown)}
+    except ValueError as exc:
+        raise CliError(f"--reading {text!r}: write REFERENCE_G=INDICATED_G, e.g. 10000=10002.5") from exc
+
+
+def _read_scale(profile_id: str, port: str) -> dict[str, Any]:
+    scale = MtSicsScale(builtin(profile_id), port)
+    scale.open()
+    try:
+        return scale.read_state(ts_ms=int(time.time() * 1000))
+    finally:
+        scale.close()
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    device_id: str,
+    certificate: Annotated[str, typer.Option(help="Verification certificate number (检定证书).")],
+    body: Annotated[str, typer.Option(help="Verifying body, e.g. 'Shenzhen Institute of Metrology'.")],
+    seal: Annotated[str, typer.Option(help="Number of the seal applied.")],
+    technician: Annotated[str, typer.Option(help="Who verified.")],
+    reading: Annotated[list[str], typer.Option(help="REFERENCE_G=INDICATED_G for each reference weight; repeat.")],
+    from_scale: Annotated[
+        str | None, typer.Option(help="Read coefficient, zero, counters and software id from the scale on this port.")
+    ] = None,
+    coefficient: Annotated[float | None, typer.Option(help="Calibrated coefficient read (counts per kg).")] = None,
+    zero_counts: Annotated[int | None, typer.Option(help="Zero in ADC counts read.")] = None,
+    calibration_events: Annotated[int | None, typer.Option(help="Calibration event counter read.")] = None,
+    configuration_events: Annotated[int | None, typer.Option(help="Configuration event counter read.")] = None,
+    software_id: Annotated[str | None, typer.Option(help="Software id shown by the scale.")] = None,
+    on: Annotated[str | None, typer.Option("--date", help="Date verified, YYYY-MM-DD (default today).")] = None,
+    due: Annotated[str | None, typer.Option(help="Next verification due, YYYY-MM-DD (default one year on).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a verification (检定) from readings taken on site; each is judged against the MPE.
+
+    With --from-scale, the scale's coefficient, zero, event counters and software id are read from it
+    over its serial line (MT-SICS); otherwise give them. A passed verification restarts the anti-cheat
+    baselines of the scale."""
+    with friendly_errors():
+        api = client(ctx)
+        doc: dict[str, Any] = {
+            "certificate_no": certificate,
+            "verifying_body": body,
+            "seal_no": seal,
+            "technician": technician,
+            "verified_on": on or dt.date.today().isoformat(),
+            "readings": [_parse_reading(r) for r in reading],
+            "coefficient": coefficient,
+            "zero_counts": zero_counts,
+            "calibration_events": calibration_events,
+            "configuration_events": configuration_events,
+            "software_id": software_id,
+            "due_on": due,
+        }
+        if from_scale:
+            state = _read_scale(api.call("GET", f"/v1/devices/{device_id}")["profile"], from_scale)
+            for name in ("coefficient", "zero_counts", "calibration_events", "configuration_events", "software_id"):
+                doc[name] = doc[name] if doc[name] is not None else state.get(name)
+        out = api.call(
+            "POST", f"/v1/devices/{device_id}/verifications", {k: v for k, v in doc.items() if v is not None}
+        )
+
+    def render(v: dict[str, Any]) -> None:
+        rows = v["reference_weights"]
+        print_table(
+            rows,
+            [
+                ("reference g", lambda r: r["reference_g"]),
+                ("indicated g", lambda r: r["indicated_g"]),
+                ("error g", lambda r: f"{r['error_g']:+g}"),
+                ("MPE g", lambda r: f"±{r['mpe_g']:g}"),
+                ("", lambda r: "ok" if r["within_mpe"] else "[red]OUT[/]"),
+            ],
+            f"{device_id}: verification {v['certificate_no']}",
+        )
+        verdict = "[green]PASSED[/]" if v["passed"] else "[red]FAILED[/]"
+        console.print(f"{verdict}; coefficient {v['coefficient']:g}, next due {v['due_on']}", highlight=False)
+
+    emit(out, as_json, render)
+
+
+@app.command("list")
+def list_devices(
+    ctx: typer.Context,
+    market: Annotated[str | None, typer.Option(help="Only this market.")] = None,
+    district: Annotated[str | None, typer.Option(help="Only this district.")] = None,
+    kind: Annotated[str | None, typer.Option(help="scale, sensor_gateway, rapid_test, …")] = None,
+    revoked: Annotated[bool | None, typer.Option("--revoked/--active", help="Only revoked, or only active.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List devices (all pages), with where they are and their verification status."""
+    with friendly_errors():
+        items = client(ctx).pages("/v1/devices", market=market, district=district, kind=kind, revoked=revoked)
+    emit(
+        items,
+        as_json,
+        lambda rows: print_table(
+            rows,
+            [
+                ("device", lambda d: d["id"]),
+                ("kind", lambda d: d["kind"]),
+                ("profile", lambda d: d["profile"]),
+                ("at", _place),
+                ("key", lambda d: f"v{d['key_version']}" if d["key_version"] else "-"),
+                ("verified", lambda d: (d["last_verification"] or {}).get("verified_on", "never")),
+                ("due", lambda d: (d["last_verification"] or {}).get("due_on", "")),
+                ("state", lambda d: "REVOKED" if d["revoked_at"] else "active"),
+            ],
+            f"{len(rows)} devices",
+        ),
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, device_id: str, as_json: JsonOption = False) -> None:
+    """One device: place, credentials (fingerprint only), last verification, revocation."""
+    with friendly_errors():
+        out = client(ctx).call("GET", f"/v1/devices/{device_id}")
+    emit(out, as_json, _show_device)
+
+
+IMPORT_COLUMNS = ("id", "profile", "serial_no")
+
+
+@app.command("import")
+def import_csv(
+    ctx: typer.Context,
+    csv_file: Annotated[
+        Path, typer.Argument(help="CSV with a header row (columns below).", exists=True, dir_okay=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Register many devices from a CSV file, with a progress bar. Columns: id, profile, serial_no, and
+    market_id + stall_code, or base_id, or vehicle_id; optional production_code, repair_code,
+    approved_software_id, firmware_version. Rows that fail are reported and the rest still imported."""
+    with friendly_errors():
+        api = client(ctx)
+        with csv_file.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+        if rows and not set(IMPORT_COLUMNS) <= set(rows[0]):
+            raise CliError(f"{csv_file}: the header must have {', '.join(IMPORT_COLUMNS)}; it has {', '.join(rows[0])}")
+        failures: list[dict[str, Any]] = []
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("import", total=len(rows))
+            for line, row in enumerate(rows, start=2):
+                body = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
+                try:
+                    api.call("POST", "/v1/devices", body)
+                except CliError as exc:
+                    failures.append({"line": line, "id": row.get("id"), "error": str(exc)})
+                progress.advance(task)
+    summary = {"rows": len(rows), "imported": len(rows) - len(failures), "failed": failures}
+    emit(summary, as_json, lambda s: _print_import(s, csv_file))
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_import(s: dict[str, Any], path: Path) -> None:
+    console.print(f"{path}: {s['imported']} of {s['rows']} devices registered", highlight=False)
+    for f in s["failed"]:
+        console.print(f"  [red]line {f['line']}[/] {f['id']}: {f['error']}", highlight=False)

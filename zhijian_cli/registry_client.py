@@ -1,0 +1,120 @@
+"""How the CLI reaches the registry: the HTTP API with a token (``--api``/``ZHIJIAN_API_URL``), or, on
+the registry's own host, the same API in process over the local database (the operator who can read
+the database file acts as admin, recorded in the audit log as ``local:<user>``)."""
+
+from __future__ import annotations
+
+import getpass
+import warnings
+from typing import Any
+
+import httpx
+
+from device_registry import Principal, RegistryError, Role
+from device_registry.api import create_app
+from device_registry.broker_sync import BrokerSync
+from device_registry.db import connect, current_revision, head_revision
+from device_registry.service import BundleDefaults
+from device_registry.settings import RegistrySettings
+
+
+class CliError(Exception):
+    """A message for the user; the command exits with status 1."""
+
+
+def describe_refusal(response: httpx.Response) -> str:
+    """The API's reason, in one line: ``detail`` as text, or its validation errors as ``field: message``."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(detail, list):
+        parts = []
+        for err in detail:
+            loc = [str(p) for p in err.get("loc", []) if p not in ("body", "query", "path")]
+            parts.append(f"{'.'.join(loc) + ': ' if loc else ''}{err.get('msg', '')}")
+        return "; ".join(parts)
+    return str(detail)
+
+
+class RegistryClient:
+    """Calls the registry API; raises :class:`CliError` with the API's reason when refused."""
+
+    def __init__(self, http: httpx.Client, where: str) -> None:
+        self.http = http
+        self.where = where
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            r = self.http.request(method, path, json=body, params=query)
+        except httpx.TransportError as exc:
+            raise CliError(f"cannot reach the registry API at {self.where}: {exc}") from exc
+        if r.status_code >= 400:
+            raise CliError(f"{describe_refusal(r)} (HTTP {r.status_code})")
+        return r.json()
+
+    def pages(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a paginated listing."""
+        items: list[Any] = []
+        while True:
+            page = self.call("GET", path, limit=500, offset=len(items), **params)
+            items += page["items"]
+            if not page["items"] or len(items) >= page["total"]:
+                return items
+
+
+def open_client(api: str | None, token: str | None, settings: RegistrySettings | None = None) -> RegistryClient:
+    """A client on the remote API if ``api`` is given, else on the local registry database."""
+    if api:
+        if not token:
+            raise CliError("--api needs a token: --token or ZHIJIAN_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"}
+        return RegistryClient(httpx.Client(base_url=api, headers=headers, timeout=30), api)
+    with warnings.catch_warnings():  # starlette announces a future move to httpx2; nothing for our users to do
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    settings = settings or RegistrySettings()
+    engine = connect(settings.registry_url)
+    try:
+        current = current_revision(engine)
+    except Exception as exc:
+        raise CliError(f"cannot open the registry at {settings.registry_url}: {exc}") from exc
+    if current != head_revision():
+        raise CliError(
+            f"the registry at {settings.registry_url} is not initialised or not migrated: run `zhijian registry init`"
+        )
+    app = create_app(
+        engine,
+        bundles=bundle_defaults(settings),
+        broker=broker_sync(settings),
+        local_principal=Principal(f"local:{getpass.getuser()}", Role.ADMIN),
+    )
+    return RegistryClient(TestClient(app), settings.registry_url)
+
+
+def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
+    try:
+        secret = settings.key_secret_bytes()
+    except RegistryError:
+        return None
+    ca = settings.bundle_ca_file.read_text(encoding="ascii") if settings.bundle_ca_file else None
+    return BundleDefaults(
+        key_secret=secret,
+        broker_host=settings.bundle_broker_host,
+        broker_port=settings.bundle_broker_port,
+        ca_pem=ca,
+        state_dir=settings.bundle_state_dir,
+    )
+
+
+def broker_sync(settings: RegistrySettings) -> BrokerSync | None:
+    if settings.broker_passwd_file is None or settings.broker_acl_file is None:
+        return None
+    return BrokerSync(
+        passwd_file=settings.broker_passwd_file,
+        acl_file=settings.broker_acl_file,
+        service_accounts=settings.broker_service_accounts,
+        pid_file=settings.broker_pid_file,
+    )

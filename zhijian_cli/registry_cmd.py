@@ -1,0 +1,250 @@
+"""``zhijian registry …``: create and serve the registry, its places and API tokens, the broker files."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Annotated, Any
+
+import typer
+
+from device_registry.db import connect, sessions, upgrade
+from device_registry.service import bootstrap_admin_token
+from device_registry.settings import RegistrySettings
+
+from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
+from .cli_common import table as print_table
+from .registry_client import CliError, broker_sync, bundle_defaults
+
+app = typer.Typer(
+    help="The device registry: set it up, serve its HTTP API, add places and API tokens, apply broker files.",
+    no_args_is_help=True,
+)
+add_app = typer.Typer(
+    help="Add districts, markets, stalls, planting bases and rapid-test vehicles.", no_args_is_help=True
+)
+token_app = typer.Typer(help="API tokens (admin only): create, list, revoke.", no_args_is_help=True)
+app.add_typer(add_app, name="add")
+app.add_typer(token_app, name="token")
+
+
+@app.callback()
+def _connection(ctx: typer.Context, api: ApiOption = None, token: TokenOption = None) -> None:
+    remember_connection(ctx, api, token)
+
+
+@app.command("init")
+def init(
+    admin_name: Annotated[str, typer.Option(help="Name of the first admin token.")] = "first admin",
+    as_json: JsonOption = False,
+) -> None:
+    """Create or migrate the registry database (ZHIJIAN_REGISTRY_URL) to the latest schema; create the key
+    secret file if there is none (mode 600); print a first admin API token (shown once)."""
+    settings = RegistrySettings()
+    with friendly_errors():
+        upgrade(settings.registry_url)
+        created_secret = False
+        if settings.key_secret is None and not settings.key_secret_file.exists():
+            settings.key_secret_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(settings.key_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            created_secret = True
+        settings.key_secret_bytes()  # usable?
+        engine = connect(settings.registry_url)
+        with sessions(engine)() as db:
+            token = bootstrap_admin_token(db, admin_name, f"local:{getpass.getuser()}")
+        engine.dispose()
+    doc: dict[str, Any] = {"registry_url": settings.registry_url, "key_secret_file": str(settings.key_secret_file)}
+    doc |= {"created_key_secret": created_secret, "admin_token": token}
+    emit(
+        doc,
+        as_json,
+        lambda d: console.print(
+            f"registry ready at {d['registry_url']}\n"
+            f"key secret {'created in' if d['created_key_secret'] else 'kept in'} {d['key_secret_file']} "
+            "(back it up; the ingest needs it too)\n"
+            f"admin API token (shown once): [bold]{d['admin_token']}[/]",
+            highlight=False,
+        ),
+    )
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default ZHIJIAN_API_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default ZHIJIAN_API_PORT or 8080).")] = None,
+) -> None:
+    """Serve the registry's HTTP API (OpenAPI at /openapi.json, docs at /docs) until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from device_registry.api import create_app
+
+    settings = RegistrySettings()
+    with friendly_errors():
+        engine = connect(settings.registry_url)
+        app_ = create_app(engine, bundles=bundle_defaults(settings), broker=broker_sync(settings))
+    uvicorn.run(app_, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+
+
+@app.command("broker-files")
+def broker_files() -> None:
+    """Write the Mosquitto password file and ACL from the registry now and signal Mosquitto to reload
+    (ZHIJIAN_BROKER_PASSWD_FILE, _ACL_FILE, _SERVICE_ACCOUNTS, _PID_FILE). The API and the CLI also do
+    this after every provision, rotation and revocation."""
+    settings = RegistrySettings()
+    with friendly_errors():
+        sync = broker_sync(settings)
+        if sync is None:
+            raise CliError("set ZHIJIAN_BROKER_PASSWD_FILE and ZHIJIAN_BROKER_ACL_FILE")
+        engine = connect(settings.registry_url)
+        with sessions(engine)() as db:
+            n = sync.apply(db)
+        engine.dispose()
+    console.print(f"wrote {sync.passwd_file} ({n} devices) and {sync.acl_file}", highlight=False)
+
+
+def _add(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool, what: str) -> None:
+    with friendly_errors():
+        out = client(ctx).call("POST", path, {k: v for k, v in body.items() if v is not None})
+    emit(out, as_json, lambda o: console.print(f"added {what} {o.get('id')}", highlight=False))
+
+
+Name = Annotated[str, typer.Option(help="Display name.")]
+District = Annotated[str, typer.Option(help="District id.")]
+
+
+@add_app.command("district")
+def add_district(ctx: typer.Context, district_id: str, name: Name, as_json: JsonOption = False) -> None:
+    """A district (区) of the city."""
+    _add(ctx, "/v1/districts", {"id": district_id, "name": name}, as_json, "district")
+
+
+@add_app.command("market")
+def add_market(
+    ctx: typer.Context,
+    market_id: str,
+    name: Name,
+    district: District,
+    operator: Annotated[str, typer.Option(help="Company running the market (市场开办方).")],
+    operator_licence: Annotated[str | None, typer.Option(help="Its unified social credit code.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A market (农贸市场) and its operator."""
+    body = {"id": market_id, "name": name, "district_id": district, "operator": operator}
+    _add(ctx, "/v1/markets", body | {"operator_licence": operator_licence}, as_json, "market")
+
+
+@add_app.command("stall")
+def add_stall(
+    ctx: typer.Context,
+    market: Annotated[str, typer.Option(help="Market id.")],
+    code: Annotated[str, typer.Option(help="Stall number, e.g. A-017.")],
+    vendor: Annotated[str, typer.Option(help="Vendor (经营者) name.")],
+    licence: Annotated[str, typer.Option(help="Business licence: 18-character unified social credit code.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A stall in a market, with its vendor and business licence (the check character is verified)."""
+    body = {"market_id": market, "code": code, "vendor": vendor, "business_licence": licence}
+    _add(ctx, "/v1/stalls", body, as_json, f"stall {market}/{code}, id")
+
+
+@add_app.command("base")
+def add_base(
+    ctx: typer.Context,
+    base_id: str,
+    name: Name,
+    district: District,
+    crop: Annotated[list[str] | None, typer.Option(help="A crop grown there; repeat.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A planting base (种植基地)."""
+    _add(ctx, "/v1/bases", {"id": base_id, "name": name, "district_id": district, "crops": crop or []}, as_json, "base")
+
+
+@add_app.command("vehicle")
+def add_vehicle(
+    ctx: typer.Context,
+    vehicle_id: str,
+    plate: Annotated[str, typer.Option(help="Licence plate.")],
+    district: District,
+    as_json: JsonOption = False,
+) -> None:
+    """A rapid-test vehicle (快检车)."""
+    _add(ctx, "/v1/vehicles", {"id": vehicle_id, "plate": plate, "district_id": district}, as_json, "vehicle")
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    name: str,
+    role: Annotated[str, typer.Option(help="admin, technician, supervisor or viewer.")],
+    district: Annotated[list[str] | None, typer.Option(help="Limit to this district; repeat.")] = None,
+    market: Annotated[list[str] | None, typer.Option(help="Limit to this market; repeat.")] = None,
+    expires_days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API token; its text is printed once (only its hash is kept). Supervisors need a scope."""
+    body = {"name": name, "role": role, "districts": district or [], "markets": market or []}
+    with friendly_errors():
+        out = client(ctx).call("POST", "/v1/tokens", body | ({"expires_days": expires_days} if expires_days else {}))
+    emit(out, as_json, lambda o: console.print(f"token {o['id']} ({o['role']}), shown once:\n{o['token']}"))
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """API tokens (never their secrets)."""
+    with friendly_errors():
+        items = client(ctx).pages("/v1/tokens")
+    emit(
+        items,
+        as_json,
+        lambda rows: print_table(
+            rows,
+            [
+                ("id", lambda t: t["id"]),
+                ("name", lambda t: t["name"]),
+                ("role", lambda t: t["role"]),
+                ("scope", lambda t: ", ".join(t["districts"] + t["markets"]) or "everywhere"),
+                ("expires", lambda t: t["expires_at"]),
+                ("state", lambda t: "revoked" if t["revoked_at"] else "active"),
+            ],
+            "API tokens",
+        ),
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: str, as_json: JsonOption = False) -> None:
+    """Revoke an API token at once."""
+    with friendly_errors():
+        out = client(ctx).call("POST", f"/v1/tokens/{token_id}/revoke")
+    emit(out, as_json, lambda o: console.print(f"token {o['id']} revoked"))
+
+
+@app.command("audit")
+def audit(
+    ctx: typer.Context,
+    entity_id: Annotated[str | None, typer.Option("--device", help="Only entries about this device (or id).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only entries by this actor.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Newest entries to show.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The audit log, newest first: who changed what, when."""
+    with friendly_errors():
+        page = client(ctx).call("GET", "/v1/audit", entity_id=entity_id, actor=actor, limit=limit)
+    emit(
+        page["items"],
+        as_json,
+        lambda rows: print_table(
+            rows,
+            [
+                ("at", lambda e: e["at"][:19]),
+                ("actor", lambda e: e["actor"]),
+                ("action", lambda e: e["action"]),
+                ("what", lambda e: f"{e['entity']} {e['entity_id']}"),
+                ("detail", lambda e: ", ".join(f"{k}={v}" for k, v in e["detail"].items())[:80]),
+            ],
+            f"audit log ({len(rows)} of {page['total']})",
+        ),
+    )
