@@ -108,6 +108,7 @@ class Pipeline:
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
+        self.before_batch: Callable[[], object] | None = None  # e.g. LiveDevices.refresh, on the batch thread
         self.alerts_by_kind: Counter[str] = Counter()
         self.spooled_points = 0
         self.replayed_points = 0
@@ -128,6 +129,8 @@ class Pipeline:
 
     def prepare(self, messages: Sequence[tuple[str, bytes]]) -> Prepared:
         """Decode, authenticate, validate and score a batch (once: the engine's state moves on)."""
+        if self.before_batch is not None:
+            self.before_batch()
         accepted: list[tuple[str, bytes, list[str]]] = []
         scored: list[tuple[str, int, dict[str, Any]]] = []
         alerts: list[Alert] = []

@@ -34,7 +34,7 @@ class DeviceFile:
     def __init__(
         self, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
     ) -> None:
-        self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items()}
+        self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items() if v.get("key")}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
         self._crops = {d: str(v["crop"]) for d, v in devices.items() if "crop" in v}
         self._limits: dict[str, dict[str, dict[str, Any]]] = {

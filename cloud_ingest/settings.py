@@ -27,6 +27,10 @@ class IngestSettings(BaseSettings):
     influx_username: str | None = None
     influx_password: str | None = None
     devices_file: Path = Path("devices.json")
+    registry_url: str | None = Field(
+        None, description="read devices from this registry database (instead of devices_file), kept current"
+    )
+    registry_refresh_s: float = Field(10.0, gt=0, description="how often to look for registry changes")
     dead_letter_path: Path = Path("dead_letters.sqlite")
     spool_path: Path = Path("spool.sqlite")
     sequence_path: Path = Path("sequences.sqlite")

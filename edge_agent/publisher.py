@@ -281,13 +281,21 @@ class Publisher:
         )
         info = self._client.publish(self._topics["data"], payload, qos=1)
         deadline = time.monotonic() + self.ack_timeout_s
-        while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published() and time.monotonic() < deadline:
+        while info.rc == mqtt.MQTT_ERR_SUCCESS and not _acknowledged(info) and time.monotonic() < deadline:
             if not self.connected.is_set():
                 break  # sent again, same seqs, once reconnected
             try:
                 info.wait_for_publish(timeout=0.2)
             except (RuntimeError, ValueError):  # the connection dropped while we waited
                 break
-        if info.is_published():
+        if _acknowledged(info):
             self.outbox.remove_through(batch[-1][0])
             self.published_records += len(batch)
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """True once the broker acknowledged; paho raises instead of answering False after a disconnect."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False

@@ -130,13 +130,13 @@ def ingest_run(
 ) -> None:
     """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
     (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md) or a settings
-    file; the environment wins over the file."""
+    file; the environment wins over the file. With ZHIJIAN_REGISTRY_URL the devices come from the registry
+    (keys derived with its key secret: ZHIJIAN_KEY_SECRET_FILE), re-read when it changes."""
+
     from anti_cheat import Engine
     from cloud_ingest import (
         DeadLetters,
-        DeviceFile,
         InfluxClient,
-        IngestError,
         IngestSettings,
         IngestWorker,
         Pipeline,
@@ -145,6 +145,9 @@ def ingest_run(
     from cloud_ingest.sensor_alerts import AlertBook
     from cloud_ingest.sequences import SequenceBook
     from cloud_ingest.spool import Spool
+
+    from .ingest_devices import ingest_devices
+    from .registry_client import CliError
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -163,9 +166,9 @@ def ingest_run(
             update={"engine_state_path": settings.spool_path.with_name("anti_cheat_state.npz")}
         )
     try:
-        devices = DeviceFile.load(settings.devices_file)
-    except IngestError as exc:
-        console.print(f"[red]{exc}[/]")
+        devices, live = ingest_devices(settings, config)
+    except CliError as exc:
+        console.print(f"[red]devices: {exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
     influx = InfluxClient(
         settings.influx_url,
@@ -174,21 +177,25 @@ def ingest_run(
         password=settings.influx_password,
     )
     influx.create_database()
+    source = live or devices
     pipeline = Pipeline(
-        key_for=devices.key_for,
+        key_for=source.key_for,
         engine=Engine(devices.facts),
         store=influx,
         dead_letters=DeadLetters(settings.dead_letter_path),
         spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
         sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
-        revoked=devices.is_revoked,
-        tags_for=devices.tags_for,
+        revoked=source.is_revoked,
+        tags_for=source.tags_for,
         alert_book=AlertBook(settings.alert_path),
     )
     pipeline.alert_book.limits = devices.alert_limits()
     pipeline.alert_book.crops = devices.crops()
+    if live is not None:
+        live.attach(pipeline.engine, pipeline.alert_book)
+        pipeline.before_batch = live.refresh
     worker = IngestWorker(settings, pipeline)
-    worker.partition_key = devices.partition_key
+    worker.partition_key = source.partition_key
     worker.start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")

@@ -72,7 +72,7 @@ def open_client(api: str | None, token: str | None, settings: RegistrySettings |
         headers = {"Authorization": f"Bearer {token}"}
         return RegistryClient(httpx.Client(base_url=api, headers=headers, timeout=30), api)
     with warnings.catch_warnings():  # starlette announces a future move to httpx2; nothing for our users to do
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
     settings = settings or RegistrySettings()

@@ -149,15 +149,19 @@ class MosquittoServer(_Server):
         port: int | None = None,
         extra_config: str = "",
         tls: TlsListener | None = None,
+        auth: tuple[Path, Path] | None = None,
     ) -> None:
+        """``auth``: (password file, ACL file) to require; without it anonymous clients may connect."""
         super().__init__()
         self.binary = find_binary("mosquitto", "mosquitto")
+        self.auth = auth
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
         self.extra_config = extra_config
         self.tls = tls
         self.log_path = self.state_dir / "mosquitto.log"
         self.config_path = self.state_dir / "mosquitto.conf"
+        self.pid_path = self.state_dir / "mosquitto.pid"  # for whoever signals it to reload (the registry)
 
     def config_text(self) -> str:
         # Overload must slow, not drop: the ingest's persistent session may queue a lot while it is down
@@ -165,7 +169,8 @@ class MosquittoServer(_Server):
         return "\n".join(
             [
                 f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+                "allow_anonymous false" if self.auth else "allow_anonymous true",
+                *([f"password_file {self.auth[0]}", f"acl_file {self.auth[1]}"] if self.auth else []),
                 f"user {getpass.getuser()}",
                 "persistence true",
                 f"persistence_location {self.state_dir}/",
@@ -187,6 +192,8 @@ class MosquittoServer(_Server):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text())
         self._spawn([self.binary, "-c", str(self.config_path)], self.state_dir)
+        assert self._proc is not None
+        self.pid_path.write_text(f"{self._proc.pid}\n")  # setpriv execs mosquitto: the same pid
         self.wait_ready()
         return self
 

@@ -1,0 +1,114 @@
+"""Devices known to the ingest, kept current from a source that can change (the registry).
+
+The ingest reads keys, revocations, tags and scale facts from memory; every ``refresh_s`` (on the batch
+thread, between batches) it asks the source for its revision and reloads only when that changed. A scale
+whose verification changed gets its new facts and its anti-cheat baselines restart
+(:meth:`anti_cheat.EngineState.reset`): after a recorded verification, its CUSUMs and digit counts start
+from zero. A failed reload keeps the last good view and is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from anti_cheat import Engine, ScaleFact
+
+from .registry_file import DeviceFile
+from .sensor_alerts import AlertBook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    devices: Mapping[str, Mapping[str, Any]]
+    revision: int
+    verification_ids: Mapping[str, int]
+
+
+class LiveDevices:
+    """A :class:`DeviceFile` that follows its source. Build the engine on ``current.facts``, pass the
+    methods below to the pipeline and worker, call :meth:`attach`, and :meth:`refresh` between batches."""
+
+    def __init__(
+        self,
+        revision: Callable[[], int],
+        load: Callable[[], Snapshot],
+        *,
+        refresh_s: float = 10.0,
+        commodity_median: Mapping[str, int] | None = None,
+    ) -> None:
+        self._revision = revision
+        self._load = load
+        self.refresh_s = refresh_s
+        self._medians = dict(commodity_median or {})
+        first = load()
+        self.current = DeviceFile(first.devices, self._medians)
+        self.revision = first.revision
+        self.verification_ids = dict(first.verification_ids)
+        self._checked = time.monotonic()
+        self.reloads = 0
+        self.reload_errors = 0
+        self.baselines_reset = 0
+        self.engine: Engine | None = None
+        self.alert_book: AlertBook | None = None
+
+    def attach(self, engine: Engine, alert_book: AlertBook) -> None:
+        """What a reload updates in place: the engine's facts and state, the alert limits."""
+        self.engine, self.alert_book = engine, alert_book
+        alert_book.limits = self.current.alert_limits()
+        alert_book.crops = self.current.crops()
+
+    def key_for(self, device: str) -> bytes | None:
+        return self.current.key_for(device)
+
+    def is_revoked(self, device: str) -> bool:
+        return self.current.is_revoked(device)
+
+    def tags_for(self, device: str) -> dict[str, str]:
+        return self.current.tags_for(device)
+
+    def partition_key(self, device: str) -> str:
+        return self.current.partition_key(device)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload if the source changed since the last look (at most every ``refresh_s``); True if reloaded."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.refresh_s:
+            return False
+        self._checked = now
+        try:
+            if self._revision() == self.revision and not force:
+                return False
+            snap = self._load()
+            fresh = DeviceFile(snap.devices, self._medians)
+        except Exception:  # the source is a database: keep the last good view
+            self.reload_errors += 1
+            log.exception("device registry reload failed; keeping the previous view")
+            return False
+        self._apply(snap, fresh)
+        return True
+
+    def _apply(self, snap: Snapshot, fresh: DeviceFile) -> None:
+        if self.engine is not None:
+            facts = self.engine.facts
+            for device, doc in snap.devices.items():
+                if "scale" in doc:
+                    facts.set(device, ScaleFact(**doc["scale"]))
+            self.engine.state.ensure(len(facts))
+            for device, vid in snap.verification_ids.items():
+                if self.verification_ids.get(device) != vid:
+                    self.engine.state.reset(facts.index_of(device))
+                    self.baselines_reset += 1
+                    log.info("%s: new verification %d, anti-cheat baselines restart", device, vid)
+        if self.alert_book is not None:
+            self.alert_book.limits = fresh.alert_limits()
+            self.alert_book.crops = fresh.crops()
+        self.current = fresh
+        self.revision = snap.revision
+        self.verification_ids = dict(snap.verification_ids)
+        self.reloads += 1

@@ -1,0 +1,154 @@
+"""A field technician's day, end to end on real servers: set up the registry, register and provision a
+simulated scale with the CLI, start its agent from the bundle, see its sales in InfluxDB; record a
+verification (the scale's anti-cheat baselines restart); revoke it (the broker ends its session and
+refuses it, the ingest rejects it). Mosquitto runs with the registry's password file and ACL, signalled
+to reload by the registry itself (through the pid file)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
+
+from anti_cheat import Engine
+from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
+from device_profiles import builtin
+from device_registry.broker_files import acl_text, hash_password, password_file_text, write_atomically
+from edge_agent.bundle import build_agent, load_bundle
+from firmware_sim.pty_link import PtyLineServer
+from firmware_sim.scale import ScaleFirmware
+from tests.integration.test_walking_skeleton import wait_for
+from zhijian_cli.ingest_devices import registry_devices
+from zhijian_cli.main import app
+from zhijian_cli.servers import MosquittoServer
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+def zhijian(*args: str) -> dict:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_provision_run_verify_and_revoke_a_scale(
+    tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passwd, acl, service = tmp_path / "passwd", tmp_path / "acl", tmp_path / "service-accounts"
+    write_atomically(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    write_atomically(passwd, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    write_atomically(acl, acl_text())
+    broker = MosquittoServer(tmp_path / "broker", auth=(passwd, acl)).start()
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    env = {
+        "ZHIJIAN_REGISTRY_URL": url,
+        "ZHIJIAN_KEY_SECRET_FILE": str(tmp_path / "registry.key"),
+        "ZHIJIAN_BUNDLE_BROKER_PORT": str(broker.port),
+        "ZHIJIAN_BUNDLE_STATE_DIR": str(tmp_path / "agent-{device}"),
+        "ZHIJIAN_BROKER_PASSWD_FILE": str(passwd),
+        "ZHIJIAN_BROKER_ACL_FILE": str(acl),
+        "ZHIJIAN_BROKER_SERVICE_ACCOUNTS": str(service),
+        "ZHIJIAN_BROKER_PID_FILE": str(broker.pid_path),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    firmware = ScaleFirmware(builtin("zj-pcs-30"), seed=3, noise_sigma_e=0.0)
+    lock = threading.Lock()
+    worker = None
+    try:
+        # the registry, the places, the scale
+        zhijian("registry", "init")
+        zhijian("registry", "add", "district", "futian", "--name", "Futian")
+        zhijian(
+            "registry", "add", "market", "futian-no1", "--name", "No. 1", "--district", "futian", "--operator", "Op"
+        )
+        zhijian(
+            "registry", "add", "stall", "--market", "futian-no1", "--code", "A-017", "--vendor", "Li Si",
+            "--licence", "91350100M000100Y43",
+        )  # fmt: skip
+        zhijian(
+            "device", "register", "scale-0001", "--profile", "zj-pcs-30", "--serial", "SN-1",
+            "--market", "futian-no1", "--stall", "A-017",
+        )  # fmt: skip
+        with PtyLineServer(firmware.respond, lock=lock, name="scale-0001") as pty:
+            bundle_path = tmp_path / "bundle.yaml"
+            issued = zhijian("device", "provision", "scale-0001", "--port", pty.port, "--out", str(bundle_path))
+            assert "scale-0001:$7$" in passwd.read_text()  # applied to the broker's files
+
+            # the cloud side: ingest reading the registry, with its own broker account
+            live = registry_devices(url, bytes.fromhex((tmp_path / "registry.key").read_text()), refresh_s=0)
+            pipeline = Pipeline(
+                key_for=live.key_for, engine=Engine(live.current.facts), store=influx, revoked=live.is_revoked,
+                tags_for=live.tags_for,
+            )  # fmt: skip
+            live.attach(pipeline.engine, pipeline.alert_book)
+            pipeline.before_batch = live.refresh
+            settings = IngestSettings(
+                mqtt_port=broker.port, mqtt_username="zhijian-ingest", mqtt_password="ingest-pw",
+                mqtt_client_id=f"ingest-{tmp_path.name}", batch_max_ms=50,
+            )  # fmt: skip
+            worker = IngestWorker(settings, pipeline).start()
+            assert worker.connected.wait(10)
+
+            # the device side: the agent from the bundle, as `zhijian agent run -c bundle.yaml` starts it
+            bundle = load_bundle(bundle_path)
+            assert bundle.broker.username == "scale-0001" and bundle.key.hex() == issued["bundle"]["key_hex"]
+            agent = build_agent(bundle).start()
+            try:
+                for i in range(12):
+                    with lock:
+                        firmware.sell(
+                            ts_ms=1_764_000_000_000 + i * 1000, plu="1001", true_net_mg=500_000 + 5_000 * i,
+                            unit_price_fen_per_kg=1200,
+                        )  # fmt: skip
+                query = 'SELECT count("amount_fen") FROM "sale" WHERE "stall" = \'A-017\' AND "market" = \'futian-no1\''
+
+                def stored() -> int:
+                    series = influx.query(query)
+                    return int(series[0]["values"][0][1]) if series else 0
+
+                assert wait_for(lambda: stored() == 12, 30), stored()
+                assert agent.publisher.connected.is_set()
+
+                # a verification on site restarts the scale's anti-cheat baselines
+                zhijian(
+                    "device", "verify", "scale-0001", "--certificate", "C-1", "--body", "SZ Metrology", "--seal", "S-1",
+                    "--technician", "Wang", "--reading", "1000=1000", "--reading", "10000=10002.5",
+                    "--from-scale", pty.port,
+                )  # fmt: skip
+                with lock:
+                    firmware.sell(ts_ms=1_764_000_100_000, plu="1001", true_net_mg=300_000, unit_price_fen_per_kg=1200)
+                assert wait_for(lambda: live.baselines_reset == 1, 15)
+                index = pipeline.engine.facts.index["scale-0001"]
+                assert pipeline.engine.facts.coefficient[index] == firmware.coefficient
+
+                # revocation: the broker drops the live session and refuses the next connection
+                zhijian("device", "revoke", "scale-0001", "--reason", "seal broken")
+                assert wait_for(lambda: not agent.publisher.connected.is_set(), 10)
+                time.sleep(1.5)
+                assert not agent.publisher.connected.is_set()
+                refused: list[str] = []
+                c = mqtt.Client(
+                    callback_api_version=CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5
+                )
+                c.username_pw_set("scale-0001", issued["bundle"]["broker"]["password"])
+                c.on_connect = lambda _c, _u, _f, reason, _p: refused.append(str(reason))
+                c.connect("127.0.0.1", broker.port)
+                c.loop_start()
+                assert wait_for(lambda: bool(refused), 5)
+                c.loop_stop()
+                assert refused == ["Not authorized"]
+                assert live.refresh(force=True) and live.is_revoked("scale-0001")
+            finally:
+                agent.stop()
+    finally:
+        if worker is not None:
+            worker.stop(end_session=True)
+        broker.stop()
