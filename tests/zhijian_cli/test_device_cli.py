@@ -1,0 +1,94 @@
+"""The technician CLI on a local registry: bulk import with per-row errors, friendly refusals, --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from zhijian_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    monkeypatch.setenv("ZHIJIAN_KEY_SECRET_FILE", str(tmp_path / "registry.key"))
+    monkeypatch.delenv("ZHIJIAN_API_URL", raising=False)
+    for args in (
+        ["registry", "init"],
+        ["registry", "add", "district", "futian", "--name", "Futian"],
+        ["registry", "add", "market", "m1", "--name", "M1", "--district", "futian", "--operator", "Op"],
+        [
+            "registry",
+            "add",
+            "stall",
+            "--market",
+            "m1",
+            "--code",
+            "A-1",
+            "--vendor",
+            "V",
+            "--licence",
+            "91350100M000100Y43",
+        ],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def test_bulk_import_registers_good_rows_and_reports_bad_ones(local_registry: Path) -> None:
+    csv_file = local_registry / "devices.csv"
+    csv_file.write_text(
+        "id,profile,serial_no,market_id,stall_code\n"
+        "scale-0001,zj-pcs-30,S1,m1,A-1\n"
+        "scale-0002,zj-pcs-30,S2,m1,A-9\n"  # no such stall
+        "scale-0003,no-profile,S3,m1,A-1\n"
+        "scale-0004,zj-fair-30,S4,m1,A-1\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["device", "import", str(csv_file), "--json"])
+    assert result.exit_code == 1
+    summary = json.loads(result.output)
+    assert summary["rows"] == 4 and summary["imported"] == 2
+    assert [(f["line"], f["id"]) for f in summary["failed"]] == [(3, "scale-0002"), (4, "scale-0003")]
+    assert "stall 'm1/A-9' not found" in summary["failed"][0]["error"]
+    listed = json.loads(runner.invoke(app, ["device", "list", "--json"]).output)
+    assert [d["id"] for d in listed] == ["scale-0001", "scale-0004"]
+    shown = runner.invoke(app, ["device", "import", str(csv_file)])
+    assert "4/4" in shown.output and "registered already" in shown.output  # the progress bar, then the errors
+
+
+def test_refusals_are_one_line_without_a_traceback(local_registry: Path) -> None:
+    result = runner.invoke(app, ["device", "show", "scale-9999"])
+    assert result.exit_code == 1 and "device 'scale-9999' not found (HTTP 404)" in result.output
+    assert "Traceback" not in result.output
+    bad = runner.invoke(
+        app,
+        [
+            "registry",
+            "add",
+            "stall",
+            "--market",
+            "m1",
+            "--code",
+            "B-1",
+            "--vendor",
+            "V",
+            "--licence",
+            "91350100M000100Y44",
+        ],
+    )
+    assert bad.exit_code == 1 and "mistyped" in bad.output
+
+
+def test_without_an_initialised_registry_the_cli_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'none.sqlite'}")
+    result = runner.invoke(app, ["device", "list"])
+    assert result.exit_code == 1 and "zhijian registry init" in result.output
