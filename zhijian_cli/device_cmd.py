@@ -131,8 +131,7 @@ PortOption = Annotated[
 ]
 
 
-@app.command("provision")
-def provision(
+def issue(
     ctx: typer.Context,
     device_id: str,
     out: OutOption = None,
@@ -141,28 +140,21 @@ def provision(
     port: PortOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue the device's credentials (MQTT password, integrity key) and its agent bundle.
-
-    The secrets appear only in this bundle; the registry keeps hashes. Provisioning again replaces them."""
+    action = ctx.info_name or "provision"  # `provision` or `rotate`: the same call, recorded as such
     with friendly_errors():
-        result = client(ctx).call("POST", f"/v1/devices/{device_id}/provision", {"port": port} if port else {})
+        result = client(ctx).call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
         _write_bundle(result, out, qr, write_serial, as_json)
 
 
-@app.command("rotate")
-def rotate(
-    ctx: typer.Context,
-    device_id: str,
-    out: OutOption = None,
-    qr: QrOption = False,
-    write_serial: SerialOption = None,
-    port: PortOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Replace the device's password and key; the old ones stop working once the broker files are applied."""
-    with friendly_errors():
-        result = client(ctx).call("POST", f"/v1/devices/{device_id}/rotate", {"port": port} if port else {})
-        _write_bundle(result, out, qr, write_serial, as_json)
+app.command(
+    "provision",
+    help="Issue the device's credentials (MQTT password, integrity key) and its agent bundle. The secrets "
+    "appear only in this bundle; the registry keeps hashes. Provisioning again replaces them.",
+)(issue)
+app.command(
+    "rotate",
+    help="Replace the device's password and key (a new bundle); the old ones stop working at once.",
+)(issue)
 
 
 @app.command("revoke")
