@@ -162,6 +162,7 @@ class Agent:
         tmp.replace(self.status_path)
 
     def _write_status(self) -> None:
+        self._save_status("running")  # at once: `zhijian agent status` right after a start finds it
         while not self._stop.wait(1.0):
             self._save_status("running")
 

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from device_registry import RegistryError
 from edge_agent.errors import AgentError
 
 from .registry_client import CliError, RegistryClient, open_client
@@ -44,6 +43,8 @@ def client(ctx: typer.Context) -> RegistryClient:
 @contextmanager
 def friendly_errors() -> Iterator[None]:
     """Our errors become one red line and exit status 1; no traceback for a user's mistake."""
+    from device_registry import RegistryError
+
     try:
         yield
     except (CliError, RegistryError, AgentError, OSError) as exc:

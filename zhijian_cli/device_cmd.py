@@ -13,8 +13,6 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from device_profiles import builtin
-from edge_agent.mtsics_driver import MtSicsScale
-from edge_agent.provisioning_line import send_bundle
 
 from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
 from .cli_common import table as print_table
@@ -95,6 +93,8 @@ def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port:
         path.chmod(0o600)
         path.write_text(yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True), encoding="utf-8")
     if serial_port is not None:
+        from edge_agent.provisioning_line import send_bundle
+
         device, fingerprint = send_bundle(serial_port, out["qr_text"])
         if (device, fingerprint) != (out["device_id"], out["key_fingerprint"]):
             raise CliError(f"the device on {serial_port} reports {device} / {fingerprint}, not what was issued")
@@ -181,6 +181,8 @@ def _parse_reading(text: str) -> dict[str, float]:
 
 
 def _read_scale(profile_id: str, port: str) -> dict[str, Any]:
+    from edge_agent.mtsics_driver import MtSicsScale
+
     scale = MtSicsScale(builtin(profile_id), port)
     scale.open()
     try:

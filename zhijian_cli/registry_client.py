@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import getpass
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from device_registry import Principal, RegistryError, Role
-from device_registry.api import create_app
-from device_registry.broker_sync import BrokerSync
-from device_registry.db import connect, current_revision, head_revision
-from device_registry.service import BundleDefaults
-from device_registry.settings import RegistrySettings
+if TYPE_CHECKING:  # imported when used: `zhijian agent run` must start fast, without FastAPI and SQLAlchemy
+    from device_registry.broker_sync import BrokerSync
+    from device_registry.service import BundleDefaults
+    from device_registry.settings import RegistrySettings
 
 
 class CliError(Exception):
@@ -66,6 +64,11 @@ class RegistryClient:
 
 def open_client(api: str | None, token: str | None, settings: RegistrySettings | None = None) -> RegistryClient:
     """A client on the remote API if ``api`` is given, else on the local registry database."""
+    from device_registry import Principal, Role
+    from device_registry.api import create_app
+    from device_registry.db import connect, current_revision, head_revision
+    from device_registry.settings import RegistrySettings
+
     if api:
         if not token:
             raise CliError("--api needs a token: --token or ZHIJIAN_API_TOKEN")
@@ -95,6 +98,9 @@ def open_client(api: str | None, token: str | None, settings: RegistrySettings |
 
 
 def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
+    from device_registry import RegistryError
+    from device_registry.service import BundleDefaults
+
     try:
         secret = settings.key_secret_bytes()
     except RegistryError:
@@ -110,6 +116,8 @@ def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
 
 
 def broker_sync(settings: RegistrySettings) -> BrokerSync | None:
+    from device_registry.broker_sync import BrokerSync
+
     if settings.broker_passwd_file is None or settings.broker_acl_file is None:
         return None
     return BrokerSync(

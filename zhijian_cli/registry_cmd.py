@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-
-from device_registry.db import connect, sessions, upgrade
-from device_registry.service import bootstrap_admin_token
-from device_registry.settings import RegistrySettings
 
 from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
 from .cli_common import table as print_table
 from .registry_client import CliError, broker_sync, bundle_defaults
+
+if TYPE_CHECKING:
+    from device_registry.settings import RegistrySettings
+
+
+def _settings() -> RegistrySettings:
+    from device_registry.settings import RegistrySettings  # imported when used: keeps `zhijian` quick to start
+
+    return RegistrySettings()
+
 
 app = typer.Typer(
     help="The device registry: set it up, serve its HTTP API, add places and API tokens, apply broker files.",
@@ -40,7 +46,10 @@ def init(
 ) -> None:
     """Create or migrate the registry database (ZHIJIAN_REGISTRY_URL) to the latest schema; create the key
     secret file if there is none (mode 600); print a first admin API token (shown once)."""
-    settings = RegistrySettings()
+    settings = _settings()
+    from device_registry.db import connect, sessions, upgrade
+    from device_registry.service import bootstrap_admin_token
+
     with friendly_errors():
         upgrade(settings.registry_url)
         created_secret = False
@@ -79,8 +88,9 @@ def serve(
     import uvicorn
 
     from device_registry.api import create_app
+    from device_registry.db import connect
 
-    settings = RegistrySettings()
+    settings = _settings()
     with friendly_errors():
         engine = connect(settings.registry_url)
         app_ = create_app(engine, bundles=bundle_defaults(settings), broker=broker_sync(settings))
@@ -92,7 +102,9 @@ def broker_files() -> None:
     """Write the Mosquitto password file and ACL from the registry now and signal Mosquitto to reload
     (ZHIJIAN_BROKER_PASSWD_FILE, _ACL_FILE, _SERVICE_ACCOUNTS, _PID_FILE). The API and the CLI also do
     this after every provision, rotation and revocation."""
-    settings = RegistrySettings()
+    settings = _settings()
+    from device_registry.db import connect, sessions
+
     with friendly_errors():
         sync = broker_sync(settings)
         if sync is None:

@@ -153,14 +153,20 @@ def test_sigkill_the_agent_repeatedly_loses_nothing(mosquitto, tmp_path: Path) -
         assert wait_until(lambda: len(receiver.sale_txns()) >= seller.sold, 60), (
             f"{len(receiver.sale_txns())} of {seller.sold} sales arrived"
         )
-        status = subprocess.run(
-            [sys.executable, "-m", "zhijian_cli", "agent", "status", "--config", str(bundle), "--json"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        doc = json.loads(status.stdout)
-        assert doc["running"] and doc["outbox_depth"] == 0 and doc["device"] == "scale-0042"
+
+        def status() -> dict:
+            out = subprocess.run(
+                [sys.executable, "-m", "zhijian_cli", "agent", "status", "--config", str(bundle), "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            return json.loads(out) if out.startswith("{") else {}
+
+        # the status file is rewritten every second: wait for one written after the drain
+        assert wait_until(lambda: status().get("outbox_depth") == 0, 10), status()
+        doc = status()
+        assert doc["running"] and doc["device"] == "scale-0042"
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(20) == 0
     finally:

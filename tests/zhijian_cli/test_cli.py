@@ -83,3 +83,14 @@ def test_ingest_settings_file_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("ZHIJIAN_PARTITION=3\nZHIJIAN_PARTITIONS=2\n")
     result = runner.invoke(app, ["ingest", "run", "--config", str(bad)])
     assert result.exit_code == 2 and "partition 3 must be below partitions (2)" in " ".join(result.output.split())
+
+
+def test_the_cli_starts_without_loading_the_registry_stack() -> None:
+    """`zhijian agent run` starts on every boot of a gateway, and the chaos test kills it within a second:
+    FastAPI and SQLAlchemy (0.8 s to import here) load only for registry commands."""
+    import subprocess
+    import sys
+
+    probe = "import sys, zhijian_cli.main; print(sorted(m for m in ('fastapi', 'sqlalchemy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
