@@ -1,18 +1,20 @@
 """``zhijian demo``: the whole system on one machine, with a simulated market.
 
-Starts (unless told to use existing ones) a private Mosquitto and influxd under the data directory,
-an ingest worker, a market of simulated MT-SICS scales on pseudo-terminals (some cheating), and one edge
-agent per scale; shows live progress, then stops everything it started.
+Provisions every simulated device through a registry under the data directory (as field technicians
+do), starts (unless told to use existing ones) a private Mosquitto enforcing the registry's passwords and
+ACL and a private influxd, an ingest worker reading the registry, a market of simulated MT-SICS scales on
+pseudo-terminals (some cheating), and one edge agent per scale; shows live progress, then stops
+everything it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from anti_cheat import Engine
-from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline, write_device_file
+from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.pipeline import DeadLetters
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
@@ -34,7 +36,9 @@ from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
-from .servers import InfluxServer, MosquittoServer
+from .demo_registry import INGEST_USER, DemoRegistry, provision_demo
+from .ingest_devices import registry_devices
+from .servers import InfluxServer, MosquittoServer, free_port
 
 log = logging.getLogger(__name__)
 
@@ -63,75 +67,45 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     with ExitStack() as stack:
         mqtt_host, mqtt_port = opts.mqtt_host or "127.0.0.1", opts.mqtt_port
         if opts.mqtt_host is None:
-            broker = stack.enter_context(MosquittoServer(opts.data_dir / "mosquitto"))
-            mqtt_port = broker.port
+            mqtt_port = free_port()
+        profile = builtin("zj-pcs-30")
+        market = Market(profile, n_scales=opts.scales, cheaters=opts.cheaters, seed=opts.seed).start()
+        stack.callback(market.close)
+        # every device registered, verified and provisioned through the registry, as a technician would
+        reg = provision_demo(opts.data_dir, market, broker_host=mqtt_host, broker_port=mqtt_port)
+        broker: MosquittoServer | None = None
+        if opts.mqtt_host is None:  # our own broker enforces the registry's passwords and ACL
+            broker = MosquittoServer(opts.data_dir / "mosquitto", port=mqtt_port, auth=(reg.passwd_file, reg.acl_file))
+            stack.enter_context(broker)
         influx_url = opts.influx_url
         if influx_url is None:
             influx_url = stack.enter_context(InfluxServer(opts.data_dir / "influxdb")).url
-        console.print(f"[bold]Broker[/] mqtt://{mqtt_host}:{mqtt_port}   [bold]InfluxDB[/] {influx_url}")
+        auth = "with passwords and ACL from the registry" if broker else "(yours: authentication is up to it)"
+        console.print(f"[bold]Broker[/] mqtt://{mqtt_host}:{mqtt_port} {auth}   [bold]InfluxDB[/] {influx_url}")
 
         influx = InfluxClient(influx_url, opts.influx_db)
         stack.callback(influx.close)
         influx.create_database()
 
-        profile = builtin("zj-pcs-30")
-        market = Market(profile, n_scales=opts.scales, cheaters=opts.cheaters, seed=opts.seed).start()
-        stack.callback(market.close)
-        everyone = [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]
-        keys = {d: secrets.token_bytes(32) for d in everyone}
-        devices_path = opts.data_dir / "devices.json"
-        write_device_file(
-            devices_path,
-            {
-                s.device_id: {
-                    "key": keys[s.device_id].hex(),
-                    "profile": profile.id,
-                    "scale": market.verification_facts(s),
-                    "tags": {"district": "futian", "market": "futian-no1", "stall": f"A-{n + 1:03d}"},
-                }
-                for n, s in enumerate(market.stalls)
-            }
-            | {
-                market.fair.device_id: {
-                    "key": keys[market.fair.device_id].hex(),
-                    "tags": {"district": "futian", "market": "futian-no1"},
-                },
-                BASE_ID: {"key": keys[BASE_ID].hex(), "tags": {"district": "guangming", "base": "gm-veg-01"}},
-                VEHICLE_ID: {"key": keys[VEHICLE_ID].hex(), "tags": {"district": "futian", "vehicle": "rt-van-01"}},
-            },
-            market.commodity_medians(),
-        )
-        devices = DeviceFile.load(devices_path)
-        settings = IngestSettings(
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
-            influx_url=influx_url,
-            influx_db=opts.influx_db,
-            mqtt_client_id="zhijian-demo-ingest",
-            batch_max_ms=100,
-        )
-        pipeline = Pipeline(
-            key_for=devices.key_for,
-            engine=Engine(devices.facts),
-            store=influx,
-            dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
-            spool=Spool(opts.data_dir / "spool.sqlite"),
-            sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
-            revoked=devices.is_revoked,
-            tags_for=devices.tags_for,
-            alert_book=AlertBook(opts.data_dir / "alerts.sqlite"),
-        )
-        worker = IngestWorker(settings, pipeline).start()
-        stack.callback(worker.stop, end_session=True)
-        to_broker = BrokerConfig(host=mqtt_host, port=mqtt_port)
+        pipeline = _start_ingest(stack, opts, reg, market, influx, (mqtt_host, mqtt_port, influx_url))
+
+        def to_broker(device: str) -> BrokerConfig:
+            return BrokerConfig(host=mqtt_host, port=mqtt_port, username=device, password=reg.credentials[device][1])
+
+        keys = {device: key for device, (key, _password) in reg.credentials.items()}
         agents = _start_agents(stack, market, keys, opts.data_dir, to_broker)
         if opts.field_devices:
             stalls = [s.device_id for s in market.stalls]
-            agents.append(start_base(stack, opts.data_dir, keys[BASE_ID], to_broker, interval_s=2.0))
+            agents.append(start_base(stack, opts.data_dir, keys[BASE_ID], to_broker(BASE_ID), interval_s=2.0))
             sample_every_s = max(3.0, opts.duration_s / 6)
             agents.append(
                 start_vehicle(
-                    stack, opts.data_dir, keys[VEHICLE_ID], to_broker, stalls=stalls, sample_every_s=sample_every_s
+                    stack,
+                    opts.data_dir,
+                    keys[VEHICLE_ID],
+                    to_broker(VEHICLE_ID),
+                    stalls=stalls,
+                    sample_every_s=sample_every_s,
                 )
             )
 
@@ -144,12 +118,59 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         if opts.keep_serving:
             for agent in agents:  # the market is closed; keep only broker, ingest and InfluxDB
                 agent.stop()
-            console.print(f"Broker and InfluxDB stay up for queries ({influx_url}); Ctrl-C stops them.")
+            console.print(f"Broker, ingest and InfluxDB stay up for queries ({influx_url}); Ctrl-C stops them.")
+            env = reg.technician_env(mqtt_port, broker.pid_path if broker else None)
+            console.print(
+                "To provision more devices into this demo (the ingest picks them up within seconds), set:\n"
+                + "\n".join(f"  export {k}={v}" for k, v in env.items()),
+                highlight=False,
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(1)
     console.print("All demo processes stopped.")
     return stored
+
+
+def _start_ingest(
+    stack: ExitStack,
+    opts: DemoOptions,
+    reg: DemoRegistry,
+    market: Market,
+    influx: InfluxClient,
+    where: tuple[str, int, str],
+) -> Pipeline:
+    """An ingest worker on its own broker account, reading devices from the registry and following it."""
+    mqtt_host, mqtt_port, influx_url = where
+    live = registry_devices(reg.url, reg.key_secret, refresh_s=2.0, commodity_median=market.commodity_medians())
+    settings = IngestSettings(
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        mqtt_username=INGEST_USER,
+        mqtt_password=reg.ingest_password,
+        influx_url=influx_url,
+        influx_db=opts.influx_db,
+        mqtt_client_id="zhijian-demo-ingest",
+        batch_max_ms=100,
+    )
+    pipeline = Pipeline(
+        key_for=live.key_for,
+        engine=Engine(live.current.facts),
+        store=influx,
+        dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
+        spool=Spool(opts.data_dir / "spool.sqlite"),
+        sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
+        revoked=live.is_revoked,
+        tags_for=live.tags_for,
+        alert_book=AlertBook(opts.data_dir / "alerts.sqlite"),
+    )
+    live.attach(pipeline.engine, pipeline.alert_book)
+    pipeline.before_batch = live.refresh
+    worker = IngestWorker(settings, pipeline)
+    worker.partition_key = live.partition_key
+    worker.start()
+    stack.callback(worker.stop, end_session=True)
+    return pipeline
 
 
 def _run_market(opts: DemoOptions, console: Console, market: Market, agents: list[Agent], pipeline: Pipeline) -> None:
@@ -175,7 +196,11 @@ def _run_market(opts: DemoOptions, console: Console, market: Market, agents: lis
 
 
 def _start_agents(
-    stack: ExitStack, market: Market, keys: dict[str, bytes], data_dir: Path, broker: BrokerConfig
+    stack: ExitStack,
+    market: Market,
+    keys: dict[str, bytes],
+    data_dir: Path,
+    broker: Callable[[str], BrokerConfig],
 ) -> list[Agent]:
     """One edge agent per stall, reading the stall's scale over its pty; each stopped by ``stack``."""
     agents = []
@@ -185,7 +210,7 @@ def _start_agents(
             key=keys[stall.device_id],
             sources=[MtSicsSource(stall.firmware.profile, stall.server.port)],
             outbox_path=data_dir / f"outbox-{stall.device_id}.sqlite",
-            broker=broker,
+            broker=broker(stall.device_id),
         )
         agents.append(agent.start())
         stack.callback(agent.stop, drain_s=3)

@@ -16,7 +16,9 @@ from device_registry.settings import RegistrySettings
 from .registry_client import CliError
 
 
-def registry_devices(url: str, key_secret: bytes, *, refresh_s: float = 10.0) -> LiveDevices:
+def registry_devices(
+    url: str, key_secret: bytes, *, refresh_s: float = 10.0, commodity_median: dict[str, int] | None = None
+) -> LiveDevices:
     """Devices from the registry at ``url``; keys are derived again from ``key_secret``."""
     make_session = sessions(connect(url))
 
@@ -29,7 +31,7 @@ def registry_devices(url: str, key_secret: bytes, *, refresh_s: float = 10.0) ->
             view = ingest_view(db, key_secret)
         return Snapshot(view.devices, view.revision, view.verification_ids)
 
-    return LiveDevices(revision, load, refresh_s=refresh_s)
+    return LiveDevices(revision, load, refresh_s=refresh_s, commodity_median=commodity_median)
 
 
 def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tuple[DeviceFile, LiveDevices | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def test_demo_stores_sales_and_leaves_no_process(tmp_path: Path) -> None:
     text = console.export_text()
     assert "sales stored in InfluxDB" in text and "price_math" in text
     assert "Planting base:" in text and "GPS fixes" in text
+    # every device came through the registry, and the broker enforced its passwords and ACL
+    assert "with passwords and ACL from the registry" in text
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(data / "registry.sqlite")) as db:
+        provisioned = db.execute("SELECT COUNT(DISTINCT device_id) FROM credentials").fetchone()[0]
+        verified = db.execute("SELECT COUNT(*) FROM verifications WHERE passed").fetchone()[0]
+    assert (provisioned, verified) == (8 + 3, 8)  # scales, fair scale, base, vehicle; the scales verified
+    config = (data / "mosquitto" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in config and "password_file" in config and "acl_file" in config
     left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True, check=False)
     assert left.stdout == "", f"processes left behind: {left.stdout}"
 
