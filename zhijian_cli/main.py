@@ -20,6 +20,7 @@ from .anti_cheat_cmd import app as anti_cheat_app
 from .device_cmd import app as device_app
 from .registry_cmd import app as registry_app
 from .servers import ServerError
+from .sim_cmd import app as sim_app
 
 app = typer.Typer(
     help="Zhijian (智监): telemetry for food-safety market supervision. Smart scales, planting-base sensors and "
@@ -35,6 +36,7 @@ app.add_typer(anti_cheat_app, name="anti-cheat")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(registry_app, name="registry")
 app.add_typer(device_app, name="device")
+app.add_typer(sim_app, name="sim")
 console = Console()
 
 

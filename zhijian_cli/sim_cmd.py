@@ -1,0 +1,61 @@
+"""``zhijian sim …``: simulated devices to try the system with, speaking the real bytes on a pty."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Simulated devices (the firmware simulator) for trying out agents and provisioning.")
+console = Console()
+
+
+@app.command("scale")
+def scale(
+    profile: Annotated[str, typer.Option(help="An MT-SICS scale profile.")] = "zj-pcs-30",
+    rate: Annotated[float, typer.Option(min=0.01, help="Sales per second.")] = 0.5,
+    cheat: Annotated[str | None, typer.Option(help="Make it cheat: cheat_chip, recalibration, price_math, …")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+) -> None:
+    """A smart scale on a pseudo-terminal making sales at a market stall. It prints its port: give that
+    to `zhijian device provision --port …` (or a bundle's source port) and run the agent on it."""
+    from device_profiles import ProfileError, builtin
+    from firmware_sim.market import COMMODITIES
+    from firmware_sim.pty_link import PtyLineServer
+    from firmware_sim.scale import CHEAT_KINDS, Cheat, ScaleFirmware
+
+    if cheat is not None and cheat not in CHEAT_KINDS:
+        console.print(f"[red]--cheat must be one of {', '.join(CHEAT_KINDS)}[/]")
+        raise typer.Exit(2)
+    try:
+        firmware = ScaleFirmware(builtin(profile), seed=seed, cheat=Cheat(cheat) if cheat else None)
+    except (ProfileError, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    lock = threading.Lock()
+    rng = random.Random(seed)
+    sold = 0
+    with PtyLineServer(firmware.respond, lock=lock, name="sim-scale") as server:
+        console.print(
+            f"simulated {profile} scale{' (cheating: ' + cheat + ')' if cheat else ''} on [bold]{server.port}[/]"
+        )
+        started = time.monotonic()
+        with contextlib.suppress(KeyboardInterrupt):
+            while duration is None or time.monotonic() - started < duration:
+                plu, _name, lo, hi, g_lo, g_hi = rng.choice(COMMODITIES)
+                with lock:
+                    firmware.sell(
+                        ts_ms=int(time.time() * 1000),
+                        plu=plu,
+                        true_net_mg=rng.randint(g_lo, g_hi) * 1000,
+                        unit_price_fen_per_kg=rng.randint(lo // 10, hi // 10) * 10,
+                    )
+                sold += 1
+                time.sleep(1 / rate)
+    console.print(f"{sold} sales made")
