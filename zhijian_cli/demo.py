@@ -83,6 +83,10 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         auth = "with passwords and ACL from the registry" if broker else "(yours: authentication is up to it)"
         console.print(f"[bold]Broker[/] mqtt://{mqtt_host}:{mqtt_port} {auth}   [bold]InfluxDB[/] {influx_url}")
 
+        env_file = opts.data_dir / "technician.env"  # the registry settings of this demo, for `zhijian device …`
+        env = reg.technician_env(mqtt_port, broker.pid_path if broker else None) | {"ZHIJIAN_INFLUX_URL": influx_url}
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+
         influx = InfluxClient(influx_url, opts.influx_db)
         stack.callback(influx.close)
         influx.create_database()
@@ -119,10 +123,9 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             for agent in agents:  # the market is closed; keep only broker, ingest and InfluxDB
                 agent.stop()
             console.print(f"Broker, ingest and InfluxDB stay up for queries ({influx_url}); Ctrl-C stops them.")
-            env = reg.technician_env(mqtt_port, broker.pid_path if broker else None)
             console.print(
-                "To provision more devices into this demo (the ingest picks them up within seconds), set:\n"
-                + "\n".join(f"  export {k}={v}" for k, v in env.items()),
+                f"To provision more devices into it (the ingest picks them up within seconds): "
+                f"set -a; . {env_file}; set +a   then use `zhijian device …` (see the README)",
                 highlight=False,
             )
             with contextlib.suppress(KeyboardInterrupt):

@@ -73,6 +73,7 @@ class DemoRegistry:
             "ZHIJIAN_REGISTRY_URL": self.url,
             "ZHIJIAN_KEY_SECRET_FILE": str(self.key_secret_file),
             "ZHIJIAN_BUNDLE_BROKER_PORT": str(broker_port),
+            "ZHIJIAN_BUNDLE_STATE_DIR": str(self.key_secret_file.parent / "agents" / "{device}"),
             "ZHIJIAN_BROKER_PASSWD_FILE": str(self.passwd_file),
             "ZHIJIAN_BROKER_ACL_FILE": str(self.acl_file),
             "ZHIJIAN_BROKER_SERVICE_ACCOUNTS": str(self.service_accounts),

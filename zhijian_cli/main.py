@@ -47,6 +47,10 @@ def _logging(verbose: bool) -> None:
     )
 
 
+def _stop_like_ctrl_c(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds to run the market before stopping.")] = 60.0,
@@ -87,6 +91,7 @@ def demo(
         field_devices=field_devices,
     )
     try:
+        signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill`, systemd, docker stop: clean up as for Ctrl-C
         stored = run_demo(opts, console)
     except ServerError as exc:
         console.print(f"[red]Cannot start the local stack:[/] {exc}")
