@@ -152,3 +152,71 @@ def test_provision_run_verify_and_revoke_a_scale(
         if worker is not None:
             worker.stop(end_session=True)
         broker.stop()
+
+
+def test_a_registry_bundle_carries_the_ca_and_the_agent_connects_over_tls(tmp_path: Path) -> None:
+    """TLS on the registry path: the bundle holds the broker's CA certificate; the agent built from it
+    alone connects to the TLS listener with its registry-issued password; a wrong password is refused."""
+    from device_registry import BundleDefaults, Principal, Registry, Role
+    from device_registry.broker_sync import BrokerSync
+    from device_registry.db import connect, sessions, upgrade
+    from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, ProvisionIn, StallIn
+    from zhijian_cli.local_ca import LocalCA
+    from zhijian_cli.servers import TlsListener, free_port
+
+    ca = LocalCA(tmp_path / "ca")
+    server_cert = ca.issue("broker", hosts=("127.0.0.1", "localhost"))
+    tls = TlsListener(port=free_port(), ca_file=ca.cert_path, cert_file=server_cert.cert, key_file=server_cert.key)
+    service = tmp_path / "service"
+    write_atomically(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgrade(url)
+    bundles = BundleDefaults(
+        key_secret=bytes(32 * [7]),
+        broker_port=tls.port,
+        ca_pem=ca.cert_path.read_text(),
+        state_dir=str(tmp_path / "{device}"),
+    )
+    firmware = ScaleFirmware(builtin("zj-pcs-30"), seed=4, noise_sigma_e=0.0)
+    lock = threading.Lock()
+    with sessions(connect(url))() as db, PtyLineServer(firmware.respond, lock=lock, name="tls-scale") as pty:
+        reg = Registry(db, Principal("test", Role.ADMIN), bundles)
+        reg.add_district(DistrictIn(id="futian", name="Futian"))
+        reg.add_market(MarketIn(id="m1", name="M1", district_id="futian", operator="Op"))
+        reg.add_stall(StallIn(market_id="m1", code="A-1", vendor="V", business_licence="91350100M000100Y43"))
+        reg.register(DeviceIn(id="scale-0007", profile="zj-pcs-30", serial_no="S", market_id="m1", stall_code="A-1"))
+        issued = reg.provision("scale-0007", ProvisionIn(port=pty.port))
+        sync.apply(db)
+        assert issued.bundle["broker"]["tls"]["ca_pem"].startswith("-----BEGIN CERTIFICATE-----")
+        bundle_file = tmp_path / "bundle.txt"
+        bundle_file.write_text(issued.qr_text)  # the QR text form, as a gateway may receive it
+        with MosquittoServer(tmp_path / "broker", tls=tls, auth=(sync.passwd_file, sync.acl_file)) as broker:
+            got: list[str] = []
+            sub = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2, client_id="ingest", protocol=mqtt.MQTTv5
+            )
+            sub.username_pw_set("zhijian-ingest", "ingest-pw")
+            sub.on_connect = lambda c, *_: c.subscribe("zhijian/v1/+/data", qos=1)
+            sub.on_message = lambda _c, _u, m: got.append(m.topic)
+            sub.connect("127.0.0.1", broker.port)
+            sub.loop_start()
+            agent = build_agent(load_bundle(bundle_file)).start()
+            try:
+                with lock:
+                    firmware.sell(ts_ms=1_764_000_000_000, plu="1001", true_net_mg=400_000, unit_price_fen_per_kg=900)
+                assert wait_for(lambda: "zhijian/v1/scale-0007/data" in got, 20)
+                assert agent.publisher.connected.is_set()
+            finally:
+                agent.stop()
+                sub.loop_stop()
+            refused: list[str] = []
+            probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="p", protocol=mqtt.MQTTv5)
+            probe.tls_set(ca_certs=str(ca.cert_path))
+            probe.username_pw_set("scale-0007", "not-the-password")
+            probe.on_connect = lambda _c, _u, _f, reason, _p: refused.append(str(reason))
+            probe.connect("127.0.0.1", tls.port)
+            probe.loop_start()
+            assert wait_for(lambda: bool(refused), 5)
+            probe.loop_stop()
+            assert refused == ["Not authorized"]
