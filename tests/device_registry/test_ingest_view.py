@@ -1,0 +1,77 @@
+"""What the ingest reads from the registry, and how it follows changes (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from anti_cheat import Engine as AntiCheat
+from cloud_ingest.sensor_alerts import AlertBook
+from device_registry.credentials import derive_integrity_key
+from device_registry.schemas import BaseIn, DeviceIn, LimitIn, ProvisionIn, RevokeIn
+from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
+from tests.device_registry.test_service import scale, verification
+from zhijian_cli.ingest_devices import registry_devices
+
+
+def test_the_ingest_view_follows_the_registry(engine: Engine, registry_url: str) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.provision("scale-0001", ProvisionIn())
+    reg.add_base(
+        BaseIn(
+            id="base-x",
+            name="X",
+            district_id="nanshan",
+            crops=["tomato"],
+            alert_limits={"soil.moisture_pct": LimitIn(low=25, high=40)},
+        )
+    )
+    reg.register(DeviceIn(id="base-gw-1", profile="soil-rs485", serial_no="G", base_id="base-x"))
+    live = registry_devices(registry_url, KEY_SECRET, refresh_s=0)
+    assert live.key_for("scale-0001") == derive_integrity_key(KEY_SECRET, "scale-0001", 1)
+    assert live.key_for("base-gw-1") is None  # registered, not provisioned
+    assert live.tags_for("scale-0001") == {"district": "futian", "market": "futian-no1", "stall": "A-017"}
+    assert live.partition_key("scale-0001") == "futian-no1"
+    engine_ = AntiCheat(live.current.facts)
+    book = AlertBook()
+    live.attach(engine_, book)
+    assert book.crops == {"base-gw-1": "tomato"} and book.limits["base-gw-1"]["soil.moisture_pct"].low == 25
+    assert not live.refresh(), "nothing changed: no reload"
+
+    # a verification: new facts, and the scale's baselines restart
+    i = engine_.facts.index_of("scale-0001")
+    engine_.state.ensure(len(engine_.facts))
+    engine_.state.reweigh_cusum[i] = 12_345
+    engine_.state.digit_counts[i, 3] = 7
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
+    assert live.refresh() and live.baselines_reset == 1
+    assert engine_.facts.known[i] and engine_.facts.coefficient[i] == 20_000.0
+    assert engine_.state.reweigh_cusum[i] == 0 and not np.any(engine_.state.digit_counts[i])
+    assert engine_.facts.approved_software[i] == "PCS-1.2"
+
+    # rotation and revocation
+    reg.provision("scale-0001", ProvisionIn(), action="rotate")
+    assert live.refresh() and live.key_for("scale-0001") == derive_integrity_key(KEY_SECRET, "scale-0001", 2)
+    reg.revoke("scale-0001", RevokeIn(reason="seal broken"))
+    assert live.refresh() and live.is_revoked("scale-0001") and live.baselines_reset == 1
+
+
+def test_a_failed_reload_keeps_the_last_view(
+    engine: Engine, registry_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.provision("scale-0001", ProvisionIn())
+    live = registry_devices(registry_url, KEY_SECRET, refresh_s=0)
+    key = live.key_for("scale-0001")
+
+    def broken() -> int:
+        raise ConnectionError("database away")
+
+    monkeypatch.setattr(live, "_revision", broken)  # the database goes away
+    assert not live.refresh() and live.reload_errors == 1
+    assert live.key_for("scale-0001") == key
