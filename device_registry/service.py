@@ -19,6 +19,7 @@ from . import models as m
 from .auth import Principal, Role
 from .credentials import derive_integrity_key, hash_password, key_fingerprint, new_api_token, new_device_password
 from .errors import Conflict, InvalidInput, NotFound
+from .local_ca import LocalCA
 from .schemas import (
     AuditOut,
     BaseIn,
@@ -61,6 +62,7 @@ class BundleDefaults:
     broker_port: int = 1883
     ca_pem: str | None = None
     state_dir: str = "/var/lib/zhijian/{device}"
+    client_ca: LocalCA | None = None  # issue each device a client certificate (CN = device id) from this CA
 
 
 class Registry:
@@ -351,6 +353,9 @@ class Registry:
         broker: dict[str, Any] = {"host": b.broker_host, "port": b.broker_port, "username": d.id, "password": password}
         if b.ca_pem:
             broker["tls"] = {"ca_pem": b.ca_pem}
+            if b.client_ca is not None:
+                cert_pem, key_pem = b.client_ca.issue_pem(d.id, client=True, days=825)
+                broker["tls"] |= {"cert_pem": cert_pem, "key_pem": key_pem}
         source: dict[str, Any] = {"profile": d.profile, "port": data.port or "/dev/ttyUSB0"}
         if builtin(d.profile).protocol == "modbus":
             source["unit_id"] = 1

@@ -24,6 +24,9 @@ class RegistrySettings(BaseSettings):
     bundle_broker_host: str = Field("127.0.0.1", description="the broker host written into bundles")
     bundle_broker_port: int = Field(1883, gt=0, lt=65536)
     bundle_ca_file: Path | None = Field(None, description="CA certificate (PEM) put into bundles: TLS on")
+    device_ca_dir: Path | None = Field(
+        None, description="a local CA folder (`zhijian registry ca init`): bundles then carry a client certificate"
+    )
     bundle_state_dir: str = Field("/var/lib/zhijian/{device}", description="the agent's state folder")
     broker_passwd_file: Path | None = Field(None, description="Mosquitto password file to keep current")
     broker_acl_file: Path | None = Field(None, description="Mosquitto ACL file to keep current")

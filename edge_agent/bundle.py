@@ -19,6 +19,7 @@ hold the bundle as one line of QR text (``ZJB1:…``, :mod:`edge_agent.bundle_te
 
 from __future__ import annotations
 
+import os
 import re
 import zlib
 from pathlib import Path
@@ -48,9 +49,15 @@ class TlsSection(_Strict):
     ca_pem: str | None = Field(None, description="the CA certificate itself (bundles from the registry carry it)")
     cert_file: Path | None = None
     key_file: Path | None = None
+    cert_pem: str | None = Field(None, description="the device's client certificate itself (registry bundles)")
+    key_pem: str | None = Field(None, description="its private key itself")
 
     @model_validator(mode="after")
     def _one_ca(self) -> TlsSection:
+        if (self.cert_pem is None) != (self.key_pem is None) or (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs its key (cert_file with key_file, cert_pem with key_pem)")
+        if self.cert_pem is not None and self.cert_file is not None:
+            raise ValueError("give the client certificate as files or as PEM text, not both")
         if (self.ca_file is None) == (self.ca_pem is None):
             raise ValueError("give the broker's CA as ca_file or as ca_pem (one of them)")
         if self.ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in self.ca_pem:
@@ -126,6 +133,14 @@ def _profile(ref: str, bundle_dir: Path) -> Profile:
         raise ConfigError(str(exc)) from exc
 
 
+def _write_private(path: Path, text: str) -> Path:
+    """Write ``text`` readable by the agent's user only (a client key must not be world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text)
+    return path
+
+
 def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
     """The agent a bundle describes (not started)."""
     buses: dict[str, ModbusBus] = {}
@@ -145,9 +160,13 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
     tls = b.tls
     bundle.state_dir.mkdir(parents=True, exist_ok=True)
     ca_file = tls.ca_file if tls else None
+    cert_file = tls.cert_file if tls else None
+    key_file = tls.key_file if tls else None
     if tls is not None and tls.ca_pem is not None:
-        ca_file = bundle.state_dir / "broker-ca.pem"
-        ca_file.write_text(tls.ca_pem, encoding="ascii")
+        ca_file = _write_private(bundle.state_dir / "broker-ca.pem", tls.ca_pem)
+    if tls is not None and tls.cert_pem is not None and tls.key_pem is not None:
+        cert_file = _write_private(bundle.state_dir / "client.pem", tls.cert_pem)
+        key_file = _write_private(bundle.state_dir / "client.key", tls.key_pem)
     return Agent(
         device_id=bundle.device_id,
         key=bundle.key,
@@ -161,8 +180,8 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
             username=b.username,
             password=b.password,
             ca_file=ca_file,
-            cert_file=tls.cert_file if tls else None,
-            key_file=tls.key_file if tls else None,
+            cert_file=cert_file,
+            key_file=key_file,
             keepalive_s=b.keepalive_s,
         ),
         publisher_options={"status_interval_s": bundle.status_interval_s},

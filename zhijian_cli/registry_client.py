@@ -99,6 +99,7 @@ def open_client(api: str | None, token: str | None, settings: RegistrySettings |
 
 def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
     from device_registry import RegistryError
+    from device_registry.local_ca import LocalCA
     from device_registry.service import BundleDefaults
 
     try:
@@ -112,6 +113,7 @@ def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
         broker_port=settings.bundle_broker_port,
         ca_pem=ca,
         state_dir=settings.bundle_state_dir,
+        client_ca=LocalCA(settings.device_ca_dir) if settings.device_ca_dir else None,
     )
 
 

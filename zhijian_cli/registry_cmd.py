@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -259,4 +260,32 @@ def audit(
             ],
             f"audit log ({len(rows)} of {page['total']})",
         ),
+    )
+
+
+ca_app = typer.Typer(help="A local certificate authority for the broker's TLS listener and devices' certificates.")
+app.add_typer(ca_app, name="ca")
+
+
+@ca_app.command("init")
+def ca_init(
+    folder: Annotated[Path, typer.Option("--dir", help="Where the CA lives (ca.pem, ca.key; keep it private).")],
+    broker_host: Annotated[list[str], typer.Option(help="Name or address clients use for the broker; repeat.")],
+    port: Annotated[int, typer.Option(help="The TLS listener's port.")] = 8883,
+    require_client_cert: Annotated[
+        bool, typer.Option(help="Refuse clients without a certificate from this CA.")
+    ] = False,
+) -> None:
+    """Create (or reuse) a local CA and issue the broker's server certificate; print the Mosquitto listener
+    lines. Then set ZHIJIAN_BUNDLE_CA_FILE to its ca.pem so bundles carry it, and ZHIJIAN_DEVICE_CA_DIR to the
+    folder so each bundle also carries a client certificate for its device (CN = device id)."""
+    from device_registry.local_ca import LocalCA
+
+    ca = LocalCA(folder)
+    server = ca.issue("broker", hosts=tuple(broker_host))
+    console.print(f"CA {ca.cert_path}; broker certificate {server.cert} for {', '.join(broker_host)}", highlight=False)
+    console.print("mosquitto.conf:", highlight=False)
+    typer.echo(
+        f"listener {port}\ncafile {ca.cert_path}\ncertfile {server.cert}\nkeyfile {server.key}\n"
+        f"require_certificate {'true' if require_client_cert else 'false'}"
     )

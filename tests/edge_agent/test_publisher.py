@@ -18,10 +18,10 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import builtin
+from device_registry.local_ca import LocalCA
 from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource, MtSicsSource
 from firmware_sim import PtyLineServer, ScaleFirmware
 from firmware_sim.modbus_sensor import ModbusSensorServer, SensorModel
-from zhijian_cli.local_ca import LocalCA
 from zhijian_cli.servers import MosquittoServer, TlsListener, free_port
 
 pytestmark = pytest.mark.integration

@@ -154,19 +154,27 @@ def test_provision_run_verify_and_revoke_a_scale(
         broker.stop()
 
 
-def test_a_registry_bundle_carries_the_ca_and_the_agent_connects_over_tls(tmp_path: Path) -> None:
-    """TLS on the registry path: the bundle holds the broker's CA certificate; the agent built from it
-    alone connects to the TLS listener with its registry-issued password; a wrong password is refused."""
+def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_path: Path) -> None:
+    """TLS on the registry path, client certificates required: the bundle holds the broker's CA and the
+    device's own certificate and key; the agent built from it alone connects with its registry-issued
+    password. A wrong password with a good certificate is refused, and so is a certificate from another CA
+    with the right password."""
     from device_registry import BundleDefaults, Principal, Registry, Role
     from device_registry.broker_sync import BrokerSync
     from device_registry.db import connect, sessions, upgrade
+    from device_registry.local_ca import LocalCA
     from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, ProvisionIn, StallIn
-    from zhijian_cli.local_ca import LocalCA
     from zhijian_cli.servers import TlsListener, free_port
 
     ca = LocalCA(tmp_path / "ca")
     server_cert = ca.issue("broker", hosts=("127.0.0.1", "localhost"))
-    tls = TlsListener(port=free_port(), ca_file=ca.cert_path, cert_file=server_cert.cert, key_file=server_cert.key)
+    tls = TlsListener(
+        port=free_port(),
+        ca_file=ca.cert_path,
+        cert_file=server_cert.cert,
+        key_file=server_cert.key,
+        require_certificate=True,
+    )
     service = tmp_path / "service"
     write_atomically(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
     sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
@@ -176,6 +184,7 @@ def test_a_registry_bundle_carries_the_ca_and_the_agent_connects_over_tls(tmp_pa
         key_secret=bytes(32 * [7]),
         broker_port=tls.port,
         ca_pem=ca.cert_path.read_text(),
+        client_ca=ca,
         state_dir=str(tmp_path / "{device}"),
     )
     firmware = ScaleFirmware(builtin("zj-pcs-30"), seed=4, noise_sigma_e=0.0)
@@ -188,7 +197,8 @@ def test_a_registry_bundle_carries_the_ca_and_the_agent_connects_over_tls(tmp_pa
         reg.register(DeviceIn(id="scale-0007", profile="zj-pcs-30", serial_no="S", market_id="m1", stall_code="A-1"))
         issued = reg.provision("scale-0007", ProvisionIn(port=pty.port))
         sync.apply(db)
-        assert issued.bundle["broker"]["tls"]["ca_pem"].startswith("-----BEGIN CERTIFICATE-----")
+        tls_doc = issued.bundle["broker"]["tls"]
+        assert tls_doc["ca_pem"].startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in tls_doc["key_pem"]
         bundle_file = tmp_path / "bundle.txt"
         bundle_file.write_text(issued.qr_text)  # the QR text form, as a gateway may receive it
         with MosquittoServer(tmp_path / "broker", tls=tls, auth=(sync.passwd_file, sync.acl_file)) as broker:
@@ -210,13 +220,29 @@ def test_a_registry_bundle_carries_the_ca_and_the_agent_connects_over_tls(tmp_pa
             finally:
                 agent.stop()
                 sub.loop_stop()
-            refused: list[str] = []
-            probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="p", protocol=mqtt.MQTTv5)
-            probe.tls_set(ca_certs=str(ca.cert_path))
-            probe.username_pw_set("scale-0007", "not-the-password")
-            probe.on_connect = lambda _c, _u, _f, reason, _p: refused.append(str(reason))
-            probe.connect("127.0.0.1", tls.port)
-            probe.loop_start()
-            assert wait_for(lambda: bool(refused), 5)
-            probe.loop_stop()
-            assert refused == ["Not authorized"]
+            password = issued.bundle["broker"]["password"]
+            good = ca.issue("scale-0007-probe", client=True)
+            other = LocalCA(tmp_path / "other", name="someone else").issue("scale-0007", client=True)
+            assert _tls_connect(tls.port, ca.cert_path, good, "not-the-password") == "Not authorized"
+            assert _tls_connect(tls.port, ca.cert_path, other, password) == "refused in the TLS handshake"
+            assert _tls_connect(tls.port, ca.cert_path, good, password) == "Success"  # the probe itself works
+
+
+def _tls_connect(port: int, ca_file: Path, cert, password: str) -> str:
+    """Connect as scale-0007 over TLS with ``cert``; the CONNACK reason, or how the handshake failed."""
+    import ssl
+
+    answer: list[str] = []
+    probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.tls_set(ca_certs=str(ca_file), certfile=str(cert.cert), keyfile=str(cert.key))
+    probe.username_pw_set("scale-0007", password)
+    probe.on_connect = lambda _c, _u, _f, reason, _p: answer.append(str(reason))
+    try:
+        probe.connect("127.0.0.1", port)
+        probe.loop_start()
+        wait_for(lambda: bool(answer), 5)
+        probe.loop_stop()
+        probe.disconnect()
+    except (ssl.SSLError, OSError):
+        return "refused in the TLS handshake"
+    return answer[0] if answer else "refused in the TLS handshake"

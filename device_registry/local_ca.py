@@ -77,7 +77,19 @@ class LocalCA:
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, common_name: str, *, hosts: tuple[str, ...] = (), client: bool = False, days: int = 825) -> Issued:
-        """A certificate for a server (``hosts``: DNS names or IP addresses) or a client (a device id)."""
+        """A certificate for a server (``hosts``: DNS names or IP addresses) or a client (a device id), written
+        beside the CA as ``<name>.pem`` and ``<name>.key``."""
+        cert_pem, key_pem = self.issue_pem(common_name, hosts=hosts, client=client, days=days)
+        issued = Issued(self.folder / f"{common_name}.pem", self.folder / f"{common_name}.key")
+        issued.cert.write_text(cert_pem, encoding="ascii")
+        issued.key.write_text(key_pem, encoding="ascii")
+        issued.key.chmod(0o600)
+        return issued
+
+    def issue_pem(
+        self, common_name: str, *, hosts: tuple[str, ...] = (), client: bool = False, days: int = 825
+    ) -> tuple[str, str]:
+        """``(certificate, private key)`` as PEM text, written nowhere (a device's bundle carries them)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -103,7 +115,7 @@ class LocalCA:
                     names.append(x509.DNSName(host))
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
-        issued = Issued(self.folder / f"{common_name}.pem", self.folder / f"{common_name}.key")
-        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, issued.key)
-        return issued
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
