@@ -91,6 +91,12 @@ class LimitIn(_In):
     hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     min_duration_s: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] = 600.0
 
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitIn:
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
 
 class BaseIn(_In):
     id: Slug

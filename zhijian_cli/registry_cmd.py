@@ -169,10 +169,32 @@ def add_base(
     name: Name,
     district: District,
     crop: Annotated[list[str] | None, typer.Option(help="A crop grown there; repeat.")] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Alert limits of a channel: CHANNEL=LOW:HIGH (either may be empty), e.g. "
+            "soil.moisture_pct=20:45; repeat. Channels without one use the crop's or the defaults."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A planting base (种植基地)."""
-    _add(ctx, "/v1/bases", {"id": base_id, "name": name, "district_id": district, "crops": crop or []}, as_json, "base")
+    """A planting base (种植基地), its crops and its sensor alert limits."""
+    with friendly_errors():
+        limits = dict(_parse_limit(text) for text in limit or [])
+    body = {"id": base_id, "name": name, "district_id": district, "crops": crop or [], "alert_limits": limits}
+    _add(ctx, "/v1/bases", body, as_json, "base")
+
+
+def _parse_limit(text: str) -> tuple[str, dict[str, float]]:
+    channel, sep, bounds = text.partition("=")
+    low, colon, high = bounds.partition(":")
+    try:
+        if not (sep and colon):
+            raise ValueError
+        doc = {k: float(v) for k, v in (("low", low), ("high", high)) if v.strip()}
+    except ValueError as exc:
+        raise CliError(f"--limit {text!r}: write CHANNEL=LOW:HIGH, e.g. soil.moisture_pct=20:45") from exc
+    return channel.strip(), doc
 
 
 @add_app.command("vehicle")
