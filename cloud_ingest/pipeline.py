@@ -104,7 +104,7 @@ class Pipeline:
         self.spool = spool or Spool()
         self.sequences = sequences or SequenceBook()
         self.revoked = revoked
-        self.tags_for = tags_for  # registry enrichment, cached by the caller (the devices file is in memory)
+        self.tags_for = tags_for  # registry enrichment, from memory (LiveDevices or a devices file)
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None

@@ -1,4 +1,5 @@
-"""Device keys and scale facts from a JSON file, until the registry service lands.
+"""Device keys, tags and scale facts as one document: the devices file (for an ingest without a registry),
+and the shape the registry's ingest view (:mod:`device_registry.ingest_view`) produces.
 
 Format (``devices.json``)::
 
