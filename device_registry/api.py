@@ -106,6 +106,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "the caller's role may not do this"},
     404: {"model": ErrorOut, "description": "not found, or outside the caller's scope (not told apart)"},
     409: {"model": ErrorOut, "description": "exists already, or its state forbids the change"},
+    502: {"model": ErrorOut, "description": "recorded, but the broker's files could not be rewritten"},
 }
 router = APIRouter(responses=_ERRORS)
 

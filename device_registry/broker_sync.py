@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from .broker_files import acl_text, password_file_text, write_atomically
-from .errors import RegistryError
+from .errors import BrokerFilesStale, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,18 @@ class BrokerSync:
     def apply(self, db: Session) -> int:
         """Write both files; returns the number of device accounts."""
         devices = device_accounts(db)
-        service = read_service_accounts(self.service_accounts)
-        clash = devices.keys() & service.keys()
-        if clash:
-            raise RegistryError(f"service accounts named like devices: {sorted(clash)}")
-        write_atomically(self.passwd_file, password_file_text({**service, **devices}))
-        write_atomically(self.acl_file, acl_text())
+        try:
+            service = read_service_accounts(self.service_accounts)
+            clash = devices.keys() & service.keys()
+            if clash:
+                raise RegistryError(f"service accounts named like devices: {sorted(clash)}")
+            write_atomically(self.passwd_file, password_file_text({**service, **devices}))
+            write_atomically(self.acl_file, acl_text())
+        except OSError as exc:
+            raise BrokerFilesStale(
+                f"recorded, but the broker files could not be written ({exc}); "
+                "fix that and run `zhijian registry broker-files`"
+            ) from exc
         self.reload()
         return len(devices)
 

@@ -37,3 +37,9 @@ class Forbidden(RegistryError):
     """The caller's role may not do this."""
 
     status = 403
+
+
+class BrokerFilesStale(RegistryError):
+    """The change is recorded, but the broker's password file or ACL could not be rewritten."""
+
+    status = 502

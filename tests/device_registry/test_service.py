@@ -186,3 +186,20 @@ def test_every_change_is_in_the_audit_log(engine: Engine) -> None:
     assert all(e.actor == "test-admin" for e in log)
     assert log[-1].detail == {"reason": "replaced"}
     assert "password" not in str([e.detail for e in log]) and "key_hex" not in str([e.detail for e in log])
+
+
+def test_broker_files_that_cannot_be_written_are_reported_not_hidden(engine: Engine, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from device_registry.api import create_app
+    from device_registry.broker_sync import BrokerSync
+    from device_registry.service import BundleDefaults
+
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    sync = BrokerSync(passwd_file=tmp_path / "missing-dir" / "passwd", acl_file=tmp_path / "acl")
+    app = create_app(engine, bundles=BundleDefaults(key_secret=KEY_SECRET), broker=sync, local_principal=reg.who)
+    r = TestClient(app).post("/v1/devices/scale-0001/provision", json={})
+    assert r.status_code == 502 and "zhijian registry broker-files" in r.json()["detail"]
+    assert reg.device("scale-0001").key_version == 1  # the change itself is recorded
