@@ -4,6 +4,7 @@ scope and written to the audit log in the same transaction as the change."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,10 +87,12 @@ class Registry:
             self.db.rollback()
             raise Conflict("that conflicts with what is registered (it exists already, or is in use)") from exc
 
-    def _page(self, query: Select[Any], limit: int, offset: int, out: type[OutT], convert: Any = None) -> Page[OutT]:
+    def _page(
+        self, query: Select[Any], limit: int, offset: int, out: type[OutT], convert_all: Any = None
+    ) -> Page[OutT]:
         total = self.db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
         rows = self.db.scalars(query.limit(limit).offset(offset)).unique().all()
-        items = [convert(r) if convert else out.model_validate(r) for r in rows]  # type: ignore[attr-defined]
+        items = convert_all(rows) if convert_all else [out.model_validate(r) for r in rows]  # type: ignore[attr-defined]
         return Page[out](items=items, total=total, limit=limit, offset=offset)  # type: ignore[valid-type]
 
     def _district(self, district_id: str) -> m.District:
@@ -245,13 +248,25 @@ class Registry:
             raise NotFound(NOT_FOUND.format(what="device", key=device_id))
         return d
 
-    def _device_out(self, d: m.Device) -> DeviceOut:
-        cred = self.db.scalar(
-            select(m.Credential).where(m.Credential.device_id == d.id, m.Credential.retired_at.is_(None))
+    def _device_outs(self, devices: Sequence[m.Device]) -> list[DeviceOut]:
+        """Devices with their current credential and last verification, in three queries for any number."""
+        ids = [d.id for d in devices]
+        creds = {
+            c.device_id: c
+            for c in self.db.scalars(
+                select(m.Credential).where(m.Credential.device_id.in_(ids), m.Credential.retired_at.is_(None))
+            )
+        }
+        newest = (
+            select(func.max(m.Verification.id))
+            .where(m.Verification.device_id.in_(ids))
+            .group_by(m.Verification.device_id)
         )
-        last = self.db.scalar(
-            select(m.Verification).where(m.Verification.device_id == d.id).order_by(m.Verification.id.desc()).limit(1)
-        )
+        lasts = {v.device_id: v for v in self.db.scalars(select(m.Verification).where(m.Verification.id.in_(newest)))}
+        return [self._device_out(d, creds.get(d.id), lasts.get(d.id)) for d in devices]
+
+    @staticmethod
+    def _device_out(d: m.Device, cred: m.Credential | None, last: m.Verification | None) -> DeviceOut:
         district, market = _district_market(d)
         place = Place(
             kind="stall" if d.stall else "base" if d.base else "vehicle",
@@ -279,7 +294,7 @@ class Registry:
         )
 
     def device(self, device_id: str) -> DeviceOut:
-        return self._device_out(self._device(device_id))
+        return self._device_outs([self._device(device_id)])[0]
 
     def devices(
         self,
@@ -310,7 +325,7 @@ class Registry:
             q = q.where(m.Device.revoked_at.is_not(None) if revoked else m.Device.revoked_at.is_(None))
         if self.who.scoped:
             q = q.where(self._scope_filter(district_col, m.Market.id))
-        return self._page(q, limit, offset, DeviceOut, convert=self._device_out)
+        return self._page(q, limit, offset, DeviceOut, convert_all=self._device_outs)
 
     def provision(self, device_id: str, data: ProvisionIn, *, action: str = "provision") -> ProvisionOut:
         """New credentials for a device (its first, or replacing the current ones) and its bundle.
