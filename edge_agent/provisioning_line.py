@@ -2,7 +2,7 @@
 
 One exchange, line-based, ASCII::
 
-    laptop → device   ZJB1:<bundle text>\\r\\n
+    laptop → device   ZJB1:<bundle text>\\r\\n                   (repeated every 2 s until answered)
     device → laptop   OK <device id> <key fingerprint>\\r\\n      or   ERR <reason>\\r\\n
 
 The device validates the bundle as ``zhijian agent run`` would, stores it (mode 0600) and answers with the
@@ -26,6 +26,7 @@ from .bundle_text import QR_PREFIX, from_qr_text
 from .errors import ConfigError, DeviceTimeout
 
 MAX_LINE = 16_384
+RESEND_S = 2.0
 
 
 def _read_line(port: serial.Serial, timeout_s: float) -> bytes:
@@ -48,11 +49,19 @@ def _refuse(port: serial.Serial, reason: str, exc: Exception) -> NoReturn:
 def send_bundle(port_url: str, text: str, *, baudrate: int = 115_200, timeout_s: float = 10.0) -> tuple[str, str]:
     """Send bundle text to the device on ``port_url``; returns ``(device id, key fingerprint)`` it reports.
     Raises :class:`ConfigError` with the device's reason if it refused the bundle."""
+    line = text.strip().encode("ascii") + b"\r\n"
+    deadline = time.monotonic() + timeout_s
     with serial.serial_for_url(port_url, baudrate=baudrate, timeout=0.1) as port:
         port.reset_input_buffer()
-        port.write(text.strip().encode("ascii") + b"\r\n")
-        port.flush()
-        reply = _read_line(port, timeout_s).decode("ascii", "replace")
+        while True:  # again every RESEND_S: the device may have opened its port after we wrote
+            port.write(line)
+            port.flush()
+            try:
+                reply = _read_line(port, min(RESEND_S, deadline - time.monotonic())).decode("ascii", "replace")
+                break
+            except DeviceTimeout:
+                if time.monotonic() >= deadline:
+                    raise DeviceTimeout(f"no answer from the device within {timeout_s:g} s") from None
     status, _, rest = reply.partition(" ")
     if status == "OK" and len(rest.split()) == 2:
         device, fingerprint = rest.split()
@@ -61,12 +70,14 @@ def send_bundle(port_url: str, text: str, *, baudrate: int = 115_200, timeout_s:
 
 
 def receive_bundle(port_url: str, out: Path, *, baudrate: int = 115_200, timeout_s: float = 600.0) -> Bundle:
-    """Wait for one bundle on ``port_url``, store it at ``out`` and confirm; refusals are answered ``ERR``."""
+    """Wait for one bundle on ``port_url``, store it at ``out`` and confirm; refusals are answered ``ERR``.
+    Lines that are not bundles (noise, the tail of a line sent before we opened the port) are skipped."""
+    deadline = time.monotonic() + timeout_s
     with serial.serial_for_url(port_url, baudrate=baudrate, timeout=0.1) as port:
-        line = _read_line(port, timeout_s).decode("ascii", "replace").strip()
+        line = ""
+        while not line.startswith(QR_PREFIX):
+            line = _read_line(port, max(0.0, deadline - time.monotonic())).decode("ascii", "replace").strip()
         try:
-            if not line.startswith(QR_PREFIX):
-                raise ValueError(f"expected a line starting with {QR_PREFIX}")
             bundle = Bundle.model_validate(from_qr_text(line))
         except ValidationError as exc:
             first = exc.errors()[0]

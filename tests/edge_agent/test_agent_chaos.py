@@ -145,7 +145,7 @@ def test_sigkill_the_agent_repeatedly_loses_nothing(mosquitto, tmp_path: Path) -
     try:
         for i in range(6):
             agent = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-            time.sleep(0.8 + 0.3 * (i % 3))
+            time.sleep(1.2 + 0.3 * (i % 3))  # long enough to start and read the scale even on a busy machine
             agent.send_signal(signal.SIGKILL)
             agent.wait()
         seller.selling.clear()

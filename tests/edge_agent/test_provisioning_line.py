@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,19 @@ def test_a_bad_bundle_is_refused_with_the_reason_on_both_ends(tmp_path: Path) ->
             send_bundle(cable.port_b, qr_text({**BUNDLE, "key_hex": "00" * 32}), timeout_s=10)
         device.join(5)
     assert "placeholder" in str(result["error"]) and not out.exists()
+
+
+def test_a_device_that_opens_its_port_late_still_gets_the_bundle(tmp_path: Path) -> None:
+    """The laptop may send before the gateway listens; it repeats until answered, the gateway skips the
+    partial or stale lines it finds when it opens the port."""
+    out = tmp_path / "bundle.txt"
+    got: dict[str, object] = {}
+    with NullModem() as cable:
+        sender = threading.Thread(
+            target=lambda: got.update(reply=send_bundle(cable.port_b, qr_text(BUNDLE), timeout_s=15)), daemon=True
+        )
+        sender.start()
+        time.sleep(1.0)  # the first copy is long gone when the device opens its port
+        receive_bundle(cable.port_a, out, timeout_s=10)
+        sender.join(10)
+    assert got["reply"] == ("scale-0042", key_fingerprint(bytes.fromhex("5f" * 32)))
