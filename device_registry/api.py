@@ -54,7 +54,7 @@ from .service import BundleDefaults, Registry
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="items to skip")]
 DevicePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
-Filter = Annotated[str | None, Query(max_length=64)]
+Filter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]  # PostgreSQL refuses NUL
 _bearer = HTTPBearer(auto_error=False, description="an API token: zjt_<id>_<secret>")
 
 

@@ -33,8 +33,11 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = make_url(POSTGRES)
     name = f"zhijian_test_{secrets.token_hex(4)}"
     conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES} does not answer ({exc}); set ZHIJIAN_TEST_POSTGRES to a server URL")
     try:
         yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
