@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.zhijian_cli.cli_helpers import cli, runner, seed_market
 from zhijian_cli.main import app
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -18,26 +16,8 @@ def local_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.sqlite'}")
     monkeypatch.setenv("ZHIJIAN_KEY_SECRET_FILE", str(tmp_path / "registry.key"))
     monkeypatch.delenv("ZHIJIAN_API_URL", raising=False)
-    for args in (
-        ["registry", "init"],
-        ["registry", "add", "district", "futian", "--name", "Futian"],
-        ["registry", "add", "market", "m1", "--name", "M1", "--district", "futian", "--operator", "Op"],
-        [
-            "registry",
-            "add",
-            "stall",
-            "--market",
-            "m1",
-            "--code",
-            "A-1",
-            "--vendor",
-            "V",
-            "--licence",
-            "91350100M000100Y43",
-        ],
-    ):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output
+    assert cli("registry init")[0] == 0
+    seed_market()
     return tmp_path
 
 
@@ -67,23 +47,8 @@ def test_refusals_are_one_line_without_a_traceback(local_registry: Path) -> None
     result = runner.invoke(app, ["device", "show", "scale-9999"])
     assert result.exit_code == 1 and "device 'scale-9999' not found (HTTP 404)" in result.output
     assert "Traceback" not in result.output
-    bad = runner.invoke(
-        app,
-        [
-            "registry",
-            "add",
-            "stall",
-            "--market",
-            "m1",
-            "--code",
-            "B-1",
-            "--vendor",
-            "V",
-            "--licence",
-            "91350100M000100Y44",
-        ],
-    )
-    assert bad.exit_code == 1 and "mistyped" in bad.output
+    code, out = cli("registry add stall --market m1 --code B-1 --vendor V --licence 91350100M000100Y44")
+    assert code == 1 and "mistyped" in out
 
 
 def test_without_an_initialised_registry_the_cli_says_what_to_do(

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from zhijian_cli.main import app
+from tests.zhijian_cli.cli_helpers import cli, seed_market
 from zhijian_cli.servers import free_port
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -61,63 +58,26 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, 
         server.wait(10)
 
 
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
-
-
 def test_remote_provisioning_with_a_token(api: tuple[str, str], tmp_path: Path) -> None:
     url, token = api
-    remote = ["--api", url, "--token", token]
-    assert cli("registry", *remote, "add", "district", "futian", "--name", "Futian")[0] == 0
-    assert (
-        cli("registry", *remote, "add", "market", "m1", "--name", "M1", "--district", "futian", "--operator", "O")[0]
-        == 0
-    )
-    code, out = cli(
-        "registry",
-        *remote,
-        "add",
-        "stall",
-        "--market",
-        "m1",
-        "--code",
-        "A-1",
-        "--vendor",
-        "V",
-        "--licence",
-        "91350100M000100Y43",
-    )
-    assert code == 0, out
-    code, out = cli(
-        "device",
-        *remote,
-        "register",
-        "scale-0001",
-        "--profile",
-        "zj-pcs-30",
-        "--serial",
-        "S",
-        "--market",
-        "m1",
-        "--stall",
-        "A-1",
-    )
+    remote = f"--api {url} --token {token}"
+    seed_market(remote)
+    code, out = cli(f"device {remote} register scale-0001 --profile zj-pcs-30 --serial S --market m1 --stall A-1")
     assert code == 0, out
     bundle = tmp_path / "bundle.yaml"
-    code, out = cli("device", *remote, "provision", "scale-0001", "--out", str(bundle), "--json")
+    code, out = cli(f"device {remote} provision scale-0001 --out {bundle} --json")
     assert code == 0, out
     assert json.loads(out)["key_version"] == 1 and "password" in bundle.read_text()
-    code, out = cli("registry", *remote, "token", "create", "tech", "--role", "viewer", "--json")
+    code, out = cli(f"registry {remote} token create tech --role viewer --json")
     viewer = json.loads(out)["token"]
-    code, out = cli("device", "--api", url, "--token", viewer, "revoke", "scale-0001", "--reason", "because")
+    code, out = cli(f"device --api {url} --token {viewer} revoke scale-0001 --reason because")
     assert code == 1 and "role viewer may not revoke (HTTP 403)" in out
-    code, out = cli("device", "--api", url, "--token", "zjt_000000000000_" + "x" * 32, "list")
+    code, out = cli(f"device --api {url} --token zjt_000000000000_{'x' * 32} list")
     assert code == 1 and "invalid or revoked API token (HTTP 401)" in out
-    code, out = cli("device", "--api", url, "list", "--json")
+    code, out = cli(f"device --api {url} list --json")
     assert code == 1 and "needs a token" in out
 
 
 def test_an_unreachable_api_is_one_clear_line() -> None:
-    code, out = cli("device", "--api", f"http://127.0.0.1:{free_port()}", "--token", "t", "list")
+    code, out = cli(f"device --api http://127.0.0.1:{free_port()} --token t list")
     assert code == 1 and "cannot reach the registry API" in out and "Traceback" not in out
