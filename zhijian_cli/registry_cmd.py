@@ -311,3 +311,26 @@ def ca_init(
         f"listener {port}\ncafile {ca.cert_path}\ncertfile {server.cert}\nkeyfile {server.key}\n"
         f"require_certificate {'true' if require_client_cert else 'false'}"
     )
+
+
+@app.command("openapi")
+def openapi(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of printing.")] = None,
+) -> None:
+    """The registry API's OpenAPI document (what `zhijian registry serve` publishes at /openapi.json)."""
+    import json
+
+    text = json.dumps(openapi_document(), indent=1, ensure_ascii=False) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+def openapi_document() -> dict[str, Any]:
+    from sqlalchemy import create_engine
+
+    from device_registry.api import create_app
+
+    spec: dict[str, Any] = create_app(create_engine("sqlite://")).openapi()
+    return spec

@@ -149,3 +149,14 @@ def test_bad_input_is_refused_with_reasons(api: Api) -> None:
     dup = {"id": "scale-futian", "profile": "zj-pcs-30", "serial_no": "S", "market_id": "futian-no1"}
     api.call("tech", "POST", "/v1/devices", {**dup, "stall_code": "A-017"}, 409)
     assert "openapi" in api.client.get("/openapi.json").json()
+
+
+def test_the_published_openapi_document_is_current() -> None:
+    """docs/registry-openapi.json is what the API serves (regenerate: zhijian registry openapi -o …)."""
+    import json
+    from pathlib import Path
+
+    from zhijian_cli.registry_cmd import openapi_document
+
+    committed = json.loads((Path(__file__).parents[2] / "docs" / "registry-openapi.json").read_text(encoding="utf-8"))
+    assert committed == openapi_document(), "regenerate: zhijian registry openapi -o docs/registry-openapi.json"
