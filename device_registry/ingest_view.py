@@ -33,47 +33,87 @@ def _due_ms(day: dt.date) -> int:
 
 
 def ingest_view(db: Session, key_secret: bytes) -> IngestView:
+    """Two queries over plain rows (no ORM objects, which cost ten times more at 10 000 devices)."""
     revision = registry_revision(db)
-    current = {
-        c.device_id: c.key_version for c in db.scalars(select(m.Credential).where(m.Credential.retired_at.is_(None)))
-    }
-    latest: dict[str, m.Verification] = {}
-    passed = select(m.Verification).where(m.Verification.passed.is_(True)).order_by(m.Verification.id)
-    for row in db.scalars(passed):
-        latest[row.device_id] = row
+    cred = select(m.Credential.device_id, m.Credential.key_version).where(m.Credential.retired_at.is_(None)).subquery()
+    last_passed = (
+        select(func.max(m.Verification.id).label("id"))
+        .where(m.Verification.passed.is_(True))
+        .group_by(m.Verification.device_id)
+        .subquery()
+    )
+    v = m.Verification
+    facts_query = select(
+        v.device_id,
+        v.id,
+        v.coefficient,
+        v.e_mg,
+        v.d_mg,
+        v.max_g,
+        v.accuracy_class,
+        v.zero_counts,
+        v.calibration_events,
+        v.configuration_events,
+        v.due_on,
+    ).join(last_passed, v.id == last_passed.c.id)
+    verified = {row[0]: row[1:] for row in db.execute(facts_query)}
+    query = (
+        select(
+            m.Device.id,
+            m.Device.profile,
+            m.Device.revoked_at,
+            m.Device.approved_software_id,
+            m.Stall.code,
+            m.Market.id,
+            m.Market.district_id,
+            m.PlantingBase.id,
+            m.PlantingBase.district_id,
+            m.PlantingBase.crops,
+            m.PlantingBase.alert_limits,
+            m.Vehicle.id,
+            m.Vehicle.district_id,
+            cred.c.key_version,
+        )
+        .outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
+        .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
+        .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
+        .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
+        .outerjoin(cred, cred.c.device_id == m.Device.id)
+    )
     devices: dict[str, dict[str, Any]] = {}
-    for d in db.scalars(select(m.Device)).unique():
-        doc: dict[str, Any] = {"profile": d.profile}
-        if d.id in current:
-            doc["key"] = derive_integrity_key(key_secret, d.id, current[d.id]).hex()
-        if d.revoked_at is not None:
+    verification_ids: dict[str, int] = {}
+    for row in db.execute(query):
+        (device, profile, revoked_at, software, stall, market, market_district, base, base_district, crops, limits,
+         vehicle, vehicle_district, key_version) = row  # fmt: skip
+        doc: dict[str, Any] = {"profile": profile}
+        if key_version is not None:
+            doc["key"] = derive_integrity_key(key_secret, device, key_version).hex()
+        if revoked_at is not None:
             doc["revoked"] = True
-        if d.stall is not None:
-            tags = {"district": d.stall.market.district_id, "market": d.stall.market_id, "stall": d.stall.code}
-        elif d.base is not None:
-            tags = {"district": d.base.district_id, "base": d.base.id}
-            if d.base.crops:
-                doc["crop"] = d.base.crops[0]
-            if d.base.alert_limits:
-                doc["limits"] = d.base.alert_limits
+        if stall is not None:
+            doc["tags"] = {"district": market_district, "market": market, "stall": stall}
+        elif base is not None:
+            doc["tags"] = {"district": base_district, "base": base}
+            if crops:
+                doc["crop"] = crops[0]
+            if limits:
+                doc["limits"] = limits
         else:
-            assert d.vehicle is not None
-            tags = {"district": d.vehicle.district_id, "vehicle": d.vehicle.id}
-        doc["tags"] = tags
-        last = latest.get(d.id)
-        if last is not None:
-            v = last
+            doc["tags"] = {"district": vehicle_district, "vehicle": vehicle}
+        if device in verified:
+            vid, coefficient, e_mg, d_mg, max_g, cls, zero, calibrations, configurations, due_on = verified[device]
             doc["scale"] = {
-                "coefficient": v.coefficient,
-                "e_mg": v.e_mg,
-                "d_mg": v.d_mg,
-                "max_g": v.max_g,
-                "accuracy_class": v.accuracy_class,
-                "zero_counts": v.zero_counts,
-                "calibration_events": v.calibration_events,
-                "configuration_events": v.configuration_events,
-                "verification_due_ms": _due_ms(v.due_on),
-                "approved_software_id": d.approved_software_id,
+                "coefficient": coefficient,
+                "e_mg": e_mg,
+                "d_mg": d_mg,
+                "max_g": max_g,
+                "accuracy_class": cls,
+                "zero_counts": zero,
+                "calibration_events": calibrations,
+                "configuration_events": configurations,
+                "verification_due_ms": _due_ms(due_on),
+                "approved_software_id": software,
             }
-        devices[d.id] = doc
-    return IngestView(devices, revision, {d: row.id for d, row in latest.items()})
+            verification_ids[device] = vid
+        devices[device] = doc
+    return IngestView(devices, revision, verification_ids)
