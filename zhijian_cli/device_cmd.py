@@ -311,9 +311,9 @@ def import_csv(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Register many devices from a CSV file, with a progress bar. Columns: id, profile, serial_no, and
-    market_id + stall_code, or base_id, or vehicle_id; optional production_code, repair_code,
-    approved_software_id, firmware_version. Rows that fail are reported and the rest still imported."""
+    """Register many devices from a CSV file, with a progress bar; bad rows are reported, the rest imported.
+
+    Columns: id, profile, serial_no, and market_id + stall_code, or base_id, or vehicle_id; optional: production_code, repair_code, approved_software_id, firmware_version."""  # noqa: E501
     with friendly_errors():
         api = client(ctx)
         with csv_file.open(newline="", encoding="utf-8-sig") as f:

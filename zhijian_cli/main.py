@@ -72,8 +72,11 @@ def demo(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
-    """Run the whole system locally: broker, InfluxDB, ingest, and a market of simulated scales, some
-    cheating. Shows records flowing and flags raised, then how to query the data."""
+    """Run the whole system locally: registry, broker, InfluxDB, ingest and a market of simulated scales.
+
+    Every simulated device is registered, verified and provisioned in a registry, and the broker admits
+    only those devices; some scales cheat. Shows records flowing and flags raised, then how to query the
+    data."""
     from .demo import DemoOptions, run_demo
 
     _logging(verbose)
