@@ -18,7 +18,9 @@ from rich.table import Table
 from edge_agent.bundle import build_agent, load_bundle
 from edge_agent.errors import ConfigError, DeviceError
 
-app = typer.Typer(help="Run the edge agent of a device, or read its live status.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown", help="Run the edge agent of a device, or read its live status.", no_args_is_help=True
+)
 console = Console()
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The device's provisioning bundle (YAML).")]
 

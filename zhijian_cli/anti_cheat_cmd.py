@@ -17,7 +17,9 @@ from rich.table import Table
 from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.columns import INTEGER_INPUTS
 
-app = typer.Typer(help="Score scale transactions with the anti-cheating engine.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown", help="Score scale transactions with the anti-cheating engine.", no_args_is_help=True
+)
 console = Console(stderr=True)
 CHUNK_ROWS = 100_000
 _INT_COLUMNS = INTEGER_INPUTS

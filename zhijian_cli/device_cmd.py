@@ -19,6 +19,7 @@ from .cli_common import table as print_table
 from .registry_client import CliError
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Register, provision, verify, revoke and list devices (scales, sensor gateways, rapid-test analysers). "
     "Works on the local registry, or remotely with --api and --token.",
     no_args_is_help=True,

@@ -23,13 +23,16 @@ from .servers import ServerError
 from .sim_cmd import app as sim_app
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Zhijian (智监): telemetry for food-safety market supervision. Smart scales, planting-base sensors and "
     "rapid-test vehicles → MQTT → ingest with anti-cheating rules → InfluxDB.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-profiles_app = typer.Typer(help="List and check device profiles (the YAML files describing device models).")
-ingest_app = typer.Typer(help="Run the cloud ingest (MQTT → InfluxDB).")
+profiles_app = typer.Typer(
+    rich_markup_mode="markdown", help="List and check device profiles (the YAML files describing device models)."
+)
+ingest_app = typer.Typer(rich_markup_mode="markdown", help="Run the cloud ingest (MQTT → InfluxDB).")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(agent_app, name="agent")
 app.add_typer(anti_cheat_app, name="anti-cheat")
@@ -75,7 +78,7 @@ def demo(
     """Run the whole system locally: registry, broker, InfluxDB, ingest and a market of simulated scales.
 
     Every simulated device is registered, verified and provisioned in a registry, and the broker admits
-    only those devices; some scales cheat. Shows records flowing and flags raised, then how to query the
+    only those devices; some scales are cheating. Shows records flowing and flags raised, then how to query the
     data."""
     from .demo import DemoOptions, run_demo
 

@@ -24,13 +24,18 @@ def _settings() -> RegistrySettings:
 
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The device registry: set it up, serve its HTTP API, add places and API tokens, apply broker files.",
     no_args_is_help=True,
 )
 add_app = typer.Typer(
-    help="Add districts, markets, stalls, planting bases and rapid-test vehicles.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Add districts, markets, stalls, planting bases and rapid-test vehicles.",
+    no_args_is_help=True,
 )
-token_app = typer.Typer(help="API tokens (admin only): create, list, revoke.", no_args_is_help=True)
+token_app = typer.Typer(
+    rich_markup_mode="markdown", help="API tokens (admin only): create, list, revoke.", no_args_is_help=True
+)
 app.add_typer(add_app, name="add")
 app.add_typer(token_app, name="token")
 
@@ -285,7 +290,10 @@ def audit(
     )
 
 
-ca_app = typer.Typer(help="A local certificate authority for the broker's TLS listener and devices' certificates.")
+ca_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="A local certificate authority for the broker's TLS listener and devices' certificates.",
+)
 app.add_typer(ca_app, name="ca")
 
 

@@ -11,7 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Simulated devices (the firmware simulator) for trying out agents and provisioning.")
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Simulated devices (the firmware simulator) for trying out agents and provisioning.",
+)
 console = Console()
 
 
