@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
+from .cli_common import (
+    ApiOption,
+    JsonOption,
+    TokenOption,
+    client,
+    console,
+    emit,
+    err_console,
+    friendly_errors,
+    remember_connection,
+)
 from .cli_common import table as print_table
 from .registry_client import CliError, broker_sync, bundle_defaults
 
@@ -94,12 +104,21 @@ def serve(
     import uvicorn
 
     from device_registry.api import create_app
-    from device_registry.db import connect
+    from device_registry.db import connect, current_revision, head_revision
 
     settings = _settings()
     with friendly_errors():
         engine = connect(settings.registry_url)
-        app_ = create_app(engine, bundles=bundle_defaults(settings), broker=broker_sync(settings))
+        try:
+            ready = current_revision(engine) == head_revision()
+        except Exception as exc:
+            raise CliError(f"cannot open the registry at {settings.registry_url}: {exc}") from exc
+        if not ready:
+            raise CliError(f"the registry at {settings.registry_url} is not migrated: run `zhijian registry init`")
+        bundles = bundle_defaults(settings)
+        if bundles is None:
+            err_console.print("[yellow]no key secret: provisioning is refused until ZHIJIAN_KEY_SECRET_FILE is set[/]")
+        app_ = create_app(engine, bundles=bundles, broker=broker_sync(settings))
     uvicorn.run(app_, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
 
 
