@@ -13,7 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import RegistryError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -65,3 +68,15 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def open_current(url: str) -> Engine:
+    """An engine on a registry migrated to the latest schema; a :class:`RegistryError` saying what to do else."""
+    engine = connect(url)
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise RegistryError(f"cannot open the registry at {url}: {exc}") from exc
+    if current != head_revision():
+        raise RegistryError(f"the registry at {url} is not initialised or not migrated: run `zhijian registry init`")
+    return engine

@@ -64,9 +64,9 @@ class RegistryClient:
 
 def open_client(api: str | None, token: str | None, settings: RegistrySettings | None = None) -> RegistryClient:
     """A client on the remote API if ``api`` is given, else on the local registry database."""
-    from device_registry import Principal, Role
+    from device_registry import Principal, RegistryError, Role
     from device_registry.api import create_app
-    from device_registry.db import connect, current_revision, head_revision
+    from device_registry.db import open_current
     from device_registry.settings import RegistrySettings
 
     if api:
@@ -79,15 +79,10 @@ def open_client(api: str | None, token: str | None, settings: RegistrySettings |
         from fastapi.testclient import TestClient
 
     settings = settings or RegistrySettings()
-    engine = connect(settings.registry_url)
     try:
-        current = current_revision(engine)
-    except Exception as exc:
-        raise CliError(f"cannot open the registry at {settings.registry_url}: {exc}") from exc
-    if current != head_revision():
-        raise CliError(
-            f"the registry at {settings.registry_url} is not initialised or not migrated: run `zhijian registry init`"
-        )
+        engine = open_current(settings.registry_url)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
     app = create_app(
         engine,
         bundles=bundle_defaults(settings),

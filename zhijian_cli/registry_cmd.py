@@ -104,17 +104,11 @@ def serve(
     import uvicorn
 
     from device_registry.api import create_app
-    from device_registry.db import connect, current_revision, head_revision
+    from device_registry.db import open_current
 
     settings = _settings()
     with friendly_errors():
-        engine = connect(settings.registry_url)
-        try:
-            ready = current_revision(engine) == head_revision()
-        except Exception as exc:
-            raise CliError(f"cannot open the registry at {settings.registry_url}: {exc}") from exc
-        if not ready:
-            raise CliError(f"the registry at {settings.registry_url} is not migrated: run `zhijian registry init`")
+        engine = open_current(settings.registry_url)
         bundles = bundle_defaults(settings)
         if bundles is None:
             err_console.print("[yellow]no key secret: provisioning is refused until ZHIJIAN_KEY_SECRET_FILE is set[/]")
