@@ -213,10 +213,16 @@ def list_devices(
     market: Filter = None,
     kind: Filter = None,
     revoked: bool | None = None,
+    due_by: Annotated[
+        dt.date | None,
+        Query(description="scales whose verification runs out by this day, never passed one, or last failed"),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[DeviceOut]:
-    return reg.devices(district=district, market=market, kind=kind, revoked=revoked, limit=limit, offset=offset)
+    return reg.devices(
+        district=district, market=market, kind=kind, revoked=revoked, due_by=due_by, limit=limit, offset=offset
+    )
 
 
 @router.post("/v1/devices", status_code=201, tags=["devices"])

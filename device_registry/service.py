@@ -303,9 +303,12 @@ class Registry:
         market: str | None = None,
         kind: str | None = None,
         revoked: bool | None = None,
+        due_by: dt.date | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[DeviceOut]:
+        """Devices, filtered; ``due_by``: scales whose verification runs out by that day, never passed one, or
+        whose last one failed — the technician's list of scales to visit."""
         q = (
             select(m.Device)
             .outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
@@ -323,6 +326,20 @@ class Registry:
             q = q.where(m.Device.kind == kind)
         if revoked is not None:
             q = q.where(m.Device.revoked_at.is_not(None) if revoked else m.Device.revoked_at.is_(None))
+        if due_by is not None:
+            newest = select(m.Verification.device_id, func.max(m.Verification.id).label("id")).group_by(
+                m.Verification.device_id
+            )
+            last = newest.subquery()
+            q = (
+                q.outerjoin(last, last.c.device_id == m.Device.id)
+                .outerjoin(m.Verification, m.Verification.id == last.c.id)
+                .where(
+                    m.Device.kind == "scale",
+                    m.Device.revoked_at.is_(None),
+                    or_(m.Verification.id.is_(None), m.Verification.passed.is_(False), m.Verification.due_on <= due_by),
+                )
+            )
         if self.who.scoped:
             q = q.where(self._scope_filter(district_col, m.Market.id))
         return self._page(q, limit, offset, DeviceOut, convert_all=self._device_outs)

@@ -268,11 +268,18 @@ def list_devices(
     district: Annotated[str | None, typer.Option(help="Only this district.")] = None,
     kind: Annotated[str | None, typer.Option(help="scale, sensor_gateway, rapid_test, …")] = None,
     revoked: Annotated[bool | None, typer.Option("--revoked/--active", help="Only revoked, or only active.")] = None,
+    due_within: Annotated[
+        int | None,
+        typer.Option(min=0, max=3650, help="Only scales to (re-)verify within this many days (0: overdue now)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List devices (all pages), with where they are and their verification status."""
+    due_by = (dt.date.today() + dt.timedelta(days=due_within)).isoformat() if due_within is not None else None
     with friendly_errors():
-        items = client(ctx).pages("/v1/devices", market=market, district=district, kind=kind, revoked=revoked)
+        items = client(ctx).pages(
+            "/v1/devices", market=market, district=district, kind=kind, revoked=revoked, due_by=due_by
+        )
     emit(
         items,
         as_json,

@@ -203,3 +203,23 @@ def test_broker_files_that_cannot_be_written_are_reported_not_hidden(engine: Eng
     r = TestClient(app).post("/v1/devices/scale-0001/provision", json={})
     assert r.status_code == 502 and "zhijian registry broker-files" in r.json()["detail"]
     assert reg.device("scale-0001").key_version == 1  # the change itself is recorded
+
+
+def test_the_technicians_list_of_scales_to_verify(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    for n in (1, 2, 3, 4):
+        reg.register(scale(f"scale-000{n}"))
+    on = dt.date(2026, 11, 20)
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000, on=on))  # passed: due 2027-11-20
+    reg.verify("scale-0003", verification(100, 2500, 10000, 30000, on=on))
+    reg.verify("scale-0003", verification(100, 2500, 10010, 30000, on=on))  # then failed: visit again
+    reg.verify("scale-0004", verification(100, 2500, 10000, 30000, on=dt.date(2025, 11, 1)))  # overdue
+    reg.add_base(BaseIn(id="base-x", name="X", district_id="futian"))
+    reg.register(DeviceIn(id="base-gw-1", profile="soil-rs485", serial_no="G", base_id="base-x"))  # not a scale
+
+    def due(day: dt.date) -> list[str]:
+        return [d.id for d in reg.devices(due_by=day).items]
+
+    assert due(dt.date(2026, 12, 1)) == ["scale-0002", "scale-0003", "scale-0004"]
+    assert due(dt.date(2027, 11, 20)) == ["scale-0001", "scale-0002", "scale-0003", "scale-0004"]
