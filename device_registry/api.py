@@ -7,12 +7,13 @@ role may not, not found) without telling whether something outside the caller's 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,6 +134,23 @@ def create_app(
         description="Markets, stalls, planting bases, vehicles, devices, verifications, credentials and audit log.",
     )
     app.state.registry = _State(engine, bundles, broker, local_principal)
+    metrics = CollectorRegistry()
+    calls = Counter(
+        "zhijian_registry_requests", "API calls by route and status", ["method", "route", "status"], registry=metrics
+    )
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")  # the template (/v1/devices/{device_id}): bounded labels
+        calls.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        """Prometheus text format: calls by route and status (401s and 403s show refused access)."""
+        return PlainTextResponse(generate_latest(metrics).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:

@@ -160,3 +160,12 @@ def test_the_published_openapi_document_is_current() -> None:
 
     committed = json.loads((Path(__file__).parents[2] / "docs" / "registry-openapi.json").read_text(encoding="utf-8"))
     assert committed == openapi_document(), "regenerate: zhijian registry openapi -o docs/registry-openapi.json"
+
+
+def test_prometheus_counts_calls_by_route_and_status(api: Api) -> None:
+    api.call("viewer", "GET", "/v1/devices/scale-futian")
+    api.call("viewer", "GET", "/v1/devices/scale-nanshan")
+    api.client.get("/v1/devices")  # no token
+    text = api.client.get("/metrics").text
+    assert 'zhijian_registry_requests_total{method="GET",route="/v1/devices/{device_id}",status="200"} 2.0' in text
+    assert 'zhijian_registry_requests_total{method="GET",route="/v1/devices",status="401"} 1.0' in text
