@@ -48,6 +48,7 @@ class LiveDevices:
         self._medians = dict(commodity_median or {})
         first = load()
         self.current = DeviceFile(first.devices, self._medians)
+        self._scales = {d: doc["scale"] for d, doc in first.devices.items() if "scale" in doc}
         self.revision = first.revision
         self.verification_ids = dict(first.verification_ids)
         self._checked = time.monotonic()
@@ -85,7 +86,7 @@ class LiveDevices:
             if self._revision() == self.revision and not force:
                 return False
             snap = self._load()
-            fresh = DeviceFile(snap.devices, self._medians)
+            fresh = DeviceFile(snap.devices, self._medians, with_facts=False)
         except Exception:  # the source is a database: keep the last good view
             self.reload_errors += 1
             log.exception("device registry reload failed; keeping the previous view")
@@ -96,9 +97,10 @@ class LiveDevices:
     def _apply(self, snap: Snapshot, fresh: DeviceFile) -> None:
         if self.engine is not None:
             facts = self.engine.facts
-            for device, doc in snap.devices.items():
-                if "scale" in doc:
-                    facts.set(device, ScaleFact(**doc["scale"]))
+            for device, doc in snap.devices.items():  # only what changed: a reload costs little on the batch thread
+                scale = doc.get("scale")
+                if scale is not None and scale != self._scales.get(device):
+                    facts.set(device, ScaleFact(**scale))
             self.engine.state.ensure(len(facts))
             for device, vid in snap.verification_ids.items():
                 if self.verification_ids.get(device) != vid:
@@ -109,6 +111,7 @@ class LiveDevices:
             self.alert_book.limits = fresh.alert_limits()
             self.alert_book.crops = fresh.crops()
         self.current = fresh
+        self._scales = {d: doc["scale"] for d, doc in snap.devices.items() if "scale" in doc}
         self.revision = snap.revision
         self.verification_ids = dict(snap.verification_ids)
         self.reloads += 1

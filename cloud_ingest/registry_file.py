@@ -33,8 +33,13 @@ class DeviceFile:
     """Keys and facts read from a devices file."""
 
     def __init__(
-        self, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
+        self,
+        devices: Mapping[str, Mapping[str, Any]],
+        commodity_median: Mapping[str, int] | None = None,
+        *,
+        with_facts: bool = True,
     ) -> None:
+        """``with_facts=False`` skips building :attr:`facts` (a reload that updates an engine's facts in place)."""
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items() if v.get("key")}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
         self._crops = {d: str(v["crop"]) for d, v in devices.items() if "crop" in v}
@@ -49,9 +54,8 @@ class DeviceFile:
             }
             for d, v in devices.items()
         }
-        self.facts = ScaleFacts.from_mapping(
-            {d: v["scale"] for d, v in devices.items() if "scale" in v}, commodity_median
-        )
+        scales = {d: v["scale"] for d, v in devices.items() if "scale" in v} if with_facts else {}
+        self.facts = ScaleFacts.from_mapping(scales, commodity_median)
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceFile:
