@@ -29,6 +29,7 @@ from .schemas import (
     BaseOut,
     DeviceIn,
     DeviceOut,
+    DeviceUpdate,
     DistrictIn,
     DistrictOut,
     ErrorOut,
@@ -255,6 +256,12 @@ def register_device(reg: Caller, body: DeviceIn) -> DeviceOut:
 @router.get("/v1/devices/{device_id}", tags=["devices"])
 def show_device(reg: Caller, device_id: DevicePath) -> DeviceOut:
     return reg.device(device_id)
+
+
+@router.patch("/v1/devices/{device_id}", tags=["devices"])
+def update_device(reg: Caller, device_id: DevicePath, body: DeviceUpdate) -> DeviceOut:
+    """Change firmware version, software id, serial, production or repair code, or move the device."""
+    return reg.update(device_id, body)
 
 
 @router.post("/v1/devices/{device_id}/provision", tags=["devices"])

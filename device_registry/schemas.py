@@ -148,6 +148,36 @@ class DeviceIn(_In):
         return self
 
 
+class DeviceUpdate(_In):
+    """What may change on a registered device; a place (as for registering) moves it there."""
+
+    serial_no: Code | None = None
+    production_code: Code | None = None
+    repair_code: Code | None = None
+    approved_software_id: Code | None = None
+    firmware_version: Code | None = None
+    market_id: Slug | None = None
+    stall_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")] | None = None
+    base_id: Slug | None = None
+    vehicle_id: Slug | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one_place(self) -> DeviceUpdate:
+        places = [self.market_id is not None or self.stall_code is not None, self.base_id is not None]
+        places.append(self.vehicle_id is not None)
+        if sum(places) > 1:
+            raise ValueError("give at most one place: market_id and stall_code, base_id, or vehicle_id")
+        if places[0] and (self.market_id is None or self.stall_code is None):
+            raise ValueError("a stall is named by market_id and stall_code together")
+        if self.serial_no is None and "serial_no" in self.model_fields_set:
+            raise ValueError("serial_no cannot be removed")
+        return self
+
+    @property
+    def names_a_place(self) -> bool:
+        return self.market_id is not None or self.base_id is not None or self.vehicle_id is not None
+
+
 class Place(BaseModel):
     kind: Literal["stall", "base", "vehicle"]
     district_id: str

@@ -27,6 +27,7 @@ from .schemas import (
     BaseOut,
     DeviceIn,
     DeviceOut,
+    DeviceUpdate,
     DistrictIn,
     DistrictOut,
     MarketIn,
@@ -214,25 +215,7 @@ class Registry:
             raise InvalidInput(
                 f"profile {data.profile!r} is not a shipped profile (see `zhijian profiles list`)"
             ) from exc
-        place: dict[str, Any] = {}
-        if data.market_id is not None:
-            self._market(data.market_id)
-            stall = self.db.scalar(
-                select(m.Stall).where(m.Stall.market_id == data.market_id, m.Stall.code == data.stall_code)
-            )
-            if stall is None:
-                raise NotFound(NOT_FOUND.format(what="stall", key=f"{data.market_id}/{data.stall_code}"))
-            place["stall_id"] = stall.id
-        elif data.base_id is not None:
-            base = self.db.get(m.PlantingBase, data.base_id)
-            if base is None or not self.who.sees(base.district_id):
-                raise NotFound(NOT_FOUND.format(what="planting base", key=data.base_id))
-            place["base_id"] = base.id
-        else:
-            vehicle = self.db.get(m.Vehicle, data.vehicle_id)
-            if vehicle is None or not self.who.sees(vehicle.district_id):
-                raise NotFound(NOT_FOUND.format(what="vehicle", key=data.vehicle_id))
-            place["vehicle_id"] = vehicle.id
+        place = self._place_ids(data)
         if self.db.get(m.Device, data.id):
             raise Conflict(f"device {data.id!r} is registered already")
         fields = data.model_dump(exclude={"market_id", "stall_code", "base_id", "vehicle_id"})
@@ -241,6 +224,55 @@ class Registry:
         self._audit("register", "device", data.id, **data.model_dump(exclude_none=True))
         self._commit()
         return self.device(data.id)
+
+    def _place_ids(self, data: DeviceIn | DeviceUpdate) -> dict[str, Any]:
+        """``{stall_id|base_id|vehicle_id: …}`` (the others None) for the place ``data`` names, if visible."""
+        if data.market_id is not None:
+            self._market(data.market_id)
+            stall = self.db.scalar(
+                select(m.Stall).where(m.Stall.market_id == data.market_id, m.Stall.code == data.stall_code)
+            )
+            if stall is None:
+                raise NotFound(NOT_FOUND.format(what="stall", key=f"{data.market_id}/{data.stall_code}"))
+            return {"stall_id": stall.id, "base_id": None, "vehicle_id": None}
+        if data.base_id is not None:
+            base = self.db.get(m.PlantingBase, data.base_id)
+            if base is None or not self.who.sees(base.district_id):
+                raise NotFound(NOT_FOUND.format(what="planting base", key=data.base_id))
+            return {"stall_id": None, "base_id": base.id, "vehicle_id": None}
+        vehicle = self.db.get(m.Vehicle, data.vehicle_id)
+        if vehicle is None or not self.who.sees(vehicle.district_id):
+            raise NotFound(NOT_FOUND.format(what="vehicle", key=data.vehicle_id))
+        return {"stall_id": None, "base_id": None, "vehicle_id": vehicle.id}
+
+    def update(self, device_id: str, data: DeviceUpdate) -> DeviceOut:
+        """Change what is written on or installed in a device (firmware after an upgrade, a repair code, the
+        approved software id) or move it to another place; the audit log keeps each old and new value."""
+        self.who.require("register")
+        d = self._device(device_id)
+        changes: dict[str, Any] = {}
+        for name in data.model_fields_set & {
+            "serial_no", "production_code", "repair_code", "approved_software_id", "firmware_version"
+        }:  # fmt: skip
+            new = getattr(data, name)
+            if new != getattr(d, name):
+                changes[name] = [getattr(d, name), new]
+                setattr(d, name, new)
+        if data.names_a_place:
+            district, market = _district_market(d)
+            before = d.stall.code if d.stall else d.base_id or d.vehicle_id
+            for name, value in self._place_ids(data).items():
+                setattr(d, name, value)
+            self.db.flush()
+            self.db.refresh(d)
+            after = d.stall.code if d.stall else d.base_id or d.vehicle_id
+            if (district, market, before) != (*_district_market(d), after):
+                changes["place"] = [[district, market, before], [*_district_market(d), after]]
+        if not changes:
+            return self.device(device_id)
+        self._audit("update", "device", d.id, **changes)
+        self._commit()
+        return self.device(device_id)
 
     def _device(self, device_id: str) -> m.Device:
         d = self.db.get(m.Device, device_id)

@@ -87,6 +87,39 @@ def register(
     emit(out, as_json, _show_device)
 
 
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    device_id: str,
+    firmware: Annotated[str | None, typer.Option(help="Firmware version now installed.")] = None,
+    software_id: Annotated[str | None, typer.Option(help="Type-approved software id.")] = None,
+    repair_code: Annotated[str | None, typer.Option(help="Repair licence code of the last repair.")] = None,
+    production_code: Annotated[str | None, typer.Option(help="Manufacturing licence code.")] = None,
+    serial_no: Annotated[str | None, typer.Option("--serial", help="Serial number.")] = None,
+    market: Annotated[str | None, typer.Option(help="Move to this market's --stall.")] = None,
+    stall: Annotated[str | None, typer.Option(help="Stall code in --market.")] = None,
+    base: Annotated[str | None, typer.Option(help="Move to this planting base.")] = None,
+    vehicle: Annotated[str | None, typer.Option(help="Move to this rapid-test vehicle.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change what a device has installed (firmware, software id), its codes, or move it to another place.
+    The audit log keeps old and new values; the ingest tags its records with the new place."""
+    body = {
+        "firmware_version": firmware,
+        "approved_software_id": software_id,
+        "repair_code": repair_code,
+        "production_code": production_code,
+        "serial_no": serial_no,
+        "market_id": market,
+        "stall_code": stall,
+        "base_id": base,
+        "vehicle_id": vehicle,
+    }
+    with friendly_errors():
+        out = client(ctx).call("PATCH", f"/v1/devices/{device_id}", {k: v for k, v in body.items() if v is not None})
+    emit(out, as_json, _show_device)
+
+
 def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

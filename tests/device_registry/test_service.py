@@ -223,3 +223,26 @@ def test_the_technicians_list_of_scales_to_verify(engine: Engine) -> None:
 
     assert due(dt.date(2026, 12, 1)) == ["scale-0002", "scale-0003", "scale-0004"]
     assert due(dt.date(2027, 11, 20)) == ["scale-0001", "scale-0002", "scale-0003", "scale-0004"]
+
+
+def test_updating_and_moving_a_device_is_audited(engine: Engine) -> None:
+    from device_registry.schemas import DeviceUpdate
+
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    out = reg.update("scale-0001", DeviceUpdate(firmware_version="2.2.0", repair_code="(粤)修00000002"))
+    assert out.firmware_version == "2.2.0" and out.place.market_id == "futian-no1"
+    moved = reg.update("scale-0001", DeviceUpdate(market_id="nanshan-no2", stall_code="A-017"))
+    assert (moved.place.district_id, moved.place.market_id) == ("nanshan", "nanshan-no2")
+    entries = [e for e in reg.audit(entity_id="scale-0001").items if e.action == "update"]
+    assert entries[0].detail == {"place": [["futian", "futian-no1", "A-017"], ["nanshan", "nanshan-no2", "A-017"]]}
+    assert entries[1].detail == {"firmware_version": [None, "2.2.0"], "repair_code": [None, "(粤)修00000002"]}
+    reg.update("scale-0001", DeviceUpdate(firmware_version="2.2.0"))  # no change, no entry
+    assert len([e for e in reg.audit(entity_id="scale-0001").items if e.action == "update"]) == 2
+    supervisor = open_registry(engine, Role.SUPERVISOR, markets=frozenset({"nanshan-no2"}))
+    with pytest.raises(Forbidden):
+        supervisor.update("scale-0001", DeviceUpdate(firmware_version="x"))
+    tech = open_registry(engine, Role.TECHNICIAN, districts=frozenset({"nanshan"}))
+    with pytest.raises(NotFound, match="market 'futian-no1' not found"):  # may not move it out of their scope
+        tech.update("scale-0001", DeviceUpdate(market_id="futian-no1", stall_code="A-017"))

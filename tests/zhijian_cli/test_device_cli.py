@@ -57,3 +57,14 @@ def test_without_an_initialised_registry_the_cli_says_what_to_do(
     monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'none.sqlite'}")
     result = runner.invoke(app, ["device", "list"])
     assert result.exit_code == 1 and "zhijian registry init" in result.output
+
+
+def test_a_device_moves_to_another_stall(local_registry: Path) -> None:
+    assert cli("registry add stall --market m1 --code A-2 --vendor W --licence 91440300708461136T")[0] == 0
+    assert cli("device register scale-0001 --profile zj-pcs-30 --serial S1 --market m1 --stall A-1")[0] == 0
+    code, out = cli("device update scale-0001 --market m1 --stall A-2 --firmware 2.2.0 --json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["place"]["stall_code"] == "A-2" and doc["firmware_version"] == "2.2.0"
+    code, out = cli("device update scale-0001 --stall A-3")
+    assert code == 1 and "market_id and stall_code together" in out
