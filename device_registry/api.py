@@ -47,6 +47,7 @@ from .schemas import (
     TokenOut,
     VehicleIn,
     VehicleOut,
+    VendorIn,
     VerificationIn,
     VerificationOut,
     WhoAmI,
@@ -207,6 +208,17 @@ def list_stalls(reg: Caller, market: Filter = None, limit: Limit = 50, offset: O
 @router.post("/v1/stalls", status_code=201, tags=["places"])
 def add_stall(reg: Caller, body: StallIn) -> StallOut:
     return reg.add_stall(body)
+
+
+@router.put("/v1/markets/{market_id}/stalls/{code}/vendor", tags=["places"])
+def change_vendor(
+    reg: Caller,
+    market_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")],
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")],
+    body: VendorIn,
+) -> StallOut:
+    """The stall changed hands: its new vendor and business licence."""
+    return reg.change_vendor(market_id, code, body)
 
 
 @router.get("/v1/bases", tags=["places"])

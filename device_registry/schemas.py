@@ -85,6 +85,13 @@ class StallOut(_Out, StallIn):
     id: int
 
 
+class VendorIn(_In):
+    """A stall's new vendor (the stall changed hands)."""
+
+    vendor: Text
+    business_licence: Uscc
+
+
 class LimitIn(_In):
     low: Annotated[float, Field(allow_inf_nan=False)] | None = None
     high: Annotated[float, Field(allow_inf_nan=False)] | None = None

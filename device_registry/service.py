@@ -45,6 +45,7 @@ from .schemas import (
     TokenOut,
     VehicleIn,
     VehicleOut,
+    VendorIn,
     VerificationIn,
     VerificationOut,
 )
@@ -158,6 +159,19 @@ class Registry:
         self.db.add(stall)
         self.db.flush()
         self._audit("create", "stall", stall.id, **data.model_dump())
+        self._commit()
+        return StallOut.model_validate(stall)
+
+    def change_vendor(self, market_id: str, code: str, data: VendorIn) -> StallOut:
+        """A stall changes hands: new vendor and licence; the audit log keeps who had it before."""
+        self.who.require("add_site")
+        self._market(market_id)
+        stall = self.db.scalar(select(m.Stall).where(m.Stall.market_id == market_id, m.Stall.code == code))
+        if stall is None:
+            raise NotFound(NOT_FOUND.format(what="stall", key=f"{market_id}/{code}"))
+        before = {"vendor": stall.vendor, "business_licence": stall.business_licence}
+        stall.vendor, stall.business_licence = data.vendor, data.business_licence
+        self._audit("change_vendor", "stall", stall.id, before=before, after=data.model_dump())
         self._commit()
         return StallOut.model_validate(stall)
 

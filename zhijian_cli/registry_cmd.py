@@ -180,6 +180,23 @@ def add_stall(
     _add(ctx, "/v1/stalls", body, as_json, f"stall {market}/{code}, id")
 
 
+@app.command("change-vendor")
+def change_vendor(
+    ctx: typer.Context,
+    market: Annotated[str, typer.Option(help="Market id.")],
+    code: Annotated[str, typer.Option(help="Stall number.")],
+    vendor: Annotated[str, typer.Option(help="The new vendor.")],
+    licence: Annotated[str, typer.Option(help="Their business licence (unified social credit code).")],
+    as_json: JsonOption = False,
+) -> None:
+    """A stall changed hands: record its new vendor and licence (the previous ones stay in the audit log)."""
+    with friendly_errors():
+        out = client(ctx).call(
+            "PUT", f"/v1/markets/{market}/stalls/{code}/vendor", {"vendor": vendor, "business_licence": licence}
+        )
+    emit(out, as_json, lambda o: console.print(f"stall {market}/{code}: {o['vendor']} ({o['business_licence']})"))
+
+
 @add_app.command("base")
 def add_base(
     ctx: typer.Context,

@@ -68,3 +68,13 @@ def test_a_device_moves_to_another_stall(local_registry: Path) -> None:
     assert doc["place"]["stall_code"] == "A-2" and doc["firmware_version"] == "2.2.0"
     code, out = cli("device update scale-0001 --stall A-3")
     assert code == 1 and "market_id and stall_code together" in out
+
+
+def test_a_stall_changes_hands(local_registry: Path) -> None:
+    code, out = cli("registry change-vendor --market m1 --code A-1 --vendor 'Zhao Liu' --licence 91440300708461136T")
+    assert code == 0 and "Zhao Liu" in out
+    code, out = cli("registry audit --json")
+    change = next(e for e in json.loads(out) if e["action"] == "change_vendor")
+    assert change["detail"]["before"]["vendor"] == "V" and change["detail"]["after"]["vendor"] == "Zhao Liu"
+    code, out = cli("registry change-vendor --market m1 --code A-9 --vendor X --licence 91440300708461136T")
+    assert code == 1 and "stall 'm1/A-9' not found" in out
