@@ -19,6 +19,7 @@ Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_RE.pattern)]
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+StallCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")]
 
 
 def _uscc(value: str) -> str:
@@ -76,7 +77,7 @@ class MarketOut(_Out, MarketIn):
 
 class StallIn(_In):
     market_id: Slug
-    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")]
+    code: StallCode
     vendor: Text
     business_licence: Uscc
 
@@ -129,7 +130,25 @@ class VehicleOut(_Out, VehicleIn):
     pass
 
 
-class DeviceIn(_In):
+class _PlaceIn(_In):
+    """Where a device is: a stall (market + stall code), a planting base or a vehicle."""
+
+    market_id: Slug | None = None
+    stall_code: StallCode | None = None
+    base_id: Slug | None = None
+    vehicle_id: Slug | None = None
+
+    def _places_named(self) -> int:
+        if (self.market_id is None) != (self.stall_code is None):
+            raise ValueError("a stall is named by market_id and stall_code together")
+        return sum(x is not None for x in (self.market_id, self.base_id, self.vehicle_id))
+
+    @property
+    def names_a_place(self) -> bool:
+        return self._places_named() == 1
+
+
+class DeviceIn(_PlaceIn):
     """A device to register, at exactly one place: a stall (market + stall code), a base or a vehicle."""
 
     id: DeviceId
@@ -139,23 +158,15 @@ class DeviceIn(_In):
     repair_code: Code | None = None
     approved_software_id: Code | None = None
     firmware_version: Code | None = None
-    market_id: Slug | None = None
-    stall_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")] | None = None
-    base_id: Slug | None = None
-    vehicle_id: Slug | None = None
 
     @model_validator(mode="after")
     def _one_place(self) -> DeviceIn:
-        places = [self.market_id is not None or self.stall_code is not None, self.base_id is not None]
-        places.append(self.vehicle_id is not None)
-        if sum(places) != 1:
+        if self._places_named() != 1:
             raise ValueError("give exactly one place: market_id and stall_code, base_id, or vehicle_id")
-        if places[0] and (self.market_id is None or self.stall_code is None):
-            raise ValueError("a stall is named by market_id and stall_code together")
         return self
 
 
-class DeviceUpdate(_In):
+class DeviceUpdate(_PlaceIn):
     """What may change on a registered device; a place (as for registering) moves it there."""
 
     serial_no: Code | None = None
@@ -163,26 +174,14 @@ class DeviceUpdate(_In):
     repair_code: Code | None = None
     approved_software_id: Code | None = None
     firmware_version: Code | None = None
-    market_id: Slug | None = None
-    stall_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")] | None = None
-    base_id: Slug | None = None
-    vehicle_id: Slug | None = None
 
     @model_validator(mode="after")
     def _at_most_one_place(self) -> DeviceUpdate:
-        places = [self.market_id is not None or self.stall_code is not None, self.base_id is not None]
-        places.append(self.vehicle_id is not None)
-        if sum(places) > 1:
+        if self._places_named() > 1:
             raise ValueError("give at most one place: market_id and stall_code, base_id, or vehicle_id")
-        if places[0] and (self.market_id is None or self.stall_code is None):
-            raise ValueError("a stall is named by market_id and stall_code together")
         if self.serial_no is None and "serial_no" in self.model_fields_set:
             raise ValueError("serial_no cannot be removed")
         return self
-
-    @property
-    def names_a_place(self) -> bool:
-        return self.market_id is not None or self.base_id is not None or self.vehicle_id is not None
 
 
 class Place(BaseModel):
