@@ -314,9 +314,15 @@ def list_verifications(
 
 @router.get("/v1/audit", tags=["audit"])
 def audit_log(
-    reg: Caller, entity_id: Filter = None, actor: Filter = None, limit: Limit = 50, offset: Offset = 0
+    reg: Caller,
+    entity_id: Filter = None,
+    actor: Filter = None,
+    since: Annotated[dt.datetime | None, Query(description="from this time on (ISO 8601; UTC if no zone)")] = None,
+    until: Annotated[dt.datetime | None, Query(description="before this time")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[AuditOut]:
-    return reg.audit(entity_id=entity_id, actor=actor, limit=limit, offset=offset)
+    return reg.audit(entity_id=entity_id, actor=actor, since=since, until=until, limit=limit, offset=offset)
 
 
 @router.get("/v1/tokens", tags=["tokens"])

@@ -355,15 +355,8 @@ class Registry:
     ) -> Page[DeviceOut]:
         """Devices, filtered; ``due_by``: scales whose verification runs out by that day, never passed one, or
         whose last one failed — the technician's list of scales to visit."""
-        q = (
-            select(m.Device)
-            .outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
-            .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
-            .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
-            .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
-            .order_by(m.Device.id)
-        )
-        district_col = func.coalesce(m.Market.district_id, m.PlantingBase.district_id, m.Vehicle.district_id)
+        q, district_col = self._devices_where(select(m.Device))
+        q = q.order_by(m.Device.id)
         if district:
             q = q.where(district_col == district)
         if market:
@@ -386,9 +379,20 @@ class Registry:
                     or_(m.Verification.id.is_(None), m.Verification.passed.is_(False), m.Verification.due_on <= due_by),
                 )
             )
+        return self._page(q, limit, offset, DeviceOut, convert_all=self._device_outs)
+
+    def _devices_where(self, q: Select[Any]) -> tuple[Select[Any], Any]:
+        """``q`` joined to each device's place and limited to the caller's scope; and the district column."""
+        q = (
+            q.outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
+            .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
+            .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
+            .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
+        )
+        district_col = func.coalesce(m.Market.district_id, m.PlantingBase.district_id, m.Vehicle.district_id)
         if self.who.scoped:
             q = q.where(self._scope_filter(district_col, m.Market.id))
-        return self._page(q, limit, offset, DeviceOut, convert_all=self._device_outs)
+        return q, district_col
 
     def provision(self, device_id: str, data: ProvisionIn, *, action: str = "provision") -> ProvisionOut:
         """New credentials for a device (its first, or replacing the current ones) and its bundle.
@@ -499,16 +503,28 @@ class Registry:
 
     # -- audit and tokens ----------------------------------------------------------------------------
     def audit(
-        self, *, entity_id: str | None = None, actor: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        entity_id: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> Page[AuditOut]:
+        """The audit log, newest first; ``since`` inclusive, ``until`` exclusive."""
         self.who.require("read_audit")
         q = select(m.AuditEntry).order_by(m.AuditEntry.id.desc())
         if entity_id:
             q = q.where(m.AuditEntry.entity_id == entity_id)
         if actor:
             q = q.where(m.AuditEntry.actor == actor)
+        if since is not None:
+            q = q.where(m.AuditEntry.at >= _utc(since))
+        if until is not None:
+            q = q.where(m.AuditEntry.at < _utc(until))
         if self.who.scoped:  # a supervisor sees the history of the devices they can see
-            visible = [d.id for d in self.devices(limit=10**6).items]
+            visible, _ = self._devices_where(select(m.Device.id))
             q = q.where(m.AuditEntry.entity == "device", m.AuditEntry.entity_id.in_(visible))
         return self._page(q, limit, offset, AuditOut)
 
@@ -544,6 +560,11 @@ class Registry:
             self._audit("revoke", "token", token_id)
             self._commit()
         return TokenOut.model_validate(row)
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    """A time without a zone is taken as UTC (what the API documents)."""
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _district_market(d: m.Device) -> tuple[str, str | None]:

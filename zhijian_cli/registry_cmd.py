@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import os
 from pathlib import Path
@@ -297,12 +298,14 @@ def audit(
     ctx: typer.Context,
     entity_id: Annotated[str | None, typer.Option("--device", help="Only entries about this device (or id).")] = None,
     actor: Annotated[str | None, typer.Option(help="Only entries by this actor.")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Newest entries to show.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """The audit log, newest first: who changed what, when."""
     with friendly_errors():
-        page = client(ctx).call("GET", "/v1/audit", entity_id=entity_id, actor=actor, limit=limit)
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat() if days else None
+        page = client(ctx).call("GET", "/v1/audit", entity_id=entity_id, actor=actor, since=since, limit=limit)
     emit(
         page["items"],
         as_json,

@@ -246,3 +246,16 @@ def test_updating_and_moving_a_device_is_audited(engine: Engine) -> None:
     tech = open_registry(engine, Role.TECHNICIAN, districts=frozenset({"nanshan"}))
     with pytest.raises(NotFound, match="market 'futian-no1' not found"):  # may not move it out of their scope
         tech.update("scale-0001", DeviceUpdate(market_id="futian-no1", stall_code="A-017"))
+
+
+def test_the_audit_log_by_time(engine: Engine) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    everything = reg.audit(limit=500).items
+    first, last = everything[-1].at, everything[0].at
+    recent = reg.audit(since=last)
+    assert recent.total >= 1 and all(e.at >= last for e in recent.items)
+    assert reg.audit(until=first).total == 0
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    assert reg.audit(since=first.astimezone(beijing)).total == len(everything)  # zones are converted
+    assert reg.audit(since=last + dt.timedelta(seconds=1)).total == 0
