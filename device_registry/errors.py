@@ -1,4 +1,13 @@
-"""The registry's error tree; the API maps each kind to one HTTP status."""
+"""Errors of the device registry; the API answers each with its HTTP status::
+
+RegistryError (400)          anything the registry refuses
+├── InvalidInput (422)       malformed, or breaks a rule: a mistyped licence, an unknown profile  (caller wrong)
+├── NotFound (404)           absent, or outside the caller's scope: the two are not told apart    (caller wrong)
+├── Conflict (409)           exists already, or its state forbids it: provisioning a revoked device
+├── Unauthenticated (401)    no token, or an unknown, expired or revoked one
+├── Forbidden (403)          the caller's role may not do this
+└── BrokerFilesStale (502)   recorded, but the broker's files could not be written                (we are wrong)
+"""
 
 from __future__ import annotations
 
