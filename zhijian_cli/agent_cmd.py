@@ -21,7 +21,7 @@ from edge_agent.errors import ConfigError, DeviceError
 app = typer.Typer(
     rich_markup_mode="markdown", help="Run the edge agent of a device, or read its live status.", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The device's provisioning bundle (YAML).")]
 
 

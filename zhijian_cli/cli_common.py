@@ -15,8 +15,8 @@ from edge_agent.errors import AgentError
 
 from .registry_client import CliError, RegistryClient, open_client
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line (logs, scripts)
 
 ApiOption = Annotated[
     str | None,

@@ -40,7 +40,7 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(registry_app, name="registry")
 app.add_typer(device_app, name="device")
 app.add_typer(sim_app, name="sim")
-console = Console()
+console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
 
 
 def _logging(verbose: bool) -> None:

@@ -15,7 +15,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     help="Simulated devices (the firmware simulator) for trying out agents and provisioning.",
 )
-console = Console()
+console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
 
 
 @app.command("scale")
