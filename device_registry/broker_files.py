@@ -3,8 +3,8 @@
 Passwords are stored as Mosquitto 2.x writes them (``mosquitto_passwd``): ``$7$`` = PBKDF2-SHA512,
 101 iterations, 12-byte salt, 64-byte hash, base64. The ACL confines each device (username = device id)
 to its own topic namespace (:func:`device_profiles.topics.acl_lines`); the ingest account reads data and
-replies and writes commands and alerts; the admin account may do everything. Files are written to a
-temporary name and renamed, then Mosquitto is told to reload them (SIGHUP) without dropping clients.
+replies and writes commands and alerts; the admin account may do everything. The text is written by
+:mod:`device_registry.broker_sync` (atomically, owner-only) and Mosquitto told to reload it (SIGHUP).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping
-from pathlib import Path
 
 from device_profiles.topics import ROOT, acl_lines
 
@@ -69,13 +67,6 @@ def acl_text(*, ingest_user: str = "zhijian-ingest", admin_user: str = "zhijian-
         "",
     ]
     return "\n".join(lines)
-
-
-def write_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, mode)
-    tmp.replace(path)
 
 
 def new_device_password() -> str:

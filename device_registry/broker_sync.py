@@ -17,8 +17,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edge_agent.private_file import write_private
+
 from . import models as m
-from .broker_files import acl_text, password_file_text, write_atomically
+from .broker_files import acl_text, password_file_text
 from .errors import BrokerFilesStale, RegistryError
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,8 @@ class BrokerSync:
             clash = devices.keys() & service.keys()
             if clash:
                 raise RegistryError(f"service accounts named like devices: {sorted(clash)}")
-            write_atomically(self.passwd_file, password_file_text({**service, **devices}))
-            write_atomically(self.acl_file, acl_text())
+            write_private(self.passwd_file, password_file_text({**service, **devices}))
+            write_private(self.acl_file, acl_text())
         except OSError as exc:
             raise BrokerFilesStale(
                 f"recorded, but the broker files could not be written ({exc}); "

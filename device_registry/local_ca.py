@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge_agent.private_file import write_private
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -26,10 +28,8 @@ class Issued:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    path.chmod(0o600)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private(path, pem)
 
 
 class LocalCA:
@@ -82,8 +82,7 @@ class LocalCA:
         cert_pem, key_pem = self.issue_pem(common_name, hosts=hosts, client=client, days=days)
         issued = Issued(self.folder / f"{common_name}.pem", self.folder / f"{common_name}.key")
         issued.cert.write_text(cert_pem, encoding="ascii")
-        issued.key.write_text(key_pem, encoding="ascii")
-        issued.key.chmod(0o600)
+        write_private(issued.key, key_pem)
         return issued
 
     def issue_pem(

@@ -19,7 +19,6 @@ hold the bundle as one line of QR text (``ZJB1:…``, :mod:`edge_agent.bundle_te
 
 from __future__ import annotations
 
-import os
 import re
 import zlib
 from pathlib import Path
@@ -34,6 +33,7 @@ from .agent import Agent
 from .bundle_text import QR_PREFIX, from_qr_text
 from .errors import ConfigError
 from .modbus_driver import ModbusBus
+from .private_file import write_private
 from .publisher import BrokerConfig
 from .sources import ModbusSource, MtSicsSource, Source, StreamSource
 
@@ -133,14 +133,6 @@ def _profile(ref: str, bundle_dir: Path) -> Profile:
         raise ConfigError(str(exc)) from exc
 
 
-def _write_private(path: Path, text: str) -> Path:
-    """Write ``text`` readable by the agent's user only (a client key must not be world-readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text)
-    return path
-
-
 def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
     """The agent a bundle describes (not started)."""
     buses: dict[str, ModbusBus] = {}
@@ -163,10 +155,10 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
     cert_file = tls.cert_file if tls else None
     key_file = tls.key_file if tls else None
     if tls is not None and tls.ca_pem is not None:
-        ca_file = _write_private(bundle.state_dir / "broker-ca.pem", tls.ca_pem)
+        ca_file = write_private(bundle.state_dir / "broker-ca.pem", tls.ca_pem)
     if tls is not None and tls.cert_pem is not None and tls.key_pem is not None:
-        cert_file = _write_private(bundle.state_dir / "client.pem", tls.cert_pem)
-        key_file = _write_private(bundle.state_dir / "client.key", tls.key_pem)
+        cert_file = write_private(bundle.state_dir / "client.pem", tls.cert_pem)
+        key_file = write_private(bundle.state_dir / "client.key", tls.key_pem)
     return Agent(
         device_id=bundle.device_id,
         key=bundle.key,

@@ -11,7 +11,6 @@ fingerprint of the key it now holds, which the technician compares with the regi
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +23,7 @@ from device_profiles.envelope import key_fingerprint
 from .bundle import Bundle
 from .bundle_text import QR_PREFIX, from_qr_text
 from .errors import ConfigError, DeviceTimeout
+from .private_file import write_private
 
 MAX_LINE = 16_384
 RESEND_S = 2.0
@@ -86,11 +86,7 @@ def receive_bundle(port_url: str, out: Path, *, baudrate: int = 115_200, timeout
         except ValueError as exc:
             _refuse(port, str(exc)[:200], exc)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(line + "\n")
-        tmp.replace(out)
+        write_private(out, line + "\n")
         fingerprint = key_fingerprint(bundle.key)
         port.write(f"OK {bundle.device_id} {fingerprint}\r\n".encode("ascii"))
         port.flush()

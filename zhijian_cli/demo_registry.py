@@ -10,13 +10,12 @@ keys, tags and facts from the registry, and follows changes a technician makes w
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_registry import BundleDefaults, Principal, Registry, Role
-from device_registry.broker_files import hash_password, password_file_text, write_atomically
+from device_registry.broker_files import hash_password, password_file_text
 from device_registry.broker_sync import BrokerSync
 from device_registry.credentials import new_key_secret
 from device_registry.db import connect, sessions, upgrade
@@ -32,6 +31,7 @@ from device_registry.schemas import (
     VerificationIn,
 )
 from device_registry.uscc import check_character
+from edge_agent.private_file import write_private
 from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID
@@ -90,12 +90,10 @@ def provision_demo(data_dir: Path, market: Market, *, broker_host: str, broker_p
     upgrade(url)
     secret = new_key_secret()
     key_file = data_dir / "registry.key"
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secret.hex() + "\n")
+    write_private(key_file, secret.hex() + "\n")
     ingest_password = secrets.token_urlsafe(18)
     service = data_dir / "service-accounts"
-    write_atomically(service, password_file_text({INGEST_USER: hash_password(ingest_password)}))
+    write_private(service, password_file_text({INGEST_USER: hash_password(ingest_password)}))
     out = DemoRegistry(
         url=url,
         key_secret=secret,

@@ -13,6 +13,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from device_profiles import builtin
+from edge_agent.private_file import write_private
 
 from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
 from .cli_common import table as print_table
@@ -123,9 +124,7 @@ def update(
 def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        path.write_text(yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True), encoding="utf-8")
+        write_private(path, yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True))
     if serial_port is not None:
         from edge_agent.provisioning_line import send_bundle
 

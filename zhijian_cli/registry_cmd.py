@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -64,17 +63,17 @@ def init(
     """Create or migrate the registry database (ZHIJIAN_REGISTRY_URL) to the latest schema; create the key
     secret file if there is none (mode 600); print a first admin API token (shown once)."""
     settings = _settings()
+    from device_registry.credentials import new_key_secret
     from device_registry.db import connect, sessions, upgrade
     from device_registry.service import bootstrap_admin_token
+    from edge_agent.private_file import write_private
 
     with friendly_errors():
         upgrade(settings.registry_url)
         created_secret = False
         if settings.key_secret is None and not settings.key_secret_file.exists():
             settings.key_secret_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(settings.key_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(os.urandom(32).hex() + "\n")
+            write_private(settings.key_secret_file, new_key_secret().hex() + "\n")
             created_secret = True
         settings.key_secret_bytes()  # usable?
         engine = connect(settings.registry_url)

@@ -18,8 +18,8 @@ from device_registry.broker_files import (
     hash_password,
     password_file_text,
     verify_password,
-    write_atomically,
 )
+from edge_agent.private_file import write_private
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -77,8 +77,8 @@ class Client:
 def test_devices_stay_in_their_namespace_and_reload_keeps_clients(tmp_path: Path) -> None:
     passwords = {"scale-0001": "pw-one", "scale-0002": "pw-two", "zhijian-ingest": "pw-ingest"}
     pw_file, acl_file = tmp_path / "passwd", tmp_path / "acl"
-    write_atomically(pw_file, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
-    write_atomically(acl_file, acl_text())
+    write_private(pw_file, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
+    write_private(acl_file, acl_text())
     config = f"password_file {pw_file}\nacl_file {acl_file}\n"
     with MosquittoServer(tmp_path / "broker", extra_config=config) as broker:
         broker.config_path.write_text(broker.config_text().replace("allow_anonymous true", "allow_anonymous false"))
@@ -100,7 +100,7 @@ def test_devices_stay_in_their_namespace_and_reload_keeps_clients(tmp_path: Path
             assert stranger.refused
             stranger.close()
             passwords["scale-0003"] = "pw-three"  # a newly provisioned device
-            write_atomically(pw_file, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
+            write_private(pw_file, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
             broker.reload()
             time.sleep(0.5)
             c = Client(broker.port, "scale-0003", "pw-three")

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from anti_cheat import Engine
 from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
 from device_profiles import builtin
-from device_registry.broker_files import acl_text, hash_password, password_file_text, write_atomically
+from device_registry.broker_files import acl_text, hash_password, password_file_text
 from edge_agent.bundle import build_agent, load_bundle
+from edge_agent.private_file import write_private
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
 from tests.integration.test_walking_skeleton import wait_for
@@ -42,9 +43,9 @@ def test_provision_run_verify_and_revoke_a_scale(
     tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     passwd, acl, service = tmp_path / "passwd", tmp_path / "acl", tmp_path / "service-accounts"
-    write_atomically(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
-    write_atomically(passwd, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
-    write_atomically(acl, acl_text())
+    write_private(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    write_private(passwd, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    write_private(acl, acl_text())
     broker = MosquittoServer(tmp_path / "broker", auth=(passwd, acl)).start()
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     env = {
@@ -176,7 +177,7 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
         require_certificate=True,
     )
     service = tmp_path / "service"
-    write_atomically(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
+    write_private(service, password_file_text({"zhijian-ingest": hash_password("ingest-pw")}))
     sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     upgrade(url)
