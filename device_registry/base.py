@@ -113,16 +113,21 @@ class RegistryBase:
 
     def _devices_where(self, q: Select[Any]) -> tuple[Select[Any], Any]:
         """``q`` joined to each device's place and limited to the caller's scope; and the district column."""
-        q = (
-            q.outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
-            .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
-            .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
-            .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
-        )
+        q = with_places(q)
         district_col = func.coalesce(m.Market.district_id, m.PlantingBase.district_id, m.Vehicle.district_id)
         if self.who.scoped:
             q = q.where(self._scope_filter(district_col, m.Market.id))
         return q, district_col
+
+
+def with_places(q: Select[Any]) -> Select[Any]:
+    """``q`` (over devices) outer-joined to each device's stall and market, planting base and vehicle."""
+    return (
+        q.outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
+        .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
+        .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
+        .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
+    )
 
 
 def as_utc(t: dt.datetime) -> dt.datetime:

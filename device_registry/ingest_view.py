@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import models as m
+from .base import with_places
 from .credentials import derive_integrity_key
 
 
@@ -57,7 +58,7 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
         v.due_on,
     ).join(last_passed, v.id == last_passed.c.id)
     verified = {row[0]: row[1:] for row in db.execute(facts_query)}
-    query = (
+    query = with_places(
         select(
             m.Device.id,
             m.Device.profile,
@@ -74,12 +75,8 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
             m.Vehicle.district_id,
             cred.c.key_version,
         )
-        .outerjoin(m.Stall, m.Device.stall_id == m.Stall.id)
-        .outerjoin(m.Market, m.Stall.market_id == m.Market.id)
-        .outerjoin(m.PlantingBase, m.Device.base_id == m.PlantingBase.id)
-        .outerjoin(m.Vehicle, m.Device.vehicle_id == m.Vehicle.id)
-        .outerjoin(cred, cred.c.device_id == m.Device.id)
-    )
+    ).outerjoin(cred, cred.c.device_id == m.Device.id)
+
     devices: dict[str, dict[str, Any]] = {}
     verification_ids: dict[str, int] = {}
     for row in db.execute(query):
