@@ -14,7 +14,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from typer.testing import CliRunner
 
 from anti_cheat import Engine
 from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
@@ -25,18 +24,18 @@ from edge_agent.private_file import write_private
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
 from tests.integration.test_walking_skeleton import wait_for
+from tests.zhijian_cli.cli_helpers import cli
 from zhijian_cli.ingest_devices import registry_devices
-from zhijian_cli.main import app
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
 
 
-def zhijian(*args: str) -> dict:
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+def zhijian(command: str) -> dict:
+    """``zhijian <command> --json`` as a technician types it; its JSON answer."""
+    code, out = cli(f"{command} --json")
+    assert code == 0, out
+    return json.loads(out)
 
 
 def test_provision_run_verify_and_revoke_a_scale(
@@ -65,22 +64,14 @@ def test_provision_run_verify_and_revoke_a_scale(
     worker = None
     try:
         # the registry, the places, the scale
-        zhijian("registry", "init")
-        zhijian("registry", "add", "district", "futian", "--name", "Futian")
-        zhijian(
-            "registry", "add", "market", "futian-no1", "--name", "No. 1", "--district", "futian", "--operator", "Op"
-        )
-        zhijian(
-            "registry", "add", "stall", "--market", "futian-no1", "--code", "A-017", "--vendor", "Li Si",
-            "--licence", "91350100M000100Y43",
-        )  # fmt: skip
-        zhijian(
-            "device", "register", "scale-0001", "--profile", "zj-pcs-30", "--serial", "SN-1",
-            "--market", "futian-no1", "--stall", "A-017",
-        )  # fmt: skip
+        zhijian("registry init")
+        zhijian("registry add district futian --name Futian")
+        zhijian("registry add market futian-no1 --name 'No. 1' --district futian --operator Op")
+        zhijian("registry add stall --market futian-no1 --code A-017 --vendor 'Li Si' --licence 91350100M000100Y43")
+        zhijian("device register scale-0001 --profile zj-pcs-30 --serial SN-1 --market futian-no1 --stall A-017")
         with PtyLineServer(firmware.respond, lock=lock, name="scale-0001") as pty:
             bundle_path = tmp_path / "bundle.yaml"
-            issued = zhijian("device", "provision", "scale-0001", "--port", pty.port, "--out", str(bundle_path))
+            issued = zhijian(f"device provision scale-0001 --port {pty.port} --out {bundle_path}")
             assert "scale-0001:$7$" in passwd.read_text()  # applied to the broker's files
 
             # the cloud side: ingest reading the registry, with its own broker account
@@ -120,10 +111,9 @@ def test_provision_run_verify_and_revoke_a_scale(
 
                 # a verification on site restarts the scale's anti-cheat baselines
                 zhijian(
-                    "device", "verify", "scale-0001", "--certificate", "C-1", "--body", "SZ Metrology", "--seal", "S-1",
-                    "--technician", "Wang", "--reading", "1000=1000", "--reading", "10000=10002.5",
-                    "--from-scale", pty.port,
-                )  # fmt: skip
+                    "device verify scale-0001 --certificate C-1 --body 'SZ Metrology' --seal S-1 --technician Wang"
+                    f" --reading 1000=1000 --reading 10000=10002.5 --from-scale {pty.port}"
+                )
                 with lock:
                     firmware.sell(ts_ms=1_764_000_100_000, plu="1001", true_net_mg=300_000, unit_price_fen_per_kg=1200)
                 assert wait_for(lambda: live.baselines_reset == 1, 15)
@@ -131,7 +121,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                 assert pipeline.engine.facts.coefficient[index] == firmware.coefficient
 
                 # revocation: the broker drops the live session and refuses the next connection
-                zhijian("device", "revoke", "scale-0001", "--reason", "seal broken")
+                zhijian("device revoke scale-0001 --reason 'seal broken'")
                 assert wait_for(lambda: not agent.publisher.connected.is_set(), 10)
                 time.sleep(1.5)
                 assert not agent.publisher.connected.is_set()
