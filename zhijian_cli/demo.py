@@ -24,12 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from anti_cheat import Engine
-from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
-from cloud_ingest.pipeline import DeadLetters
-from cloud_ingest.sensor_alerts import AlertBook
-from cloud_ingest.sequences import SequenceBook
-from cloud_ingest.spool import Spool
+from cloud_ingest import InfluxClient, IngestSettings, Pipeline
 from dashboards import QUERIES
 from device_profiles import builtin
 from edge_agent import Agent, BrokerConfig, MtSicsSource
@@ -37,7 +32,7 @@ from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
 from .demo_registry import INGEST_USER, DemoRegistry, provision_demo
-from .ingest_devices import registry_devices
+from .ingest_devices import build_worker, registry_devices
 from .servers import InfluxServer, MosquittoServer, free_port
 
 log = logging.getLogger(__name__)
@@ -155,25 +150,15 @@ def _start_ingest(
         influx_db=opts.influx_db,
         mqtt_client_id="zhijian-demo-ingest",
         batch_max_ms=100,
+        dead_letter_path=opts.data_dir / "dead_letters.sqlite",
+        spool_path=opts.data_dir / "spool.sqlite",
+        sequence_path=opts.data_dir / "sequences.sqlite",
+        alert_path=opts.data_dir / "alerts.sqlite",
     )
-    pipeline = Pipeline(
-        key_for=live.key_for,
-        engine=Engine(live.current.facts),
-        store=influx,
-        dead_letters=DeadLetters(opts.data_dir / "dead_letters.sqlite"),
-        spool=Spool(opts.data_dir / "spool.sqlite"),
-        sequences=SequenceBook(opts.data_dir / "sequences.sqlite"),
-        revoked=live.is_revoked,
-        tags_for=live.tags_for,
-        alert_book=AlertBook(opts.data_dir / "alerts.sqlite"),
-    )
-    live.attach(pipeline.engine, pipeline.alert_book)
-    pipeline.before_batch = live.refresh
-    worker = IngestWorker(settings, pipeline)
-    worker.partition_key = live.partition_key
+    worker = build_worker(settings, influx, live.current, live)
     worker.start()
     stack.callback(worker.stop, end_session=True)
-    return pipeline
+    return worker.pipeline
 
 
 def _run_market(opts: DemoOptions, console: Console, market: Market, agents: list[Agent], pipeline: Pipeline) -> None:

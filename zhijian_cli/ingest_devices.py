@@ -1,4 +1,5 @@
-"""Where the ingest learns its devices: the registry database (kept current), or a devices file."""
+"""How an ingest worker is put together: its devices (from the registry, kept current, or from a devices
+file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian demo` both build it here."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud_ingest import DeviceFile, IngestError, IngestSettings
+from anti_cheat import Engine
+from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.live_devices import LiveDevices, Snapshot
+from cloud_ingest.pipeline import DeadLetters
+from cloud_ingest.sensor_alerts import AlertBook
+from cloud_ingest.sequences import SequenceBook
+from cloud_ingest.spool import Spool
 from device_registry import RegistryError
 from device_registry.db import connect, sessions
 from device_registry.ingest_view import ingest_view, registry_revision
@@ -45,3 +51,30 @@ def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tupl
         return DeviceFile.load(settings.devices_file), None
     except (IngestError, RegistryError, SQLAlchemyError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def build_worker(
+    settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
+) -> IngestWorker:
+    """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
+    source = live or devices
+    pipeline = Pipeline(
+        key_for=source.key_for,
+        engine=Engine(devices.facts),
+        store=influx,
+        dead_letters=DeadLetters(settings.dead_letter_path),
+        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
+        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
+        revoked=source.is_revoked,
+        tags_for=source.tags_for,
+        alert_book=AlertBook(settings.alert_path),
+    )
+    if live is not None:
+        live.attach(pipeline.engine, pipeline.alert_book)
+        pipeline.before_batch = live.refresh
+    else:
+        pipeline.alert_book.limits = devices.alert_limits()
+        pipeline.alert_book.crops = devices.crops()
+    worker = IngestWorker(settings, pipeline)
+    worker.partition_key = source.partition_key
+    return worker

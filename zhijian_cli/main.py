@@ -146,20 +146,13 @@ def ingest_run(
     file; the environment wins over the file. With ZHIJIAN_REGISTRY_URL the devices come from the registry
     (keys derived with its key secret: ZHIJIAN_KEY_SECRET_FILE), re-read when it changes."""
 
-    from anti_cheat import Engine
     from cloud_ingest import (
-        DeadLetters,
         InfluxClient,
         IngestSettings,
-        IngestWorker,
-        Pipeline,
     )
     from cloud_ingest.metrics import MetricsServer
-    from cloud_ingest.sensor_alerts import AlertBook
-    from cloud_ingest.sequences import SequenceBook
-    from cloud_ingest.spool import Spool
 
-    from .ingest_devices import ingest_devices
+    from .ingest_devices import build_worker, ingest_devices
     from .registry_client import CliError
 
     logging.basicConfig(
@@ -190,25 +183,7 @@ def ingest_run(
         password=settings.influx_password,
     )
     influx.create_database()
-    source = live or devices
-    pipeline = Pipeline(
-        key_for=source.key_for,
-        engine=Engine(devices.facts),
-        store=influx,
-        dead_letters=DeadLetters(settings.dead_letter_path),
-        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
-        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
-        revoked=source.is_revoked,
-        tags_for=source.tags_for,
-        alert_book=AlertBook(settings.alert_path),
-    )
-    pipeline.alert_book.limits = devices.alert_limits()
-    pipeline.alert_book.crops = devices.crops()
-    if live is not None:
-        live.attach(pipeline.engine, pipeline.alert_book)
-        pipeline.before_batch = live.refresh
-    worker = IngestWorker(settings, pipeline)
-    worker.partition_key = source.partition_key
+    worker = build_worker(settings, influx, devices, live)
     worker.start()
     metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")
