@@ -143,6 +143,12 @@ def _add(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool, wha
 
 Name = Annotated[str, typer.Option(help="Display name.")]
 District = Annotated[str, typer.Option(help="District id.")]
+MarketOpt = Annotated[str, typer.Option("--market", help="Market id.")]
+StallCodeOpt = Annotated[str, typer.Option("--code", help="Stall number, e.g. A-017.")]
+VendorOpt = Annotated[str, typer.Option("--vendor", help="Vendor (经营者) name.")]
+LicenceOpt = Annotated[
+    str, typer.Option("--licence", help="Business licence: 18-character unified social credit code.")
+]
 
 
 @add_app.command("district")
@@ -169,10 +175,10 @@ def add_market(
 @add_app.command("stall")
 def add_stall(
     ctx: typer.Context,
-    market: Annotated[str, typer.Option(help="Market id.")],
-    code: Annotated[str, typer.Option(help="Stall number, e.g. A-017.")],
-    vendor: Annotated[str, typer.Option(help="Vendor (经营者) name.")],
-    licence: Annotated[str, typer.Option(help="Business licence: 18-character unified social credit code.")],
+    market: MarketOpt,
+    code: StallCodeOpt,
+    vendor: VendorOpt,
+    licence: LicenceOpt,
     as_json: JsonOption = False,
 ) -> None:
     """A stall in a market, with its vendor and business licence (the check character is verified)."""
@@ -183,10 +189,10 @@ def add_stall(
 @app.command("change-vendor")
 def change_vendor(
     ctx: typer.Context,
-    market: Annotated[str, typer.Option(help="Market id.")],
-    code: Annotated[str, typer.Option(help="Stall number.")],
-    vendor: Annotated[str, typer.Option(help="The new vendor.")],
-    licence: Annotated[str, typer.Option(help="Their business licence (unified social credit code).")],
+    market: MarketOpt,
+    code: StallCodeOpt,
+    vendor: VendorOpt,
+    licence: LicenceOpt,
     as_json: JsonOption = False,
 ) -> None:
     """A stall changed hands: record its new vendor and licence (the previous ones stay in the audit log)."""
