@@ -17,7 +17,11 @@ class IngestSettings(BaseSettings):
     mqtt_port: int = Field(1883, gt=0, lt=65536)
     mqtt_username: str | None = None
     mqtt_password: str | None = None
-    mqtt_client_id: str = Field("zhijian-ingest-1", description="stable per worker: it names the persistent session")
+    mqtt_client_id: str = Field(
+        "",
+        description="stable per worker: it names the persistent session; default: the username (a Zhijian broker "
+        "sets every client id to its username), else zhijian-ingest-1",
+    )
     share_group: str = Field("", description="MQTT 5 shared-subscription group; empty: partitioned plain subscription")
     partition: int = Field(0, ge=0, description="this worker's partition, 0 … partitions-1")
     partitions: int = Field(1, ge=1, description="number of ingest workers sharing the devices")
@@ -46,6 +50,12 @@ class IngestSettings(BaseSettings):
     batch_max_messages: int = Field(2_000, ge=1)
     batch_max_ms: int = Field(200, ge=1)
     queue_max_messages: int = Field(20_000, ge=1)
+
+    @model_validator(mode="after")
+    def _client_id_of_the_account(self) -> IngestSettings:
+        if not self.mqtt_client_id:
+            self.mqtt_client_id = self.mqtt_username or "zhijian-ingest-1"
+        return self
 
     @model_validator(mode="after")
     def _partition_in_range(self) -> IngestSettings:

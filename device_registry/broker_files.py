@@ -2,9 +2,16 @@
 
 Passwords are stored as Mosquitto 2.x writes them (``mosquitto_passwd``): ``$7$`` = PBKDF2-SHA512,
 101 iterations, 12-byte salt, 64-byte hash, base64. The ACL confines each device (username = device id)
-to its own topic namespace (:func:`device_profiles.topics.acl_lines`); the ingest account reads data and
-replies and writes commands and alerts; the admin account may do everything. The text is written by
+to its own topic namespace (:func:`device_profiles.topics.acl_lines`); the ingest accounts read data and
+replies and write commands and alerts; the admin accounts may do everything. The text is written by
 :mod:`device_registry.broker_sync` (atomically, owner-only) and Mosquitto told to reload it (SIGHUP).
+
+Identities are bound by the broker, not by these files: every listener of a Zhijian broker sets
+``use_username_as_clientid true`` (``zhijian_cli.servers.LISTENER_LINES``, deploy/mosquitto/), so a
+client's MQTT client id *is* its username and a device can hold no session but its own (docs/registry.md,
+"Broker security"). Service accounts therefore live in their own namespace, ``zhijian-…``, which no
+device id may enter (:func:`reserved_name`), and each ingest worker or admin tool has an account of its
+own (``zhijian-ingest-0``, ``zhijian-admin-ops``): two clients on one account would take over each other.
 """
 
 from __future__ import annotations
@@ -12,11 +19,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from device_profiles.topics import ROOT, acl_lines
 
+SERVICE_PREFIX = "zhijian-"  # service accounts only: refused as a device id
+INGEST_USER, ADMIN_USER = "zhijian-ingest", "zhijian-admin"
+_SERVICE_RE = re.compile(r"zhijian-(ingest|admin)(?:-[a-z0-9][a-z0-9-]{0,62})?")
 ITERATIONS = 101  # what mosquitto_passwd uses
 SALT_BYTES, HASH_BYTES = 12, 64
 
@@ -49,23 +60,33 @@ def password_file_text(accounts: Mapping[str, str]) -> str:
     return "".join(f"{user}:{stored}\n" for user, stored in sorted(accounts.items()))
 
 
-def acl_text(*, ingest_user: str = "zhijian-ingest", admin_user: str = "zhijian-admin") -> str:
+def reserved_name(name: str) -> bool:
+    """True if ``name`` is in the service accounts' namespace, which no device id may take."""
+    return name.startswith(SERVICE_PREFIX)
+
+
+def service_role(user: str) -> str | None:
+    """``"ingest"`` for ``zhijian-ingest`` and ``zhijian-ingest-<worker>``, ``"admin"`` likewise, else None."""
+    found = _SERVICE_RE.fullmatch(user)
+    return found.group(1) if found else None
+
+
+_INGEST_TOPICS = (
+    f"topic read {ROOT}/+/data",
+    f"topic read {ROOT}/+/reply",
+    f"topic read {ROOT}/+/status",
+    f"topic write {ROOT}/+/cmd",
+    f"topic readwrite {ROOT}/+/alert",
+)
+
+
+def acl_text(*, ingest_users: Iterable[str] = (INGEST_USER,), admin_users: Iterable[str] = (ADMIN_USER,)) -> str:
     """The ACL: devices in their own namespace, the ingest and admin accounts by name."""
-    lines = [
-        "# devices: username = device id",
-        *acl_lines(),
-        "",
-        f"user {ingest_user}",
-        f"topic read {ROOT}/+/data",
-        f"topic read {ROOT}/+/reply",
-        f"topic read {ROOT}/+/status",
-        f"topic write {ROOT}/+/cmd",
-        f"topic readwrite {ROOT}/+/alert",
-        "",
-        f"user {admin_user}",
-        "topic readwrite #",
-        "",
-    ]
+    lines = ["# devices: username = device id = client id", *acl_lines(), ""]
+    for user in sorted(set(ingest_users)):
+        lines += [f"user {user}", *_INGEST_TOPICS, ""]
+    for user in sorted(set(admin_users)):
+        lines += [f"user {user}", "topic readwrite #", ""]
     return "\n".join(lines)
 
 

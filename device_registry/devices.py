@@ -13,6 +13,7 @@ from device_profiles import ProfileError, builtin
 
 from . import models as m
 from .base import VERIFICATION_PERIOD, RegistryBase, district_market
+from .broker_files import SERVICE_PREFIX, reserved_name
 from .errors import Conflict, InvalidInput
 from .schemas import (
     DeviceIn,
@@ -31,6 +32,11 @@ class Devices(RegistryBase):
 
     def register(self, data: DeviceIn) -> DeviceOut:
         self.who.require("register")
+        if reserved_name(data.id):
+            raise InvalidInput(
+                f"device id {data.id!r} is reserved: ids starting with {SERVICE_PREFIX!r} name the broker's "
+                "service accounts (the ingest, admins), whose sessions no device may hold"
+            )
         try:
             profile = builtin(data.profile)
         except ProfileError as exc:

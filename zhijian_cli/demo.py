@@ -27,11 +27,12 @@ from rich.table import Table
 from cloud_ingest import InfluxClient, IngestSettings, Pipeline
 from dashboards import QUERIES
 from device_profiles import builtin
+from device_registry.broker_files import INGEST_USER
 from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
-from .demo_registry import INGEST_USER, DemoRegistry, provision_demo
+from .demo_registry import DemoRegistry, provision_demo
 from .ingest_devices import build_worker, registry_devices
 from .servers import InfluxServer, MosquittoServer, free_port
 
@@ -138,7 +139,8 @@ def _start_ingest(
     influx: InfluxClient,
     where: tuple[str, int, str],
 ) -> Pipeline:
-    """An ingest worker on its own broker account, reading devices from the registry and following it."""
+    """An ingest worker on its own broker account (its client id is the account's name, as the broker
+    enforces), reading devices from the registry and following it."""
     mqtt_host, mqtt_port, influx_url = where
     live = registry_devices(reg.url, reg.key_secret, refresh_s=2.0, commodity_median=market.commodity_medians())
     settings = IngestSettings(
@@ -148,7 +150,6 @@ def _start_ingest(
         mqtt_password=reg.ingest_password,
         influx_url=influx_url,
         influx_db=opts.influx_db,
-        mqtt_client_id="zhijian-demo-ingest",
         batch_max_ms=100,
         dead_letter_path=opts.data_dir / "dead_letters.sqlite",
         spool_path=opts.data_dir / "spool.sqlite",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_registry import BundleDefaults, Principal, Registry, Role
-from device_registry.broker_files import hash_password, password_file_text
+from device_registry.broker_files import INGEST_USER, hash_password, password_file_text
 from device_registry.broker_sync import BrokerSync
 from device_registry.credentials import new_key_secret
 from device_registry.db import connect, sessions, upgrade
@@ -36,7 +36,6 @@ from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID
 
-INGEST_USER = "zhijian-ingest"
 MARKET, DISTRICT = "futian-no1", "futian"
 
 

@@ -349,13 +349,15 @@ def ca_init(
     folder so each bundle also carries a client certificate for its device (CN = device id)."""
     from device_registry.local_ca import LocalCA
 
+    from .servers import LISTENER_LINES
+
     ca = LocalCA(folder)
     server = ca.issue("broker", hosts=tuple(broker_host))
     console.print(f"CA {ca.cert_path}; broker certificate {server.cert} for {', '.join(broker_host)}", highlight=False)
     console.print("mosquitto.conf:", highlight=False)
     typer.echo(
         f"listener {port}\ncafile {ca.cert_path}\ncertfile {server.cert}\nkeyfile {server.key}\n"
-        f"require_certificate {'true' if require_client_cert else 'false'}"
+        f"require_certificate {'true' if require_client_cert else 'false'}\n" + "\n".join(LISTENER_LINES)
     )
 
 

@@ -23,6 +23,10 @@ from types import TracebackType
 import httpx
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
+# Lines every listener of a broker with accounts carries (here, `zhijian registry ca init`, deploy/mosquitto/):
+# the broker replaces the client id a client sends by its username before it looks for a session to take over,
+# so a device holds no session but its own. A listener option, read at start only (not on SIGHUP).
+LISTENER_LINES = ("use_username_as_clientid true",)
 
 
 def _die_with_parent(argv: list[str]) -> list[str]:
@@ -151,7 +155,8 @@ class MosquittoServer(_Server):
         tls: TlsListener | None = None,
         auth: tuple[Path, Path] | None = None,
     ) -> None:
-        """``auth``: (password file, ACL file) to require; without it anonymous clients may connect."""
+        """``auth``: (password file, ACL file) to require, client ids bound to usernames; without it
+        anonymous clients may connect with any client id."""
         super().__init__()
         self.binary = find_binary("mosquitto", "mosquitto")
         self.auth = auth
@@ -166,9 +171,14 @@ class MosquittoServer(_Server):
     def config_text(self) -> str:
         # Overload must slow, not drop: the ingest's persistent session may queue a lot while it is down
         # or behind. Bounded by bytes so a stuck consumer cannot exhaust memory.
+        # With accounts, every listener binds the client id to the username (LISTENER_LINES): a device
+        # cannot take over the ingest's session or another device's (docs/registry.md, broker security).
+        # Anonymous clients have no username to bind to, so the open broker of most tests does not.
+        bind = list(LISTENER_LINES) if self.auth else []
         return "\n".join(
             [
                 f"listener {self.port} 127.0.0.1",
+                *bind,
                 "allow_anonymous false" if self.auth else "allow_anonymous true",
                 *([f"password_file {self.auth[0]}", f"acl_file {self.auth[1]}"] if self.auth else []),
                 f"user {getpass.getuser()}",
@@ -182,7 +192,7 @@ class MosquittoServer(_Server):
                 "log_type error",
                 "log_type warning",
                 "log_type notice",
-                *(self.tls.config_lines() if self.tls else []),
+                *([*self.tls.config_lines(), *bind] if self.tls else []),
                 self.extra_config,
                 "",
             ]

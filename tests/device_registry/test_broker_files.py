@@ -17,10 +17,15 @@ from device_registry.broker_files import (
     acl_text,
     hash_password,
     password_file_text,
+    service_role,
     verify_password,
 )
+from device_registry.broker_sync import BrokerSync
+from device_registry.errors import InvalidInput, RegistryError
+from device_registry.schemas import DeviceIn, ProvisionIn
 from edge_agent.private_file import write_private
-from zhijian_cli.servers import MosquittoServer
+from tests.device_registry.conftest import open_registry, seed_places
+from zhijian_cli.servers import LISTENER_LINES, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +84,7 @@ def test_devices_stay_in_their_namespace_and_reload_keeps_clients(tmp_path: Path
     pw_file, acl_file = tmp_path / "passwd", tmp_path / "acl"
     write_private(pw_file, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
     write_private(acl_file, acl_text())
-    config = f"password_file {pw_file}\nacl_file {acl_file}\n"
-    with MosquittoServer(tmp_path / "broker", extra_config=config) as broker:
-        broker.config_path.write_text(broker.config_text().replace("allow_anonymous true", "allow_anonymous false"))
-        broker.stop()
-        broker.start()
+    with MosquittoServer(tmp_path / "broker", auth=(pw_file, acl_file)) as broker:
         ingest = Client(broker.port, "zhijian-ingest", "pw-ingest", "zhijian/v1/+/data")
         a = Client(broker.port, "scale-0001", "pw-one")
         try:
@@ -112,3 +113,69 @@ def test_devices_stay_in_their_namespace_and_reload_keeps_clients(tmp_path: Path
         finally:
             a.close()
             ingest.close()
+
+
+def test_each_service_account_gets_the_rights_its_name_says() -> None:
+    assert [service_role(u) for u in ("zhijian-ingest", "zhijian-ingest-0", "zhijian-admin-ops")] == [
+        "ingest",
+        "ingest",
+        "admin",
+    ]
+    assert {service_role(u) for u in ("zhijian-ingest-", "zhijian-grafana", "scale-0001", "zhijian-ingest x")} == {None}
+    text = acl_text(ingest_users=["zhijian-ingest-1", "zhijian-ingest-0"], admin_users=["zhijian-admin"])
+    blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in text.split("\n\n") if b.startswith("user ")}
+    assert list(blocks) == ["user zhijian-ingest-0", "user zhijian-ingest-1", "user zhijian-admin"]
+    assert blocks["user zhijian-ingest-0"] == blocks["user zhijian-ingest-1"]
+    assert "topic read zhijian/v1/+/data" in blocks["user zhijian-ingest-0"]
+    assert blocks["user zhijian-admin"] == ["topic readwrite #"]
+
+
+def _registry(tmp_path: Path):
+    from device_registry.db import connect, upgrade
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgrade(url)
+    reg = open_registry(connect(url))
+    seed_places(reg)
+    return reg
+
+
+@pytest.mark.parametrize("device_id", ["zhijian-ingest-1", "zhijian-admin", "zhijian-anything"])
+def test_device_ids_in_the_service_namespace_are_refused_at_registration(tmp_path: Path, device_id: str) -> None:
+    reg = _registry(tmp_path)
+    place = {"market_id": "futian-no1", "stall_code": "A-017"}
+    with pytest.raises(InvalidInput, match=r"reserved.*service accounts"):
+        reg.register(DeviceIn(id=device_id, profile="zj-pcs-30", serial_no="S", **place))
+    reg.register(DeviceIn(id="zhijian2-scale", profile="zj-pcs-30", serial_no="S", **place))  # only the prefix
+
+
+def test_broker_files_name_service_accounts_by_role_and_refuse_names_a_device_could_take(tmp_path: Path) -> None:
+    reg = _registry(tmp_path)
+    reg.register(
+        DeviceIn(id="scale-0001", profile="zj-pcs-30", serial_no="S", market_id="futian-no1", stall_code="A-017")
+    )
+    reg.provision("scale-0001", ProvisionIn())
+    service = tmp_path / "service"
+    workers = {u: hash_password("pw") for u in ("zhijian-ingest-0", "zhijian-ingest-1", "zhijian-admin")}
+    write_private(service, password_file_text(workers))
+    sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
+    assert sync.apply(reg.db) == 1
+    users = [line.split(":")[0] for line in sync.passwd_file.read_text().splitlines()]
+    assert users == ["scale-0001", "zhijian-admin", "zhijian-ingest-0", "zhijian-ingest-1"]
+    acl = sync.acl_file.read_text()
+    assert "user zhijian-ingest-0\n" in acl and "user zhijian-ingest-1\n" in acl and "user zhijian-admin\n" in acl
+    write_private(service, password_file_text({**workers, "grafana": hash_password("pw")}))
+    with pytest.raises(RegistryError, match=r"'grafana'.*zhijian-ingest"):
+        sync.apply(reg.db)
+    reg.db.close()
+
+
+def test_generated_broker_config_binds_client_ids_on_every_listener_with_accounts(tmp_path: Path) -> None:
+    from zhijian_cli.servers import TlsListener
+
+    tls = TlsListener(port=8883, ca_file=tmp_path / "ca", cert_file=tmp_path / "c", key_file=tmp_path / "k")
+    with_auth = MosquittoServer(tmp_path / "a", tls=tls, auth=(tmp_path / "pw", tmp_path / "acl")).config_text()
+    listeners = with_auth.split("listener ")[1:]
+    assert len(listeners) == 2 and all(LISTENER_LINES[0] in block for block in listeners)
+    # an open broker has no usernames to bind to: anonymous clients would be refused
+    assert LISTENER_LINES[0] not in MosquittoServer(tmp_path / "b", tls=tls).config_text()

@@ -82,10 +82,10 @@ def test_provision_run_verify_and_revoke_a_scale(
             )  # fmt: skip
             live.attach(pipeline.engine, pipeline.alert_book)
             pipeline.before_batch = live.refresh
-            settings = IngestSettings(
-                mqtt_port=broker.port, mqtt_username="zhijian-ingest", mqtt_password="ingest-pw",
-                mqtt_client_id=f"ingest-{tmp_path.name}", batch_max_ms=50,
+            settings = IngestSettings(  # no client id: the account names the session, as the broker enforces
+                mqtt_port=broker.port, mqtt_username="zhijian-ingest", mqtt_password="ingest-pw", batch_max_ms=50,
             )  # fmt: skip
+            assert settings.mqtt_client_id == "zhijian-ingest"
             worker = IngestWorker(settings, pipeline).start()
             assert worker.connected.wait(10)
 
