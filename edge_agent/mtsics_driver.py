@@ -3,19 +3,24 @@
 It owns the bytes and the port; parsing is :mod:`device_profiles.codecs.mtsics`. Commands and fields come
 from the profile (``mtsics.extensions``), so a vendor with other command names needs a profile, not code.
 Requests are strictly one at a time: a command is sent only after the previous reply (or its timeout).
+Replies go through one :class:`~device_profiles.codecs.frame_buffer.FrameBuffer`, which keeps each reply
+line's own bytes: a bad transaction is kept as a dead letter with exactly the bytes the scale sent.
+Everything a scale can answer ends as a record, a :class:`BadTransaction` or another
+:class:`~edge_agent.errors.DeviceError`, never as another exception.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter
 from typing import Any
 
 import serial
 
-from device_profiles import EnvelopeError, FrameError, Profile, check_record
+from device_profiles import EnvelopeError, Profile, check_record
 from device_profiles.codecs import mtsics
+from device_profiles.codecs.frame_buffer import Frame, FrameBuffer, Rejected
 from device_profiles.records import RECORD_TYPES, FieldKind
 
 from .errors import DeviceError, DeviceTimeout
@@ -44,10 +49,14 @@ class MtSicsScale:
         self.profile = profile
         self.spec = profile.mtsics
         self.url = url
-        self.frame_errors = 0
         self._port: serial.Serial | None = None
-        self._buf = bytearray()
-        self._recent: deque[bytes] = deque(maxlen=16)  # last frames, dumped on error
+        # a few lines' worth: replies are short, and stale ones are dropped at each request anyway
+        self._frames: FrameBuffer[mtsics.Line] = FrameBuffer(mtsics.decode, max_bytes=4 * mtsics.MAX_LINE)
+
+    @property
+    def frame_errors(self) -> Counter[str]:
+        """Lines dropped as unreadable, per reason (``not_ascii``, ``bad_syntax``, ``line_too_long`` …)."""
+        return self._frames.errors
 
     # -- port -------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -65,7 +74,7 @@ class MtSicsScale:
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"cannot open {self.url}: {exc}") from exc
         self._port = port
-        self._buf.clear()
+        self._frames.clear()
 
     def close(self) -> None:
         if self._port is not None:
@@ -81,6 +90,10 @@ class MtSicsScale:
     # -- requests ---------------------------------------------------------------------------------
     def command(self, *tokens: str) -> mtsics.Line:
         """Send one command and return its reply line."""
+        return self._request(*tokens).value
+
+    def _request(self, *tokens: str) -> Frame[mtsics.Line]:
+        """Send one command and return its reply line with the bytes it came in."""
         if self._port is None:
             self.open()
         port = self._port
@@ -88,40 +101,25 @@ class MtSicsScale:
         request = mtsics.encode(*tokens)
         try:
             port.reset_input_buffer()
-            self._buf.clear()
+            self._frames.clear()
             port.write(request)
             deadline = time.monotonic() + self.profile.serial.timeout_s
             while time.monotonic() < deadline:
-                line = self._next_line()
-                if line is not None:
+                for item in self._frames.receive(port.read(max(1, port.in_waiting))):
+                    if isinstance(item, Rejected):
+                        log.debug("%s: dropped %d bytes: %s", self.url, item.error.consumed, item.error)
+                        continue
+                    line = item.value
                     if line.command in mtsics.ERROR_REPLIES:
                         raise DeviceError(f"{tokens[0]}: scale answered {line.command}")
                     if line.command == tokens[0]:
-                        return line
+                        return item  # lines after it answer nothing we asked: the next request drops them
                     log.debug("%s: stale reply %r to %s", self.url, line.tokens, tokens[0])
-                    continue
-                self._buf += port.read(max(1, port.in_waiting))
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise DeviceError(f"{self.url}: {exc}") from exc
-        log.debug("%s: timeout on %s; recent frames %r", self.url, tokens[0], list(self._recent))
+        log.debug("%s: timeout on %s; recent frames %s", self.url, tokens[0], self._frames.dump())
         raise DeviceTimeout(f"{self.url}: no reply to {tokens[0]} within {self.profile.serial.timeout_s} s")
-
-    def _next_line(self) -> mtsics.Line | None:
-        while self._buf:
-            try:
-                line, used = mtsics.decode(self._buf)
-            except FrameError as exc:
-                self.frame_errors += 1
-                log.debug("%s: dropped %d bytes: %s", self.url, exc.consumed, exc)
-                del self._buf[: exc.consumed]
-                continue
-            if line is None:
-                return None
-            self._recent.append(bytes(self._buf[:used]))
-            del self._buf[:used]
-            return line
-        return None
 
     def _extension(self, role: str, *args: str) -> dict[str, Any]:
         ext = self.spec.extensions[role]
@@ -142,16 +140,19 @@ class MtSicsScale:
             record.update(self._extension(role))
         record.pop("raw_counts", None)
         record["coefficient"] = float(record["coefficient"])
-        check_record(record)
+        try:
+            check_record(record)
+        except EnvelopeError as exc:  # the scale's answers break the contract: the device is wrong
+            raise DeviceError(f"scale_state: {exc}") from exc
         return record
 
     def take_transaction(self) -> dict[str, Any] | None:
         """The oldest unacknowledged transaction (a ``sale``, or a fair scale's ``reweigh``), or None."""
         ext = self.spec.extensions["transaction"]
-        line = self.command(ext.command)
+        frame = self._request(ext.command)
+        line = frame.value
         if ext.empty_status is not None and line.status == ext.empty_status:
             return None
-        raw_line = mtsics.encode(*line.tokens) if line.tokens else b""
         txn: int | None = None
         try:
             if line.status != "A":
@@ -164,7 +165,7 @@ class MtSicsScale:
             }
             check_record(record)
         except (ValueError, EnvelopeError) as exc:
-            raise BadTransaction(f"{ext.command}: {exc}", txn=txn, line=raw_line) from exc
+            raise BadTransaction(f"{ext.command}: {exc}", txn=txn, line=frame.raw) from exc
         return record
 
     def ack_transaction(self, txn: int) -> None:

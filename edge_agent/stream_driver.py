@@ -1,30 +1,33 @@
 """Devices that talk on their own: a Toledo continuous indicator, a GPS receiver, a rapid-test analyzer.
 
-:class:`StreamReader` owns the port (any pyserial URL) and the byte buffer; a codec from
-:mod:`device_profiles.codecs` turns bytes into frames. Bad frames are dropped, counted per reason, and
-the stream goes on; a line silent for longer than ``silence_s`` raises :class:`DeviceTimeout` (the agent
-logs the device as gone). The three ``*Records`` classes turn frames into contract records.
+:class:`StreamReader` owns the port (any pyserial URL) and a
+:class:`~device_profiles.codecs.frame_buffer.FrameBuffer` through which a codec from
+:mod:`device_profiles.codecs` turns bytes into frames. Bad frames are dropped, counted per reason (the
+first of each reason logged with the last frames), and the stream goes on; a line silent for longer
+than ``silence_s`` raises :class:`DeviceTimeout` (the agent logs the device as gone).
+The three ``*Records`` classes turn frames into contract records.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import serial
 
-from device_profiles import EnvelopeError, FrameError, Profile, check_record
+from device_profiles import EnvelopeError, Profile, check_record
 from device_profiles.codecs import nmea, rapid_test, toledo
+from device_profiles.codecs.frame_buffer import Frame, FrameBuffer
 from device_profiles.schema import SerialSettings
 
 from .errors import DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_BUFFER = 64 * 1024
+MAX_BUFFER = 64 * 1024  # codecs bound their frames far below this; it is a second fence
 
 
 class StreamReader(Generic[T]):
@@ -39,14 +42,17 @@ class StreamReader(Generic[T]):
         silence_s: float = 5.0,
     ) -> None:
         self.url = url
-        self._decode = decode
         self.settings = serial_settings
         self.silence_s = silence_s
-        self.frame_errors: Counter[str] = Counter()
         self._port: serial.Serial | None = None
-        self._buf = bytearray()
+        self._frames: FrameBuffer[T] = FrameBuffer(decode, max_bytes=MAX_BUFFER)
         self._last_byte = time.monotonic()
-        self._recent: deque[bytes] = deque(maxlen=16)
+        self._logged: set[str] = set()
+
+    @property
+    def frame_errors(self) -> Counter[str]:
+        """Bad frames dropped, per reason (``overflow`` when the buffer limit was reached)."""
+        return self._frames.errors
 
     def open(self) -> None:
         s = self.settings
@@ -56,7 +62,7 @@ class StreamReader(Generic[T]):
             )
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"cannot open {self.url}: {exc}") from exc
-        self._buf.clear()
+        self._frames.clear()
         self._last_byte = time.monotonic()
 
     def close(self) -> None:
@@ -76,8 +82,7 @@ class StreamReader(Generic[T]):
                 chunk = self._port.read(max(1, min(self._port.in_waiting, 4096)))
                 if chunk:
                     self._last_byte = time.monotonic()
-                    self._buf += chunk
-                    out += self._drain()
+                    out += self._drain(chunk)
                 elif time.monotonic() - self._last_byte > self.silence_s:
                     raise DeviceTimeout(f"{self.url}: silent for {self.silence_s:g} s")
         except (serial.SerialException, OSError) as exc:
@@ -85,25 +90,14 @@ class StreamReader(Generic[T]):
             raise DeviceError(f"{self.url}: {exc}") from exc
         return out
 
-    def _drain(self) -> list[T]:
+    def _drain(self, chunk: bytes) -> list[T]:
         out: list[T] = []
-        while self._buf:
-            try:
-                frame, used = self._decode(self._buf)
-            except FrameError as exc:
-                if not self.frame_errors[exc.reason]:
-                    log.info("%s: dropping bad frames (%s); recent: %r", self.url, exc, list(self._recent)[-3:])
-                self.frame_errors[exc.reason] += 1
-                del self._buf[: exc.consumed]
-                continue
-            if frame is None:
-                break
-            self._recent.append(bytes(self._buf[:used]))
-            del self._buf[:used]
-            out.append(frame)
-        if len(self._buf) > MAX_BUFFER:  # codecs bound their frames; this is a second fence
-            self.frame_errors["overflow"] += 1
-            self._buf.clear()
+        for item in self._frames.receive(chunk):
+            if isinstance(item, Frame):
+                out.append(item.value)
+            elif item.reason not in self._logged:  # once per reason: a noisy line must not flood the log
+                self._logged.add(item.reason)
+                log.info("%s: dropping bad frames (%s); recent: %s", self.url, item.error, self._frames.dump())
         return out
 
 

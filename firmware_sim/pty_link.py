@@ -4,8 +4,10 @@ open ``/dev/ttyUSB0`` or a serial-to-Ethernet converter (pyserial's ``socket://h
 :class:`PtyPort` is a device's end of a serial line: the simulator writes to and reads from the master
 side; ``port`` is the slave's path (``/dev/pts/N``). The slave is kept open here too, so a driver may
 close and reopen the port without the pty going away. :class:`PtyLineServer` and :class:`TcpLineServer`
-answer MT-SICS command lines; lines that are not valid MT-SICS are counted and answered with ``ES``
-(syntax error), as a real indicator does. ``reply_delay_s`` makes a link slow; ``mute`` makes it silent.
+answer MT-SICS command lines, decoded through the same
+:class:`~device_profiles.codecs.frame_buffer.FrameBuffer` the agent's driver uses; lines that are not
+valid MT-SICS are counted per reason and answered with ``ES`` (syntax error), in order, as a real
+indicator does. ``reply_delay_s`` makes a link slow; ``mute`` makes it silent.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import threading
 import time
 import tty
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable
 from typing import Self
 
-from device_profiles import FrameError
 from device_profiles.codecs import mtsics
+from device_profiles.codecs.frame_buffer import FrameBuffer, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,8 @@ class _LineServer(ABC):
         self._respond = respond
         self._lock = lock
         self.name = name
-        self.frame_errors = 0
         self.lines = 0
+        self._frames: FrameBuffer[mtsics.Line] = FrameBuffer(mtsics.decode, max_bytes=4 * mtsics.MAX_LINE)
         self.reply_delay_s = 0.0
         self.mute = False
         self._stop = threading.Event()
@@ -93,22 +96,20 @@ class _LineServer(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _replies(self, buf: bytearray) -> bytes:
+    @property
+    def frame_errors(self) -> Counter[str]:
+        """Command lines refused, per reason."""
+        return self._frames.errors
+
+    def _replies(self, data: bytes) -> bytes:
         out = bytearray()
-        while buf:
-            try:
-                line, used = mtsics.decode(buf)
-            except FrameError as exc:
-                self.frame_errors += 1
-                del buf[: exc.consumed]
+        for item in self._frames.receive(data):
+            if isinstance(item, Rejected):
                 out += mtsics.encode("ES")
                 continue
-            if line is None:
-                break
-            del buf[:used]
             self.lines += 1
             with self._lock:
-                out += self._respond(line)
+                out += self._respond(item.value)
         if out and self.reply_delay_s:
             time.sleep(self.reply_delay_s)
         return b"" if self.mute else bytes(out)
@@ -127,10 +128,8 @@ class PtyLineServer(_LineServer):
         self._pty.close()
 
     def _run(self) -> None:
-        buf = bytearray()
         while not self._stop.is_set():
-            buf += self._pty.read(0.1)
-            reply = self._replies(buf)
+            reply = self._replies(self._pty.read(0.1))
             if reply:
                 self._pty.write(reply)
 
@@ -156,7 +155,7 @@ class TcpLineServer(_LineServer):
                 continue
             with conn:
                 conn.settimeout(0.1)
-                buf = bytearray()
+                self._frames.clear()  # a new client: half a line from the last one is nobody's
                 while not self._stop.is_set():
                     try:
                         data = conn.recv(4096)
@@ -166,7 +165,6 @@ class TcpLineServer(_LineServer):
                         break
                     if not data:
                         break
-                    buf += data
-                    reply = self._replies(buf)
+                    reply = self._replies(data)
                     if reply:
                         conn.sendall(reply)

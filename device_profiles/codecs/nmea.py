@@ -2,6 +2,9 @@
 
 :func:`decode` takes one sentence off a byte buffer and checks its checksum; a sentence without a
 checksum, with a wrong one, or that pynmea2 cannot parse raises :class:`FrameError` after consuming it.
+Time is linear in the line: pynmea2's sentence pattern backtracks quadratically over white space when
+what follows the first ``*`` is not a checksum, so such lines are refused before pynmea2 sees them (with
+the reason pynmea2 would give, ``bad_sentence``); the line limit (:data:`MAX_SENTENCE`) bounds the rest.
 :class:`FixAssembler` turns RMC (time, date, validity, position, speed, course) and GGA (fix quality,
 satellites, HDOP, altitude) into ``gps`` records: one per valid RMC, completed by the GGA of the same
 second when it came first (receivers send GGA before RMC in each cycle). Invalid fixes (RMC status V,
@@ -10,6 +13,7 @@ GGA quality 0) and talkers the profile does not list are dropped and counted.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import time
@@ -22,6 +26,7 @@ from .lines import next_line, xor_checksum
 
 MAX_SENTENCE = 100  # NMEA allows 82 characters; some receivers run a little over
 KNOT_KMH = 1.852
+_CHECKSUM_TAIL_RE = re.compile(r"[0-9A-Fa-f]{2}\s*")  # what pynmea2 accepts after the first "*"
 
 
 def decode(buf: bytes | bytearray) -> tuple[pynmea2.NMEASentence | None, int]:
@@ -36,11 +41,15 @@ def decode(buf: bytes | bytearray) -> tuple[pynmea2.NMEASentence | None, int]:
         text = raw[start:].decode("ascii")
     except UnicodeDecodeError as exc:
         raise FrameError("not_ascii", consumed, repr(raw[:40])) from exc
+    star = text.find("*")
+    if star >= 0 and _CHECKSUM_TAIL_RE.fullmatch(text, star + 1) is None:
+        raise FrameError("bad_sentence", consumed, text)
     try:
         return pynmea2.parse(text, check=True), consumed
     except pynmea2.ChecksumError as exc:
         raise FrameError("bad_checksum", consumed, text) from exc
-    except (pynmea2.ParseError, ValueError, TypeError, AttributeError) as exc:
+    except (pynmea2.ParseError, ValueError, TypeError, AttributeError, LookupError) as exc:
+        # LookupError: pynmea2's proprietary sentences index their fields unchecked (``$PUBX*hh``)
         raise FrameError("bad_sentence", consumed, text) from exc
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics
+from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
 
 REPLIES = [
     b"S S      0.275 kg\r\n",
@@ -20,33 +23,12 @@ REPLIES = [
 ]
 
 
-def decode_all(buf: bytearray) -> list[mtsics.Line]:
-    out = []
-    while True:
-        line, used = mtsics.decode(buf)
-        if line is None:
-            return out
-        del buf[:used]
-        out.append(line)
-
-
 def test_whole_buffer_byte_by_byte_and_trailing_garbage() -> None:
-    stream = b"".join(REPLIES)
-    whole = decode_all(bytearray(stream))
+    whole = three_ways(mtsics.decode, b"".join(REPLIES), b"S S   1.0")
     assert [ln.command for ln in whole] == ["S", "S", "S", "ES", "XSW", "XTR", "XTR"]
     assert whole[0].status == "S" and whole[0].values == ("0.275", "kg")
     assert whole[4].values == ("ZJ-PCS-FW 2.1.0 crc=5A3C",)
     assert whole[5].values[2] == "1001"
-
-    buf, one_by_one = bytearray(), []
-    for byte in stream:
-        buf.append(byte)
-        one_by_one += decode_all(buf)
-    assert one_by_one == whole and buf == b""
-
-    buf = bytearray(stream + b"S S   1.0")
-    assert decode_all(buf) == whole
-    assert buf == b"S S   1.0"  # the incomplete tail stays for the next read
 
 
 @pytest.mark.parametrize("reply", REPLIES)
@@ -138,19 +120,45 @@ def test_convert_refuses_bad_values(token: str, kind) -> None:
 
 @given(st.binary(max_size=700))
 def test_fuzz_arbitrary_bytes_give_a_line_or_our_error(data: bytes) -> None:
-    buf = bytearray(data)
-    while buf:
-        try:
-            line, used = mtsics.decode(buf)
-        except FrameError as exc:
-            assert 0 < exc.consumed <= len(buf)
-            del buf[: exc.consumed]
-            continue
-        if line is None:
-            assert used == 0
-            break
-        assert 0 < used <= len(buf) and line.tokens
-        del buf[:used]
+    never_crashes(mtsics.decode, data)
+    lines, _ = drain(mtsics.decode, data)
+    assert all(line.tokens for line in lines)
+
+
+# The whole-line pattern the codec used until it was found to backtrack exponentially (issue 10): the
+# reference for the language the tokeniser must keep accepting, on lines short enough for it to finish.
+_OLD_TOKEN_RE = re.compile(r'"([^"]*)"|([^\s"]+)')
+_OLD_LINE_RE = re.compile(r'[ ]*(?:(?:"[^"]*"|[^\s"]+)[ ]*)*')
+
+
+def _old_tokens(text: str) -> tuple[str, ...] | None:
+    if _OLD_LINE_RE.fullmatch(text) is None:
+        return None
+    return tuple(q if q or bare == "" else bare for q, bare in _OLD_TOKEN_RE.findall(text))
+
+
+@given(st.text(alphabet=' "\tAb.\x1c\x0b\r', max_size=14))
+@example('A"b"')
+@example('"" A')
+@example(' "a b"  c ')
+def test_tokeniser_accepts_exactly_the_old_language(text: str) -> None:
+    assert mtsics.tokenise(text) == _old_tokens(text)
+
+
+@pytest.mark.timeout(60)  # not a speed check: the old pattern would still be running in a million years
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"S S " + b"A" * 193 + b"\t\r\n",  # a run of token characters, then white space that is not a space
+        b"A " * 98 + b"A\t\r\n",  # many short tokens, then the same
+        b'XSW A "' + b"B" * 191 + b"\r\n",  # an unterminated quote
+    ],
+)
+def test_a_hostile_200_byte_line_is_rejected(hostile: bytes) -> None:
+    assert len(hostile) == 200
+    with pytest.raises(FrameError) as info:
+        mtsics.decode(hostile + b"S S 1.000 kg\r\n")
+    assert info.value.reason == "bad_syntax" and info.value.consumed == 200
 
 
 @given(st.lists(st.from_regex(r"[A-Za-z0-9.+\-@]{1,12}", fullmatch=True), min_size=1, max_size=12))

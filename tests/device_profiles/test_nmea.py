@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pynmea2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_profiles import check_record
+from device_profiles import FrameError, check_record
 from device_profiles.codecs import nmea
 from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
 
@@ -98,3 +99,31 @@ def test_fuzz(data: bytes) -> None:
     asm = nmea.FixAssembler()
     for s in sentences:
         asm.feed(s)
+
+
+def _reason_without_precheck(text: str) -> str:
+    """The reason the codec gave before it refused bad checksum tails itself: pynmea2's own verdict."""
+    try:
+        pynmea2.parse(text, check=True)
+    except pynmea2.ChecksumError:
+        return "bad_checksum"
+    except (pynmea2.ParseError, ValueError, TypeError, AttributeError, LookupError):
+        return "bad_sentence"
+    return "ok"
+
+
+@given(st.text(alphabet="$GPRMC,*0aF \t\x1c", max_size=30))
+def test_refusing_bad_checksum_tails_early_gives_pynmea2s_verdict(body: str) -> None:
+    text = "$" + body.lstrip("$")
+    try:
+        nmea.decode(text.encode() + b"\r\n")
+        got = "ok"
+    except FrameError as exc:
+        got = exc.reason
+    assert got == _reason_without_precheck(text)
+
+
+@pytest.mark.parametrize("body", ["PUBX", "PASHR", "PSXN", "PTNL"])
+def test_proprietary_sentences_pynmea2_cannot_index_are_bad_sentences(body: str) -> None:
+    with pytest.raises(FrameError, match="bad_sentence"):
+        nmea.decode(nmea.encode(body))

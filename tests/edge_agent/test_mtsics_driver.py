@@ -13,23 +13,26 @@ import pytest
 from device_profiles import builtin
 from device_profiles.codecs import mtsics
 from edge_agent import Agent, BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, MtSicsSource
+from edge_agent.mtsics_driver import BadTransaction
 from firmware_sim import Cheat, PtyLineServer, ScaleFirmware
 
 PROFILE = builtin("zj-pcs-30")
 
 
 class Switchable:
-    """Wraps a firmware: can go silent (unplugged) or answer with garbage first."""
+    """Wraps a firmware: can go silent (unplugged), answer with garbage first, or answer ``instead``."""
 
     def __init__(self, firmware: ScaleFirmware) -> None:
         self.firmware = firmware
         self.silent = False
         self.garbage = b""
+        self.instead: dict[str, bytes] = {}  # command -> the bytes sent once in place of its reply
 
     def __call__(self, line: mtsics.Line) -> bytes:
         if self.silent:
             return b""
-        reply = self.garbage + self.firmware.respond(line)
+        reply = self.instead.pop(line.command, None) or self.firmware.respond(line)
+        reply = self.garbage + reply
         self.garbage = b""
         return reply
 
@@ -66,7 +69,39 @@ def test_garbage_before_a_reply_is_skipped_and_counted(scale) -> None:
     responder.garbage = b"\xff\xfe\x00noise\r\nS S 9.999 kg\r\n"
     got = driver.take_transaction()
     assert got is not None and got["txn"] == 1
-    assert driver.frame_errors == 1  # the non-ASCII line; the stale 'S' reply is skipped
+    assert driver.frame_errors == {"not_ascii": 1}  # the non-ASCII line; the stale 'S' reply is skipped
+
+
+def test_a_sale_breaking_the_contract_is_a_dead_letter_of_the_bytes_the_scale_sent(scale) -> None:
+    fw, _, _, server = scale
+    source = MtSicsSource(PROFILE, server.port)
+    try:
+        assert [t.record["type"] for t in source.take()] == ["scale_state"]
+        fw.sell(ts_ms=1, plu="10 01", true_net_mg=200_000, unit_price_fen_per_kg=1000)  # a PLU is a tag: no space
+        sent = fw.respond(mtsics.Line(("XTR",)))
+        assert b'"10 01"' in sent  # a quoted token holding a space: once a ValueError that killed the reader
+        assert source.take() == []
+        ((reason, raw),) = source.dead_letters
+        assert raw == sent and "plu" in reason
+        assert source.scale.take_transaction() is None  # acknowledged, so the scale does not send it forever
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b'XTR A 17 "pork belly"\r\n',  # too few values
+        b'XTR A 17 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 "1 20000" 3 7\r\n',  # a quoted number
+        b"XTR Q 17\n",  # an unknown status, bare LF
+    ],
+)
+def test_a_bad_transaction_reply_is_a_bad_transaction_with_its_raw_line(scale, reply: bytes) -> None:
+    _, responder, driver, _ = scale
+    responder.instead["XTR"] = reply
+    with pytest.raises(BadTransaction) as info:
+        driver.take_transaction()
+    assert info.value.line == reply
 
 
 def test_silence_is_a_timeout_and_a_wrong_ack_an_error(scale) -> None:
