@@ -73,6 +73,12 @@ class LiveDevices:
     def tags_for(self, device: str) -> dict[str, str]:
         return self.current.tags_for(device)
 
+    def is_known(self, device: str) -> bool:
+        return self.current.is_known(device)
+
+    def profile_for(self, device: str) -> str | None:
+        return self.current.profile_for(device)
+
     def partition_key(self, device: str) -> str:
         return self.current.partition_key(device)
 

@@ -68,6 +68,31 @@ class IngestCollector:
         yield GaugeMetricFamily(
             "zhijian_ingest_connected", "1 when connected to the broker", value=1.0 if w.connected.is_set() else 0.0
         )
+        errors = CounterMetricFamily(
+            "zhijian_ingest_thread_errors", "unexpected errors survived by background loops", labels=["thread"]
+        )
+        for loop in w.loops:
+            errors.add_metric([loop.name], loop.error_count)
+        yield errors
+        surprises = CounterMetricFamily(
+            "zhijian_ingest_unprocessable", "errors of ours isolated to one message or batch, by kind", labels=["kind"]
+        )
+        for kind, n in sorted(p.surprises.items()):
+            surprises.add_metric([kind], n)
+        yield surprises
+        dl = p.dead_letters
+        yield GaugeMetricFamily("zhijian_ingest_dead_letter_bytes", "bytes kept as dead letters", value=dl.total_bytes)
+        evicted = CounterMetricFamily(
+            "zhijian_ingest_dead_letters_evicted", "dead letters evicted by the byte quotas", labels=["device"]
+        )
+        for device, n in sorted(dl.evicted.items()):
+            evicted.add_metric([device], n)
+        yield evicted
+        yield GaugeMetricFamily(
+            "zhijian_ingest_stalled",
+            "1 while messages wait and the batcher makes no progress",
+            value=float(bool(w.stalled())),
+        )
         t: BatchTimer = w.batch_seconds
         yield HistogramMetricFamily(
             "zhijian_ingest_batch_seconds",
@@ -77,17 +102,23 @@ class IngestCollector:
         )
 
 
-def health(worker: IngestWorker) -> tuple[int, dict[str, Any]]:
-    """HTTP status and body: 200 when connected to the broker, 503 otherwise."""
+def health(worker: IngestWorker, *, stall_after_s: float = 60.0) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body: 200 when connected to the broker and the batcher makes progress, else 503
+    (``problem`` says why: messages waiting while no batch is stored is as unhealthy as no broker)."""
     p = worker.pipeline
-    doc = {
+    stalled = worker.stalled(after_s=stall_after_s)
+    doc: dict[str, Any] = {
         "connected": worker.connected.is_set(),
         "backlog": worker.backlog,
         "spool_lines": p.spool.lines,
         "received": p.received,
         "rejected": sum(p.rejected.values()),
+        "threads": {loop.name: loop.status() for loop in worker.loops},
     }
-    return (200 if doc["connected"] else 503), doc
+    problem = "not connected to the broker" if not doc["connected"] else stalled
+    if problem:
+        doc["problem"] = problem
+    return (503 if problem else 200), doc
 
 
 class MetricsServer:

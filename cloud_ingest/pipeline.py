@@ -4,30 +4,36 @@
 InfluxDB or, while InfluxDB is away, in the on-disk spool (replayed in order by :meth:`replay_spool`).
 The caller acknowledges the batch's messages to the broker only after ``commit`` returns, so nothing is
 acknowledged before it is durable. Rejected payloads are counted per reason and kept, bytes and all, as
-dead letters: the reasons of :data:`device_profiles.REJECT_REASONS`, plus ``store_rejected`` for a valid
-message that InfluxDB refuses (say, a field whose type differs from what the database already holds).
+dead letters (:mod:`cloud_ingest.dead_letters`): the reasons of :data:`device_profiles.REJECT_REASONS`,
+plus ``store_rejected`` for a valid message that InfluxDB refuses (say, a field whose type differs from
+what the database already holds).
+
+Every message is isolated: whatever one message holds, it ends as stored records or as its own dead
+letter, never as an exception out of :meth:`Pipeline.prepare` or :meth:`Pipeline.commit` (those raise
+only :class:`StoreUnavailable`, when InfluxDB is away and the spool full, or when the dead-letter store
+cannot be written; the caller retries the batch). An error of ours on one message makes it a dead letter
+with reason ``unprocessable`` and the error in the detail; such errors are counted by kind in
+:attr:`Pipeline.surprises` and logged once per kind with their traceback.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from anti_cheat import Engine, Flag, Transactions
-from device_profiles import EnvelopeError, decode
+from device_profiles import Envelope, EnvelopeError, decode
 from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
 from device_profiles.topics import parse
 
+from .dead_letters import DeadLetters
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
 from .rapid_tests import Alert, PositionBook, judge
+from .senders import SenderRules
 from .sensor_alerts import AlertBook
 from .sequences import SequenceBook
 from .spool import Spool, SpoolFull
@@ -37,38 +43,6 @@ log = logging.getLogger(__name__)
 
 _SCORED = frozenset({"sale", "reweigh", "check_weighing"})
 _BASE_TYPES = frozenset({"soil", "air", "sensor_fault"})
-
-
-class DeadLetters:
-    """Rejected payloads with their reason, in SQLite; keeps the newest ``limit`` and counts the rest."""
-
-    def __init__(self, path: str | Path = ":memory:", *, limit: int = 100_000) -> None:
-        self.limit = limit
-        self.evicted = 0
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER,"
-            " topic TEXT, reason TEXT, detail TEXT, payload BLOB)"
-        )
-
-    def add(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO dead_letter (at_ms, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
-                (int(time.time() * 1000), topic, reason, detail[:500], payload),
-            )
-            cur = self._db.execute(
-                "DELETE FROM dead_letter WHERE id <= (SELECT MAX(id) FROM dead_letter) - ?", (self.limit,)
-            )
-            self.evicted += cur.rowcount
-
-    def rows(self) -> list[tuple[str, str, bytes]]:
-        with self._lock:
-            return [
-                (t, r, bytes(p))
-                for t, r, p in self._db.execute("SELECT topic, reason, payload FROM dead_letter ORDER BY id")
-            ]
 
 
 @dataclass
@@ -96,6 +70,7 @@ class Pipeline:
         revoked: Callable[[str], bool] = lambda device: False,
         tags_for: Callable[[str], Mapping[str, str]] = lambda device: {},
         alert_book: AlertBook | None = None,
+        senders: SenderRules | None = None,
     ) -> None:
         self.key_for = key_for
         self.engine = engine
@@ -104,6 +79,7 @@ class Pipeline:
         self.spool = spool or Spool()
         self.sequences = sequences or SequenceBook()
         self.revoked = revoked
+        self.senders = senders  # what each device may say (record types, references); None: no such checks
         self.tags_for = tags_for  # registry enrichment, from memory (LiveDevices or a devices file)
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
@@ -120,6 +96,7 @@ class Pipeline:
         self.flagged = 0
         self.flags_by_rule: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.surprises: Counter[str] = Counter()  # errors of ours survived, by kind (exported as a metric)
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
         """Prepare and store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
@@ -128,42 +105,74 @@ class Pipeline:
         return prepared.flags
 
     def prepare(self, messages: Sequence[tuple[str, bytes]]) -> Prepared:
-        """Decode, authenticate, validate and score a batch (once: the engine's state moves on)."""
+        """Decode, authenticate, validate and score a batch (once: the engine's state moves on).
+
+        Never raises because of what a message holds: each message is admitted or becomes a dead letter
+        on its own, and if scoring the batch fails, each message is scored alone so that only the one
+        that fails becomes a dead letter (``unprocessable``, with the error in the detail).
+        """
         if self.before_batch is not None:
-            self.before_batch()
-        accepted: list[tuple[str, bytes, list[str]]] = []
+            self._guarded("before_batch", self.before_batch)
+        admitted = [a for a in (self._admit(t, p) for t, p in messages) if a is not None]
+        try:
+            return self._score(admitted)
+        except Exception as exc:
+            self._surprise("scoring a batch", exc)
+        parts = []
+        for one in admitted:
+            try:
+                parts.append(self._score([one]))
+            except Exception as exc:
+                self._reject(one.topic, "unprocessable", _describe(exc), one.payload)
+        return Prepared(
+            [a for p in parts for a in p.accepted],
+            [f for p in parts for f in p.flags],
+            [line for p in parts for line in p.derived_lines],
+            [a for p in parts for a in p.alerts],
+        )
+
+    def _admit(self, topic_name: str, payload: bytes) -> _Admitted | None:
+        """One message checked on its own: admitted, or a dead letter with its reason."""
+        self.received += 1
+        try:
+            parsed = parse(topic_name)
+            if parsed is None or parsed[1] != "data":
+                raise EnvelopeError("bad_topic", topic_name)
+            if self.revoked(parsed[0]):
+                raise EnvelopeError("revoked_device", parsed[0])
+            env = decode(payload, topic_device=parsed[0], key_for=self.key_for)
+            if self.senders is not None:
+                self.senders.check(env.device, env.records)
+            digests = self.sequences.check(env.device, env.seq, env.records)
+            lines = envelope_lines(env.device, env.seq, env.records, self.tags_for(env.device))
+        except EnvelopeError as exc:
+            self._reject(topic_name, exc.reason, exc.detail, payload)
+            return None
+        except Exception as exc:  # our failure on this message: it alone pays for it
+            self._surprise(f"a message on {topic_name}", exc)
+            self._reject(topic_name, "unprocessable", _describe(exc), payload)
+            return None
+        self.sequences.observe(env.device, env.seq, len(env.records), digests)
+        self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
+        return _Admitted(topic_name, payload, env, lines)
+
+    def _score(self, admitted: Sequence[_Admitted]) -> Prepared:
         scored: list[tuple[str, int, dict[str, Any]]] = []
         alerts: list[Alert] = []
         base_rows: list[tuple[str, int, dict[str, Any]]] = []
         states: list[tuple[str, dict[str, Any]]] = []
-        for topic_name, payload in messages:
-            self.received += 1
-            parsed = parse(topic_name)
-            try:
-                if parsed is None or parsed[1] != "data":
-                    raise EnvelopeError("bad_topic", topic_name)
-                if self.revoked(parsed[0]):
-                    raise EnvelopeError("revoked_device", parsed[0])
-                env = decode(payload, topic_device=parsed[0], key_for=self.key_for)
-                if self.sequences.is_replay(env.device, env.seq, len(env.records)):
-                    raise EnvelopeError("replayed", f"seq {env.seq}, highest {self.sequences.highest[env.device]}")
-            except EnvelopeError as exc:
-                self._reject(topic_name, exc.reason, exc.detail, payload)
-                continue
-            tags = self.tags_for(env.device)
-            accepted.append((topic_name, payload, envelope_lines(env.device, env.seq, env.records, tags)))
-            self.sequences.observe(env.device, env.seq, len(env.records))
+        for one in admitted:
+            env = one.envelope
             if any(r["type"] in ("gps", "rapid_test") for r in env.records):
                 alerts += judge(env.device, env.seq, env.records, self.positions)
-            base_rows.extend(
-                (env.device, env.seq + i, r) for i, r in enumerate(env.records) if r["type"] in _BASE_TYPES
-            )
-            self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
             for i, rec in enumerate(env.records):
-                if rec["type"] in _SCORED:
+                rtype = rec["type"]
+                if rtype in _SCORED:
                     scored.append((env.device, env.seq + i, rec))
-                elif rec["type"] == "scale_state":
+                elif rtype == "scale_state":
                     states.append((env.device, {**rec, "seq": env.seq + i}))
+                elif rtype in _BASE_TYPES:
+                    base_rows.append((env.device, env.seq + i, rec))
         if base_rows:
             alerts += self.alert_book.observe_batch(base_rows)
         batch = Transactions.from_records(self.engine.facts, scored)
@@ -171,6 +180,7 @@ class Pipeline:
         for device, state in states:
             flags += self.engine.observe_state(device, state)
         derived = [flag_line(f) for f in flags] + [alert_line(a) for a in alerts]
+        accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)
 
     def commit(self, prepared: Prepared) -> None:
@@ -186,21 +196,24 @@ class Pipeline:
         if lines or flag_lines:
             try:
                 self._write(lines + flag_lines)
-            except StoreRejected as exc:
-                log.warning("InfluxDB refused a batch of %d messages (%s); writing one by one", len(accepted), exc)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # StoreRejected, or a line we could not even encode: find which message
+                log.warning("could not store a batch of %d messages (%s); writing one by one", len(accepted), exc)
                 lines = self._write_one_by_one(accepted)
-                self._write(flag_lines)
+                self._write_derived(flag_lines)
         self.accepted_records += len(lines)  # one line per record
         self.records_by_type.update(line[: line.index(",")] for line in lines)  # the measurement is the type
         self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
+        self.dead_letters.flush()
         self.sequences.save()
         self.alert_book.save()
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:
-                self.alert_sink(alert)
+                self._guarded("alert_sink", self.alert_sink, alert)
 
     def _write(self, lines: list[str]) -> None:
         """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""
@@ -238,6 +251,7 @@ class Pipeline:
                         self._reject("(spool)", "store_rejected", str(exc), line.encode())
             self.spool.remove(batch_id)
             self.replayed_points += len(lines)
+        self.dead_letters.flush()
         return True
 
     def _write_one_by_one(self, accepted: list[tuple[str, bytes, list[str]]]) -> list[str]:
@@ -245,17 +259,61 @@ class Pipeline:
         for topic_name, payload, msg_lines in accepted:
             try:
                 self._write(msg_lines)
+            except StoreUnavailable:
+                raise
             except StoreRejected as exc:
                 self._reject(topic_name, "store_rejected", str(exc), payload)
+            except Exception as exc:
+                self._surprise(f"storing a message on {topic_name}", exc)
+                self._reject(topic_name, "unprocessable", _describe(exc), payload)
             else:
                 stored.extend(msg_lines)
         return stored
+
+    def _write_derived(self, lines: list[str]) -> None:
+        """Flags and alerts one by one after a refused batch: a point that cannot be stored is kept as a dead
+        letter (the record it was derived from is stored)."""
+        for line in lines:
+            try:
+                self._write([line])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                kept = line.encode("utf-8", "backslashreplace")
+                reason = "store_rejected" if isinstance(exc, StoreRejected) else "unprocessable"
+                self._reject("(derived)", reason, _describe(exc), kept)
+
+    def _surprise(self, what: str, exc: BaseException) -> None:
+        """An error of ours, not the peer's: logged with its traceback once per kind, counted, survived."""
+        kind = f"{type(exc).__name__} in {what.split(' on ', maxsplit=1)[0]}"
+        if self.surprises[kind] == 0:
+            log.error("unexpected error in %s (logged once per kind): %s", what, _describe(exc), exc_info=exc)
+        self.surprises[kind] += 1
+
+    def _guarded(self, what: str, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._surprise(what, exc)
 
     def _reject(self, topic_name: str, reason: str, detail: str, payload: bytes) -> None:
         if self.rejected[reason] == 0:
             log.warning("rejected a payload on %s: %s: %s (logged once per reason)", topic_name, reason, detail)
         self.rejected[reason] += 1
         self.dead_letters.add(topic_name, reason, detail, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    topic: str
+    payload: bytes
+    envelope: Envelope
+    lines: list[str]
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's class and message, printable whatever the message holds."""
+    return f"{type(exc).__name__}: {exc!s:.300}".encode("utf-8", "backslashreplace").decode()
 
 
 def flag_line(flag: Flag) -> str:

@@ -42,6 +42,7 @@ class DeviceFile:
         """``with_facts=False`` skips building :attr:`facts` (a reload that updates an engine's facts in place)."""
         self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items() if v.get("key")}
         self._revoked = {d for d, v in devices.items() if v.get("revoked")}
+        self._profiles = {d: str(v["profile"]) for d, v in devices.items() if v.get("profile")}
         self._crops = {d: str(v["crop"]) for d, v in devices.items() if "crop" in v}
         self._limits: dict[str, dict[str, dict[str, Any]]] = {
             d: v["limits"] for d, v in devices.items() if "limits" in v
@@ -70,6 +71,13 @@ class DeviceFile:
 
     def is_revoked(self, device: str) -> bool:
         return device in self._revoked
+
+    def is_known(self, device: str) -> bool:
+        return device in self._keys
+
+    def profile_for(self, device: str) -> str | None:
+        """The device's profile id, which says what records it may send (None: the file names none)."""
+        return self._profiles.get(device)
 
     def alert_limits(self) -> dict[str, dict[str, Limit]]:
         """Per-base alert limits (``"limits": {"soil.moisture_pct": {"low": 20, "high": 45, …}}``)."""

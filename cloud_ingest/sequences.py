@@ -1,31 +1,64 @@
-"""Per-device sequence numbers as the ingest has seen them: replays refused, gaps counted.
+"""Per-device sequence numbers as the ingest has seen them: replays, jumps and conflicts refused, gaps counted.
 
 A device's sequence numbers only go up (its agent's outbox guarantees it). Redeliveries are normal (QoS 1,
 restarts) and are stored again harmlessly, so a message whose records lie *within* ``window`` below the
-highest seq seen is accepted. One whose records all lie further back is a replay of old traffic and is
-refused (reason ``replayed``). A jump forward leaves a gap; gaps are counted per device and exported,
-and are visible in InfluxDB as missing ``seq`` values. The book lives in SQLite next to the spool, saved
-after every stored batch, so a worker restart keeps it. With N workers each device belongs to one
-partition, so each book sees all of its devices' traffic.
+highest seq seen is accepted, if each record that was seen before comes again with the same content.
+The book refuses, with a reason and without moving anything:
+
+- ``replayed``: every record lies more than ``window`` below the highest: old traffic again;
+- ``seq_out_of_range``: a record lies more than ``max_ahead`` above the highest. One envelope with seq
+  2**52 would otherwise move the highest so far that every later honest envelope looks like a replay.
+  (A device seen for the first time is not bounded: nothing is known of its history.);
+- ``conflicting_replay``: a record whose (device, seq) was seen with other content. Storage is
+  idempotent by (device, seq), so without this check a re-sent seq with other values would silently
+  overwrite a stored sale.
+
+To tell conflicts from redeliveries the book keeps an 8-byte digest of each record for the seqs within
+``window`` below each device's highest (older ones are refused as replays anyway), so it holds at most
+``window`` digests per device. A jump forward leaves a gap; gaps are counted per device and exported, and
+are visible in InfluxDB as missing ``seq`` values. The book lives in SQLite next to the spool, saved after
+every stored batch in one transaction, so a worker restart keeps it. With N workers each device belongs to
+one partition, so each book sees all of its devices' traffic.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from device_profiles import EnvelopeError
+
+DEFAULT_WINDOW = 10_000
+DEFAULT_MAX_AHEAD = 1_000_000
+
+
+def record_digest(record: Mapping[str, Any]) -> int:
+    """A stable 64-bit digest of a validated record's content (its fields are flat scalars)."""
+    text = repr(sorted(record.items())).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 class SequenceBook:
-    """Highest seq, gaps and late arrivals per device."""
+    """Highest seq, gaps, late arrivals and recent record digests per device."""
 
-    def __init__(self, path: str | Path = ":memory:", *, window: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", *, window: int = DEFAULT_WINDOW, max_ahead: int = DEFAULT_MAX_AHEAD
+    ) -> None:
         self.window = window
+        self.max_ahead = max_ahead
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS device_seq (device TEXT PRIMARY KEY, highest INTEGER NOT NULL,"
             " gaps INTEGER NOT NULL, late INTEGER NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS record_digest (device TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " digest INTEGER NOT NULL, PRIMARY KEY (device, seq)) WITHOUT ROWID"
         )
         self.highest: dict[str, int] = {}
         self.gaps: dict[str, int] = {}
@@ -33,14 +66,49 @@ class SequenceBook:
         for device, highest, gaps, late in self._db.execute("SELECT device, highest, gaps, late FROM device_seq"):
             self.highest[device], self.gaps[device], self.late[device] = highest, gaps, late
         self._dirty: set[str] = set()
+        self._pending: dict[tuple[str, int], int] = {}  # digests not saved yet
+        self._pruned_below: dict[str, int] = {}
 
     def is_replay(self, device: str, first: int, count: int) -> bool:
         """True if every record of the message lies more than ``window`` below the highest seq seen."""
         highest = self.highest.get(device)
         return highest is not None and first + count - 1 < highest - self.window
 
-    def observe(self, device: str, first: int, count: int) -> None:
-        """Note an accepted message's seqs ``first … first+count-1``."""
+    def check(self, device: str, first: int, records: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Refuse the message (:class:`EnvelopeError`) or return its records' digests, for :meth:`observe`."""
+        count = len(records)
+        last = first + count - 1
+        highest = self.highest.get(device)
+        if highest is None:
+            return [record_digest(r) for r in records]
+        if last < highest - self.window:
+            raise EnvelopeError("replayed", f"seq {first}, highest {highest}")
+        if last > highest + self.max_ahead:
+            raise EnvelopeError("seq_out_of_range", f"seq {last} is more than {self.max_ahead} above highest {highest}")
+        digests = [record_digest(r) for r in records]
+        if first <= highest:
+            seen = self._seen(device, first, min(last, highest))
+            for i, digest in enumerate(digests):
+                before = seen.get(first + i)
+                if before is not None and before != digest:
+                    raise EnvelopeError("conflicting_replay", f"seq {first + i} was stored with other content")
+        return digests
+
+    def _seen(self, device: str, lo: int, hi: int) -> dict[int, int]:
+        with self._lock:
+            seen = dict(
+                self._db.execute(
+                    "SELECT seq, digest FROM record_digest WHERE device = ? AND seq BETWEEN ? AND ?", (device, lo, hi)
+                ).fetchall()
+            )
+        for seq in range(lo, hi + 1):
+            pending = self._pending.get((device, seq))
+            if pending is not None:
+                seen[seq] = pending
+        return seen
+
+    def observe(self, device: str, first: int, count: int, digests: Sequence[int] = ()) -> None:
+        """Note an accepted message's seqs ``first … first+count-1`` (and their digests from :meth:`check`)."""
         last = first + count - 1
         highest = self.highest.get(device)
         if highest is None:
@@ -52,6 +120,8 @@ class SequenceBook:
             self.late[device] += 1  # a redelivery or a late message: stored again, harmlessly
         else:
             self.highest[device] = last
+        for i, digest in enumerate(digests):
+            self._pending[(device, first + i)] = digest
         self._dirty.add(device)
 
     @property
@@ -59,16 +129,29 @@ class SequenceBook:
         return sum(self.gaps.values())
 
     def save(self) -> None:
-        """Persist what changed since the last save."""
+        """Persist what changed since the last save, in one transaction; forget digests out of the window."""
         with self._lock:
             rows = [(d, self.highest[d], self.gaps[d], self.late[d]) for d in self._dirty]
+            digests = [(d, s, g) for (d, s), g in self._pending.items()]
+            prune = []
+            for d in self._dirty:
+                floor = self.highest[d] - self.window
+                if floor - self._pruned_below.get(d, 0) > self.window // 10:  # amortised: now and then per device
+                    prune.append((d, floor))
+                    self._pruned_below[d] = floor
             self._dirty.clear()
-            if rows:
-                self._db.executemany(
-                    "INSERT INTO device_seq (device, highest, gaps, late) VALUES (?, ?, ?, ?) ON CONFLICT(device)"
-                    " DO UPDATE SET highest = excluded.highest, gaps = excluded.gaps, late = excluded.late",
-                    rows,
-                )
+            self._pending.clear()
+            if not rows and not digests:
+                return
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO device_seq (device, highest, gaps, late) VALUES (?, ?, ?, ?) ON CONFLICT(device)"
+                " DO UPDATE SET highest = excluded.highest, gaps = excluded.gaps, late = excluded.late",
+                rows,
+            )
+            self._db.executemany("INSERT OR REPLACE INTO record_digest (device, seq, digest) VALUES (?, ?, ?)", digests)
+            self._db.executemany("DELETE FROM record_digest WHERE device = ? AND seq < ?", prune)
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -43,7 +43,14 @@ class IngestSettings(BaseSettings):
         None, description="anti-cheat state across restarts; `zhijian ingest run` puts it beside the spool"
     )
     state_save_interval_s: float = Field(2.0, ge=0, description="acks wait at most this long for the state save")
-    replay_window: int = Field(100_000, ge=1, description="how far below a device's highest seq a record may be")
+    replay_window: int = Field(
+        10_000, ge=1, description="how far below a device's highest seq a record may be (digests kept this far)"
+    )
+    seq_max_ahead: int = Field(
+        1_000_000, ge=1, description="how far above a device's highest seq a record may be (seq_out_of_range)"
+    )
+    dead_letter_device_quota_mb: float = Field(16, gt=0, description="dead-letter bytes per device; oldest evicted")
+    dead_letter_quota_mb: float = Field(1024, gt=0, description="dead-letter bytes in all; the biggest sender pays")
     spool_quota_mb: float = Field(1024, gt=0, description="disk for points while InfluxDB is away")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, lt=65536, description="Prometheus /metrics and /health; 0: any port")

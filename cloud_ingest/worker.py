@@ -32,10 +32,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from device_profiles.loops import Loop
 from device_profiles.topics import parse, subscription, topic, valid_device_id
 
-from .errors import StoreRejected, StoreUnavailable
-from .pipeline import Pipeline
+from .errors import StoreUnavailable
+from .pipeline import Pipeline, Prepared
 from .rapid_tests import Alert
 from .settings import IngestSettings
 
@@ -97,14 +98,18 @@ class IngestWorker:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
-        self._replayer = threading.Thread(target=self._replay, name="spool-replay", daemon=True)
+        self.batcher = Loop("ingest-batcher", self._batch_once, stop=self._stop, max_backoff_s=10.0)
+        self.replayer = Loop("spool-replay", self._replay_once, stop=self._stop, max_backoff_s=10.0)
+        self._held: list[mqtt.MQTTMessage] = []  # the batch in hand, until stored and acknowledged
+        self._held_prepared: Prepared | None = None
+        self._retry_delay = 0.5
         self.batch_seconds = BatchTimer()
         self.skipped = 0
         self.partition_key: Callable[[str], str] = lambda device: device
         self._unacked: list[mqtt.MQTTMessage] = []
         self._last_save = time.monotonic()
         self.acknowledged_alerts = 0
+        self._held_since = time.monotonic()
 
     def _publish_alert(self, alert: Alert) -> None:
         """Retained on the subject's alert topic, so a stall's or base's screen shows it when it connects;
@@ -130,6 +135,10 @@ class IngestWorker:
         if isinstance(alert_id, str) and self.pipeline.alert_book.acknowledge(device, alert_id):
             self.acknowledged_alerts += 1
             log.info("%s acknowledged alert %s", device, alert_id)
+
+    @property
+    def loops(self) -> list[Loop]:
+        return [self.batcher, self.replayer]
 
     @property
     def backlog(self) -> int:
@@ -195,8 +204,8 @@ class IngestWorker:
             properties=props,
         )
         self._client.loop_start()
-        self._thread.start()
-        self._replayer.start()
+        self.batcher.start()
+        self.replayer.start()
         return self
 
     def stop(self, *, end_session: bool = False) -> None:
@@ -207,8 +216,8 @@ class IngestWorker:
         (scaled down, a test), ``end_session=True`` ends the session so its share goes to the others.
         """
         self._stop.set()
-        self._thread.join(timeout=30)
-        self._replayer.join(timeout=30)
+        self.batcher.join(timeout_s=30)
+        self.replayer.join(timeout_s=30)
         self._checkpoint(force=True)
         props = None
         if end_session:
@@ -234,32 +243,52 @@ class IngestWorker:
                 break
         return batch
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            batch = self._next_batch()
-            if not batch:
+    def _batch_once(self) -> None:
+        """One step of the batcher: take a batch (or keep the one in hand), store it, acknowledge it.
+
+        The batch stays in hand until it is stored: when InfluxDB is away and the spool full the step
+        retries it with a growing delay; if anything unexpected raises, the loop logs it, backs off and
+        the next step retries the same batch, so nothing received is dropped from memory unacknowledged.
+        """
+        if not self._held:
+            self._held = self._next_batch()
+            self._held_prepared = None
+            self._held_since = time.monotonic()
+            if not self._held:
                 if self._unacked:
                     self._checkpoint()
-                continue
-            started = time.monotonic()
-            delay = 0.5
-            prepared = self.pipeline.prepare([(m.topic, bytes(m.payload)) for m in batch])
-            while True:
-                try:
-                    self.pipeline.commit(prepared)
-                    break
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable, batch of %d held for retry: %s", len(batch), exc)
-                except StoreRejected:
-                    log.exception("store refused a batch of %d; not acknowledged", len(batch))
-                if self._stop.wait(delay):
-                    return  # not acknowledged: the broker redelivers to the next session
-                delay = min(delay * 2, 10.0)
-            self._unacked.extend(batch)
-            self._checkpoint()
-            self.batches += 1
-            self.last_batch_ms = (time.monotonic() - started) * 1000
-            self.batch_seconds.observe(self.last_batch_ms / 1000)
+                return
+        started = time.monotonic()
+        if self._held_prepared is None:
+            self._held_prepared = self.pipeline.prepare([(m.topic, bytes(m.payload)) for m in self._held])
+        try:
+            self.pipeline.commit(self._held_prepared)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable, batch of %d held for retry: %s", len(self._held), exc)
+            self._stop.wait(self._retry_delay)  # not acknowledged: on stop the broker redelivers
+            self._retry_delay = min(self._retry_delay * 2, 10.0)
+            return
+        self._retry_delay = 0.5
+        self._unacked.extend(self._held)
+        self._held, self._held_prepared = [], None
+        self._checkpoint()
+        self.batches += 1
+        self.last_batch_ms = (time.monotonic() - started) * 1000
+        self.batch_seconds.observe(self.last_batch_ms / 1000)
+
+    def stalled(self, *, after_s: float = 60.0) -> str:
+        """Why the batcher makes no progress while messages wait ('' when it does): a batch in hand for
+        longer than ``after_s`` (storing is blocked, or it keeps failing), or a step that never returns."""
+        if self.batcher.dead and not self._stop.is_set():
+            return "the batcher thread is not running"
+        now = time.monotonic()
+        if self._held and now - self._held_since > after_s:
+            cause = self.batcher.last_error if self.batcher.failing else "InfluxDB away and the spool full"
+            return f"a batch of {len(self._held)} held for {now - self._held_since:.0f} s ({cause})"
+        stuck_s = now - self.batcher.last_step_at
+        if self.backlog and stuck_s > after_s:
+            return f"{self.backlog} message(s) waiting, the batcher stuck in one step for {stuck_s:.0f} s"
+        return ""
 
     def _checkpoint(self, *, force: bool = False) -> None:
         """Acknowledge stored messages once the anti-cheat state that has seen them is on disk.
@@ -282,12 +311,9 @@ class IngestWorker:
             self._client.ack(m.mid, m.qos)
         self._unacked.clear()
 
-    def _replay(self) -> None:
+    def _replay_once(self) -> None:
         """Drain the spool into InfluxDB whenever it holds something and InfluxDB answers."""
-        while not self._stop.wait(1.0):
-            if self.pipeline.spool.batches:
-                try:
-                    if self.pipeline.replay_spool():
-                        log.info("spool drained into InfluxDB")
-                except Exception:  # the replayer must outlive surprises; the spool keeps the data
-                    log.exception("spool replay failed; retrying")
+        if self._stop.wait(1.0) or not self.pipeline.spool.batches:
+            return
+        if self.pipeline.replay_spool():
+            log.info("spool drained into InfluxDB")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EnvelopeError, IntegrityError
-from .records import MAX_SAFE_INT, RECORD_TYPES, RecordType
+from .records import MAX_SAFE_INT, MAX_TS_MS, RECORD_TYPES, RecordType
 from .topics import valid_device_id
 
 SCHEMA_VERSION = 1
@@ -38,6 +38,12 @@ _TAG_SUFFIX_RE = re.compile(rb',"tag":"([0-9a-f]{64})"\}\Z')
 _BOOT_RE = re.compile(r"^[0-9a-f]{32}$")
 #: Values of tag fields: no white space, commas, equals signs, quotes or backslashes (line-protocol safe).
 TAG_VALUE_RE = re.compile(r'[^\s,="\\]*')
+#: What no string of the contract may hold: lone surrogates (``"\ud800"`` is valid JSON text but not
+#: Unicode: it cannot be written as UTF-8) and control characters.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+#: The members of an envelope; any other member is refused (the schema version says what a payload holds).
+ENVELOPE_MEMBERS = frozenset({"v", "device", "boot", "seq", "sent_ms", "records", "tag"})
 
 Record = dict[str, Any]
 
@@ -116,6 +122,8 @@ def decode(
         raise IntegrityError("bad_tag", f"tag does not match for device {topic_device}")
     try:
         doc = json.loads(payload)
+    except RecursionError as exc:  # an envelope nests three levels; the C parser gives up near a thousand
+        raise EnvelopeError("bad_json", "nested too deeply") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise EnvelopeError("malformed_json", str(exc)) from exc
     return validate(doc, topic_device=topic_device)
@@ -125,6 +133,9 @@ def validate(doc: Any, *, topic_device: str) -> Envelope:
     """Validate a parsed payload object (tag already checked)."""
     if not isinstance(doc, dict):
         raise EnvelopeError("malformed_json", "payload is not a JSON object")
+    if not doc.keys() <= ENVELOPE_MEMBERS:
+        extra = sorted(doc.keys() - ENVELOPE_MEMBERS)[:3]
+        raise EnvelopeError("bad_envelope", f"unknown members {', '.join(map(repr, extra)):.80}")
     version = doc.get("v")
     if type(version) is not int:
         raise EnvelopeError("bad_envelope", "v must be an integer")
@@ -160,8 +171,8 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
     if rtype is None:
         raise EnvelopeError("bad_record", f"{where}.type {rec.get('type')!r} is not a record type")
     ts = rec.get("ts")
-    if type(ts) is not int or not 0 <= ts <= MAX_SAFE_INT:
-        raise EnvelopeError("bad_record", f"{where}.ts must be UTC epoch milliseconds")
+    if type(ts) is not int or not 0 <= ts <= MAX_TS_MS:
+        raise EnvelopeError("bad_record", f"{where}.ts must be UTC epoch milliseconds before 2100")
     for name in rec:
         if name not in rtype.fields and name not in ("type", "ts"):
             raise EnvelopeError("bad_record", f"{where}.{name} is not a field of {rtype.name}")
@@ -181,6 +192,8 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
         }[spec.kind]
         if not ok:
             raise EnvelopeError("bad_record", f"{where}.{name} must be {spec.kind}, got {value!r:.40}")
+        if spec.kind == "str" and not value.isprintable():  # fast for the usual text; then look closer
+            _check_text(value, f"{where}.{name}")
         if spec.kind in ("int", "float") and (
             (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
         ):
@@ -188,3 +201,11 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
                 "bad_record", f"{where}.{name}={value} outside [{spec.min}, {spec.max}] {spec.unit}".rstrip()
             )
     return rtype
+
+
+def _check_text(value: str, where: str) -> None:
+    """Text must be Unicode that UTF-8 can carry, without control characters."""
+    if _SURROGATE_RE.search(value) is not None:
+        raise EnvelopeError("bad_json", f"{where} holds a lone surrogate (not Unicode text)")
+    if _CONTROL_RE.search(value) is not None:
+        raise EnvelopeError("bad_record", f"{where} holds a control character")

@@ -65,7 +65,8 @@ REJECT_REASONS = frozenset(
         "bad_topic",  # not a data topic of our scheme
         "oversized",  # payload larger than the contract allows
         "malformed_json",  # not UTF-8 JSON, or not an object
-        "bad_envelope",  # a required envelope field is missing or of the wrong type
+        "bad_json",  # JSON beyond the contract's limits: nested too deeply, a lone surrogate in a string
+        "bad_envelope",  # a required envelope field is missing or of the wrong type, or an unknown member
         "schema_version",  # envelope schema version we do not speak
         "device_mismatch",  # device id in the payload differs from the one in the topic
         "missing_tag",  # no integrity tag at the end of the payload
@@ -74,5 +75,10 @@ REJECT_REASONS = frozenset(
         "revoked_device",  # the device's credentials were revoked
         "replayed",  # every record lies far below the device's highest sequence number: old traffic again
         "bad_record",  # a record's type, fields, units or ranges are wrong
+        "record_not_allowed",  # a record type the sender's device profile does not declare
+        "foreign_reference",  # a record about a device outside the sender's market, or about no known device
+        "seq_out_of_range",  # seq further ahead of the device's highest than the ingest's bound
+        "conflicting_replay",  # a (device, seq) already stored, sent again with other content
+        "unprocessable",  # the ingest failed on this message (a bug of ours, isolated); detail names the error
     }
 )

@@ -23,6 +23,8 @@ FieldKind = Literal["int", "float", "str", "bool"]
 
 #: Largest integer a record field may hold: fits InfluxDB's int64 and JSON parsers that use doubles.
 MAX_SAFE_INT = 2**53 - 1
+#: Latest record time, UTC epoch ms (2100-01-01): a point's nanosecond time must fit InfluxDB's int64.
+MAX_TS_MS = 4_102_444_800_000
 
 
 @dataclass(frozen=True, slots=True)

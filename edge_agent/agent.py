@@ -6,6 +6,20 @@ that stops answering is logged once when it goes away and once when it comes bac
 with a capped backoff and never exits on device errors. When the outbox is full the record is not
 taken (the device keeps it) and the refusal is counted and shown in the status.
 
+Threads and what each owns (every one is a :class:`device_profiles.loops.Loop`: an unexpected error is
+logged once, counted, shown in the status file under ``threads`` and the loop goes on after a backoff):
+
+| thread            | owns                                                              |
+|-------------------|-------------------------------------------------------------------|
+| ``read-<source>`` | the source's port and driver state; ``up[source]``; writes outbox rows (the outbox locks) |
+| ``status-file``   | the status file (written atomically every second)                 |
+| ``mqtt-<device>`` | the MQTT connection (paho client network loop), ``connected``     |
+| ``publish-<device>`` | reading batches from the outbox, removing them once acknowledged |
+| ``command`` (one per command) | the reply to that command; ``open_alerts``, ``alerts_acknowledged`` |
+
+A surprise in a reader closes its source (the next step opens it again), so a driver left in a strange
+state starts over; the source then shows ``failing`` in the status until a step succeeds.
+
 Commands (JSON on the device's ``cmd`` topic, answered on ``reply`` with the same ``id``):
 
 | ``cmd``        | ``args``                       | effect                                               |
@@ -25,8 +39,11 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from device_profiles.loops import Loop
 
 from .errors import DeviceError, OutboxFull
 from .outbox import Outbox
@@ -62,6 +79,13 @@ class Agent:
         self.up = {s.name: True for s in self.sources}
         self.alerts_acknowledged: list[dict[str, Any]] = []
         self.open_alerts: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._backoff = {s.name: poll_interval_s for s in self.sources}
+        self.loops = [
+            Loop(f"read-{s.name}", partial(self._read_once, s), stop=self._stop, max_backoff_s=10.0)
+            for s in self.sources
+        ]
+        self.loops.append(Loop("status-file", self._status_once, stop=self._stop))
         self.publisher = Publisher(
             device_id=device_id,
             key=key,
@@ -72,11 +96,6 @@ class Agent:
             status_extra=self._status_extra,
             **(publisher_options or {}),
         )
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._read, args=(s,), name=f"read-{s.name}", daemon=True) for s in self.sources
-        ]
-        self._threads.append(threading.Thread(target=self._write_status, name="status-file", daemon=True))
 
     def start(self) -> Agent:
         log.info(
@@ -87,8 +106,9 @@ class Agent:
             self.outbox.depth,
         )
         self.publisher.start()
-        for t in self._threads:
-            t.start()
+        self._save_status("running")  # at once: `zhijian agent status` right after a start finds it
+        for loop in self.loops:
+            loop.start()
         return self
 
     def stop(self, *, drain_s: float = 0.0) -> None:
@@ -96,8 +116,8 @@ class Agent:
         if self._stop.is_set():
             return
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
+        for loop in self.loops:
+            loop.join(timeout_s=5)
         for s in self.sources:
             s.close()
         self.publisher.stop(drain_s=drain_s)
@@ -105,31 +125,34 @@ class Agent:
         self.outbox.close()
 
     # -- reading ----------------------------------------------------------------------------------
-    def _read(self, source: Source) -> None:
-        backoff = self.poll_interval_s
-        while not self._stop.is_set():
-            try:
-                got = source.take()
-                for taken in got:
-                    stored = self.outbox.put(taken.record, source=source.name, source_id=taken.source_id)
-                    if stored is not None:
-                        self.taken += 1
-                    source.confirm(taken)
-                self._dead_letters(source)
-                self._source_is_up(source)
-                backoff = self.poll_interval_s
-                if got:
-                    self.publisher.wake.set()
-                else:
-                    self._stop.wait(self.poll_interval_s)
-            except OutboxFull as exc:
-                self.publisher.last_error = str(exc)
-                self._stop.wait(1.0)
-            except DeviceError as exc:
-                self._source_is_down(source, exc)
-                source.close()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+    def _read_once(self, source: Source) -> None:
+        """One step of a source's reader: take what it has into the outbox, confirm it, then pace."""
+        try:
+            got = source.take()
+            for taken in got:
+                stored = self.outbox.put(taken.record, source=source.name, source_id=taken.source_id)
+                if stored is not None:
+                    self.taken += 1
+                source.confirm(taken)
+            self._dead_letters(source)
+            self._source_is_up(source)
+            self._backoff[source.name] = self.poll_interval_s
+            if got:
+                self.publisher.wake.set()
+            else:
+                self._stop.wait(self.poll_interval_s)
+        except OutboxFull as exc:
+            self.publisher.last_error = str(exc)
+            self._stop.wait(1.0)
+        except DeviceError as exc:
+            self._source_is_down(source, exc)
+            source.close()
+            self._stop.wait(self._backoff[source.name])
+            self._backoff[source.name] = min(self._backoff[source.name] * 2, 10.0)
+        except Exception as exc:  # not the device's fault as far as we know: start the source over
+            self.publisher.last_error = f"{source.name}: {type(exc).__name__}: {exc!s:.200}"
+            source.close()
+            raise
 
     def _dead_letters(self, source: Source) -> None:
         while source.dead_letters:
@@ -150,7 +173,13 @@ class Agent:
 
     # -- status and commands ----------------------------------------------------------------------
     def _status_extra(self) -> dict[str, Any]:
-        return {"sources": {name: ("up" if up else "down") for name, up in self.up.items()}, "taken": self.taken}
+        loops = {loop.name: loop for loop in self.loops}
+        sources = {}
+        for name, up in self.up.items():
+            reader = loops[f"read-{name}"]
+            sources[name] = "failing" if reader.failing or reader.dead else ("up" if up else "down")
+        threads = {loop.name: loop.status() for loop in self.loops}
+        return {"sources": sources, "taken": self.taken, "threads": threads}
 
     def _save_status(self, state: str) -> None:
         if self.status_path is None:
@@ -161,9 +190,8 @@ class Agent:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1))
         tmp.replace(self.status_path)
 
-    def _write_status(self) -> None:
-        self._save_status("running")  # at once: `zhijian agent status` right after a start finds it
-        while not self._stop.wait(1.0):
+    def _status_once(self) -> None:
+        if not self._stop.wait(1.0):
             self._save_status("running")
 
     def handle_command(self, command: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device_profiles import encode
+from device_profiles.loops import Loop
 from device_profiles.topics import topic
 
 from .outbox import Outbox
@@ -99,11 +100,13 @@ class Publisher:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self.wake = threading.Event()
-        self._client = self._make_client()
-        self._threads = [
-            threading.Thread(target=self._network, name=f"mqtt-{device_id}", daemon=True),
-            threading.Thread(target=self._publish_loop, name=f"publish-{device_id}", daemon=True),
+        self._delay = broker.backoff_min_s
+        self._first_connect = True
+        self.loops = [
+            Loop(f"mqtt-{device_id}", self._network_once, stop=self._stop, max_backoff_s=broker.backoff_max_s),
+            Loop(f"publish-{device_id}", self._publish_some, stop=self._stop, min_backoff_s=1.0),
         ]
+        self._client = self._make_client()  # after the loops: its last will is a status document
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -138,8 +141,12 @@ class Publisher:
             "last_error": self.last_error,
             "ts": int(time.time() * 1000),
         }
+        threads = {loop.name: loop.status() for loop in self.loops}
         if self.status_extra is not None:
-            doc.update(self.status_extra())
+            extra = self.status_extra()
+            threads |= extra.pop("threads", {})
+            doc.update(extra)
+        doc["threads"] = threads
         return doc
 
     def status_payload(self, state: str = "online") -> bytes:
@@ -189,8 +196,8 @@ class Publisher:
 
     # -- threads ----------------------------------------------------------------------------------
     def start(self) -> None:
-        for t in self._threads:
-            t.start()
+        for loop in self.loops:
+            loop.start()
 
     def stop(self, *, drain_s: float = 0.0) -> None:
         """Stop publishing; with ``drain_s`` first wait up to that long for the outbox to empty."""
@@ -204,26 +211,25 @@ class Publisher:
         self._stop.set()
         self.wake.set()
         self._client.disconnect()
-        for t in self._threads:
-            t.join(timeout=self.ack_timeout_s + 2)
+        for loop in self.loops:
+            loop.join(timeout_s=self.ack_timeout_s + 2)
+        self._client.loop(timeout=0.1)  # send the DISCONNECT
 
-    def _network(self) -> None:
-        delay = self.broker.backoff_min_s
-        first = True
-        while not self._stop.is_set():
-            try:
-                if first:
-                    self._client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
-                    first = False
-                else:
-                    self._client.reconnect()
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                self.last_error = f"connect: {exc}"
-                log.debug("%s: connect failed: %s", self.device_id, exc)
-                self._stop.wait(jittered(delay, self._rng))
-                delay = min(delay * 2, self.broker.backoff_max_s)
-                continue
-            accepted = False
+    def _network_once(self) -> None:
+        """One connection: connect, run the network loop until it drops, then back off."""
+        try:
+            if self._first_connect:
+                self._client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+                self._first_connect = False
+            else:
+                self._client.reconnect()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.last_error = f"connect: {exc}"
+            log.debug("%s: connect failed: %s", self.device_id, exc)
+            self._back_off()
+            return
+        accepted = False
+        try:
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
@@ -235,24 +241,19 @@ class Publisher:
                     break
                 if self.connected.is_set():
                     accepted = True
-                    delay = self.broker.backoff_min_s
+                    self._delay = self.broker.backoff_min_s
+        finally:
             self.connected.clear()
-            if not self._stop.is_set():
-                self._stop.wait(jittered(delay, self._rng))
-                delay = min(delay * 2, self.broker.backoff_max_s)
-        self._client.loop(timeout=0.1)  # send the DISCONNECT
+        self._back_off()
 
-    def _publish_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._publish_some()
-            except Exception as exc:  # this thread must outlive any surprise; the outbox keeps the records
-                self.last_error = f"publish: {exc!r}"
-                log.exception("%s: publishing failed; retrying", self.device_id)
-                self._stop.wait(1.0)
+    def _back_off(self) -> None:
+        if not self._stop.is_set():
+            self._stop.wait(jittered(self._delay, self._rng))
+            self._delay = min(self._delay * 2, self.broker.backoff_max_s)
 
     def _publish_some(self) -> None:
-        """Publish batches until stopped; returns only by raising or on stop."""
+        """Publish batches until stopped; returns only by raising (the loop logs it and starts it again; the
+        outbox keeps the records) or on stop."""
         next_status = time.monotonic() + self.status_interval_s
         while not self._stop.is_set():
             if time.monotonic() >= next_status:

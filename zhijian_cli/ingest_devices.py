@@ -9,8 +9,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
+from cloud_ingest.dead_letters import DeadLetters
 from cloud_ingest.live_devices import LiveDevices, Snapshot
-from cloud_ingest.pipeline import DeadLetters
+from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
@@ -20,6 +21,8 @@ from device_registry.ingest_view import ingest_view, registry_revision
 from device_registry.settings import RegistrySettings
 
 from .registry_client import CliError
+
+MIB = 1024 * 1024
 
 
 def registry_devices(
@@ -62,12 +65,17 @@ def build_worker(
         key_for=source.key_for,
         engine=Engine(devices.facts),
         store=influx,
-        dead_letters=DeadLetters(settings.dead_letter_path),
-        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * 1024 * 1024)),
-        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window),
+        dead_letters=DeadLetters(
+            settings.dead_letter_path,
+            device_quota_bytes=int(settings.dead_letter_device_quota_mb * MIB),
+            total_quota_bytes=int(settings.dead_letter_quota_mb * MIB),
+        ),
+        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * MIB)),
+        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window, max_ahead=settings.seq_max_ahead),
         revoked=source.is_revoked,
         tags_for=source.tags_for,
         alert_book=AlertBook(settings.alert_path),
+        senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
     )
     if live is not None:
         live.attach(pipeline.engine, pipeline.alert_book)

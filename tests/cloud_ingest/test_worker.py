@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -456,21 +457,51 @@ def test_overload_waits_in_the_broker_and_nothing_is_dropped(
 def test_every_rejection_reason_through_the_broker(
     mosquitto: MosquittoServer, influx: InfluxClient, tmp_path: Path
 ) -> None:
+    from cloud_ingest.senders import SenderRules
     from device_profiles import REJECT_REASONS
-    from tests.device_profiles.test_envelope import KEY, payload, resign
+    from tests.device_profiles.test_envelope import KEY, payload, resign, resign_text
 
-    files = DeviceFile({"scale-0001": {"key": KEY.hex()}, "scale-0009": {"key": KEY.hex(), "revoked": True}})
+    market = {"market": "m1"}
+    files = DeviceFile(
+        {
+            "scale-0001": {"key": KEY.hex(), "profile": "zj-pcs-30", "tags": market},
+            "scale-0009": {"key": KEY.hex(), "revoked": True},
+            "fair-0001": {"key": KEY.hex(), "profile": "zj-fair-30", "tags": market},
+            "scale-0300": {"key": KEY.hex(), "profile": "zj-pcs-30", "tags": {"market": "m2"}},
+            "scale-0500": {"key": KEY.hex(), "profile": "zj-pcs-30", "tags": market},
+        }
+    )
+
+    def tags_for(device: str) -> dict[str, str]:
+        if device == "scale-0500":  # a bug of ours that only this device's messages meet
+            raise KeyError("registry view lost its tags")
+        return files.tags_for(device)
+
     pipeline = Pipeline(
         key_for=files.key_for,
         engine=Engine(ScaleFacts()),
         store=influx,
         revoked=files.is_revoked,
-        sequences=SequenceBook(window=10),
+        tags_for=tags_for,
+        sequences=SequenceBook(window=10, max_ahead=1_000),
+        senders=SenderRules(profile_for=files.profile_for, tags_for=files.tags_for, known=files.is_known),
     )
     worker = IngestWorker(
         IngestSettings(mqtt_port=mosquitto.port, mqtt_client_id="reasons", batch_max_ms=20), pipeline
     ).start()
     ok = "zhijian/v1/scale-0001/data"
+    fair = "zhijian/v1/fair-0001/data"
+    reweigh = {
+        "type": "reweigh",
+        "ts": 1_764_000_000_000,
+        "txn": 1,
+        "stall_device": "scale-0300",
+        "sale_txn": 1,
+        "claimed_mg": 500_000,
+        "net_mg": 480_000,
+    }
+    signed_sale = payload()[: -len(',"tag":"') - 64 - 2]
+    deep = b'{"v":1,"device":"scale-0001","x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     cases = [
         ("zhijian/v1/Not_A_Device/data", payload(), "bad_topic"),
         (ok, b"{" + b" " * 300_000 + b"}", "oversized"),
@@ -479,12 +510,21 @@ def test_every_rejection_reason_through_the_broker(
         ("zhijian/v1/scale-0009/data", payload(device="scale-0009"), "revoked_device"),
         (ok, payload()[:-3] + b'0"}', "bad_tag"),
         (ok, b'{"v":1,"device":' + b',"tag":"' + sign(KEY, b'{"v":1,"device":').encode() + b'"}', "malformed_json"),
+        (ok, resign_text(signed_sale.replace(b'"plu":"1001"', b'"plu":"\\ud800"') + b"}"), "bad_json"),
+        (ok, resign_text(deep), "bad_json"),
         (ok, resign({"v": "1"}), "bad_envelope"),
         (ok, resign({"v": 2}), "schema_version"),
         (ok, payload(device="scale-0002"), "device_mismatch"),
         (ok, payload(records=[sale(net_mg="heavy")]), "bad_record"),
+        (ok, payload(records=[{**reweigh, "stall_device": "scale-0001"}]), "record_not_allowed"),
+        (fair, payload(device="fair-0001", records=[reweigh]), "foreign_reference"),
+        ("zhijian/v1/scale-0500/data", payload(device="scale-0500"), "unprocessable"),
         (ok, payload(seq=100), None),  # accepted: raises the highest seq to 100
         (ok, payload(seq=5), "replayed"),
+        (ok, payload(seq=2**52), "seq_out_of_range"),
+        (ok, payload(seq=100, records=[sale(net_mg=27_500, amount_fen=338)]), "conflicting_replay"),
+        (ok, payload(seq=100), None),  # the same content again: harmless
+        (ok, payload(seq=101), None),  # the highest did not move with 2**52: the next seq is accepted
     ]
     assert {reason for _, _, reason in cases if reason} == REJECT_REASONS
     pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -495,11 +535,13 @@ def test_every_rejection_reason_through_the_broker(
         for topic_name, raw, _ in cases:
             pub.publish(topic_name, raw, qos=1).wait_for_publish(5)
             time.sleep(0.05)  # in order, each in its own batch
-        expected = {reason: 1 for _, _, reason in cases if reason}
-        assert wait_until(lambda: dict(worker.pipeline.rejected) == expected, 15), dict(worker.pipeline.rejected)
-        assert wait_until(lambda: worker.pipeline.accepted_records == 1, 5)
+        expected = dict(Counter(reason for _, _, reason in cases if reason))
+        assert wait_until(lambda: dict(worker.pipeline.rejected) == expected, 30), dict(worker.pipeline.rejected)
+        assert wait_until(lambda: worker.pipeline.accepted_records == 3, 10)
+        assert sorted(r["seq"] for r in influx.rows("SELECT seq, net_mg FROM sale")) == [100, 101]
+        assert {r["net_mg"] for r in influx.rows("SELECT seq, net_mg FROM sale")} == {275_000}
         kept = [reason for _, reason, _ in worker.pipeline.dead_letters.rows()]
-        assert sorted(kept) == sorted(expected)
+        assert Counter(kept) == expected
     finally:
         pub.loop_stop()
         worker.stop(end_session=True)

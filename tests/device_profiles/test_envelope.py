@@ -61,8 +61,13 @@ def test_tag_is_over_the_exact_bytes() -> None:
 
 
 def resign(doc: dict) -> bytes:
-    body = json.dumps(doc, separators=(",", ":")).encode()[:-1]
-    return body + b',"tag":"' + sign(KEY, body).encode() + b'"}'
+    return resign_text(json.dumps(doc, separators=(",", ":")).encode())
+
+
+def resign_text(text: bytes, key: bytes = KEY) -> bytes:
+    """A JSON object's exact text, signed as an agent would (escapes such as ``\\ud800`` kept as written)."""
+    body = text[:-1]
+    return body + b',"tag":"' + sign(key, body).encode() + b'"}'
 
 
 @pytest.mark.parametrize(
@@ -168,3 +173,35 @@ def test_huge_integers_in_float_fields_are_out_of_range_not_a_crash() -> None:
     soil = {"type": "soil", "ts": 1, "moisture_pct": 10**400, "temperature_c": 20.0, "conductivity_us_cm": 1, "ph": 7}
     with pytest.raises(EnvelopeError, match="bad_record"):
         decode(payload(records=[soil]), topic_device="scale-0001", key_for=keys)
+
+
+def _signed_sale_text(**replace: bytes) -> bytes:
+    """A valid envelope's signed JSON text with some of its bytes replaced, re-signed."""
+    text = payload()[: -len(',"tag":"') - 64 - 2] + b"}"
+    for old, new in replace.items():
+        text = text.replace(old.encode(), new)
+    return resign_text(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (_signed_sale_text(**{'"plu":"1001"': b'"plu":"\\ud800"'}), "bad_json"),  # a lone surrogate
+        (_signed_sale_text(**{'"plu":"1001"': b'"plu":"10\\udfff"'}), "bad_json"),
+        (_signed_sale_text(**{'"plu":"1001"': b'"plu":"\\ud83d\\ude00"'}), None),  # a surrogate pair is text
+        (_signed_sale_text(**{'"plu":"1001"': b'"plu":"10\\u0000"'}), "bad_record"),  # a control character
+        (_signed_sale_text(**{'"plu":"1001"': b'"plu":"10\\n"'}), "bad_record"),
+        (_signed_sale_text(**{'"v":1,': b'"v":1,"x":' + b"[" * 5000 + b"]" * 5000 + b","}), "bad_json"),
+        (_signed_sale_text(**{'"v":1,': b'"v":1,"extra":0,'}), "bad_envelope"),  # unknown member
+        (_signed_sale_text(**{'"net_mg":275000': b'"net_mg":[[[[275000]]]]'}), "bad_record"),
+    ],
+)
+def test_json_beyond_the_contract_is_refused_at_decode(text: bytes, reason: str | None) -> None:
+    if reason is None:
+        env = decode(text, topic_device="scale-0001", key_for=keys)
+        assert env.records[0]["plu"] == "\U0001f600"
+        return
+    with pytest.raises(EnvelopeError) as info:
+        decode(text, topic_device="scale-0001", key_for=keys)
+    assert info.value.reason == reason
+    str(info.value).encode()  # the message itself is printable text, whatever the payload held

@@ -143,9 +143,15 @@ def test_sigkill_the_agent_repeatedly_loses_nothing(mosquitto, tmp_path: Path) -
     log = (tmp_path / "agent.log").open("wb")
     seller.selling.set()
     try:
+
+        def states() -> int:
+            return sum(r["type"] == "scale_state" for r in list(receiver.by_seq.values()))
+
         for i in range(6):
             agent = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-            time.sleep(1.2 + 0.3 * (i % 3))  # long enough to start and read the scale even on a busy machine
+            # killed at some moment after it has read the scale (a condition, not a guess at a busy machine's pace)
+            assert wait_until(lambda n=i: states() >= n + 1, 60), f"agent start {i + 1} sent no scale_state"
+            time.sleep(0.1 + 0.3 * (i % 3))
             agent.send_signal(signal.SIGKILL)
             agent.wait()
         seller.selling.clear()

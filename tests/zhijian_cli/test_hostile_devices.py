@@ -1,0 +1,246 @@
+"""Hostile and broken devices against the real `zhijian ingest run` process, its registry and a real Mosquitto.
+
+Each poison message (signed with the sender's own registry-derived key, so only the contract can refuse
+it) is followed by a valid sale: every valid sale must be stored, every poison kept as a dead letter with
+its reason, also when the worker is killed with the poison unacknowledged and the broker delivers it again
+to the restarted worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud_ingest import InfluxClient
+from device_profiles.envelope import encode
+from device_profiles.records import EXAMPLE_SALE
+from device_registry.credentials import derive_integrity_key
+from device_registry.schemas import DeviceIn, ProvisionIn, StallIn
+from tests.device_profiles.test_envelope import resign_text
+from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES, open_registry, seed_places
+from tests.integration.test_walking_skeleton import wait_for
+from zhijian_cli.servers import InfluxServer, MosquittoServer
+
+pytestmark = pytest.mark.integration
+BOOT = "0123456789abcdef0123456789abcdef"
+DEVICES = {  # device: (profile, market, stall)
+    "scale-0001": ("zj-pcs-30", "futian-no1", "A-017"),
+    "fair-0001": ("zj-fair-30", "futian-no1", "FAIR"),
+    "scale-0002": ("zj-pcs-30", "nanshan-no2", "A-017"),
+}
+
+
+def key(device: str) -> bytes:
+    return derive_integrity_key(KEY_SECRET, device, 1)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> str:
+    from device_registry.db import connect, upgrade
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgrade(url)
+    reg = open_registry(connect(url))
+    seed_places(reg)
+    reg.add_stall(
+        StallIn(market_id="futian-no1", code="FAIR", vendor="Market office", business_licence=VALID_LICENCES[0])
+    )
+    for device, (profile, market, stall) in DEVICES.items():
+        reg.register(DeviceIn(id=device, profile=profile, serial_no=device, market_id=market, stall_code=stall))
+        reg.provision(device, ProvisionIn())
+    reg.db.close()
+    return url
+
+
+class Ingest:
+    """`zhijian ingest run` as a process, restartable on the same on-disk state."""
+
+    def __init__(self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path) -> None:
+        key_file = tmp_path / "registry.key"
+        key_file.write_text(KEY_SECRET.hex())
+        self.dead_path = tmp_path / "dead.sqlite"
+        self.config = tmp_path / "ingest.env"
+        self.config.write_text(
+            f"ZHIJIAN_MQTT_PORT={mosquitto.port}\nZHIJIAN_INFLUX_URL={influxd.url}\nZHIJIAN_INFLUX_DB=hostile\n"
+            f"ZHIJIAN_REGISTRY_URL={registry}\nZHIJIAN_KEY_SECRET_FILE={key_file}\n"
+            f"ZHIJIAN_METRICS_PORT=0\nZHIJIAN_MQTT_CLIENT_ID=ingest-{tmp_path.name}\nZHIJIAN_BATCH_MAX_MS=50\n"
+            f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={self.dead_path}\n"
+            f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n"
+        )
+        self.log_path = tmp_path / "ingest.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
+        start_at = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zhijian_cli", "ingest", "run", "--config", str(self.config)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        assert wait_for(lambda: "ingest connected" in self.log_path.read_text()[start_at:], 60), self.log()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def dead_letters(self) -> Counter[str]:
+        if not self.dead_path.exists():
+            return Counter()
+        with sqlite3.connect(self.dead_path) as db:
+            return Counter(reason for (reason,) in db.execute("SELECT reason FROM dead_letter"))
+
+
+@pytest.fixture
+def ingest(registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path) -> Iterator[Ingest]:
+    proc = Ingest(registry, mosquitto, influxd, tmp_path)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+class Device:
+    """A device's MQTT connection; publishes and waits for each PUBACK."""
+
+    def __init__(self, port: int, device: str) -> None:
+        self.device = device
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"hostile-{device}")
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def send(self, payload: bytes) -> None:
+        self.client.publish(f"zhijian/v1/{self.device}/data", payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def sale(seq: int, **over: object) -> dict[str, object]:
+    return {**EXAMPLE_SALE, "txn": seq, "ts": 1_764_000_000_000 + seq % 10**9, **over}
+
+
+def signed(device: str, seq: int, records: list[dict[str, object]]) -> bytes:
+    return encode(device=device, boot=BOOT, seq=seq, sent_ms=int(time.time() * 1000), records=records, key=key(device))
+
+
+def signed_text(device: str, text: str) -> bytes:
+    """An envelope written by hand (escapes such as ``\\ud800`` kept as written), signed with the device's key."""
+    return resign_text(text.encode(), key(device))
+
+
+def poison(seq: int) -> list[tuple[str, bytes, str]]:
+    """(sender, payload, expected reason): each signed by its sender."""
+    head = f'{{"v":1,"device":"scale-0001","boot":"{BOOT}","seq":{seq},"sent_ms":1,"records":'
+    sale_text = json.dumps(sale(seq), separators=(",", ":"))
+    reweigh = {
+        "type": "reweigh",
+        "ts": 1_764_000_000_000,
+        "txn": 1,
+        "stall_device": "scale-0002",
+        "claimed_mg": 500_000,
+        "net_mg": 300_000,
+    }
+    positive = {  # a forged positive pesticide result about a stall of the market
+        "type": "rapid_test",
+        "ts": 1_764_000_000_000,
+        "channel": 1,
+        "sample_id": "S-1",
+        "sample_name": "spinach",
+        "sample_category": "leafy",
+        "source_id": "A-017",
+        "delta_a0": 0.5,
+        "delta_at": 0.1,
+        "inhibition_pct": 80.0,
+        "result": "positive",
+        "retest": 0,
+        "reagent_lot": "L1",
+        "reagent_expiry": "2027-01-01",
+        "temperature_c": 25.0,
+        "operator": "x",
+    }
+    lone_surrogate = head + "[" + sale_text.replace('"1001"', '"\\ud800"') + "]}"
+    return [
+        ("scale-0001", signed_text("scale-0001", lone_surrogate), "bad_json"),
+        ("scale-0001", signed_text("scale-0001", head + "[" * 5_000 + "]" * 5_000 + "}"), "bad_json"),
+        ("scale-0001", signed("scale-0001", seq, [reweigh]), "record_not_allowed"),
+        ("scale-0001", signed("scale-0001", seq, [positive]), "record_not_allowed"),
+        ("fair-0001", signed("fair-0001", 1, [reweigh]), "foreign_reference"),
+        ("scale-0001", signed("scale-0001", 2**52, [sale(2**52)]), "seq_out_of_range"),
+        ("scale-0001", signed("scale-0001", 1, [sale(1, net_mg=27_500, amount_fen=338)]), "conflicting_replay"),
+    ]
+
+
+def stored(influx: InfluxClient) -> dict[int, int]:
+    """seq → net_mg of the stored sales of scale-0001."""
+    return {
+        int(r["seq"]): int(r["net_mg"]) for r in influx.rows("SELECT seq, net_mg FROM sale WHERE device='scale-0001'")
+    }
+
+
+def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
+    ingest: Ingest, mosquitto: MosquittoServer, influxd: InfluxServer
+) -> None:
+    influx = InfluxClient(influxd.url, "hostile")
+    devices = {d: Device(mosquitto.port, d) for d in DEVICES}
+    try:
+        seq = 1
+        devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
+        assert wait_for(lambda: seq in stored(influx), 30), ingest.log()
+        expected: Counter[str] = Counter()
+        for sender, raw, reason in poison(seq + 1):
+            devices[sender].send(raw)
+            expected[reason] += 1
+            seq += 1
+            devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
+        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        assert wait_for(lambda: ingest.dead_letters() == expected, 30), (ingest.dead_letters(), expected)
+        assert set(stored(influx).values()) == {275_000}  # the conflicting replay overwrote nothing
+
+        # killed with poison and sales in flight: the broker delivers them again to the next worker
+        for sender, raw, _ in poison(seq + 1):
+            devices[sender].send(raw)
+            seq += 1
+            devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
+        ingest.stop(signal.SIGKILL)
+        ingest.start()
+        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        seen = ingest.dead_letters()
+        assert all(seen[reason] >= 2 * n for reason, n in expected.items()), seen
+
+        # a graceful restart: the same again
+        ingest.stop()
+        ingest.start()
+        for sender, raw, _ in poison(seq + 1):
+            devices[sender].send(raw)
+            seq += 1
+            devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
+        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        assert set(stored(influx).values()) == {275_000}
+        assert wait_for(lambda: all(ingest.dead_letters()[r] >= 3 * n for r, n in expected.items()), 30)
+        assert "Traceback" not in ingest.log()
+        assert not any(r["stall_device"] == "scale-0002" for r in influx.rows("SELECT * FROM reweigh"))
+        assert influx.rows("SELECT * FROM rapid_test") == []
+    finally:
+        for d in devices.values():
+            d.close()
+        influx.close()
