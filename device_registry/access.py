@@ -129,10 +129,13 @@ class Access(RegistryBase):
             q = q.where(m.AuditEntry.entity == "device", m.AuditEntry.entity_id.in_(visible))
         return self._page(q, limit, offset, AuditOut)
 
-    def create_token(self, data: TokenIn) -> TokenCreated:
+    def create_token(self, data: TokenIn, *, never_expires: bool = False) -> TokenCreated:
+        """A new API token, expiring after ``data.expires_days``. ``never_expires`` is for the bootstrap
+        admin token of ``zhijian registry init --no-expiry`` only (not reachable over the API); the audit
+        entry says so."""
         self.who.require("manage_tokens")
         token_id, secret_hash, text = new_api_token()
-        expires = m.utcnow() + dt.timedelta(days=data.expires_days) if data.expires_days else None
+        expires = None if never_expires else m.utcnow() + dt.timedelta(days=data.expires_days)
         row = m.ApiToken(
             id=token_id,
             name=data.name,
@@ -143,7 +146,8 @@ class Access(RegistryBase):
             expires_at=expires,
         )
         self.db.add(row)
-        self._audit("create", "token", token_id, name=data.name, role=data.role.value)
+        when = {"never_expires": True} if expires is None else {"expires_at": expires.isoformat()}
+        self._audit("create", "token", token_id, name=data.name, role=data.role.value, **when)
         self._commit()
         return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=text)
 

@@ -2,6 +2,11 @@
 
 Every call but ``/health`` needs ``Authorization: Bearer zjt_…``. A refused call says why (no token,
 role may not, not found) without telling whether something outside the caller's scope exists.
+
+The API answers what its OpenAPI document says: every status an operation can answer is listed on it,
+a 405 names in ``Allow`` every method of the path, bodies are bounded (:mod:`.body_limit`), and the value
+types (:mod:`.wire_types`) accept exactly what their schemas allow. Errors are ``{"detail": "…"}``;
+validation errors (422) have FastAPI's list shape.
 """
 
 from __future__ import annotations
@@ -11,14 +16,20 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from . import models as m
 from .auth import Principal, Role
+from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .broker_sync import BrokerSync
 from .credentials import secret_matches, split_token
 from .db import sessions
@@ -45,6 +56,7 @@ from .schemas import (
     TokenCreated,
     TokenIn,
     TokenOut,
+    ValidationErrorOut,
     VehicleIn,
     VehicleOut,
     VendorIn,
@@ -53,6 +65,7 @@ from .schemas import (
     WhoAmI,
 )
 from .service import BundleDefaults, Registry
+from .wire_types import Day, Instant
 
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="items to skip")]
@@ -116,6 +129,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorOut, "description": "recorded, but the broker's files could not be rewritten"},
 }
 router = APIRouter(responses=_ERRORS)
+_INVALID = "the body breaks the schema"
+
+
+def _body(invalid: str = "") -> dict[int | str, dict[str, Any]]:
+    """What an operation with a request body answers besides its own statuses; ``invalid``: the rules
+    beyond the JSON Schema that it checks too (answered 422 like a schema violation)."""
+    return {
+        400: {"model": ErrorOut, "description": "the body could not be read: not UTF-8 JSON"},
+        413: {"model": ErrorOut, "description": "the body is larger than the server's bound (1 MiB by default)"},
+        422: {"model": ValidationErrorOut, "description": _INVALID + (f", or {invalid}" if invalid else "")},
+    }
+
+
+_BODY = _body()
+_LICENCE = _body("a business licence whose check character (GB 32100-2015) is wrong")
 
 
 def credentials_changed(reg: Registry, request: Request) -> None:
@@ -131,15 +159,18 @@ def create_app(
     bundles: BundleDefaults | None = None,
     broker: BrokerSync | None = None,
     local_principal: Principal | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API over the registry at ``engine``. ``local_principal`` replaces token authentication; only the
-    CLI's in-process mode uses it (a local operator who can read the database file is its admin)."""
+    CLI's in-process mode uses it (a local operator who can read the database file is its admin).
+    Request bodies over ``max_body_bytes`` are refused with 413, unread."""
     app = FastAPI(
         title="Zhijian device registry",
         version="1",
         description="Markets, stalls, planting bases, vehicles, devices, verifications, credentials and audit log.",
     )
     app.state.registry = _State(engine, bundles, broker, local_principal)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside the counter: its 413s are counted
     metrics = CollectorRegistry()
     calls = Counter(
         "zhijian_registry_requests", "API calls by route and status", ["method", "route", "status"], registry=metrics
@@ -166,12 +197,42 @@ def create_app(
             detail = [{"type": "value_error", "loc": ["body"], "msg": str(exc)}]
         return JSONResponse({"detail": detail}, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape; a lone surrogate (JSON "\\ud800") echoed back could not be encoded: replaced
+        return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:  # the router names the methods of one route; the path has them all
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(_methods_of(app, request.scope["path"]))}
+        return await http_exception_handler(request, exc)
+
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(router)
     return app
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8 (lone surrogates become "?")."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
 
 
 @router.get("/v1/whoami", tags=["service"])
@@ -185,7 +246,7 @@ def list_districts(reg: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[D
     return reg.districts(limit=limit, offset=offset)
 
 
-@router.post("/v1/districts", status_code=201, tags=["places"])
+@router.post("/v1/districts", status_code=201, tags=["places"], responses=_BODY)
 def add_district(reg: Caller, body: DistrictIn) -> DistrictOut:
     return reg.add_district(body)
 
@@ -195,7 +256,7 @@ def list_markets(reg: Caller, district: Filter = None, limit: Limit = 50, offset
     return reg.markets(district=district, limit=limit, offset=offset)
 
 
-@router.post("/v1/markets", status_code=201, tags=["places"])
+@router.post("/v1/markets", status_code=201, tags=["places"], responses=_LICENCE)
 def add_market(reg: Caller, body: MarketIn) -> MarketOut:
     return reg.add_market(body)
 
@@ -205,12 +266,12 @@ def list_stalls(reg: Caller, market: Filter = None, limit: Limit = 50, offset: O
     return reg.stalls(market=market, limit=limit, offset=offset)
 
 
-@router.post("/v1/stalls", status_code=201, tags=["places"])
+@router.post("/v1/stalls", status_code=201, tags=["places"], responses=_LICENCE)
 def add_stall(reg: Caller, body: StallIn) -> StallOut:
     return reg.add_stall(body)
 
 
-@router.put("/v1/markets/{market_id}/stalls/{code}/vendor", tags=["places"])
+@router.put("/v1/markets/{market_id}/stalls/{code}/vendor", tags=["places"], responses=_LICENCE)
 def change_vendor(
     reg: Caller,
     market_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")],
@@ -226,7 +287,9 @@ def list_bases(reg: Caller, district: Filter = None, limit: Limit = 50, offset: 
     return reg.bases(district=district, limit=limit, offset=offset)
 
 
-@router.post("/v1/bases", status_code=201, tags=["places"])
+@router.post(
+    "/v1/bases", status_code=201, tags=["places"], responses=_body("an alert limit whose low is not below its high")
+)
 def add_base(reg: Caller, body: BaseIn) -> BaseOut:
     return reg.add_base(body)
 
@@ -236,7 +299,7 @@ def list_vehicles(reg: Caller, district: Filter = None, limit: Limit = 50, offse
     return reg.vehicles(district=district, limit=limit, offset=offset)
 
 
-@router.post("/v1/vehicles", status_code=201, tags=["places"])
+@router.post("/v1/vehicles", status_code=201, tags=["places"], responses=_BODY)
 def add_vehicle(reg: Caller, body: VehicleIn) -> VehicleOut:
     return reg.add_vehicle(body)
 
@@ -249,7 +312,7 @@ def list_devices(
     kind: Filter = None,
     revoked: bool | None = None,
     due_by: Annotated[
-        dt.date | None,
+        Day | None,
         Query(description="scales whose verification runs out by this day, never passed one, or last failed"),
     ] = None,
     limit: Limit = 50,
@@ -260,7 +323,7 @@ def list_devices(
     )
 
 
-@router.post("/v1/devices", status_code=201, tags=["devices"])
+@router.post("/v1/devices", status_code=201, tags=["devices"], responses=_BODY)
 def register_device(reg: Caller, body: DeviceIn) -> DeviceOut:
     return reg.register(body)
 
@@ -270,13 +333,13 @@ def show_device(reg: Caller, device_id: DevicePath) -> DeviceOut:
     return reg.device(device_id)
 
 
-@router.patch("/v1/devices/{device_id}", tags=["devices"])
+@router.patch("/v1/devices/{device_id}", tags=["devices"], responses=_BODY)
 def update_device(reg: Caller, device_id: DevicePath, body: DeviceUpdate) -> DeviceOut:
     """Change firmware version, software id, serial, production or repair code, or move the device."""
     return reg.update(device_id, body)
 
 
-@router.post("/v1/devices/{device_id}/provision", tags=["devices"])
+@router.post("/v1/devices/{device_id}/provision", tags=["devices"], responses=_BODY)
 def provision_device(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
     """New credentials and the agent's bundle (shown once). Replaces earlier credentials."""
     out = reg.provision(device_id, body)
@@ -284,7 +347,7 @@ def provision_device(request: Request, reg: Caller, device_id: DevicePath, body:
     return out
 
 
-@router.post("/v1/devices/{device_id}/rotate", tags=["devices"])
+@router.post("/v1/devices/{device_id}/rotate", tags=["devices"], responses=_BODY)
 def rotate_credentials(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
     """Like provision, recorded as a rotation: the old password and key stop working."""
     out = reg.provision(device_id, body, action="rotate")
@@ -292,7 +355,7 @@ def rotate_credentials(request: Request, reg: Caller, device_id: DevicePath, bod
     return out
 
 
-@router.post("/v1/devices/{device_id}/revoke", tags=["devices"])
+@router.post("/v1/devices/{device_id}/revoke", tags=["devices"], responses=_BODY)
 def revoke_device(request: Request, reg: Caller, device_id: DevicePath, body: RevokeIn) -> RevocationOut:
     """The broker refuses the device and ends its session; the ingest rejects its records."""
     out = reg.revoke(device_id, body)
@@ -300,7 +363,12 @@ def revoke_device(request: Request, reg: Caller, device_id: DevicePath, body: Re
     return out
 
 
-@router.post("/v1/devices/{device_id}/verifications", status_code=201, tags=["verifications"])
+@router.post(
+    "/v1/devices/{device_id}/verifications",
+    status_code=201,
+    tags=["verifications"],
+    responses=_body("a device whose profile has no metrology and no accuracy_class, max_g and e_mg given"),
+)
 def record_verification(reg: Caller, device_id: DevicePath, body: VerificationIn) -> VerificationOut:
     return reg.verify(device_id, body)
 
@@ -317,8 +385,8 @@ def audit_log(
     reg: Caller,
     entity_id: Filter = None,
     actor: Filter = None,
-    since: Annotated[dt.datetime | None, Query(description="from this time on (ISO 8601; UTC if no zone)")] = None,
-    until: Annotated[dt.datetime | None, Query(description="before this time")] = None,
+    since: Annotated[Instant | None, Query(description="from this time on (RFC 3339, with its zone)")] = None,
+    until: Annotated[Instant | None, Query(description="before this time (RFC 3339, with its zone)")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[AuditOut]:
@@ -330,7 +398,7 @@ def list_tokens(reg: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[Toke
     return reg.tokens(limit=limit, offset=offset)
 
 
-@router.post("/v1/tokens", status_code=201, tags=["tokens"])
+@router.post("/v1/tokens", status_code=201, tags=["tokens"], responses=_BODY)
 def create_token(reg: Caller, body: TokenIn) -> TokenCreated:
     """A new API token; its text is in this response only."""
     return reg.create_token(body)

@@ -6,6 +6,7 @@ RegistryError (400)          anything the registry refuses
 ├── Conflict (409)           exists already, or its state forbids it: provisioning a revoked device
 ├── Unauthenticated (401)    no token, or an unknown, expired or revoked one
 ├── Forbidden (403)          the caller's role may not do this
+├── BodyTooLarge (413)       a request body over the API's bound (ZHIJIAN_API_MAX_BODY_BYTES)      (caller wrong)
 └── BrokerFilesStale (502)   recorded, but the broker's files could not be written                (we are wrong)
 """
 
@@ -46,6 +47,12 @@ class Forbidden(RegistryError):
     """The caller's role may not do this."""
 
     status = 403
+
+
+class BodyTooLarge(RegistryError):
+    """A request body larger than the API accepts; refused before it is read (or as soon as it passes)."""
+
+    status = 413
 
 
 class BrokerFilesStale(RegistryError):

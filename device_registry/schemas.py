@@ -6,33 +6,34 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict, JsonValue
+from pydantic.json_schema import SkipJsonSchema
 
 from device_profiles.topics import DEVICE_ID_RE
 
 from .auth import Role
-from .uscc import uscc_problem
+from .wire_types import (
+    JSON_INTEGER,
+    JSON_NUMBER,
+    PRINTABLE,
+    Code,
+    DayIn2000s,
+    DayIn2000sOr2100,
+    Int32,
+    Number,
+    Plate,
+    ProfileId,
+    Reason,
+    Slug,
+    StallCode,
+    Text,
+    Uscc,
+)
 
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=_PRINTABLE)]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_RE.pattern)]
-Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
-StallCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")]
-
-
-def _uscc(value: str) -> str:
-    problem = uscc_problem(value)
-    if problem:
-        raise ValueError(f"not a unified social credit code: {problem}")
-    return value
-
-
-Uscc = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{18}$"),
-    AfterValidator(_uscc),
+# ids in the broker's service-account namespace (broker_files.SERVICE_PREFIX) are no device's
+DeviceId = Annotated[
+    str, StringConstraints(pattern=DEVICE_ID_RE.pattern), Field(json_schema_extra={"not": {"pattern": "^zhijian-"}})
 ]
 
 
@@ -94,10 +95,10 @@ class VendorIn(_In):
 
 
 class LimitIn(_In):
-    low: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    high: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
-    min_duration_s: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] = 600.0
+    low: Number | None = None
+    high: Number | None = None
+    hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False), JSON_NUMBER] = 0.0
+    min_duration_s: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False), JSON_NUMBER] = 600.0
 
     @model_validator(mode="after")
     def _ordered(self) -> LimitIn:
@@ -112,7 +113,10 @@ class BaseIn(_In):
     district_id: Slug
     crops: list[Code] = Field(default_factory=list, max_length=20)
     alert_limits: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z0-9_]+$")], LimitIn] = Field(
-        default_factory=dict, max_length=50, description="per channel, e.g. soil.moisture_pct"
+        default_factory=dict,
+        max_length=50,
+        description="per channel, e.g. soil.moisture_pct",
+        json_schema_extra={"additionalProperties": False},  # keys are channels: nothing but the pattern
     )
 
 
@@ -122,12 +126,25 @@ class BaseOut(_Out, BaseIn):
 
 class VehicleIn(_In):
     id: Slug
-    plate: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16, pattern=_PRINTABLE)]
+    plate: Plate
     district_id: Slug
 
 
 class VehicleOut(_Out, VehicleIn):
     pass
+
+
+_PLACE_FIELDS = ("market_id", "stall_code", "base_id", "vehicle_id")
+
+
+def _place(*given: str) -> JsonDict:
+    """The JSON Schema of naming exactly these place fields (the others absent or null)."""
+    props: JsonDict = {name: {"type": "string"} if name in given else {"type": "null"} for name in _PLACE_FIELDS}
+    return {"required": list(given), "properties": props}
+
+
+# the place rules as JSON Schema, so that the published document states them too
+_ONE_PLACE: list[JsonValue] = [_place("market_id", "stall_code"), _place("base_id"), _place("vehicle_id")]
 
 
 class _PlaceIn(_In):
@@ -151,8 +168,10 @@ class _PlaceIn(_In):
 class DeviceIn(_PlaceIn):
     """A device to register, at exactly one place: a stall (market + stall code), a base or a vehicle."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": _ONE_PLACE})
+
     id: DeviceId
-    profile: Slug
+    profile: ProfileId
     serial_no: Code
     production_code: Code | None = None
     repair_code: Code | None = None
@@ -169,7 +188,9 @@ class DeviceIn(_PlaceIn):
 class DeviceUpdate(_PlaceIn):
     """What may change on a registered device; a place (as for registering) moves it there."""
 
-    serial_no: Code | None = None
+    model_config = ConfigDict(json_schema_extra={"anyOf": [*_ONE_PLACE, _place()]})
+
+    serial_no: Code | SkipJsonSchema[None] = None  # may change, not be removed
     production_code: Code | None = None
     repair_code: Code | None = None
     approved_software_id: Code | None = None
@@ -196,29 +217,29 @@ class Place(BaseModel):
 class ReadingIn(_In):
     """One check on site: a reference weight and what the scale indicated."""
 
-    reference_g: Annotated[float, Field(gt=0, le=10_000_000, allow_inf_nan=False)]
-    indicated_g: Annotated[float, Field(ge=-10_000_000, le=10_000_000, allow_inf_nan=False)]
+    reference_g: Annotated[float, Field(gt=0, le=10_000_000, allow_inf_nan=False), JSON_NUMBER]
+    indicated_g: Annotated[float, Field(ge=-10_000_000, le=10_000_000, allow_inf_nan=False), JSON_NUMBER]
 
 
 class VerificationIn(_In):
     certificate_no: Code
     verifying_body: Text
-    verified_on: Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2100, 1, 1))]
-    due_on: Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2101, 1, 1))] | None = Field(
-        None, description="default: one year after verified_on"
+    verified_on: DayIn2000s = Field(description="2000-01-01 to 2099-12-31")
+    due_on: DayIn2000sOr2100 | None = Field(
+        None, description="2000-01-01 to 2100-12-31; default: one year after verified_on"
     )
     seal_no: Code
     technician: Text
-    coefficient: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+    coefficient: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False), JSON_NUMBER]
     zero_counts: Int32 | None = None
     calibration_events: Int32
     configuration_events: Int32
     software_id: Code | None = None
     readings: list[ReadingIn] = Field(min_length=1, max_length=50)
     accuracy_class: Literal["I", "II", "III", "IIII"] | None = Field(None, description="default: the profile's")
-    max_g: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
-    e_mg: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
-    d_mg: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
+    max_g: Annotated[int, Field(gt=0, le=10_000_000), JSON_INTEGER] | None = None
+    e_mg: Annotated[int, Field(gt=0, le=10_000_000), JSON_INTEGER] | None = None
+    d_mg: Annotated[int, Field(gt=0, le=10_000_000), JSON_INTEGER] | None = None
 
 
 class ReadingOut(BaseModel):
@@ -270,7 +291,7 @@ class DeviceOut(BaseModel):
 
 
 class ProvisionIn(_In):
-    port: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = Field(
+    port: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)] | None = Field(
         None, description="where the agent reads the device: serial device, socket:// or tcp:// URL"
     )
 
@@ -284,7 +305,7 @@ class ProvisionOut(BaseModel):
 
 
 class RevokeIn(_In):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500, pattern=_PRINTABLE)]
+    reason: Reason
 
 
 class RevocationOut(_Out):
@@ -294,12 +315,28 @@ class RevocationOut(_Out):
     revoked_at: dt.datetime
 
 
+TOKEN_DAYS = 90  # what a token lives unless told otherwise
+TOKEN_DAYS_MAX = 3650
+_SCOPED: list[JsonValue] = [
+    {"properties": {"role": {"enum": [r.value for r in Role if r != Role.SUPERVISOR]}}},
+    {"required": ["districts"], "properties": {"districts": {"minItems": 1}}},
+    {"required": ["markets"], "properties": {"markets": {"minItems": 1}}},
+]
+
+
 class TokenIn(_In):
+    """A new API token. Every token expires; only ``zhijian registry init --no-expiry`` (on the registry's
+    host, recorded in the audit log) makes one that does not."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _SCOPED})
+
     name: Text
     role: Role
     districts: list[Slug] = Field(default_factory=list, max_length=100)
     markets: list[Slug] = Field(default_factory=list, max_length=100)
-    expires_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    expires_days: Annotated[int, Field(ge=1, le=TOKEN_DAYS_MAX), JSON_INTEGER] = Field(
+        TOKEN_DAYS, description=f"days until it expires (default {TOKEN_DAYS}; tokens always expire)"
+    )
 
     @model_validator(mode="after")
     def _supervisors_are_scoped(self) -> TokenIn:
@@ -335,6 +372,20 @@ class AuditOut(_Out):
 
 class ErrorOut(BaseModel):
     detail: str = Field(description="why the call was refused")
+
+
+class ValidationProblem(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query or path, then the field")
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: FastAPI's shape, also for the rules the registry checks beyond the schema."""
+
+    detail: list[ValidationProblem]
 
 
 class WhoAmI(BaseModel):

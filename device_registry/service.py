@@ -11,7 +11,7 @@ from .auth import Principal, Role
 from .base import BundleDefaults
 from .devices import Devices
 from .places import Places
-from .schemas import TokenIn
+from .schemas import TOKEN_DAYS, TokenCreated, TokenIn
 
 __all__ = ["BundleDefaults", "Registry", "bootstrap_admin_token"]
 
@@ -20,7 +20,10 @@ class Registry(Places, Devices, Access):
     """The registry as seen by one caller, in one database session."""
 
 
-def bootstrap_admin_token(db: Session, name: str, actor: str) -> str:
-    """The first admin token (``zhijian registry init``); returns its text, shown once."""
+def bootstrap_admin_token(
+    db: Session, name: str, actor: str, *, expires_days: int = TOKEN_DAYS, never_expires: bool = False
+) -> TokenCreated:
+    """The first admin token (``zhijian registry init``), shown once. It expires like any other unless
+    ``never_expires`` (``--no-expiry``), which the audit entry records."""
     reg = Registry(db, Principal(actor, Role.ADMIN))
-    return reg.create_token(TokenIn(name=name, role=Role.ADMIN)).token
+    return reg.create_token(TokenIn(name=name, role=Role.ADMIN, expires_days=expires_days), never_expires=never_expires)

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .body_limit import MAX_BODY_BYTES
 from .credentials import KEY_SECRET_BYTES
 from .errors import RegistryError
 
@@ -34,6 +35,9 @@ class RegistrySettings(BaseSettings):
     broker_pid_file: Path | None = Field(None, description="Mosquitto's pid file: sent SIGHUP after each change")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, gt=0, lt=65536)
+    api_max_body_bytes: int = Field(
+        MAX_BODY_BYTES, ge=1024, description="request bodies larger than this are refused (413) unread"
+    )
 
     def key_secret_bytes(self) -> bytes:
         """The key secret, from ``ZHIJIAN_KEY_SECRET`` or the key secret file."""

@@ -55,13 +55,35 @@ def _connection(ctx: typer.Context, api: ApiOption = None, token: TokenOption = 
     remember_connection(ctx, api, token)
 
 
+TOKEN_DAYS = 90  # device_registry.schemas.TOKEN_DAYS, not imported: keeps `zhijian --help` quick
+ExpiresDays = Annotated[
+    int, typer.Option(help=f"Days until the token expires (at least 1; {TOKEN_DAYS} unless given).")
+]
+
+
+def _check_days(days: int) -> None:
+    if days < 1:
+        raise CliError(f"--expires-days must be at least 1, not {days}: API tokens always expire")
+
+
 @app.command("init")
 def init(
     admin_name: Annotated[str, typer.Option(help="Name of the first admin token.")] = "first admin",
+    expires_days: ExpiresDays = TOKEN_DAYS,
+    no_expiry: Annotated[
+        bool,
+        typer.Option(
+            "--no-expiry",
+            help="Make the first admin token never expire (recorded in the audit log); only here, for bootstrapping.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create or migrate the registry database (ZHIJIAN_REGISTRY_URL) to the latest schema; create the key
-    secret file if there is none (mode 600); print a first admin API token (shown once)."""
+    secret file if there is none (mode 600); print a first admin API token (shown once), which expires after
+    --expires-days unless --no-expiry."""
+    with friendly_errors():
+        _check_days(expires_days)
     settings = _settings()
     from device_registry.credentials import new_key_secret
     from device_registry.db import connect, sessions, upgrade
@@ -78,10 +100,13 @@ def init(
         settings.key_secret_bytes()  # usable?
         engine = connect(settings.registry_url)
         with sessions(engine)() as db:
-            token = bootstrap_admin_token(db, admin_name, f"local:{getpass.getuser()}")
+            admin = bootstrap_admin_token(
+                db, admin_name, f"local:{getpass.getuser()}", expires_days=expires_days, never_expires=no_expiry
+            )
         engine.dispose()
+    expires = admin.expires_at.isoformat() if admin.expires_at else None
     doc: dict[str, Any] = {"registry_url": settings.registry_url, "key_secret_file": str(settings.key_secret_file)}
-    doc |= {"created_key_secret": created_secret, "admin_token": token}
+    doc |= {"created_key_secret": created_secret, "admin_token": admin.token, "admin_token_expires_at": expires}
     emit(
         doc,
         as_json,
@@ -89,7 +114,8 @@ def init(
             f"registry ready at {d['registry_url']}\n"
             f"key secret {'created in' if d['created_key_secret'] else 'kept in'} {d['key_secret_file']} "
             "(back it up; the ingest needs it too)\n"
-            f"admin API token (shown once): [bold]{d['admin_token']}[/]",
+            f"admin API token (shown once): [bold]{d['admin_token']}[/]\n"
+            f"it expires {d['admin_token_expires_at'] or 'never (--no-expiry; recorded in the audit log)'}",
             highlight=False,
         ),
     )
@@ -257,14 +283,20 @@ def token_create(
     role: Annotated[str, typer.Option(help="admin, technician, supervisor or viewer.")],
     district: Annotated[list[str] | None, typer.Option(help="Limit to this district; repeat.")] = None,
     market: Annotated[list[str] | None, typer.Option(help="Limit to this market; repeat.")] = None,
-    expires_days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
+    expires_days: ExpiresDays = TOKEN_DAYS,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an API token; its text is printed once (only its hash is kept). Supervisors need a scope."""
+    """Create an API token; its text is printed once (only its hash is kept). Supervisors need a scope.
+    Every token expires (after 90 days unless --expires-days says otherwise)."""
     body = {"name": name, "role": role, "districts": district or [], "markets": market or []}
     with friendly_errors():
-        out = client(ctx).call("POST", "/v1/tokens", body | ({"expires_days": expires_days} if expires_days else {}))
-    emit(out, as_json, lambda o: console.print(f"token {o['id']} ({o['role']}), shown once:\n{o['token']}"))
+        _check_days(expires_days)
+        out = client(ctx).call("POST", "/v1/tokens", body | {"expires_days": expires_days})
+    emit(
+        out,
+        as_json,
+        lambda o: console.print(f"token {o['id']} ({o['role']}, expires {o['expires_at']}), shown once:\n{o['token']}"),
+    )
 
 
 @token_app.command("list")
