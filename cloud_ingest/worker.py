@@ -93,6 +93,14 @@ class IngestWorker:
         pipeline.alert_sink = self._publish_alert
         if settings.mqtt_username:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+            if settings.mqtt_client_id != settings.mqtt_username:
+                log.warning(
+                    "client id %s differs from username %s: a Zhijian broker names every session by its account "
+                    "(use_username_as_clientid), so workers sharing an account take over each other; "
+                    "give each worker its own account",
+                    settings.mqtt_client_id,
+                    settings.mqtt_username,
+                )
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe

@@ -76,6 +76,8 @@ class Agent:
         self.status_path = status_path
         self.poll_interval_s = poll_interval_s
         self.taken = 0
+        self.dead_lettered = 0
+        self._eviction_logged = False
         self.up = {s.name: True for s in self.sources}
         self.alerts_acknowledged: list[dict[str, Any]] = []
         self.open_alerts: dict[str, dict[str, Any]] = {}
@@ -156,9 +158,20 @@ class Agent:
 
     def _dead_letters(self, source: Source) -> None:
         while source.dead_letters:
-            reason, data = source.dead_letters.pop(0)
+            reason, data = source.dead_letters[0]
             self.outbox.dead_letter(reason, data, at_ms=int(time.time() * 1000))
-            log.warning("%s: %s: unusable record kept in dead letters: %s", self.device_id, source.name, reason)
+            source.dead_letters.pop(0)  # only once it is on disk
+            self.dead_lettered += 1
+            if self.dead_lettered == 1:
+                log.warning(
+                    "%s: %s: unusable record kept in dead letters: %s (logged once; the status counts them)",
+                    self.device_id,
+                    source.name,
+                    reason,
+                )
+            if self.outbox.dead_letters_evicted and not self._eviction_logged:
+                self._eviction_logged = True
+                log.warning("%s: dead letters exceed their quota; the oldest are evicted (logged once)", self.device_id)
 
     def _source_is_down(self, source: Source, exc: Exception) -> None:
         if self.up[source.name]:
@@ -179,7 +192,12 @@ class Agent:
             reader = loops[f"read-{name}"]
             sources[name] = "failing" if reader.failing or reader.dead else ("up" if up else "down")
         threads = {loop.name: loop.status() for loop in self.loops}
-        return {"sources": sources, "taken": self.taken, "threads": threads}
+        dead = {
+            "kept_bytes": self.outbox.dead_letter_bytes,
+            "written": self.dead_lettered,
+            "evicted": self.outbox.dead_letters_evicted,
+        }
+        return {"sources": sources, "taken": self.taken, "threads": threads, "dead_letters": dead}
 
     def _save_status(self, state: str) -> None:
         if self.status_path is None:

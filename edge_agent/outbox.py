@@ -8,7 +8,9 @@ through :meth:`Outbox.remove_through`, which the publisher calls once the broker
 Full policy: when the stored bytes reach the quota, :meth:`Outbox.put` raises :class:`OutboxFull` and
 counts a refusal. The driver then does not acknowledge the record to the device, whose own memory keeps
 it, so nothing accepted is ever given up here. A record the device sent that breaks the contract is kept
-in the ``dead_letter`` table with its reason instead.
+in the ``dead_letter`` table with its reason instead; dead letters have their own byte quota
+(``dead_letter_quota_bytes``), past which the oldest are evicted and counted, so a device babbling
+garbage cannot fill the disk or push out the records.
 
 Re-taking: a device record may be read twice if the agent dies between storing it and acknowledging it
 to the device. ``put(..., source_id=n)`` stores the device's own record number in the same transaction
@@ -38,10 +40,14 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 class Outbox:
     """A device's on-disk queue of records awaiting the broker's acknowledgement."""
 
-    def __init__(self, path: str | Path, *, quota_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, path: str | Path, *, quota_bytes: int = 64 * 1024 * 1024, dead_letter_quota_bytes: int = 8 * 1024 * 1024
+    ) -> None:
         self.path = Path(path)
         self.quota_bytes = quota_bytes
+        self.dead_letter_quota_bytes = dead_letter_quota_bytes
         self.refused = 0
+        self.dead_letters_evicted = 0
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -49,6 +55,8 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM records").fetchone()
         self._bytes, self._depth = int(row[0]), int(row[1])
+        row = self._db.execute("SELECT COALESCE(SUM(LENGTH(data) + LENGTH(reason)), 0) FROM dead_letter").fetchone()
+        self.dead_letter_bytes = int(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -113,9 +121,22 @@ class Outbox:
             self._depth -= int(row[1])
 
     def dead_letter(self, reason: str, data: bytes, *, at_ms: int) -> None:
-        """Keep bytes from the device that could not become a record, with the reason."""
+        """Keep bytes from the device that could not become a record, with the reason; evict the oldest
+        letters past the dead-letter quota (counted in :attr:`dead_letters_evicted`)."""
         with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("INSERT INTO dead_letter (at_ms, reason, data) VALUES (?, ?, ?)", (at_ms, reason, data))
+            self.dead_letter_bytes += len(data) + len(reason)
+            while self.dead_letter_bytes > self.dead_letter_quota_bytes:
+                oldest = self._db.execute(
+                    "SELECT id, LENGTH(data) + LENGTH(reason) FROM dead_letter ORDER BY id LIMIT 1"
+                ).fetchone()
+                if oldest is None:
+                    break
+                self._db.execute("DELETE FROM dead_letter WHERE id = ?", (oldest[0],))
+                self.dead_letter_bytes -= int(oldest[1])
+                self.dead_letters_evicted += 1
+            self._db.execute("COMMIT")
 
     def dead_letters(self) -> list[tuple[str, bytes]]:
         with self._lock:

@@ -84,3 +84,20 @@ def test_sigkill_loses_nothing_that_put_returned(tmp_path: Path) -> None:
     stored = [s for s, _ in box.peek_batch(max_records=100_000, max_bytes=10**9)]
     assert set(acknowledged) <= set(stored)
     assert stored == list(range(1, len(stored) + 1))
+
+
+def test_dead_letters_are_bounded_by_bytes_oldest_evicted(tmp_path) -> None:
+    from edge_agent.outbox import Outbox
+
+    box = Outbox(tmp_path / "o.sqlite", dead_letter_quota_bytes=10_000)
+    for i in range(100):  # a babbling device: 100 kB of garbage
+        box.dead_letter("bad_line", bytes([i]) * 1_000, at_ms=i)
+    kept = box.dead_letters()
+    assert box.dead_letter_bytes <= 10_000 and len(kept) == 9
+    assert [d[0] for _, d in kept] == list(range(91, 100))  # the newest stay
+    assert box.dead_letters_evicted == 91
+    box.put({"type": "sale"}, source="s")  # records are untouched by the letters' quota
+    assert box.depth == 1
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite", dead_letter_quota_bytes=10_000)
+    assert again.dead_letter_bytes == box.dead_letter_bytes  # counted again from disk

@@ -67,17 +67,21 @@ def registry(tmp_path: Path) -> str:
 class Ingest:
     """`zhijian ingest run` as a process, restartable on the same on-disk state."""
 
-    def __init__(self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path) -> None:
+    def __init__(
+        self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, extra: str = ""
+    ) -> None:
         key_file = tmp_path / "registry.key"
         key_file.write_text(KEY_SECRET.hex())
         self.dead_path = tmp_path / "dead.sqlite"
+        self.db = f"hostile_{tmp_path.name}"
         self.config = tmp_path / "ingest.env"
         self.config.write_text(
-            f"ZHIJIAN_MQTT_PORT={mosquitto.port}\nZHIJIAN_INFLUX_URL={influxd.url}\nZHIJIAN_INFLUX_DB=hostile\n"
+            f"ZHIJIAN_MQTT_PORT={mosquitto.port}\nZHIJIAN_INFLUX_URL={influxd.url}\nZHIJIAN_INFLUX_DB={self.db}\n"
             f"ZHIJIAN_REGISTRY_URL={registry}\nZHIJIAN_KEY_SECRET_FILE={key_file}\n"
             f"ZHIJIAN_METRICS_PORT=0\nZHIJIAN_MQTT_CLIENT_ID=ingest-{tmp_path.name}\nZHIJIAN_BATCH_MAX_MS=50\n"
             f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={self.dead_path}\n"
             f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n"
+            + extra
         )
         self.log_path = tmp_path / "ingest.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -104,10 +108,14 @@ class Ingest:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def dead_letters(self) -> Counter[str]:
+        return Counter(reason for _, reason, _ in self.dead_rows())
+
+    def dead_rows(self) -> list[tuple[str, str, int]]:
+        """(device, reason, size) of every kept dead letter."""
         if not self.dead_path.exists():
-            return Counter()
+            return []
         with sqlite3.connect(self.dead_path) as db:
-            return Counter(reason for (reason,) in db.execute("SELECT reason FROM dead_letter"))
+            return list(db.execute("SELECT device, reason, size FROM dead_letter ORDER BY id"))
 
 
 @pytest.fixture
@@ -200,7 +208,7 @@ def stored(influx: InfluxClient) -> dict[int, int]:
 def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
     ingest: Ingest, mosquitto: MosquittoServer, influxd: InfluxServer
 ) -> None:
-    influx = InfluxClient(influxd.url, "hostile")
+    influx = InfluxClient(influxd.url, ingest.db)
     devices = {d: Device(mosquitto.port, d) for d in DEVICES}
     try:
         seq = 1
@@ -243,4 +251,32 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
     finally:
         for d in devices.values():
             d.close()
+        influx.close()
+
+
+def test_a_dead_letter_flood_stays_within_its_quota_and_evicts_nobody_elses(
+    registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path
+) -> None:
+    ingest = Ingest(registry, mosquitto, influxd, tmp_path, extra="ZHIJIAN_DEAD_LETTER_DEVICE_QUOTA_MB=0.25\n")
+    ingest.start()
+    influx = InfluxClient(influxd.url, ingest.db)
+    flooder, other = Device(mosquitto.port, "scale-0001"), Device(mosquitto.port, "scale-0002")
+    try:
+        other.send(signed("scale-0002", 1, [sale(1)])[:-3] + b'0"}')  # a forged tag: evidence to keep
+        junk = signed("scale-0001", 1, [sale(1, plu="x" * 17)])  # bad_record, about 500 bytes
+        infos = [flooder.client.publish("zhijian/v1/scale-0001/data", junk, qos=1) for _ in range(2_000)]
+        for info in infos:
+            info.wait_for_publish(30)
+        flooder.send(signed("scale-0001", 1, [sale(1)]))
+        assert wait_for(lambda: stored(influx).get(1) == 275_000, 60), ingest.log()
+        assert wait_for(lambda: sum(n for d, r, n in ingest.dead_rows() if r == "bad_record") > 0, 30)
+        rows = ingest.dead_rows()
+        flood = sum(size for device, _, size in rows if device == "scale-0001")
+        assert 0 < flood <= 0.25 * 1024 * 1024, flood
+        assert ("scale-0002", "bad_tag") in {(d, r) for d, r, _ in rows}
+        assert len(rows) < 2_000 and "evicting its oldest" in ingest.log()
+    finally:
+        flooder.close()
+        other.close()
+        ingest.stop()
         influx.close()
