@@ -91,7 +91,7 @@ class IngestCollector:
         yield GaugeMetricFamily(
             "zhijian_ingest_stalled",
             "1 while messages wait and the batcher makes no progress",
-            value=float(bool(w.stalled())),
+            value=float(bool(w.stalled(after_s=w.settings.health_stall_s))),
         )
         t: BatchTimer = w.batch_seconds
         yield HistogramMetricFamily(
@@ -102,11 +102,11 @@ class IngestCollector:
         )
 
 
-def health(worker: IngestWorker, *, stall_after_s: float = 60.0) -> tuple[int, dict[str, Any]]:
+def health(worker: IngestWorker) -> tuple[int, dict[str, Any]]:
     """HTTP status and body: 200 when connected to the broker and the batcher makes progress, else 503
     (``problem`` says why: messages waiting while no batch is stored is as unhealthy as no broker)."""
     p = worker.pipeline
-    stalled = worker.stalled(after_s=stall_after_s)
+    stalled = worker.stalled(after_s=worker.settings.health_stall_s)
     doc: dict[str, Any] = {
         "connected": worker.connected.is_set(),
         "backlog": worker.backlog,

@@ -54,6 +54,9 @@ class IngestSettings(BaseSettings):
     spool_quota_mb: float = Field(1024, gt=0, description="disk for points while InfluxDB is away")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, lt=65536, description="Prometheus /metrics and /health; 0: any port")
+    health_stall_s: float = Field(
+        60.0, gt=0, description="/health answers 503 when a batch is held this long without being stored"
+    )
     batch_max_messages: int = Field(2_000, ge=1)
     batch_max_ms: int = Field(200, ge=1)
     queue_max_messages: int = Field(20_000, ge=1)

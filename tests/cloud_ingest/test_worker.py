@@ -137,6 +137,43 @@ def test_metrics_and_health(mosquitto: MosquittoServer, influx: InfluxClient, tm
         worker.stop(end_session=True)
 
 
+def test_health_says_stalled_when_messages_wait_and_nothing_is_stored(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """InfluxDB away and the spool full: the worker is connected, but /health must not say all is well."""
+    files = DeviceFile({d: {"key": k.hex()} for d, k in KEYS.items()})
+    dead = InfluxClient("http://127.0.0.1:9", "x", retries=0, timeout_s=0.5)
+    pipeline = Pipeline(
+        key_for=files.key_for,
+        engine=Engine(ScaleFacts()),
+        store=dead,
+        spool=Spool(tmp_path / "s.sqlite", quota_bytes=1),
+    )
+    settings = IngestSettings(
+        mqtt_port=mosquitto.port, mqtt_client_id=f"stall-{tmp_path.name}", batch_max_ms=50, health_stall_s=1.0
+    )
+    worker = IngestWorker(settings, pipeline).start()
+    metrics = MetricsServer(worker, port=0).start()
+    try:
+        assert worker.connected.wait(10)
+        assert httpx.get(f"http://127.0.0.1:{metrics.port}/health").status_code == 200
+        load = Load(mosquitto.port).start()
+        time.sleep(0.5)
+        load.stop()
+
+        def unhealthy() -> bool:
+            return httpx.get(f"http://127.0.0.1:{metrics.port}/health").status_code == 503
+
+        assert wait_until(unhealthy, 30)
+        doc = httpx.get(f"http://127.0.0.1:{metrics.port}/health").json()
+        assert doc["connected"] is True and "held" in doc["problem"], doc
+        assert doc["threads"]["ingest-batcher"]["alive"] is True
+        assert "zhijian_ingest_stalled 1.0" in httpx.get(f"http://127.0.0.1:{metrics.port}/metrics").text
+    finally:
+        metrics.close()
+        worker.stop(end_session=True)
+
+
 def test_influxdb_down_for_a_minute_under_load_loses_nothing(mosquitto: MosquittoServer, tmp_path: Path) -> None:
     server = InfluxServer(tmp_path / "influx").start()
     influx = InfluxClient(server.url, "outage", retries=1, timeout_s=2)
