@@ -11,11 +11,15 @@ Frame (17 bytes, 18 with the checksum)::
 - CHK: two's complement of the 7-bit sum of every previous byte, STX and CR included.
 
 The decoder resynchronises on STX: bytes before an STX are reported as ``garbage`` and dropped; a
-frame whose body is malformed drops only its STX, so a real frame hidden behind it is still found.
+frame whose body is malformed is dropped up to the next STX that may start a frame, so a real frame
+hidden behind it is still found, and a run of bytes that cannot start a frame (say, a line full of
+STX) is one ``bad_frame``, not one per byte. Time is linear in the buffer: each STX is looked at once
+per rejection, over at most 17 bytes.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +31,8 @@ _DP_EXPONENT = (2, 1, 0, -1, -2, -3, -4, -5)
 _INCREMENT = {1: 1, 2: 2, 3: 5}
 _MG_PER = {"kg": 1_000_000, "g": 1_000}
 LB_IN_MG = 453_592.37
+# what _plausible_prefix accepts, for a whole frame start: fixed length, so a search stays linear
+_FRAME_START_RE = re.compile(rb"\x02[\x20-\x3f\x60-\x7f]{3}[0-9]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +89,16 @@ def decode(buf: bytes | bytearray, *, with_checksum: bool = True) -> tuple[Toled
     if len(buf) < size:
         # a complete-looking frame may only be judged when whole, but a malformed prefix can be refused now
         if not _plausible_prefix(bytes(buf)):
-            raise FrameError("bad_frame", 1, "malformed frame start")
+            raise FrameError("bad_frame", _next_start(buf), "malformed frame start")
         return None, 0
     frame = bytes(buf[:size])
     if not _plausible_prefix(frame[:BODY_LEN]) or frame[BODY_LEN - 1] != CR:
-        raise FrameError("bad_frame", 1, repr(frame))
+        raise FrameError("bad_frame", _next_start(buf), repr(frame))
     if with_checksum and frame[BODY_LEN] != checksum(frame[:BODY_LEN]):
         raise FrameError("bad_checksum", size, f"got {frame[BODY_LEN]:#04x}, want {checksum(frame[:BODY_LEN]):#04x}")
     swa, swb, swc = frame[1], frame[2], frame[3]
     if swa & 0x18 == 0:
-        raise FrameError("bad_frame", 1, "SWA increment bits are 0")
+        raise FrameError("bad_frame", _next_start(buf), "SWA increment bits are 0")
     unit: Literal["kg", "g", "lb"] = "g" if swc & 0x01 else ("kg" if swb & 0x10 else "lb")
     return (
         ToledoFrame(
@@ -111,6 +117,18 @@ def decode(buf: bytes | bytearray, *, with_checksum: bool = True) -> tuple[Toled
         ),
         size,
     )
+
+
+def _next_start(buf: bytes | bytearray) -> int:
+    """Where the next frame may start after the bad one at 0: its STX, or the end of ``buf``."""
+    found = _FRAME_START_RE.search(buf, 1)
+    if found is not None:
+        return found.start()
+    # the pattern needs 16 bytes: a start cut off by the end of the buffer is looked for by hand
+    for at in range(max(1, len(buf) - 15), len(buf)):
+        if buf[at] == STX and _plausible_prefix(bytes(buf[at:])):
+            return at
+    return len(buf)
 
 
 def _plausible_prefix(data: bytes) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics, toledo
-from device_profiles.codecs.frame_buffer import DUMP_BYTES, CodecContractError, Frame, FrameBuffer, Rejected
+from device_profiles.codecs.frame_buffer import DUMP_BYTES, CodecContractError, Decode, Frame, FrameBuffer, Rejected
 from tests.device_profiles.codec_harness import feed
 
 
@@ -91,7 +93,7 @@ def refuses_nothing(buf: bytearray) -> tuple[None, int]:
         refuses_nothing,
     ],
 )
-def test_a_codec_breaking_its_contract_is_our_error_not_an_endless_loop(decode) -> None:
+def test_a_codec_breaking_its_contract_is_our_error_not_an_endless_loop(decode: Decode[Any]) -> None:
     with pytest.raises(CodecContractError):
         FrameBuffer(decode).feed(b"abc")
 

@@ -110,3 +110,11 @@ def test_fuzz_frames_behind_garbage_are_found(frames, garbage: bytes) -> None:
     stream = b"".join(toledo.encode(f) for f in frames)
     got, _ = drain(toledo.decode, bytearray(garbage.replace(b"\x02", b"") + stream))
     assert got == frames
+
+
+def test_a_run_that_cannot_start_a_frame_is_one_rejection() -> None:
+    good = toledo.encode(frame())
+    stream = b"\x02" * 500 + good[:5] + b"\x02\x02" + good
+    frames, errors = drain(toledo.decode, stream)
+    assert frames == [frame()]
+    assert errors == ["bad_frame"]  # not one per STX: a flood of them costs one count, one log line
