@@ -8,7 +8,6 @@ Prometheus and for a load balancer's health check, not for people.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from device_profiles.loops import Loop
 
 from .worker import BatchTimer, IngestWorker
 
@@ -148,12 +149,15 @@ class MetricsServer:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        # serve_forever returns only on shutdown; should it raise, the loop serves again after a backoff
+        self.loop = Loop("metrics", self._server.serve_forever)
 
     def start(self) -> MetricsServer:
-        self._thread.start()
+        self.loop.start()
         return self
 
     def close(self) -> None:
+        self.loop.stopping.set()
         self._server.shutdown()
+        self.loop.join()
         self._server.server_close()

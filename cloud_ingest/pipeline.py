@@ -117,7 +117,7 @@ class Pipeline:
         try:
             return self._score(admitted)
         except Exception as exc:
-            self._surprise("scoring a batch", exc)
+            self.surprise("scoring a batch", exc)
         parts = []
         for one in admitted:
             try:
@@ -149,7 +149,7 @@ class Pipeline:
             self._reject(topic_name, exc.reason, exc.detail, payload)
             return None
         except Exception as exc:  # our failure on this message: it alone pays for it
-            self._surprise(f"a message on {topic_name}", exc)
+            self.surprise(f"a message on {topic_name}", exc)
             self._reject(topic_name, "unprocessable", _describe(exc), payload)
             return None
         self.sequences.observe(env.device, env.seq, len(env.records), digests)
@@ -264,7 +264,7 @@ class Pipeline:
             except StoreRejected as exc:
                 self._reject(topic_name, "store_rejected", str(exc), payload)
             except Exception as exc:
-                self._surprise(f"storing a message on {topic_name}", exc)
+                self.surprise(f"storing a message on {topic_name}", exc)
                 self._reject(topic_name, "unprocessable", _describe(exc), payload)
             else:
                 stored.extend(msg_lines)
@@ -283,7 +283,7 @@ class Pipeline:
                 reason = "store_rejected" if isinstance(exc, StoreRejected) else "unprocessable"
                 self._reject("(derived)", reason, _describe(exc), kept)
 
-    def _surprise(self, what: str, exc: BaseException) -> None:
+    def surprise(self, what: str, exc: BaseException) -> None:
         """An error of ours, not the peer's: logged with its traceback once per kind, counted, survived."""
         kind = f"{type(exc).__name__} in {what.split(' on ', maxsplit=1)[0]}"
         if self.surprises[kind] == 0:
@@ -294,7 +294,7 @@ class Pipeline:
         try:
             fn(*args)
         except Exception as exc:
-            self._surprise(what, exc)
+            self.surprise(what, exc)
 
     def _reject(self, topic_name: str, reason: str, detail: str, payload: bytes) -> None:
         if self.rejected[reason] == 0:

@@ -14,6 +14,12 @@
   down, the batch is retried and nothing is acknowledged, so the broker keeps the messages.
 - The hand-off queue is bounded; when full, paho's network thread waits, and the broker holds back
   (MQTT flow control) instead of anything being dropped.
+
+Threads and what they own: paho's network thread owns the connection and fills the hand-off queue; the
+``ingest-batcher`` loop owns the batch in hand, the pipeline (engine state, sequence book, dead letters)
+and the acknowledgements; the ``spool-replay`` loop moves spooled points to InfluxDB (the spool locks).
+Both loops are :class:`device_profiles.loops.Loop`: a surprise is logged once, counted and retried, and
+the batch in hand is kept until it is stored, so nothing received is dropped unacknowledged.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ class IngestWorker:
             doc = json.loads(payload)
             ack = doc.get("ack_alert") if isinstance(doc, dict) else None
             alert_id = ack.get("alert_id") if isinstance(ack, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             self.pipeline.rejected["bad_reply"] += 1
             return
         if isinstance(alert_id, str) and self.pipeline.alert_book.acknowledge(device, alert_id):
@@ -187,7 +193,10 @@ class IngestWorker:
             return
         parsed = parse(msg.topic)
         if parsed is not None and parsed[1] == "reply":
-            self._on_reply(parsed[0], bytes(msg.payload))
+            try:
+                self._on_reply(parsed[0], bytes(msg.payload))
+            except Exception as exc:  # on paho's network thread: a surprise here must not end it
+                self.pipeline.surprise(f"a reply on {msg.topic}", exc)
             client.ack(msg.mid, msg.qos)
             return
         while not self._stop.is_set():

@@ -94,6 +94,7 @@ class Publisher:
         self.status_extra = status_extra
         self.published_records = 0
         self.connects = 0
+        self.command_errors = 0
         self.last_error = ""
         self._rng = random.Random()
         self._topics = {k: topic(device_id, k) for k in ("data", "status", "cmd", "reply")}
@@ -188,11 +189,21 @@ class Publisher:
             command = json.loads(msg.payload)
             if not isinstance(command, dict):
                 raise ValueError("a command is a JSON object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             self.reply({"ok": False, "error": f"bad command: {exc}"})
             return
         if self.on_command is not None:
-            threading.Thread(target=self.on_command, args=(command,), name="command", daemon=True).start()
+            threading.Thread(target=self._run_command, args=(command,), name="command", daemon=True).start()
+
+    def _run_command(self, command: dict[str, Any]) -> None:
+        """One command on its own thread; a surprise is logged, answered and counted, never silent."""
+        assert self.on_command is not None
+        try:
+            self.on_command(command)
+        except Exception as exc:
+            self.command_errors += 1
+            log.exception("%s: command %r failed", self.device_id, command.get("cmd"))
+            self.reply({"id": command.get("id"), "cmd": command.get("cmd"), "ok": False, "error": repr(exc)})
 
     # -- threads ----------------------------------------------------------------------------------
     def start(self) -> None:
