@@ -218,7 +218,8 @@ def create_app(
 
 def _methods_of(app: FastAPI, path: str) -> list[str]:
     methods: set[str] = set()
-    for route in app.router.routes:
+    # the app's own routes and those of `router` (FastAPI keeps an included router as one opaque entry)
+    for route in (*app.router.routes, *router.routes):
         if isinstance(route, Route) and route.methods and route.path_regex.match(path):
             methods |= route.methods
     return sorted(methods)
