@@ -262,7 +262,8 @@ def test_a_dead_letter_flood_stays_within_its_quota_and_evicts_nobody_elses(
     influx = InfluxClient(influxd.url, ingest.db)
     flooder, other = Device(mosquitto.port, "scale-0001"), Device(mosquitto.port, "scale-0002")
     try:
-        other.send(signed("scale-0002", 1, [sale(1)])[:-3] + b'0"}')  # a forged tag: evidence to keep
+        forged = encode(device="scale-0002", boot=BOOT, seq=1, sent_ms=1, records=[sale(1)], key=b"w" * 32)
+        other.send(forged)  # a forged tag: evidence to keep
         junk = signed("scale-0001", 1, [sale(1, plu="x" * 17)])  # bad_record, about 500 bytes
         infos = [flooder.client.publish("zhijian/v1/scale-0001/data", junk, qos=1) for _ in range(2_000)]
         for info in infos:
