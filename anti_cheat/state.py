@@ -116,23 +116,50 @@ class EngineState:
             getattr(self, name)[scale] = 0
 
     def to_bytes(self, devices: list[str]) -> bytes:
-        """The state of the first ``len(devices)`` scales, keyed by device id."""
-        n = len(devices)
+        """The state of the first ``len(devices)`` scales, keyed by device id, and the rule ids that name
+        the columns of ``flag_counts``.
+
+        Scales known to the facts but never scored have no row yet (the arrays grow only when a batch is
+        scored); they are left out, as their state is all zeros anyway.
+        """
+        n = min(len(devices), len(self))
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, devices=np.array(json.dumps(devices)), **{name: getattr(self, name)[:n] for name in self._ARRAYS}
+            buf,
+            devices=np.array(json.dumps(devices[:n])),
+            rules=np.array(json.dumps([r.id for r in RULES])),
+            **{name: getattr(self, name)[:n] for name in self._ARRAYS},
         )
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, index_of: Callable[[str], int]) -> EngineState:
-        """Restore; each saved scale's row moves to ``index_of(device)``, its current dense index."""
+        """Restore; each saved scale's row moves to ``index_of(device)``, its current dense index.
+
+        Older saves are read too: rows an array lacks (saves of scales never scored, written before
+        :meth:`to_bytes` left them out) and arrays a save lacks start at zero; ``flag_counts`` columns
+        follow the saved rule ids, so a rule added or removed since moves no count to another rule.
+        A save without rule ids (older than them) keeps its counts only if it has today's number of rules.
+        """
         with np.load(io.BytesIO(data)) as saved:
             devices: list[str] = json.loads(str(saved["devices"]))
-            arrays = {name: saved[name] for name in cls._ARRAYS}
+            rules: list[str] | None = json.loads(str(saved["rules"])) if "rules" in saved.files else None
+            arrays = {name: saved[name] for name in cls._ARRAYS if name in saved.files}
         state = cls()
         rows = np.array([index_of(d) for d in devices], dtype=np.intp)
         state.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        flags = arrays.pop("flag_counts", state.flag_counts[:0])
         for name, values in arrays.items():
-            getattr(state, name)[rows] = values
+            getattr(state, name)[rows[: len(values)]] = values
+        state._restore_flag_counts(rows[: len(flags)], flags, rules)
         return state
+
+    def _restore_flag_counts(self, rows: npt.NDArray[np.intp], flags: I64, rules: list[str] | None) -> None:
+        current = {r.id: i for i, r in enumerate(RULES)}
+        if rules is None:
+            if flags.shape[1] == len(RULES):
+                self.flag_counts[rows] = flags
+            return
+        for column, rule in enumerate(rules):
+            if rule in current:
+                self.flag_counts[rows, current[rule]] = flags[:, column]

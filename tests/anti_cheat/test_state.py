@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+from typing import Any
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, EngineState, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import RULES, Engine, EngineState, ScaleFact, ScaleFacts, Transactions
 from anti_cheat.state import Groups, cusum
 
 
@@ -81,3 +85,77 @@ def test_stateless_mode_runs_only_the_per_row_rules() -> None:
     rules = {f.rule for f in Engine(facts, stateful=False).score(batch).flags(batch, facts)}
     assert rules == {"reweigh_error"}
     assert "reweigh_cusum" in {f.rule for f in Engine(facts).score(batch).flags(batch, facts)}
+
+
+def _facts(*names: str) -> ScaleFacts:
+    facts = ScaleFacts()
+    for name in names:
+        facts.set(name, ScaleFact(coefficient=20_000.0, e_mg=5000))
+    return facts
+
+
+def _old_save(devices: list[str], arrays: dict[str, np.ndarray], **extra: np.ndarray) -> bytes:
+    """A save as an older version wrote it: no rule ids, possibly fewer rows or arrays than today."""
+    buf = io.BytesIO()
+    payload: dict[str, Any] = {"devices": np.array(json.dumps(devices)), **arrays, **extra}
+    np.savez_compressed(buf, **payload)
+    return buf.getvalue()
+
+
+def test_a_worker_stopped_before_its_first_sale_restores_its_save() -> None:
+    """The facts know scales (from the registry) that no batch has scored: the state has no rows yet."""
+    engine = Engine(_facts("a-001", "b-001"))
+    restarted = Engine(_facts("a-001", "b-001"))
+    restarted.restore(engine.save())
+    assert len(restarted.state) == 0
+    rows = [{"kind": "reweigh", "device": "b-001", "seq": 1, "ts": 1, "net_mg": 1_100_000, "reference_mg": 1_000_000}]
+    assert len(restarted.score(Transactions.from_rows(restarted.facts, rows))) > 0
+
+
+def test_saves_of_older_versions_are_read() -> None:
+    facts = _facts("a-001", "b-001", "c-001")
+    # the old save of scales the facts knew but the state had no rows for: three devices, zero rows
+    empty = {name: getattr(EngineState(), name) for name in EngineState._ARRAYS}
+    state = EngineState.from_bytes(_old_save(["a-001", "b-001", "c-001"], empty), facts.index_of)
+    assert len(state) >= 3 and not state.reweigh_cusum.any()
+    # one scored scale, then one that had no row; no last_flag_ts (an array added later); no rule ids
+    cusum = np.array([7], dtype=np.int64)
+    flags = np.zeros((1, len(RULES)), dtype=np.int64)
+    flags[0, 3] = 2
+    arrays = {
+        "reweigh_cusum": cusum,
+        "coef_cusum_hi": cusum,
+        "coef_cusum_lo": cusum,
+        "digit_counts": np.ones((1, 10), dtype=np.int64),
+        "digit_total": np.array([10], dtype=np.int64),
+        "flag_counts": flags,
+    }
+    state = EngineState.from_bytes(_old_save(["b-001", "c-001"], arrays), facts.index_of)
+    b, c = facts.index_of("b-001"), facts.index_of("c-001")
+    assert state.reweigh_cusum[b] == 7 and state.reweigh_cusum[c] == 0 and state.digit_total[b] == 10
+    assert state.flag_counts[b, 3] == 2 and not state.last_flag_ts.any()
+    # a save from before a rule was added: its columns cannot be told apart, so its counts are not moved
+    arrays["flag_counts"] = np.full((1, len(RULES) - 1), 5, dtype=np.int64)
+    state = EngineState.from_bytes(_old_save(["b-001"], arrays), facts.index_of)
+    assert state.reweigh_cusum[b] == 7 and not state.flag_counts.any()
+    # a save without flag counts at all
+    del arrays["flag_counts"]
+    state = EngineState.from_bytes(_old_save(["b-001"], arrays), facts.index_of)
+    assert state.digit_total[b] == 10 and not state.flag_counts.any()
+
+
+def test_flag_counts_follow_their_rule_ids_across_rule_changes() -> None:
+    facts = _facts("a-001")
+    names = [RULES[2].id, "a_rule_since_removed", RULES[0].id]
+    one = EngineState()
+    one.ensure(1)
+    saved = {name: getattr(one, name)[:1] for name in EngineState._ARRAYS}
+    saved["flag_counts"] = np.array([[4, 9, 1]], dtype=np.int64)
+    saved["last_flag_ts"] = np.array([123], dtype=np.int64)
+    data = _old_save(["a-001"], saved, rules=np.array(json.dumps(names)))
+    state = EngineState.from_bytes(data, facts.index_of)
+    a = facts.index_of("a-001")
+    assert state.flag_counts[a, 2] == 4 and state.flag_counts[a, 0] == 1 and state.flag_counts[a].sum() == 5
+    # and today's saves carry today's rule ids, read back unchanged
+    again = EngineState.from_bytes(state.to_bytes(facts.devices), facts.index_of)
+    assert (again.flag_counts == state.flag_counts[: len(again)]).all() and again.last_flag_ts[a] == 123
