@@ -1,7 +1,8 @@
 """The spool: line-protocol batches that InfluxDB could not take yet, on disk, replayed in order.
 
 While InfluxDB is down, the ingest keeps acknowledging messages to the broker once their lines are in the
-spool (SQLite, WAL, ``synchronous=FULL``: durable when :meth:`Spool.append` returns), so memory stays
+spool (SQLite, WAL, ``synchronous=FULL``: fsync'ed, durable when :meth:`Spool.append` returns; the
+file's directory entry is fsync'ed when it is opened), so memory stays
 bounded under any outage. Once anything is spooled, later batches are spooled behind it too, so points
 reach InfluxDB in arrival order. When the spool is at its byte quota :meth:`Spool.append` raises
 :class:`SpoolFull`: the ingest then stops acknowledging and the broker keeps the messages; nothing is
@@ -14,6 +15,8 @@ import gzip
 import sqlite3
 import threading
 from pathlib import Path
+
+from device_profiles.durable import fsync_directory
 
 from .errors import IngestError
 
@@ -30,11 +33,13 @@ class Spool:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=FULL")  # in WAL mode: the log fsync'ed at every commit
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS batch (id INTEGER PRIMARY KEY AUTOINCREMENT, lines INTEGER NOT NULL,"
             " data BLOB NOT NULL)"
         )
+        if str(path) != ":memory:":
+            fsync_directory(Path(path).resolve().parent)  # SQLite syncs the directory for its log, not for the file
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(data)), 0) FROM batch")
         self.batches, self.lines, self.bytes = (int(v) for v in row.fetchone())
 

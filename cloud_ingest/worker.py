@@ -38,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
 from device_profiles.topics import parse, subscription, topic, valid_device_id
 
@@ -320,9 +321,7 @@ class IngestWorker:
         if path is not None and not (force or due):
             return
         if path is not None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(self.pipeline.engine.save())
-            tmp.replace(path)
+            replace_durably(path, self.pipeline.engine.save())  # fsync'ed: the acknowledgements below wait for it
             self._last_save = time.monotonic()
         for m in self._unacked:
             self._client.ack(m.mid, m.qos)

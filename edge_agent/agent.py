@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
 
 from .errors import DeviceError, OutboxFull
@@ -204,9 +205,7 @@ class Agent:
             return
         doc = self.publisher.status(state)
         doc["connected"] = self.publisher.connected.is_set()
-        tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1))
-        tmp.replace(self.status_path)
+        replace_durably(self.status_path, json.dumps(doc, ensure_ascii=False, indent=1))  # whole, and on disk
 
     def _status_once(self) -> None:
         if not self._stop.wait(1.0):
