@@ -11,6 +11,12 @@ that floods bad payloads must neither fill the disk nor push out what other devi
 Evictions are counted per device (exported as a metric, logged once per device). Letters are buffered in
 memory and written by :meth:`DeadLetters.flush` in one transaction (the pipeline flushes before a batch is
 acknowledged), so a flood of bad payloads costs one disk sync per batch, not one per payload.
+
+Operators read the store while the ingest runs (:class:`DeadLetterFile`, behind ``zhijian ingest
+dead-letters``): the file is in WAL mode, so a reader never blocks the ingest's writes nor sees half a
+batch, and the one thing an operator writes — ``replayed_at``, when a letter was published again for the
+ingest to judge anew — is a short transaction of its own. A replayed letter is kept: it stays evidence
+until its quota evicts it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from device_profiles.topics import parse
+
+from .errors import IngestError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ class DeadLetters:
         self._pending: list[tuple[int, str, str, str, str, bytes, int]] = []
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")  # `zhijian ingest dead-letters` reads while we write
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER,"
             " topic TEXT, reason TEXT, detail TEXT, payload BLOB)"
@@ -67,6 +79,8 @@ class DeadLetters:
                 self._db.execute(
                     "UPDATE dead_letter SET device = ?, size = ? WHERE id = ?", (_device_of(topic), size, row_id)
                 )
+        if "replayed_at" not in columns:  # when an operator last published it again (None: never)
+            self._db.execute("ALTER TABLE dead_letter ADD COLUMN replayed_at INTEGER")
         self._db.execute("CREATE INDEX IF NOT EXISTS dead_letter_device ON dead_letter (device, id)")
         for device, size in self._db.execute("SELECT device, SUM(size) FROM dead_letter GROUP BY device"):
             self.kept_bytes[device] = int(size)
@@ -146,6 +160,162 @@ class DeadLetters:
         self.flush()
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One kept letter, as an operator reads it (times in UTC epoch milliseconds)."""
+
+    id: int
+    at_ms: int
+    topic: str
+    device: str  # the device the topic names, or NO_DEVICE
+    reason: str
+    detail: str
+    payload: bytes  # exactly the bytes that were refused
+    size: int  # what it counts against the quotas
+    replayed_at_ms: int | None  # when it was last published again; None: never
+
+    @property
+    def replayable(self) -> bool:
+        """True if it came on a device's data topic, so publishing it there again has the ingest judge it anew
+        (not so for lines refused from the spool, ``(spool)``, derived points, ``(derived)``, or bad topics)."""
+        parsed = parse(self.topic)
+        return parsed is not None and parsed[1] == "data"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LetterQuery:
+    """Which letters: all the given conditions hold (``ids`` empty: any id); oldest first."""
+
+    ids: tuple[int, ...] = ()
+    device: str | None = None
+    reason: str | None = None
+    since_ms: int | None = None  # at_ms >= since_ms
+    until_ms: int | None = None  # at_ms < until_ms
+    limit: int | None = None
+
+    def where(self) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        if self.ids:
+            clauses.append(f"id IN ({', '.join('?' * len(self.ids))})")
+            args += self.ids
+        for clause, value in (
+            ("device = ?", self.device),
+            ("reason = ?", self.reason),
+            ("at_ms >= ?", self.since_ms),
+            ("at_ms < ?", self.until_ms),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+class DeadLetterFile:
+    """A dead-letter store opened by an operator, possibly while the ingest that owns it is writing to it.
+
+    Reads never change the file (a store from before ``replayed_at`` reads as never replayed);
+    :meth:`mark_replayed` adds that column if needed and writes in one short transaction."""
+
+    _CHUNK = 256  # letters read per query: bounded memory, and no read transaction held for long
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise IngestError(f"{self.path}: no dead-letter store (ZHIJIAN_DEAD_LETTER_PATH)")
+        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        try:
+            self._columns = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letter)")}
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise IngestError(f"{self.path}: not a dead-letter store ({exc})") from exc
+        if not self._columns:
+            self._db.close()
+            raise IngestError(f"{self.path}: not a dead-letter store (no dead_letter table)")
+
+    def __enter__(self) -> DeadLetterFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _select(self) -> str:
+        device = "device" if "device" in self._columns else "''"
+        size = "size" if "size" in self._columns else "0"
+        replayed = "replayed_at" if "replayed_at" in self._columns else "NULL"
+        # only column names we chose: no value is ever formatted into SQL
+        return f"SELECT id, at_ms, topic, {device}, reason, detail, payload, {size}, {replayed} FROM dead_letter"  # noqa: S608
+
+    def letters(self, query: LetterQuery = LetterQuery()) -> Iterator[DeadLetter]:
+        """The letters ``query`` selects, oldest first, read in chunks."""
+        where, args = query.where()
+        left = query.limit
+        after = -1
+        while left is None or left > 0:
+            chunk = min(self._CHUNK, left) if left is not None else self._CHUNK
+            glue = " AND " if where else " WHERE "
+            rows = self._db.execute(
+                f"{self._select()}{where}{glue}id > ? ORDER BY id LIMIT ?", [*args, after, chunk]
+            ).fetchall()
+            for row in rows:
+                yield _letter(row)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+    def letter(self, letter_id: int) -> DeadLetter | None:
+        return next(self.letters(LetterQuery(ids=(letter_id,))), None)
+
+    def last_id(self) -> int:
+        """The highest id written so far (0 if none): letters written later have higher ids."""
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM dead_letter").fetchone()[0])
+
+    def counts(self, query: LetterQuery = LetterQuery()) -> Counter[str]:
+        """Letters per reason among all that ``query`` selects (its limit aside)."""
+        where, args = query.where()
+        rows = self._db.execute(f"SELECT reason, COUNT(*) FROM dead_letter{where} GROUP BY reason", args)  # noqa: S608
+        return Counter({reason: int(n) for reason, n in rows})
+
+    def mark_replayed(self, ids: Iterable[int], at_ms: int | None = None) -> None:
+        """Record that these letters were published again (now, unless ``at_ms``); they stay kept."""
+        stamp = int(time.time() * 1000) if at_ms is None else at_ms
+        if "replayed_at" not in self._columns:
+            try:
+                self._db.execute("ALTER TABLE dead_letter ADD COLUMN replayed_at INTEGER")
+            except sqlite3.OperationalError as exc:  # the ingest, starting meanwhile, added it first
+                if "duplicate column" not in str(exc):
+                    raise
+            self._columns.add("replayed_at")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("UPDATE dead_letter SET replayed_at = ? WHERE id = ?", [(stamp, i) for i in ids])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+
+def _letter(row: Any) -> DeadLetter:  # a row of DeadLetterFile._select()
+    row_id, at_ms, topic, device, reason, detail, payload, size, replayed = row
+    topic, detail, payload = topic or "", detail or "", bytes(payload or b"")
+    return DeadLetter(
+        id=row_id,
+        at_ms=at_ms or 0,
+        topic=topic,
+        device=device or _device_of(topic),
+        reason=reason,
+        detail=detail,
+        payload=payload,
+        size=size or len(topic) + len(detail) + len(payload) + _ROW_OVERHEAD,
+        replayed_at_ms=replayed,
+    )
 
 
 def _printable(text: str) -> str:

@@ -1,11 +1,16 @@
 """The ingest's dead letters stay within their byte quotas: a flooding device evicts only its own oldest,
-the biggest sender pays when the total is reached, and the counts survive a restart."""
+the biggest sender pays when the total is reached, and the counts survive a restart. An operator reads
+them (filtered, in order) while the ingest writes, and marks replays, also in stores written before."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from cloud_ingest.dead_letters import DeadLetters
+import pytest
+
+from cloud_ingest import IngestError
+from cloud_ingest.dead_letters import NO_DEVICE, DeadLetterFile, DeadLetters, LetterQuery
 
 
 def topic(device: str) -> str:
@@ -43,3 +48,81 @@ def test_any_text_is_kept(tmp_path: Path) -> None:
     dead = DeadLetters(tmp_path / "d.sqlite")
     dead.add(topic("scale-0001"), "unprocessable", "detail with a lone \ud800 surrogate", b"\xff\xfe")
     assert dead.rows() == [(topic("scale-0001"), "unprocessable", b"\xff\xfe")]
+
+
+def test_an_operator_reads_what_the_running_ingest_writes_and_marks_replays(tmp_path: Path) -> None:
+    dead = DeadLetters(tmp_path / "d.sqlite")  # the ingest, open all along
+    dead.add(topic("scale-0001"), "bad_tag", "tag mismatch", b'{"v":1}')
+    dead.add(topic("scale-0002"), "unknown_device", "scale-0002", b"\x00\xff")
+    dead.add("(spool)", "store_rejected", "400", b"sale,device=x v=1i 1")
+    dead.flush()
+    with DeadLetterFile(tmp_path / "d.sqlite") as store:
+        first, second, spooled = store.letters()
+        assert (first.device, first.reason, first.detail, first.payload) == (
+            "scale-0001",
+            "bad_tag",
+            "tag mismatch",
+            b'{"v":1}',
+        )
+        assert first.replayable and second.replayable and not spooled.replayable
+        assert spooled.device == NO_DEVICE and first.replayed_at_ms is None
+        assert [x.id for x in store.letters(LetterQuery(device="scale-0002"))] == [second.id]
+        assert [x.id for x in store.letters(LetterQuery(reason="bad_tag"))] == [first.id]
+        assert [x.id for x in store.letters(LetterQuery(ids=(second.id, spooled.id), limit=1))] == [second.id]
+        assert list(store.letters(LetterQuery(since_ms=first.at_ms + 60_000))) == []
+        assert store.counts(LetterQuery(limit=1)) == {"bad_tag": 1, "unknown_device": 1, "store_rejected": 1}
+        store.mark_replayed([second.id], at_ms=1_764_000_000_000)
+        assert store.letter(second.id).replayed_at_ms == 1_764_000_000_000  # type: ignore[union-attr]
+        assert store.letter(99) is None
+    dead.add(topic("scale-0002"), "bad_tag", "", b"again")  # the ingest writes on: the operator's mark stays
+    dead.flush()
+    assert len(dead.rows()) == 4
+    with DeadLetterFile(tmp_path / "d.sqlite") as store:
+        assert [x.replayed_at_ms for x in store.letters()] == [None, 1_764_000_000_000, None, None]
+
+
+def test_letters_are_read_in_chunks_in_order(tmp_path: Path) -> None:
+    dead = DeadLetters(tmp_path / "d.sqlite")
+    for i in range(700):
+        dead.add(topic(f"scale-{i % 3:04d}"), "bad_record", str(i), b"x")
+    dead.flush()
+    with DeadLetterFile(tmp_path / "d.sqlite") as store:
+        assert [x.detail for x in store.letters()] == [str(i) for i in range(700)]
+        assert [x.detail for x in store.letters(LetterQuery(device="scale-0001", limit=300))] == [
+            str(i) for i in range(1, 700, 3)
+        ][:300]
+
+
+def test_a_store_from_before_quotas_and_replays_reads_and_takes_marks(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER,"
+            " topic TEXT, reason TEXT, detail TEXT, payload BLOB)"
+        )
+        db.execute(
+            "INSERT INTO dead_letter (at_ms, topic, reason, detail, payload) VALUES (1, ?, 'bad_tag', '', ?)",
+            (topic("scale-0007"), b"abc"),
+        )
+    with DeadLetterFile(path) as store:
+        (letter,) = store.letters()
+        assert (letter.device, letter.replayed_at_ms, letter.size) == (
+            "scale-0007",
+            None,
+            len(topic("scale-0007")) + 3 + 64,
+        )
+        store.mark_replayed([letter.id], at_ms=5)
+        assert store.letter(letter.id).replayed_at_ms == 5  # type: ignore[union-attr]
+    dead = DeadLetters(path)  # the ingest opens it later: migrates the rest, keeps the mark
+    assert dead.rows() == [(topic("scale-0007"), "bad_tag", b"abc")]
+    with DeadLetterFile(path) as store:
+        assert store.letter(letter.id).replayed_at_ms == 5  # type: ignore[union-attr]
+
+
+def test_no_store_or_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="no dead-letter store"):
+        DeadLetterFile(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+    (tmp_path / "junk").write_bytes(b"not sqlite" * 100)
+    with pytest.raises(IngestError, match="not a dead-letter store"):
+        DeadLetterFile(tmp_path / "junk")
