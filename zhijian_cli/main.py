@@ -17,6 +17,7 @@ from device_profiles import ProfileError, builtin_profiles, load_profile
 
 from .agent_cmd import app as agent_app
 from .anti_cheat_cmd import app as anti_cheat_app
+from .dead_letters_cmd import app as dead_letters_app
 from .device_cmd import app as device_app
 from .registry_cmd import app as registry_app
 from .servers import ServerError
@@ -37,6 +38,7 @@ app.add_typer(profiles_app, name="profiles")
 app.add_typer(agent_app, name="agent")
 app.add_typer(anti_cheat_app, name="anti-cheat")
 app.add_typer(ingest_app, name="ingest")
+ingest_app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(registry_app, name="registry")
 app.add_typer(device_app, name="device")
 app.add_typer(sim_app, name="sim")
