@@ -53,6 +53,8 @@ class LiveDevices:
         self.verification_ids = dict(first.verification_ids)
         self._checked = time.monotonic()
         self.reloads = 0
+        self.min_refresh_s = 1.0  # how soon after a look a device we do not know may make us look again
+        self._urgent = False
         self.reload_errors = 0
         self.baselines_reset = 0
         self.engine: Engine | None = None
@@ -82,12 +84,19 @@ class LiveDevices:
     def partition_key(self, device: str) -> str:
         return self.current.partition_key(device)
 
+    def request_refresh(self) -> None:
+        """A message came from a device we do not know: look at the source at the next batch (at most
+        every ``min_refresh_s``), not only after ``refresh_s`` (a device provisioned a moment ago)."""
+        self._urgent = True
+
     def refresh(self, *, force: bool = False) -> bool:
         """Reload if the source changed since the last look (at most every ``refresh_s``); True if reloaded."""
         now = time.monotonic()
-        if not force and now - self._checked < self.refresh_s:
+        wait_s = self.min_refresh_s if self._urgent else self.refresh_s
+        if not force and now - self._checked < wait_s:
             return False
         self._checked = now
+        self._urgent = False
         try:
             if self._revision() == self.revision and not force:
                 return False

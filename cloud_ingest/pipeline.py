@@ -18,15 +18,18 @@ with reason ``unprocessable`` and the error in the detail; such errors are count
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anti_cheat import Engine, Flag, Transactions
 from device_profiles import Envelope, EnvelopeError, decode
 from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
+from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import parse
 
 from .dead_letters import DeadLetters
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 
 _SCORED = frozenset({"sale", "reweigh", "check_weighing"})
+#: refusals before the tag is verified (or of a device that may not speak): never acknowledged to the device
+_UNVERIFIED = frozenset({"bad_topic", "revoked_device", "oversized", "missing_tag", "unknown_device", "bad_tag"})
 _BASE_TYPES = frozenset({"soil", "air", "sensor_fault"})
 
 
@@ -53,6 +58,9 @@ class Prepared:
     flags: list[Flag]
     derived_lines: list[str]  # flags and alerts, as points
     alerts: list[Alert]
+    #: per device, the seq ranges the cloud has for good once this batch is committed (stored, or kept
+    #: as dead letters after the tag was verified): what the worker acknowledges to the devices
+    acks: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -97,6 +105,11 @@ class Pipeline:
         self.flags_by_rule: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.surprises: Counter[str] = Counter()  # errors of ours survived, by kind (exported as a metric)
+        self.held: Counter[str] = Counter()  # messages of not-yet-known devices held, by device
+        self._unknown_since: dict[str, float] = {}
+        self.unknown_grace_s = 0.0  # the shipped worker holds (ZHIJIAN_UNKNOWN_DEVICE_GRACE_S); 0: refuse at once
+        self.on_unknown_device: Callable[[], object] | None = None  # e.g. LiveDevices.request_refresh
+        self._acks: dict[str, list[tuple[int, int]]] = {}
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
         """Prepare and store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
@@ -113,9 +126,13 @@ class Pipeline:
         """
         if self.before_batch is not None:
             self._guarded("before_batch", self.before_batch)
+        self._acks = {}
         admitted = [a for a in (self._admit(t, p) for t, p in messages) if a is not None]
+        acks, self._acks = self._acks, {}
         try:
-            return self._score(admitted)
+            prepared = self._score(admitted)
+            prepared.acks = acks
+            return prepared
         except Exception as exc:
             self.surprise("scoring a batch", exc)
         parts = []
@@ -129,6 +146,7 @@ class Pipeline:
             [f for p in parts for f in p.flags],
             [line for p in parts for line in p.derived_lines],
             [a for p in parts for a in p.alerts],
+            acks,  # a message that failed scoring is a dead letter: the cloud has it too
         )
 
     def _admit(self, topic_name: str, payload: bytes) -> _Admitted | None:
@@ -146,15 +164,60 @@ class Pipeline:
             digests = self.sequences.check(env.device, env.seq, env.records)
             lines = envelope_lines(env.device, env.seq, env.records, self.tags_for(env.device))
         except EnvelopeError as exc:
+            if exc.reason == "unknown_device" and self._hold(topic_name, exc):
+                return None
             self._reject(topic_name, exc.reason, exc.detail, payload)
+            if exc.reason not in _UNVERIFIED:
+                self._ack_refused(topic_name, payload)
             return None
         except Exception as exc:  # our failure on this message: it alone pays for it
             self.surprise(f"a message on {topic_name}", exc)
             self._reject(topic_name, "unprocessable", _describe(exc), payload)
+            self._ack_refused(topic_name, payload)
             return None
         self.sequences.observe(env.device, env.seq, len(env.records), digests)
         self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
+        self._acks.setdefault(env.device, []).append((env.seq, env.seq + len(env.records) - 1))
         return _Admitted(topic_name, payload, env, lines)
+
+    def _hold(self, topic_name: str, exc: EnvelopeError) -> bool:
+        """A device the ingest does not know *yet* (provisioned a moment ago): within the grace period its
+        message is neither stored nor dead-lettered nor acknowledged to the device, whose agent sends it
+        again; the registry is read again at once (rate-limited by the source)."""
+        del topic_name
+        device = exc.detail
+        now = time.monotonic()
+        since = self._unknown_since.setdefault(device, now)
+        if now - since >= self.unknown_grace_s:
+            return False
+        if self.held[device] == 0:
+            log.info(
+                "%s is not known yet: holding its messages up to %.0f s, reading the registry",
+                device,
+                self.unknown_grace_s,
+            )
+        self.held[device] += 1
+        if self.on_unknown_device is not None:
+            self._guarded("on_unknown_device", self.on_unknown_device)
+        return True
+
+    def _ack_refused(self, topic_name: str, payload: bytes) -> None:
+        """A refused message whose tag held: acknowledged to its device as far as its seqs can be read (it is
+        kept as a dead letter, so sending it again would only be refused again)."""
+        parsed = parse(topic_name)
+        try:
+            doc = json.loads(payload)
+            seq, records = doc["seq"], doc["records"]
+        except (ValueError, RecursionError, TypeError, KeyError):
+            return
+        if (
+            parsed is not None
+            and type(seq) is int
+            and 0 <= seq <= MAX_SAFE_INT
+            and isinstance(records, list)
+            and records
+        ):
+            self._acks.setdefault(parsed[0], []).append((seq, seq + len(records) - 1))
 
     def _score(self, admitted: Sequence[_Admitted]) -> Prepared:
         scored: list[tuple[str, int, dict[str, Any]]] = []

@@ -35,6 +35,9 @@ class IngestSettings(BaseSettings):
         None, description="read devices from this registry database (instead of devices_file), kept current"
     )
     registry_refresh_s: float = Field(10.0, gt=0, description="how often to look for registry changes")
+    unknown_device_grace_s: float = Field(
+        600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"
+    )
     dead_letter_path: Path = Path("dead_letters.sqlite")
     spool_path: Path = Path("spool.sqlite")
     sequence_path: Path = Path("sequences.sqlite")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 import zlib
@@ -38,6 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from device_profiles.acks import encode_ack
 from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
 from device_profiles.topics import parse, subscription, topic, valid_device_id
@@ -110,6 +112,8 @@ class IngestWorker:
                 )
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._unreachable_since: float | None = None  # when the broker stopped answering (logged once)
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -124,6 +128,7 @@ class IngestWorker:
         self._unacked: list[mqtt.MQTTMessage] = []
         self._last_save = time.monotonic()
         self.acknowledged_alerts = 0
+        self.device_acks = 0  # acknowledgement messages sent to devices
         self._held_since = time.monotonic()
 
     def _publish_alert(self, alert: Alert) -> None:
@@ -165,7 +170,27 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused the ingest connection: %s", reason)
             return
+        if self._unreachable_since is not None:
+            log.info(
+                "broker %s:%d reached again after %.0f s", *self._broker, time.monotonic() - self._unreachable_since
+            )
+            self._unreachable_since = None
         client.subscribe([(subscription(kind, share_group=self.settings.share_group), 1) for kind in ("data", "reply")])
+
+    @property
+    def _broker(self) -> tuple[str, int]:
+        return self.settings.mqtt_host, self.settings.mqtt_port
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        """paho failed to reach the broker (it retries after 1 s, doubling to 15 s): logged once per outage
+        with the error, which paho does not pass but is the exception it is handling while it calls us."""
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+            log.warning(
+                "broker %s:%d unreachable (%s); retrying after 1 s, doubling to 15 s; logged again when reached",
+                *self._broker,
+                sys.exc_info()[1] or "connection failed",
+            )
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
@@ -287,12 +312,20 @@ class IngestWorker:
             self._retry_delay = min(self._retry_delay * 2, 10.0)
             return
         self._retry_delay = 0.5
+        self._acknowledge_devices(self._held_prepared.acks)
         self._unacked.extend(self._held)
         self._held, self._held_prepared = [], None
         self._checkpoint()
         self.batches += 1
         self.last_batch_ms = (time.monotonic() - started) * 1000
         self.batch_seconds.observe(self.last_batch_ms / 1000)
+
+    def _acknowledge_devices(self, acks: dict[str, list[tuple[int, int]]]) -> None:
+        """Tell each device which of its seqs the cloud now has for good (end-to-end acknowledgement): one
+        QoS 1 message per device and batch, ``{"v":1,"ranges":[[first,last],…]}``, on its ``ack`` topic."""
+        for device, ranges in acks.items():
+            self._client.publish(topic(device, "ack"), encode_ack(ranges), qos=1)
+            self.device_acks += 1
 
     def stalled(self, *, after_s: float = 60.0) -> str:
         """Why the batcher makes no progress while messages wait ('' when it does): a batch in hand for

@@ -12,6 +12,7 @@ username: lower-case letters, digits and ``-``, 3 to 64 characters, starting wit
 | ``zhijian/v1/<id>/cmd``        | cloud → device   | no       | commands (report status, flush, interval, …)   |
 | ``zhijian/v1/<id>/reply``      | device → cloud   | no       | command results and alert acknowledgements     |
 | ``zhijian/v1/<id>/alert``      | cloud → anyone   | yes      | the open alert about this device, if any       |
+| ``zhijian/v1/<id>/ack``        | cloud → device   | no       | which seqs the cloud has for good (QoS 1)      |
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import re
 from typing import Literal
 
 ROOT = "zhijian/v1"
-TopicKind = Literal["data", "status", "cmd", "reply", "alert"]
-TOPIC_KINDS: tuple[TopicKind, ...] = ("data", "status", "cmd", "reply", "alert")
+TopicKind = Literal["data", "status", "cmd", "reply", "alert", "ack"]
+TOPIC_KINDS: tuple[TopicKind, ...] = ("data", "status", "cmd", "reply", "alert", "ack")
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 
 
@@ -65,4 +66,5 @@ def acl_lines() -> list[str]:
         f"pattern write {ROOT}/%u/reply",
         f"pattern read {ROOT}/%u/cmd",
         f"pattern read {ROOT}/%u/alert",
+        f"pattern read {ROOT}/%u/ack",
     ]

@@ -77,6 +77,7 @@ _INGEST_TOPICS = (
     f"topic read {ROOT}/+/status",
     f"topic write {ROOT}/+/cmd",
     f"topic readwrite {ROOT}/+/alert",
+    f"topic write {ROOT}/+/ack",
 )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -90,6 +91,21 @@ class Bundle(_Strict):
     sources: list[SourceSection] = Field(min_length=1)
     outbox_quota_mb: float = Field(64, gt=0)
     status_interval_s: float = Field(30, gt=0)
+    delivery: Literal["cloud", "broker"] = Field(
+        "cloud",
+        description="cloud: records leave the outbox when the ingest acknowledges them (the default); broker: on the"
+        " broker's PUBACK alone, for a broker with no Zhijian ingest behind it",
+    )
+    cloud_ack_timeout_s: float = Field(30, gt=0, le=3600, description="first wait for the cloud before a resend")
+
+    @model_validator(mode="after")
+    def _username_is_the_device(self) -> Bundle:
+        if self.broker.username is not None and self.broker.username != self.device_id:
+            raise ValueError(
+                f"broker.username {self.broker.username!r} is not the device id {self.device_id!r}: the broker"
+                " confines each device to its own topics by its username, so every publish would be refused"
+            )
+        return self
 
     @field_validator("key_hex")
     @classmethod
@@ -176,5 +192,9 @@ def build_agent(bundle: Bundle, *, bundle_dir: Path = Path()) -> Agent:
             key_file=key_file,
             keepalive_s=b.keepalive_s,
         ),
-        publisher_options={"status_interval_s": bundle.status_interval_s},
+        publisher_options={
+            "status_interval_s": bundle.status_interval_s,
+            "delivery": bundle.delivery,
+            "cloud_ack_timeout_s": bundle.cloud_ack_timeout_s,
+        },
     )

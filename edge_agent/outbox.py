@@ -3,7 +3,9 @@
 SQLite in WAL mode with ``synchronous=FULL``: once :meth:`Outbox.put` returns, the record survives a
 SIGKILL or a power cut. Sequence numbers come from ``AUTOINCREMENT``, which SQLite never reuses, even
 after rows are deleted, so a device's seq only goes up across restarts. A record leaves the outbox only
-through :meth:`Outbox.remove_through`, which the publisher calls once the broker acknowledged it.
+through :meth:`Outbox.acknowledge`, which the publisher calls when the cloud acknowledges it (see
+:mod:`edge_agent.delivery` for the states in between), or :meth:`Outbox.remove_through` in the
+broker-only delivery mode.
 
 Full policy: when the stored bytes reach the quota, :meth:`Outbox.put` raises :class:`OutboxFull` and
 counts a refusal. The driver then does not acknowledge the record to the device, whose own memory keeps
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from typing import Any
 from .errors import OutboxFull
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, at_ms INTEGER);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL
@@ -53,6 +56,8 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "at_ms" not in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
+            self._db.execute("ALTER TABLE records ADD COLUMN at_ms INTEGER")  # an outbox from before acks
         row = self._db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM records").fetchone()
         self._bytes, self._depth = int(row[0]), int(row[1])
         row = self._db.execute("SELECT COALESCE(SUM(LENGTH(data) + LENGTH(reason)), 0) FROM dead_letter").fetchone()
@@ -87,7 +92,9 @@ class Outbox:
                         self._db.execute("ROLLBACK")
                         return None
                     self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, source_id))
-                cur = self._db.execute("INSERT INTO records (body) VALUES (?)", (body,))
+                cur = self._db.execute(
+                    "INSERT INTO records (body, at_ms) VALUES (?, ?)", (body, int(time.time() * 1000))
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -97,10 +104,16 @@ class Outbox:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def peek_batch(self, *, max_records: int = 100, max_bytes: int = 128 * 1024) -> list[tuple[int, dict[str, Any]]]:
-        """The oldest records with consecutive seqs, bounded by count and encoded size."""
+    def peek_batch(
+        self, *, after: int = 0, through: int | None = None, max_records: int = 100, max_bytes: int = 128 * 1024
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """The oldest records above seq ``after`` (and at most ``through``) with consecutive seqs, bounded by
+        count and encoded size."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, body FROM records ORDER BY seq LIMIT ?", (max_records,)).fetchall()
+            rows = self._db.execute(
+                "SELECT seq, body FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, through if through is not None else 2**63 - 1, max_records),
+            ).fetchall()
         batch: list[tuple[int, dict[str, Any]]] = []
         size = 0
         for seq, body in rows:
@@ -119,6 +132,30 @@ class Outbox:
             self._db.execute("DELETE FROM records WHERE seq <= ?", (seq,))
             self._bytes -= int(row[0])
             self._depth -= int(row[1])
+
+    def acknowledge(self, ranges: list[tuple[int, int]]) -> int:
+        """Forget the records in the seq ranges the cloud has for good; how many there were."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            removed = freed = 0
+            for first, last in ranges:
+                row = self._db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM records WHERE seq BETWEEN ? AND ?",
+                    (first, last),
+                ).fetchone()
+                self._db.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+                freed += int(row[0])
+                removed += int(row[1])
+            self._db.execute("COMMIT")
+            self._bytes -= freed
+            self._depth -= removed
+            return removed
+
+    def oldest_age_s(self) -> float:
+        """How long the oldest record has waited for the cloud (0 when the outbox is empty)."""
+        with self._lock:
+            row = self._db.execute("SELECT at_ms FROM records ORDER BY seq LIMIT 1").fetchone()  # by the index
+        return max(0.0, time.time() - row[0] / 1000) if row and row[0] else 0.0
 
     def dead_letter(self, reason: str, data: bytes, *, at_ms: int) -> None:
         """Keep bytes from the device that could not become a record, with the reason; evict the oldest

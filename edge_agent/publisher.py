@@ -1,16 +1,24 @@
-"""Publishes the outbox to MQTT (paho-mqtt, MQTT 5, QoS 1) and removes records only once acknowledged.
+"""Publishes the outbox to MQTT (paho-mqtt, MQTT 5, QoS 1); records leave it only once the cloud has them.
 
-- One batch is in flight at a time: the oldest consecutive records of the outbox, at most ``max_records``
-  and ``max_bytes``, signed into one envelope. A batch smaller than ``max_records`` waits up to
-  ``linger_s`` for more records, so a busy device sends few large messages and a quiet one sends at once.
-- When the broker's PUBACK arrives the batch leaves the outbox; if the connection drops first, the same
-  records are sent again after reconnecting, with the same seqs, so the cloud stores them once.
-- Our own network thread reconnects with capped, jittered exponential backoff (a fleet coming back after a
+- A batch is the oldest consecutive records not yet sent, at most ``max_records`` and ``max_bytes``,
+  signed into one envelope; one batch is published at a time. A batch smaller than ``max_records`` waits
+  up to ``linger_s`` for more records, so a busy device sends few large messages and a quiet one at once.
+- Delivery ``cloud`` (the default): a PUBACK without a failure reason makes the batch *in flight*; it
+  leaves the outbox when the ingest's acknowledgement on the device's ``ack`` topic names its seqs
+  (after they are in InfluxDB, the ingest's spool or its dead letters). Batches in flight are sent again,
+  same seqs, when the connection comes back, when a later batch is acknowledged first, or (the oldest
+  only, as a probe) after ``cloud_ack_timeout_s`` doubling per attempt: :mod:`edge_agent.delivery`.
+  Delivery ``broker``: the PUBACK alone removes the batch (for a broker with no Zhijian ingest behind it,
+  and for measuring what the end-to-end acknowledgement costs).
+- A PUBACK with a failure reason (0x87 not authorised: an ACL refusal) is a failure: the records stay,
+  the reason is logged once (and once when publishes are accepted again), counted and shown in the
+  status, and the batch is retried after a growing pause.
+- Our own network loop reconnects with capped, jittered exponential backoff (a fleet coming back after a
   broker restart does not reconnect in lockstep), over TLS when a CA is given, with the device's username
   and password, and an optional client certificate.
 - Status: a retained ``online`` message on connect and every ``status_interval_s`` (agent version, boot,
-  outbox depth, records refused by a full outbox, last error); the broker publishes the retained
-  ``offline`` last will if the agent vanishes.
+  outbox depth, records in flight, age of the oldest record, refusals, last error); the broker publishes
+  the retained ``offline`` last will if the agent vanishes.
 - Commands arriving on the device's ``cmd`` topic are handed to ``on_command``.
 """
 
@@ -25,17 +33,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device_profiles import encode
+from device_profiles import EnvelopeError, encode
+from device_profiles.acks import decode_ack
 from device_profiles.loops import Loop
 from device_profiles.topics import topic
 
+from .delivery import InFlight
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -81,6 +91,8 @@ class Publisher:
         status_interval_s: float = 30.0,
         on_command: Callable[[dict[str, Any]], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        delivery: Literal["cloud", "broker"] = "cloud",
+        cloud_ack_timeout_s: float = 30.0,
     ) -> None:
         self.device_id = device_id
         self._key = key
@@ -92,16 +104,25 @@ class Publisher:
         self.status_interval_s = status_interval_s
         self.on_command = on_command
         self.status_extra = status_extra
+        self.delivery = delivery
+        self.in_flight = InFlight(timeout_s=cloud_ack_timeout_s)
+        self._flight_lock = threading.Lock()  # the network thread acknowledges, the publish loop sends
+        self._puback: dict[int, ReasonCode] = {}
         self.published_records = 0
+        self.acknowledged_records = 0
+        self.refused_publishes = 0
+        self._refusal = ""  # the failure reason of the last PUBACK, until one succeeds again
+        self._refusal_pause = 1.0
         self.connects = 0
         self.command_errors = 0
         self.last_error = ""
         self._rng = random.Random()
-        self._topics = {k: topic(device_id, k) for k in ("data", "status", "cmd", "reply")}
+        self._topics = {k: topic(device_id, k) for k in ("data", "status", "cmd", "reply", "ack")}
         self.connected = threading.Event()
         self._stop = threading.Event()
         self.wake = threading.Event()
         self._delay = broker.backoff_min_s
+        self._unreachable_since: float | None = None  # when the broker stopped answering (logged once)
         self._first_connect = True
         self.loops = [
             Loop(f"mqtt-{device_id}", self._network_once, stop=self._stop, max_backoff_s=broker.backoff_max_s),
@@ -127,6 +148,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     # -- status -----------------------------------------------------------------------------------
@@ -136,9 +158,14 @@ class Publisher:
             "device": self.device_id,
             "agent_version": AGENT_VERSION,
             "boot": self.boot,
+            "delivery": self.delivery,
             "outbox_depth": self.outbox.depth,
             "outbox_refused": self.outbox.refused,
+            "in_flight_records": self.in_flight.records,
+            "oldest_record_age_s": round(self.outbox.oldest_age_s(), 1),
             "published_records": self.published_records,
+            "acknowledged_records": self.acknowledged_records,
+            "refused_publishes": self.refused_publishes,
             "last_error": self.last_error,
             "ts": int(time.time() * 1000),
         }
@@ -171,7 +198,14 @@ class Publisher:
             return
         self.connects += 1
         log.info("%s: connected to %s:%d", self.device_id, self.broker.host, self.broker.port)
-        client.subscribe(self._topics["cmd"], qos=1)
+        if self._unreachable_since is not None:
+            log.info(
+                "%s: broker reached again after %.0f s", self.device_id, time.monotonic() - self._unreachable_since
+            )
+            self._unreachable_since = None
+        with self._flight_lock:
+            self.in_flight.reconnected(time.monotonic())  # the broker may have lost what it held
+        client.subscribe([(self._topics["cmd"], 1), (self._topics["ack"], 1)])
         client.publish(self._topics["status"], self.status_payload(), qos=1, retain=True)
         self.connected.set()
         self.wake.set()
@@ -184,7 +218,29 @@ class Publisher:
             self.last_error = f"disconnected: {reason}"
         self.connected.clear()
 
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties | None) -> None:
+        if reason.is_failure:  # only failures are kept: the publish loop looks its batch up
+            self._puback[mid] = reason
+            if len(self._puback) > 1_000:  # refused status or reply messages nobody looks up
+                self._puback.pop(next(iter(self._puback)))
+
+    def _on_ack(self, payload: bytes) -> None:
+        """The cloud's acknowledgement ``{"v":1,"ranges":[[first,last],…]}``: those records are durable."""
+        try:
+            ranges = decode_ack(payload)
+        except EnvelopeError as exc:
+            log.warning("%s: unreadable acknowledgement (%s): %r", self.device_id, exc, payload[:80])
+            return
+        removed = self.outbox.acknowledge(ranges)
+        with self._flight_lock:
+            self.in_flight.acknowledged(ranges, time.monotonic())
+        self.acknowledged_records += removed
+        self.wake.set()
+
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._topics["ack"]:
+            self._on_ack(bytes(msg.payload))
+            return
         try:
             command = json.loads(msg.payload)
             if not isinstance(command, dict):
@@ -236,7 +292,18 @@ class Publisher:
                 self._client.reconnect()
         except (OSError, ssl.SSLError, ValueError) as exc:
             self.last_error = f"connect: {exc}"
-            log.debug("%s: connect failed: %s", self.device_id, exc)
+            if self._unreachable_since is None:  # once per outage, and once more when it is reached
+                self._unreachable_since = time.monotonic()
+                log.warning(
+                    "%s: broker %s:%d unreachable (%s); retrying after %g s, doubling to %g s (jittered);"
+                    " logged again when reached",
+                    self.device_id,
+                    self.broker.host,
+                    self.broker.port,
+                    exc,
+                    self._delay,
+                    self.broker.backoff_max_s,
+                )
             self._back_off()
             return
         accepted = False
@@ -272,15 +339,38 @@ class Publisher:
                 next_status = time.monotonic() + self.status_interval_s
             if not self.connected.wait(0.2):
                 continue
-            batch = self.outbox.peek_batch(max_records=self.max_records, max_bytes=self.max_bytes)
+            batch = self._next_batch()
             if not batch:
                 self.wake.wait(0.2)
                 self.wake.clear()
                 continue
-            if len(batch) < self.max_records and self.linger_s > 0:
+            self._send(batch)
+
+    def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
+        """A batch in flight that is due again, else the next records not sent yet (lingering for more)."""
+        if self.delivery == "broker":
+            batch = self.outbox.peek_batch(max_records=self.max_records, max_bytes=self.max_bytes)
+            if batch and len(batch) < self.max_records and self.linger_s > 0:
                 time.sleep(self.linger_s)  # let a burst gather into one message
                 batch = self.outbox.peek_batch(max_records=self.max_records, max_bytes=self.max_bytes)
-            self._send(batch)
+            return batch
+        with self._flight_lock:
+            flight = self.in_flight.due(time.monotonic())
+            cursor = self.in_flight.cursor
+        if flight is not None:  # all of it, in one message, as it was sent the first time
+            batch = self.outbox.peek_batch(
+                after=flight.first - 1, through=flight.last, max_records=flight.last - flight.first + 1, max_bytes=2**31
+            )
+            if batch:
+                return batch
+            with self._flight_lock:  # acknowledged meanwhile
+                self.in_flight.acknowledged([(flight.first, flight.last)], time.monotonic())
+            return []
+        batch = self.outbox.peek_batch(after=cursor, max_records=self.max_records, max_bytes=self.max_bytes)
+        if batch and len(batch) < self.max_records and self.linger_s > 0:
+            time.sleep(self.linger_s)
+            batch = self.outbox.peek_batch(after=cursor, max_records=self.max_records, max_bytes=self.max_bytes)
+        return batch
 
     def _send(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
         payload = encode(
@@ -300,9 +390,35 @@ class Publisher:
                 info.wait_for_publish(timeout=0.2)
             except (RuntimeError, ValueError):  # the connection dropped while we waited
                 break
-        if _acknowledged(info):
-            self.outbox.remove_through(batch[-1][0])
-            self.published_records += len(batch)
+        if not _acknowledged(info):
+            return
+        reason = self._puback.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            self._refused(reason, len(batch))
+            return
+        if self._refusal:
+            log.info("%s: the broker accepts our publishes again (refused before: %s)", self.device_id, self._refusal)
+            self._refusal, self._refusal_pause = "", 1.0
+        first, last = batch[0][0], batch[-1][0]
+        if self.delivery == "broker":
+            self.outbox.remove_through(last)
+        else:
+            with self._flight_lock:
+                self.in_flight.sent(first, last, time.monotonic())
+        self.published_records += len(batch)
+
+    def _refused(self, reason: ReasonCode, records: int) -> None:
+        """A PUBACK with a failure reason: nothing was delivered; keep the records and retry after a pause."""
+        self.refused_publishes += 1
+        text = (
+            f"the broker refused our publish: {reason} (0x{reason.value:02x}); {records} record(s) stay in the outbox"
+        )
+        if self._refusal != str(reason):
+            log.error("%s: %s", self.device_id, text)
+            self._refusal = str(reason)
+        self.last_error = text
+        self._stop.wait(self._refusal_pause)
+        self._refusal_pause = min(self._refusal_pause * 2, 60.0)
 
 
 def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:

@@ -77,9 +77,11 @@ def build_worker(
         alert_book=AlertBook(settings.alert_path),
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
     )
+    pipeline.unknown_grace_s = settings.unknown_device_grace_s
     if live is not None:
         live.attach(pipeline.engine, pipeline.alert_book)
         pipeline.before_batch = live.refresh
+        pipeline.on_unknown_device = live.request_refresh
     else:
         pipeline.alert_book.limits = devices.alert_limits()
         pipeline.alert_book.crops = devices.crops()

@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_profiles import builtin, decode
+from device_profiles.acks import encode_ack
 from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import PtyLineServer, ScaleFirmware
 from zhijian_cli.servers import MosquittoServer, free_port
@@ -34,7 +35,7 @@ OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "60"))
 
 
 class Receiver:
-    """Subscribes to every device's data topic and decodes what arrives."""
+    """Subscribes to every device's data topic, decodes what arrives and acknowledges it end to end."""
 
     def __init__(self, port: int, keys: dict[str, bytes]) -> None:
         self.keys = keys
@@ -53,9 +54,11 @@ class Receiver:
         self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.client.loop_start()
 
-    def _on_message(self, _c, _u, msg) -> None:
+    def _on_message(self, client, _u, msg) -> None:
         device = msg.topic.split("/")[2]
         env = decode(msg.payload, topic_device=device, key_for=self.keys.get)
+        # acknowledge as the ingest does once records are durable (here: in memory, which is all this test needs)
+        client.publish(f"zhijian/v1/{device}/ack", encode_ack([(env.seqs[0], env.seqs[-1])]), qos=1)
         with self._lock:
             self.messages += 1
             for seq, rec in zip(env.seqs, env.records, strict=True):

@@ -50,6 +50,8 @@ def test_a_bundle_builds_its_sources_and_shares_a_bus(tmp_path: Path) -> None:
         ({"sources": []}, "sources"),
         ({"broker": {"host": "x", "port": 70000}}, "broker.port"),
         ({"broker": {"host": "x", "colour": "red"}}, "broker.colour"),
+        ({"broker": {"host": "x", "username": "base-0008"}}, "'base-0008' is not the device id 'base-0007'"),
+        ({"delivery": "maybe"}, "delivery"),
     ],
 )
 def test_bad_bundles_name_file_and_field(tmp_path: Path, over: dict, message: str) -> None:

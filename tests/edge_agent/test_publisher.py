@@ -75,6 +75,7 @@ def test_commands_are_answered_on_the_reply_topic(mosquitto, tmp_path: Path, sca
             sources=[MtSicsSource(SCALE, scale_port), source],
             outbox_path=tmp_path / "o.sqlite",
             broker=BrokerConfig(port=mosquitto.port),
+            publisher_options={"delivery": "broker"},  # no ingest here to acknowledge: flush waits for PUBACKs
         ).start()
         watcher = Watcher(mosquitto.port, "zhijian/v1/base-0001/reply")
         try:

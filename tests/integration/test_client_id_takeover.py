@@ -135,8 +135,11 @@ def sale(n: int) -> dict[str, object]:
     return {**EXAMPLE_SALE, "txn": n, "ts": 1_764_000_000_000 + n * 1000}
 
 
-def start_ingest(fleet: Fleet, port: int, influx_url: str, db: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """`zhijian ingest run` on its own account; no client id given, so the account names the session."""
+def start_ingest(
+    fleet: Fleet, port: int, influx_url: str, db: str, tmp_path: Path, extra: str = ""
+) -> tuple[subprocess.Popen, Path]:
+    """`zhijian ingest run` on its own account; no client id given, so the account names the session.
+    ``extra``: more ``ZHIJIAN_*`` lines for its config."""
     key_file = tmp_path / "registry.key"
     key_file.write_text(KEY_SECRET.hex())
     config = tmp_path / "ingest.env"
@@ -145,11 +148,11 @@ def start_ingest(fleet: Fleet, port: int, influx_url: str, db: str, tmp_path: Pa
         f"ZHIJIAN_INFLUX_URL={influx_url}\nZHIJIAN_INFLUX_DB={db}\nZHIJIAN_REGISTRY_URL={fleet.url}\n"
         f"ZHIJIAN_KEY_SECRET_FILE={key_file}\nZHIJIAN_METRICS_PORT=0\nZHIJIAN_BATCH_MAX_MS=50\n"
         f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={tmp_path / 'dead.sqlite'}\n"
-        f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n"
+        f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n" + extra
     )
     log_path = tmp_path / "ingest.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "zhijian_cli", "ingest", "run", "--config", str(config)],
             env=env,
