@@ -1,5 +1,6 @@
-"""Publishing dead letters again, so the running ingest judges them anew: the exact stored bytes on the
-letter's own data topic, MQTT 5 at QoS 1, each one confirmed by its PUBACK's reason code.
+"""Replaying dead letters, so the running ingest judges them anew: which selected letters can be replayed
+(:func:`plan`), and publishing them (:func:`publish`): the exact stored bytes on the letter's own data
+topic, MQTT 5 at QoS 1, each one confirmed by its PUBACK's reason code before it is marked replayed.
 
 A PUBACK is not always a delivery. Mosquitto answers a publish its ACL refuses with 0x87 (Not
 authorized) and one no session subscribes to with 0x10 (No matching subscribers), and drops both: neither
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,11 +24,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from cloud_ingest.dead_letters import DeadLetterFile, LetterQuery
 from device_registry.broker_files import service_role
 
 from .registry_client import CliError
 
+CHUNK = 100  # letters published before waiting for their PUBACKs (and marked in one transaction)
 NO_MATCHING_SUBSCRIBERS = 0x10
 ANONYMOUS_CLIENT_ID = "zhijian-admin-replay"  # an open broker (tests, a laptop): no account to name it
 
@@ -137,3 +143,62 @@ class Replayer:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def publish(letters: DeadLetterFile, todo: list[int], replayer: Replayer, console: Console) -> list[Outcome]:
+    """Publish the letters ``todo`` in chunks, marking each chunk's acknowledged ones as replayed (a progress
+    bar on ``console`` for many); the outcomes of those that were not."""
+    failures: list[Outcome] = []
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=len(todo) < CHUNK,
+    ) as progress:
+        task = progress.add_task("replay", total=len(todo))
+        for start in range(0, len(todo), CHUNK):
+            ids = todo[start : start + CHUNK]
+            chunk = list(letters.letters(LetterQuery(ids=tuple(ids))))
+            outcomes = replayer.publish((letter.id, letter.topic, letter.payload) for letter in chunk)
+            letters.mark_replayed([o.letter_id for o in outcomes if o.ok])
+            failures += [o for o in outcomes if not o.ok]
+            gone = set(ids) - {letter.id for letter in chunk}
+            failures += [Outcome(i, False, "evicted meanwhile by its quota") for i in sorted(gone)]
+            progress.advance(task, len(ids))
+    return failures
+
+
+def plan(
+    letters: DeadLetterFile, query: LetterQuery, ids: list[int], *, again: bool
+) -> tuple[list[int], list[str], list[str]]:
+    """The ids to publish, a line for each kind of selected letter that will not be (and why), and a line
+    for each id asked for that is not there."""
+    todo: list[int] = []
+    found: set[int] = set()
+    not_replayable: Counter[str] = Counter()
+    replayed: list[int] = []
+    for letter in letters.letters(query):
+        found.add(letter.id)
+        if not letter.replayable:
+            not_replayable[letter.topic] += 1
+        elif letter.replayed_at_ms is not None and not again:
+            replayed.append(letter.id)
+        else:
+            todo.append(letter.id)
+    missing = [f"no dead letter {i} (or it does not match the filters)" for i in ids if i not in found]
+    skipped = [
+        f"skipped {n:,} letter(s) on {topic!r}: not a device data topic, so the ingest cannot judge them again "
+        "through the broker"
+        for topic, n in not_replayable.items()
+    ]
+    if replayed:
+        skipped.append(
+            f"skipped {len(replayed):,} letter(s) already replayed ({short_list(replayed)}): --again to replay them"
+        )
+    return todo, skipped, missing
+
+
+def short_list(ids: list[int]) -> str:
+    return ", ".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else "")

@@ -9,15 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .cli_common import JsonOption, console, emit, err_console
 from .registry_client import CliError
@@ -25,8 +25,6 @@ from .registry_client import CliError
 if TYPE_CHECKING:  # imported when a command runs: keeps `zhijian --help` quick
     from cloud_ingest import IngestSettings
     from cloud_ingest.dead_letters import DeadLetter, DeadLetterFile, LetterQuery
-
-    from .dead_letter_replay import Outcome
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -53,7 +51,6 @@ SinceOption = Annotated[
 UntilOption = Annotated[str | None, typer.Option(help="Only letters refused before this time (as --since).")]
 DaysOption = Annotated[float | None, typer.Option(min=0, help="Only letters of the last DAYS days (not with --since).")]
 HEX_DUMP_MAX = 64 * 1024  # `show` dumps this much; --raw gives everything
-CHUNK = 100  # letters published before waiting for their PUBACKs
 
 
 @contextmanager
@@ -64,7 +61,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (CliError, IngestError, OSError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -174,25 +171,30 @@ def list_letters(
 
 def _render_list(doc: dict[str, Any]) -> None:
     table = Table(title="dead letters")
-    for name, justify in (("id", "right"), ("time (UTC)", "left"), ("device", "left"), ("reason", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_column("detail", overflow="fold", max_width=60)
-    table.add_column("bytes", justify="right")
-    table.add_column("replayed (UTC)")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)  # what is looked for stays whole; the detail folds
+    table.add_column("device", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    table.add_column("detail", overflow="fold", min_width=16, max_width=60)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("replayed (UTC)", min_width=10)
     for row in doc["letters"]:
         detail = row["detail"] if len(row["detail"]) <= 120 else row["detail"][:119] + "…"
         table.add_row(
             str(row["id"]),
-            row["at"][:-1].replace("T", " "),
-            row["device"],
-            row["reason"],
-            detail,
+            row["at"][:19].replace("T", " "),  # to the second here; --json and `show` have milliseconds
+            Text(row["device"]),  # Text: what a device sent is shown, never read as markup
+            Text(row["reason"]),
+            Text(detail),
             f"{row['payload_bytes']:,}",
-            (row["replayed_at"] or "")[:-1].replace("T", " "),
+            (row["replayed_at"] or "")[:19].replace("T", " "),
         )
     console.print(table)
     per_reason = ", ".join(f"{reason} {n:,}" for reason, n in doc["counts"].items()) or "none"
-    console.print(f"{doc['total']:,} letters match (showing {len(doc['letters']):,}); per reason: {per_reason}")
+    console.print(
+        f"{doc['total']:,} letters match (showing {len(doc['letters']):,}); per reason: {escape(per_reason)}",
+        highlight=False,
+    )
 
 
 @app.command("show")
@@ -260,7 +262,7 @@ def _render_letter(doc: dict[str, Any], payload: bytes) -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for name in ("at", "topic", "device", "reason", "detail", "payload_bytes", "size", "replayed_at"):
-        table.add_row(name, "" if doc[name] is None else str(doc[name]))
+        table.add_row(name, Text("" if doc[name] is None else str(doc[name])))  # Text: a device's bytes, no markup
     if not doc["replayable"]:
         table.add_row("replayable", "no: not a device data topic")
     console.print(table)
@@ -312,26 +314,37 @@ def replay(
 
     Select by ids, `--reason`, `--device` and times (at least ids, a reason or a device):
     `zhijian ingest dead-letters replay --reason unknown_device --device scale-0042`.
-    Exit status 1 if any selected letter could not be replayed (or none was)."""
+    Exit status 1 if an id asked for is not there, the broker did not take a letter, or nothing was left to
+    replay."""
     with _errors():
         if not ids and reason is None and device is None:
             raise CliError("say which letters: ids, --reason or --device (see `list`)")
         settings = _settings(config)
         query = _query(ids=tuple(ids or ()), device=device, reason=reason, since=since, until=until, days=days)
+        from .dead_letter_replay import Replayer, plan, publish, short_list
+
         with _open(config, store) as letters:
-            todo, skipped, missing = _plan(letters, query, ids or [], again=again)
+            todo, skipped, missing = plan(letters, query, ids or [], again=again)
             for line in (*missing, *skipped):
-                err_console.print(f"[yellow]{line}[/]", highlight=False)
+                err_console.print(f"[yellow]{escape(line)}[/]", highlight=False)
             if dry_run:
-                console.print(f"would replay {len(todo):,} letter(s): {_ids(todo)}")
+                console.print(f"would replay {len(todo):,} letter(s): {short_list(todo)}")
                 raise typer.Exit(1 if missing else 0)
             if not todo:
                 raise CliError("nothing to replay")
             account, secret = _account(settings, username, password)
             watermark = letters.last_id()
-            failures = _publish(letters, todo, settings, account, secret, timeout)
+            replayer = Replayer(
+                settings.mqtt_host, settings.mqtt_port, username=account, password=secret, timeout_s=timeout
+            )
+            try:
+                failures = publish(letters, todo, replayer, err_console)
+            finally:
+                replayer.close()
         for outcome in failures:
-            err_console.print(f"[red]letter {outcome.letter_id} not replayed:[/] {outcome.problem}", highlight=False)
+            err_console.print(
+                f"[red]letter {outcome.letter_id} not replayed:[/] {escape(outcome.problem)}", highlight=False
+            )
         replayed = len(todo) - len(failures)
         console.print(
             f"replayed {replayed:,} of {len(todo):,} letter(s) to {settings.mqtt_host}:{settings.mqtt_port}; the "
@@ -340,10 +353,6 @@ def replay(
         )
     if missing or failures:
         raise typer.Exit(1)
-
-
-def _ids(ids: list[int]) -> str:
-    return ", ".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else "")
 
 
 def _account(settings: IngestSettings, username: str | None, password: str | None) -> tuple[str | None, str | None]:
@@ -356,71 +365,3 @@ def _account(settings: IngestSettings, username: str | None, password: str | Non
     if username and password is None:
         password = typer.prompt(f"broker password of {username}", hide_input=True)
     return username, password
-
-
-def _publish(
-    letters: DeadLetterFile,
-    todo: list[int],
-    settings: IngestSettings,
-    username: str | None,
-    password: str | None,
-    timeout_s: float,
-) -> list[Outcome]:
-    """Publish ``todo`` in chunks, marking each chunk's acknowledged letters; the letters that failed."""
-    from cloud_ingest.dead_letters import LetterQuery
-
-    from .dead_letter_replay import Replayer
-
-    replayer = Replayer(
-        settings.mqtt_host, settings.mqtt_port, username=username, password=password, timeout_s=timeout_s
-    )
-    failures: list[Outcome] = []
-    try:
-        with Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err_console,
-            transient=True,
-            disable=len(todo) < CHUNK,
-        ) as progress:
-            task = progress.add_task("replay", total=len(todo))
-            for start in range(0, len(todo), CHUNK):
-                chunk = letters.letters(LetterQuery(ids=tuple(todo[start : start + CHUNK])))
-                outcomes = replayer.publish((letter.id, letter.topic, letter.payload) for letter in chunk)
-                letters.mark_replayed([o.letter_id for o in outcomes if o.ok])
-                failures += [o for o in outcomes if not o.ok]
-                progress.advance(task, len(outcomes))
-    finally:
-        replayer.close()
-    return failures
-
-
-def _plan(
-    letters: DeadLetterFile, query: LetterQuery, ids: list[int], *, again: bool
-) -> tuple[list[int], list[str], list[str]]:
-    """The ids to publish, a line for each kind of selected letter that will not be (and why), and a line
-    for each id asked for that is not there."""
-    todo: list[int] = []
-    found: set[int] = set()
-    not_replayable: Counter[str] = Counter()
-    replayed: list[int] = []
-    for letter in letters.letters(query):
-        found.add(letter.id)
-        if not letter.replayable:
-            not_replayable[letter.topic] += 1
-        elif letter.replayed_at_ms is not None and not again:
-            replayed.append(letter.id)
-        else:
-            todo.append(letter.id)
-    missing = [f"no dead letter {i} (or it does not match the filters)" for i in ids if i not in found]
-    skipped = [
-        f"skipped {n:,} letter(s) on {topic!r}: not a device data topic, so the ingest cannot judge them again "
-        "through the broker"
-        for topic, n in not_replayable.items()
-    ]
-    if replayed:
-        skipped.append(
-            f"skipped {len(replayed):,} letter(s) already replayed ({_ids(replayed)}): --again to replay them"
-        )
-    return todo, skipped, missing

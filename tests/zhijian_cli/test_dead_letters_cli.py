@@ -40,7 +40,7 @@ NEW = "scale-0003"  # provisioned only after its first sale
 
 def zhijian(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """Exit code, text output and raw standard output of ``zhijian <args>``."""
-    result = runner.invoke(app, list(args), env=env)
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})  # tables unwrapped
     return result.exit_code, result.output, result.stdout_bytes
 
 
@@ -157,13 +157,16 @@ def test_a_refused_sale_is_listed_shown_and_replayed_after_the_fix(
 def test_letters_off_a_device_data_topic_are_not_replayed_and_say_why(tmp_path: Path) -> None:
     dead = DeadLetters(tmp_path / "dead.sqlite")
     dead.add("(spool)", "store_rejected", "400: field type conflict", b"sale,device=scale-0001 net_mg=1 1")
-    dead.add("zhijian/v1/scale-0001/status", "bad_topic", "", b"{}")
+    dead.add("zhijian/[/v1]/x/data", "bad_topic", "[/bold] [red]markup", b"{}")  # shown as sent, not as markup
     dead.close()
     store = str(tmp_path / "dead.sqlite")
     code, out, _ = zhijian("ingest", "dead-letters", "replay", "1", "2", "--store", store)
-    assert (
-        code == 1 and out.count("not a device data topic") == 2 and "'(spool)'" in out and "nothing to replay" in out
-    ), out
+    assert code == 1 and out.count("not a device data topic") == 2 and "nothing to replay" in out, out
+    assert "'(spool)'" in out and "'zhijian/[/v1]/x/data'" in out, out
+    code, out, _ = zhijian("ingest", "dead-letters", "list", "--store", store)
+    assert code == 0 and "[/bold] [red]markup" in out and "bad_topic 1, store_rejected 1" in out, out
+    code, out, _ = zhijian("ingest", "dead-letters", "show", "2", "--store", store)
+    assert code == 0 and "zhijian/[/v1]/x/data" in out and "[/bold] [red]markup" in out, out
     code, out, _ = zhijian("ingest", "dead-letters", "show", "1", "--store", store)
     assert code == 0 and "no: not a device data topic" in out and "73 61 6c 65" in out, out  # hex dump: "sale"
     code, out, _ = zhijian("ingest", "dead-letters", "show", "3", "--store", store)
