@@ -3,7 +3,8 @@
 A valid tag proves who sent a message, not that the sender may say it. A stall scale that sends a
 ``reweigh`` or a ``rapid_test`` would accuse another scale or a stall; so the ingest refuses
 
-- a record type the sender's device profile does not list under ``records`` (``record_not_allowed``):
+- a record type the sender's device profile does not list under ``records`` (``record_not_allowed``;
+  ``raw_evidence``, what the agent could not make a record of, may come from any device):
   a stall scale sends ``sale`` and ``scale_state``, a fair scale ``reweigh``, a rapid-test analyzer
   ``rapid_test``, …;
 - a record about another device (``reweigh.stall_device``, ``check_weighing.scale_device``) that the
@@ -28,6 +29,7 @@ from typing import Any
 
 from device_profiles import EnvelopeError, Profile
 from device_profiles.loader import builtin_profiles
+from device_profiles.records import UNIVERSAL_RECORDS
 
 #: Kinds of profile that may share one device id (one gateway) with a profile of the key's kind.
 COMPANION_KINDS: Mapping[str, frozenset[str]] = {
@@ -57,7 +59,7 @@ class SenderRules:
         profiles = builtin_profiles() if profiles is None else profiles
         self._allowed = {
             pid: frozenset(p.records).union(
-                *(q.records for q in profiles.values() if q.kind in COMPANION_KINDS.get(p.kind, ()))
+                UNIVERSAL_RECORDS, *(q.records for q in profiles.values() if q.kind in COMPANION_KINDS.get(p.kind, ()))
             )
             for pid, p in profiles.items()
         }

@@ -69,7 +69,14 @@ RECORD_TYPES: dict[str, RecordType] = {
             {
                 "txn": _f("int", "", 0, MAX_SAFE_INT, doc="the scale's own transaction number"),
                 "plu": _f("str", "", tag=True, max_len=16, doc="commodity code (PLU) keyed by the vendor"),
-                "net_mg": _f("int", "mg", -(10**8), 10**8, doc="net weight registered"),
+                "net_mg": _f(
+                    "int",
+                    "mg",
+                    -(10**10),
+                    10**10,
+                    doc="net weight registered (bounded by 10 t, not by the scale's Max: a weight beyond Max + 9 e is"
+                    " evidence of a rescaled scale, stored and flagged by the cloud)",
+                ),
                 "tare_mg": _f("int", "mg", 0, 10**8, doc="tare subtracted"),
                 "tare_gross_mg": _f(
                     "int", "mg", -(10**8), 10**8, required=False, doc="gross weight on the pan when the tare was taken"
@@ -196,8 +203,23 @@ RECORD_TYPES: dict[str, RecordType] = {
                 "operator": _f("str", "", max_len=32),
             },
         ),
+        RecordType(
+            "raw_evidence",
+            "What a device sent that the agent could not make a valid record of (a transaction with fields out of"
+            " range or unreadable): the exact bytes and why, uploaded so that no evidence stays at the edge.",
+            {
+                "source": _f("str", "", max_len=80, doc="the agent's source: profile@port"),
+                "record_type": _f("str", "", tag=True, max_len=32, doc="the record type it should have become"),
+                "reason": _f("str", "", max_len=200, doc="why it is not a valid record"),
+                "txn": _f("int", "", 0, MAX_SAFE_INT, required=False, doc="the device's own number for it, if known"),
+                "bytes_b64": _f("str", "", max_len=4_096, doc="the bytes the device sent, base64"),
+            },
+        ),
     )
 }
+
+#: Record types every device may send whatever its profile declares.
+UNIVERSAL_RECORDS = frozenset({"raw_evidence"})
 
 #: Tags every point carries besides the record's own: the device, then registry enrichment.
 COMMON_TAGS = ("device",)

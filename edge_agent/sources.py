@@ -7,6 +7,8 @@ scale may then forget the sale); polled and streaming devices have nothing to co
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -17,6 +19,26 @@ from device_profiles import Profile
 from .modbus_driver import ModbusBus, ModbusSensor
 from .mtsics_driver import BadTransaction, MtSicsScale
 from .stream_driver import GpsRecords, RapidTestRecords, StreamReader, ToledoRecords
+
+
+def evidence(source: str, record_type: str, reason: str, data: bytes, *, txn: int | None = None) -> dict[str, Any]:
+    """A ``raw_evidence`` record: what the device sent that is not a valid record, with why (the exact bytes)."""
+    record: dict[str, Any] = {
+        "type": "raw_evidence",
+        "ts": int(time.time() * 1000),
+        "source": _text(source, 80),
+        "record_type": re.sub(r"[^a-z0-9_]", "_", record_type.lower())[:32] or "unknown",  # an InfluxDB tag
+        "reason": _text(reason, 200),
+        "bytes_b64": base64.b64encode(data[:3_072]).decode(),
+    }
+    if txn is not None:
+        record["txn"] = txn
+    return record
+
+
+def _text(value: str, limit: int) -> str:
+    """Printable ASCII within ``limit`` (what a contract string may hold)."""
+    return "".join(c if c.isprintable() else "?" for c in value.encode("ascii", "backslashreplace").decode())[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +90,12 @@ class MtSicsSource(Source):
         try:
             record = self.scale.take_transaction()
         except BadTransaction as exc:
-            self.dead_letters.append((str(exc), exc.line))
-            if exc.txn is not None:
-                self.scale.ack_transaction(exc.txn)
+            if exc.txn is None:  # bytes no transaction can be named by: they stay here, counted
+                self.dead_letters.append((str(exc), exc.line))
+                return out
+            # evidence goes to the cloud like any record: into the outbox first, then the scale forgets it
+            kind = self.scale.spec.transaction_record
+            out.append(Taken(evidence(self.name, kind, str(exc), exc.line, txn=exc.txn), exc.txn))
             return out
         if record is not None:
             out.append(Taken(record, int(record["txn"])))
@@ -139,8 +164,10 @@ class StreamSource(Source):
         frames = self.reader.frames(wait_s=0.2)
         records = self.converter.records(frames, ts_ms=int(time.time() * 1000))
         rejected = getattr(self.converter, "rejected", None)
-        if rejected:
-            self.dead_letters += [(reason, repr(rec).encode()) for reason, rec in rejected]
+        if rejected:  # results that break the contract: uploaded as evidence, not kept here
+            records += [
+                evidence(self.name, str(rec.get("type", "")), reason, repr(rec).encode()) for reason, rec in rejected
+            ]
             rejected.clear()
         return [Taken(r) for r in records]
 

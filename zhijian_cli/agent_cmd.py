@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.bundle import build_agent, load_bundle
 from edge_agent.errors import ConfigError, DeviceError
@@ -77,19 +78,63 @@ def status(
             "state",
             "connected",
             "boot",
+            "delivery",
             "outbox_depth",
+            "in_flight_records",
+            "oldest_record_age_s",
             "outbox_refused",
             "published_records",
+            "acknowledged_records",
+            "refused_publishes",
             "taken",
             "last_error",
         ):
             table.add_row(key, str(doc.get(key, "")))
+        dead = doc.get("dead_letters", {})
+        if dead:
+            table.add_row("dead letters", f"{dead.get('written', 0)} written, {dead.get('kept_bytes', 0)} bytes kept")
         for name, state in doc.get("sources", {}).items():
             table.add_row(f"source {name}", state)
         table.add_row("updated", f"{age_s:.1f} s ago")
         console.print(table)
     if not running:
         raise typer.Exit(1)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 50,
+    raw: Annotated[bool, typer.Option("--raw", help="Print each letter's bytes as hex, not only their start.")] = False,
+) -> None:
+    """Bytes a device sent that could not be attributed to any record, kept on the gateway with the reason.
+
+    Everything that can be attributed to a record is uploaded (as the record, or as a raw_evidence record
+    with the exact bytes); these are the rest, bounded by a byte quota (the oldest go first)."""
+    from edge_agent.outbox import Outbox
+
+    try:
+        bundle = load_bundle(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
+    path = bundle.state_dir / "outbox.sqlite"
+    if not path.exists():
+        console.print(f"No outbox at {path}: the agent has not run here yet.")
+        raise typer.Exit(1)
+    outbox = Outbox(path)
+    try:
+        letters = outbox.dead_letters()
+        kept = outbox.dead_letter_bytes
+    finally:
+        outbox.close()
+    table = Table(title=f"Dead letters of {bundle.device_id}: {len(letters)} kept, {kept} bytes")
+    table.add_column("reason")
+    table.add_column("bytes", justify="right")
+    table.add_column("data")
+    for reason, data in letters[::-1][:limit]:
+        table.add_row(Text(reason), str(len(data)), Text(data.hex() if raw else repr(data[:60])))  # never markup
+    console.print(table)
 
 
 @app.command("receive-bundle")

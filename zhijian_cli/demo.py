@@ -251,7 +251,7 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
         by_device.setdefault(row["device"], Counter())[row["rule"]] += row["flags"]
     console.print()
     table = Table(title="Per scale, from InfluxDB")
-    for col in ("scale", "cheat (truth)", "sales stored", "turnover ¥", "flags by rule"):
+    for col in ("scale", "cheat (truth)", "sales made", "sales stored", "turnover ¥", "flags by rule"):
         table.add_column(col)
     for stall in market.stalls:
         row = sales.get(stall.device_id, {})
@@ -259,6 +259,7 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
         table.add_row(
             stall.device_id,
             stall.cheat.kind if stall.cheat else "honest",
+            str(stall.sales),
             str(row.get("sales", 0)),
             f"{row.get('fen', 0) / 100:.2f}",
             found or "-",
@@ -282,6 +283,15 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
             f"{positives} positive."
         )
     stored = sum(int(r.get("sales", 0)) for r in sales.values())
+    short = {s.device_id: s.sales - int(sales.get(s.device_id, {}).get("sales", 0)) for s in market.stalls}
+    missing = {d: n for d, n in short.items() if n}
+    if missing:
+        console.print(
+            f"[bold red]{sum(missing.values())} sales made are not stored[/] ({', '.join(sorted(missing))}): they "
+            "are still in the agents' outboxes, waiting for the cloud (the demo stopped before they arrived)."
+        )
+    else:
+        console.print(f"Every sale made is stored: {stored} of {stored}, per scale.")
     console.print(f"[bold]{stored}[/] sales stored in InfluxDB database [bold]{db}[/] at {url}.")
     console.print("Look at the data with InfluxQL (run the demo with --keep-serving to keep InfluxDB up), e.g.:")
     console.print(

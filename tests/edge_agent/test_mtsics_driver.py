@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import builtin
+from device_profiles import builtin, check_record
 from device_profiles.codecs import mtsics
 from edge_agent import Agent, BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, MtSicsSource
 from edge_agent.mtsics_driver import BadTransaction
@@ -72,7 +73,7 @@ def test_garbage_before_a_reply_is_skipped_and_counted(scale) -> None:
     assert driver.frame_errors == {"not_ascii": 1}  # the non-ASCII line; the stale 'S' reply is skipped
 
 
-def test_a_sale_breaking_the_contract_is_a_dead_letter_of_the_bytes_the_scale_sent(scale) -> None:
+def test_a_sale_breaking_the_contract_is_uploaded_as_evidence_with_the_bytes_the_scale_sent(scale) -> None:
     fw, _, _, server = scale
     source = MtSicsSource(PROFILE, server.port)
     try:
@@ -80,12 +81,25 @@ def test_a_sale_breaking_the_contract_is_a_dead_letter_of_the_bytes_the_scale_se
         fw.sell(ts_ms=1, plu="10 01", true_net_mg=200_000, unit_price_fen_per_kg=1000)  # a PLU is a tag: no space
         sent = fw.respond(mtsics.Line(("XTR",)))
         assert b'"10 01"' in sent  # a quoted token holding a space: once a ValueError that killed the reader
-        assert source.take() == []
-        ((reason, raw),) = source.dead_letters
-        assert raw == sent and "plu" in reason
-        assert source.scale.take_transaction() is None  # acknowledged, so the scale does not send it forever
+        (taken,) = source.take()
+        rec = taken.record
+        assert rec["type"] == "raw_evidence" and rec["record_type"] == "sale" and rec["txn"] == taken.source_id == 1
+        assert base64.b64decode(rec["bytes_b64"]) == sent and "plu" in rec["reason"]
+        check_record(rec)  # a valid record of the contract: it travels like a sale
+        assert source.dead_letters == []
+        with pytest.raises(BadTransaction):  # not forgotten before the outbox has it …
+            source.scale.take_transaction()
+        source.confirm(taken)
+        assert source.scale.take_transaction() is None  # … and then acknowledged, so the scale stops sending it
     finally:
         source.close()
+
+
+def test_a_sale_beyond_max_is_a_sale_for_the_cloud_to_flag(scale) -> None:
+    fw, _, driver, _ = scale
+    fw.sell(ts_ms=1, plu="1", true_net_mg=242_000_000, unit_price_fen_per_kg=10)  # 242 kg on a 30 kg scale
+    got = driver.take_transaction()
+    assert got is not None and got["type"] == "sale" and got["net_mg"] == 242_000_000
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,12 @@ def test_help_explains() -> None:
 def test_demo_stores_sales_and_leaves_no_process(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     console = Console(record=True, width=120)
-    stored = run_demo(DemoOptions(duration_s=4, scales=8, cheaters=5, sales_per_s=20, data_dir=data), console)
+    stored = run_demo(DemoOptions(duration_s=4, scales=8, cheaters=7, sales_per_s=20, data_dir=data), console)
     assert stored > 20
     text = console.export_text()
     assert "sales stored in InfluxDB" in text and "price_math" in text
+    assert "Every sale made is stored" in text, text  # the price-scaling cheater's impossible weights too
+    assert "over_max" in text
     assert "Planting base:" in text and "GPS fixes" in text
     # every device came through the registry, and the broker enforced its passwords and ACL
     assert "with passwords and ACL from the registry" in text
@@ -105,3 +107,34 @@ def test_the_cli_starts_without_loading_the_registry_stack() -> None:
     probe = "import sys, zhijian_cli.main; print(sorted(m for m in ('fastapi', 'sqlalchemy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_agent_dead_letters_lists_what_could_not_be_attributed(tmp_path: Path) -> None:
+    import secrets
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from edge_agent.outbox import Outbox
+    from zhijian_cli.main import app
+
+    state = tmp_path / "state"
+    state.mkdir()
+    box = Outbox(state / "outbox.sqlite")
+    box.dead_letter("bad_line", b"[red]XTR Q 17[/]\r\n", at_ms=1)
+    box.close()
+    bundle = tmp_path / "b.yaml"
+    bundle.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": "scale-0001",
+                "key_hex": secrets.token_hex(32),
+                "state_dir": str(state),
+                "broker": {"host": "127.0.0.1"},
+                "sources": [{"profile": "zj-pcs-30", "port": "/dev/null"}],
+            }
+        )
+    )
+    out = CliRunner().invoke(app, ["agent", "dead-letters", "-c", str(bundle)])
+    assert out.exit_code == 0, out.output
+    assert "bad_line" in out.output and "[red]XTR Q 17[/]" in out.output  # shown as sent, not as markup
