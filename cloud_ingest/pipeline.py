@@ -242,7 +242,7 @@ class Pipeline:
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
         for device, state in states:
             flags += self.engine.observe_state(device, state)
-        derived = [flag_line(f) for f in flags] + [alert_line(a) for a in alerts]
+        derived = [flag_line(f, self.tags_for(f.device)) for f in flags] + [alert_line(a) for a in alerts]
         accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)
 
@@ -379,9 +379,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc!s:.300}".encode("utf-8", "backslashreplace").decode()
 
 
-def flag_line(flag: Flag) -> str:
-    """A ``flag`` point: tags device, rule, severity; at the flagged sale's point time."""
-    tags = f"device={escape_tag(flag.device)},rule={flag.rule},severity={flag.severity}"
+def flag_line(flag: Flag, place: Mapping[str, str] | None = None) -> str:
+    """A ``flag`` point: tags device, rule, severity and where the scale stands (``place``: district, market,
+    stall from the registry), so a supervisor filters flags by market; at the flagged sale's point time."""
+    tag_map = {**(place or {}), "device": flag.device, "rule": flag.rule, "severity": flag.severity}
+    tags = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tag_map.items()) if v)
     fields = ",".join(
         f"{k}={format_field(v)}"
         for k, v in (

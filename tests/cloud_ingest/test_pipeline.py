@@ -221,3 +221,19 @@ def test_rapid_test_verdict_edges() -> None:
     pct, codes = verdicts(a0, at)
     assert [RESULTS[c] for c in codes] == ["positive", "suspect", "suspect", "negative", "invalid", "negative"]
     assert pct.tolist() == [50.0, 48.33, 40.0, 38.33, 0.0, 0.0]
+
+
+def test_flags_carry_the_scales_place(influx: InfluxClient) -> None:
+    files = DeviceFile(
+        {
+            "scale-0001": {
+                "key": KEY.hex(),
+                "tags": {"district": "futian", "market": "futian-no1", "stall": "A-017"},
+                "scale": {"coefficient": 20_000.0, "e_mg": 5000, "calibration_events": 3, "configuration_events": 7},
+            }
+        }
+    )
+    pipe = Pipeline(key_for=files.key_for, engine=Engine(files.facts), store=influx, tags_for=files.tags_for)
+    pipe.process([(TOPIC, payload(records=[sale(raw_counts=120_000 + 5_000)]))])  # the chip: 0.250 kg counted
+    (row,) = influx.rows("SELECT * FROM flag WHERE market = 'futian-no1'")
+    assert (row["rule"], row["stall"], row["district"]) == ("coefficient", "A-017", "futian")
