@@ -45,8 +45,13 @@ log = logging.getLogger(__name__)
 
 
 _SCORED = frozenset({"sale", "reweigh", "check_weighing"})
-#: refusals before the tag is verified (or of a device that may not speak): never acknowledged to the device
-_UNVERIFIED = frozenset({"bad_topic", "revoked_device", "oversized", "missing_tag", "unknown_device", "bad_tag"})
+#: refusals never acknowledged to the device, which keeps the records and sends them again: before the tag is
+#: verified (or from a device that may not speak), and ``replayed``, which is refused for its age alone: its
+#: records may never have been stored (lost on the way and sent again after the window moved on), so the
+#: device must keep them, and its status shows their age, rather than drop them on our word
+_NOT_ACKNOWLEDGED = frozenset(
+    {"bad_topic", "revoked_device", "oversized", "missing_tag", "unknown_device", "bad_tag", "replayed"}
+)
 _BASE_TYPES = frozenset({"soil", "air", "sensor_fault"})
 
 
@@ -167,7 +172,7 @@ class Pipeline:
             if exc.reason == "unknown_device" and self._hold(topic_name, exc):
                 return None
             self._reject(topic_name, exc.reason, exc.detail, payload)
-            if exc.reason not in _UNVERIFIED:
+            if exc.reason not in _NOT_ACKNOWLEDGED:
                 self._ack_refused(topic_name, payload)
             return None
         except Exception as exc:  # our failure on this message: it alone pays for it
