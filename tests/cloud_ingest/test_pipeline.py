@@ -237,3 +237,15 @@ def test_flags_carry_the_scales_place(influx: InfluxClient) -> None:
     pipe.process([(TOPIC, payload(records=[sale(raw_counts=120_000 + 5_000)]))])  # the chip: 0.250 kg counted
     (row,) = influx.rows("SELECT * FROM flag WHERE market = 'futian-no1'")
     assert (row["rule"], row["stall"], row["district"]) == ("coefficient", "A-017", "futian")
+
+
+def test_acknowledgements_name_what_the_cloud_has_for_good(influx: InfluxClient) -> None:
+    pipe = Pipeline(key_for=keys, engine=Engine(ScaleFacts()), store=influx, sequences=SequenceBook(window=10))
+    stored = encode(device="scale-0001", boot=BOOT, seq=100, sent_ms=1, records=[sale(), sale(txn=2)], key=KEY)
+    refused = payload(seq=102, records=[sale(net_mg="heavy")])  # a dead letter whose tag held
+    forged = payload(seq=103, key=b"w" * 32)  # not the device's: never acknowledged
+    old = payload(seq=5)  # replayed: refused for its age, maybe never stored, so the device keeps it
+    prepared = pipe.prepare([(TOPIC, stored), (TOPIC, refused), (TOPIC, forged), (TOPIC, old)])
+    pipe.commit(prepared)
+    assert prepared.acks == {"scale-0001": [(100, 101), (102, 102)]}
+    assert pipe.rejected == {"bad_record": 1, "bad_tag": 1, "replayed": 1}
