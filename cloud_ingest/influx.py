@@ -3,6 +3,11 @@
 InfluxDB 1.x serves these natively; 2.x and 3.x serve them through their v1 compatibility API (database
 and retention policy mapped to a bucket, token as password). Writes name their precision explicitly
 (nanoseconds), are gzip-compressed and carry at most :data:`MAX_LINES` lines per request.
+
+With ``create_missing=True`` (the ingest) a write that finds no database creates it and is sent again:
+an ingest started while InfluxDB is down spools, and a fresh InfluxDB that comes up later has no
+database yet; its spooled points must not be refused as bad (a 404 is a 4xx, "our lines are wrong").
+A 5xx answer is :class:`StoreUnavailable` for queries as for writes (InfluxDB starting, overloaded).
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ class InfluxClient:
         password: str | None = None,
         timeout_s: float = 10.0,
         retries: int = 3,
+        create_missing: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.retries = retries
+        self.create_missing = create_missing
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
 
@@ -61,7 +68,9 @@ class InfluxClient:
 
     def _post_write(self, body: bytes) -> None:
         delay = 0.2
-        for attempt in range(self.retries + 1):
+        created = False
+        attempt = 0
+        while True:
             try:
                 resp = self._http.post(
                     "/write",
@@ -74,14 +83,23 @@ class InfluxClient:
             else:
                 if resp.status_code == 204:
                     return
+                if self._missing_database(resp) and not created:
+                    log.info("InfluxDB at %s has no database %s: creating it", self.url, self.database)
+                    self.create_database()
+                    created = True
+                    continue  # at once, and not counted as a failed attempt
                 if 400 <= resp.status_code < 500:
                     raise StoreRejected(f"InfluxDB refused the write ({resp.status_code}): {resp.text[:300]}")
                 error = StoreUnavailable(f"InfluxDB answered {resp.status_code}: {resp.text[:300]}")
             if attempt == self.retries:
                 raise error
-            log.debug("write attempt %d failed: %s", attempt + 1, error)
+            attempt += 1
+            log.debug("write attempt %d failed: %s", attempt, error)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    def _missing_database(self, resp: httpx.Response) -> bool:
+        return self.create_missing and resp.status_code == 404 and "database not found" in resp.text
 
     def query(self, influxql: str, *, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL; the ``series`` of the first statement (``[]`` when empty)."""
@@ -93,6 +111,8 @@ class InfluxClient:
                 resp = self._http.get("/query", params=params)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"query {self.url}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise StoreUnavailable(f"query: InfluxDB answered {resp.status_code}: {resp.text[:300]}")
         if resp.status_code != 200:
             raise StoreRejected(f"query failed ({resp.status_code}): {resp.text[:300]}")
         results = resp.json().get("results", [{}])

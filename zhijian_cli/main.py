@@ -148,13 +148,10 @@ def ingest_run(
     file; the environment wins over the file. With ZHIJIAN_REGISTRY_URL the devices come from the registry
     (keys derived with its key secret: ZHIJIAN_KEY_SECRET_FILE), re-read when it changes."""
 
-    from cloud_ingest import (
-        InfluxClient,
-        IngestSettings,
-    )
-    from cloud_ingest.metrics import MetricsServer
+    from cloud_ingest import IngestSettings
 
     from .ingest_devices import build_worker, ingest_devices
+    from .ingest_start import bind_metrics, create_database, influx_client
     from .registry_client import CliError
 
     logging.basicConfig(
@@ -178,16 +175,16 @@ def ingest_run(
     except CliError as exc:
         console.print(f"[red]devices: {exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
-    influx = InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_username,
-        password=settings.influx_password,
-    )
-    influx.create_database()
+    influx = influx_client(settings)
     worker = build_worker(settings, influx, devices, live)
+    try:  # in this order: see zhijian_cli/ingest_start.py
+        metrics = bind_metrics(worker, settings)
+        create_database(influx, settings)
+    except CliError as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
     worker.start()
-    metrics = MetricsServer(worker, host=settings.metrics_host, port=settings.metrics_port).start()
+    metrics.start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
