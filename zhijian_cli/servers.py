@@ -27,6 +27,11 @@ SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
 # the broker replaces the client id a client sends by its username before it looks for a session to take over,
 # so a device holds no session but its own. A listener option, read at start only (not on SIGHUP).
 LISTENER_LINES = ("use_username_as_clientid true",)
+# Sessions and their queues as far as Mosquitto keeps them (here and in deploy/mosquitto/zhijian.conf): Mosquitto
+# holds them in memory and writes a whole snapshot every autosave_interval seconds (not per change: a count of
+# changes would leave a quiet broker's new session unsaved indefinitely). A crash loses up to a second;
+# the end-to-end acknowledgement, not the broker, guarantees no record is lost (docs/operations.md).
+PERSISTENCE_LINES = ("persistence true", "autosave_on_changes false", "autosave_interval 1")
 
 
 def _die_with_parent(argv: list[str]) -> list[str]:
@@ -182,9 +187,8 @@ class MosquittoServer(_Server):
                 "allow_anonymous false" if self.auth else "allow_anonymous true",
                 *([f"password_file {self.auth[0]}", f"acl_file {self.auth[1]}"] if self.auth else []),
                 f"user {getpass.getuser()}",
-                "persistence true",
                 f"persistence_location {self.state_dir}/",
-                "autosave_interval 10",
+                *PERSISTENCE_LINES,
                 "max_queued_messages 1000000",
                 "max_queued_bytes 1073741824",
                 "max_inflight_messages 1000",

@@ -289,7 +289,15 @@ def test_the_shipped_broker_config_binds_client_ids_on_both_listeners(fleet: Fle
     tls_port, local_port = free_port(), free_port()
     text, ca_file = shipped_config(tmp_path, fleet, (tls_port, local_port))
     generated = MosquittoServer(tmp_path / "g", auth=(fleet.sync.passwd_file, fleet.sync.acl_file)).config_text()
-    for line in ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "message_size_limit"):
+    for line in (
+        "max_queued_messages",
+        "max_queued_bytes",
+        "max_inflight_messages",
+        "message_size_limit",
+        "persistence",
+        "autosave_on_changes",
+        "autosave_interval",
+    ):
         ours = next(x for x in generated.splitlines() if x.startswith(line + " "))
         assert ours in text.splitlines(), f"deploy/mosquitto/zhijian.conf and servers.py disagree on {line}"
     with ShippedBroker(tmp_path / "shipped", text, local_port):
