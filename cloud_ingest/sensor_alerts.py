@@ -69,6 +69,7 @@ class AlertBook:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA synchronous=EXTRA")  # as the sequence book: acknowledgements follow a save
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS channel (device TEXT, channel TEXT, breach_since INTEGER, alert TEXT,"
             " acknowledged INTEGER NOT NULL DEFAULT 0, cleared INTEGER NOT NULL DEFAULT 1, detail TEXT,"
