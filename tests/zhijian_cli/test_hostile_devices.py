@@ -9,11 +9,7 @@ to the restarted worker.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +27,7 @@ from device_registry.schemas import DeviceIn, ProvisionIn, StallIn
 from tests.device_profiles.test_envelope import resign_text
 from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES, open_registry, seed_places
 from tests.integration.test_walking_skeleton import wait_for
+from tests.zhijian_cli.ingest_process import IngestProcess, state_config
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -64,45 +61,34 @@ def registry(tmp_path: Path) -> str:
     return url
 
 
-class Ingest:
-    """`zhijian ingest run` as a process, restartable on the same on-disk state."""
+class Ingest(IngestProcess):
+    """`zhijian ingest run` on the registry, restartable on the same on-disk state; its dead letters."""
 
     def __init__(
-        self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, extra: str = ""
+        self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, **settings: object
     ) -> None:
         key_file = tmp_path / "registry.key"
         key_file.write_text(KEY_SECRET.hex())
-        self.dead_path = tmp_path / "dead.sqlite"
         self.db = f"hostile_{tmp_path.name}"
-        self.config = tmp_path / "ingest.env"
-        self.config.write_text(
-            f"ZHIJIAN_MQTT_PORT={mosquitto.port}\nZHIJIAN_INFLUX_URL={influxd.url}\nZHIJIAN_INFLUX_DB={self.db}\n"
-            f"ZHIJIAN_REGISTRY_URL={registry}\nZHIJIAN_KEY_SECRET_FILE={key_file}\n"
-            f"ZHIJIAN_METRICS_PORT=0\nZHIJIAN_MQTT_CLIENT_ID=ingest-{tmp_path.name}\nZHIJIAN_BATCH_MAX_MS=50\n"
-            f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={self.dead_path}\n"
-            f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n"
-            + extra
-        )
-        self.log_path = tmp_path / "ingest.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
-        start_at = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zhijian_cli", "ingest", "run", "--config", str(self.config)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        super().__init__(
+            state_config(
+                tmp_path,
+                "ingest",
+                MQTT_PORT=mosquitto.port,
+                INFLUX_URL=influxd.url,
+                INFLUX_DB=self.db,
+                REGISTRY_URL=registry,
+                KEY_SECRET_FILE=key_file,
+                MQTT_CLIENT_ID=f"ingest-{tmp_path.name}",
+                **settings,
             )
-        assert wait_for(lambda: "ingest connected" in self.log_path.read_text()[start_at:], 60), self.log()
+        )
+        self.dead_path = tmp_path / "ingest" / "dead.sqlite"
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
-        self.proc = None
+    def start(self) -> Ingest:
+        super().start()
+        self.wait_connected()
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -229,7 +215,7 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
             devices[sender].send(raw)
             seq += 1
             devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
-        ingest.stop(signal.SIGKILL)
+        ingest.kill()
         ingest.start()
         assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
         seen = ingest.dead_letters()
@@ -257,7 +243,7 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
 def test_a_dead_letter_flood_stays_within_its_quota_and_evicts_nobody_elses(
     registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path
 ) -> None:
-    ingest = Ingest(registry, mosquitto, influxd, tmp_path, extra="ZHIJIAN_DEAD_LETTER_DEVICE_QUOTA_MB=0.25\n")
+    ingest = Ingest(registry, mosquitto, influxd, tmp_path, DEAD_LETTER_DEVICE_QUOTA_MB=0.25)
     ingest.start()
     influx = InfluxClient(influxd.url, ingest.db)
     flooder, other = Device(mosquitto.port, "scale-0001"), Device(mosquitto.port, "scale-0002")

@@ -15,12 +15,8 @@ Every wait is on a condition with a generous deadline (a busy 2-core machine), n
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +32,7 @@ from device_profiles import encode
 from device_profiles.records import EXAMPLE_SALE
 from device_registry.broker_files import acl_text, hash_password, password_file_text
 from tests.integration.test_walking_skeleton import wait_for
+from tests.zhijian_cli.ingest_process import IngestProcess, state_config
 from zhijian_cli.servers import InfluxServer, MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -44,59 +41,6 @@ BOOT = "0123456789abcdef0123456789abcdef"
 DEVICES = [f"scale-{i:04d}" for i in range(1, 7)]
 KEYS = {d: secrets.token_bytes(32) for d in DEVICES}
 SCALE = {"coefficient": 20_000.0, "e_mg": 5000, "calibration_events": 3, "configuration_events": 7}
-
-
-class IngestProcess:
-    """`zhijian ingest run --config <file>` as a process; its output appended to one log file."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.log_path = config.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._from = 0
-
-    def start(self) -> IngestProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
-        self._from = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zhijian_cli", "ingest", "run", "--config", str(self.config)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def output(self) -> str:
-        """What this start has printed and logged so far."""
-        return self.log_path.read_text(errors="replace")[self._from :] if self.log_path.exists() else ""
-
-    def wait_connected(self) -> None:
-        assert wait_for(lambda: "ingest connected" in self.output() or not self.alive, 90), self.output()
-        assert self.alive, self.output()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(60)
-        self.proc = None
-        return code
-
-    def wait_exit(self, timeout_s: float = 90) -> int:
-        """The exit status of a process that ends by itself."""
-        assert self.proc is not None
-        return self.proc.wait(timeout_s)
-
-    def kill(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(30)
 
 
 @pytest.fixture
@@ -109,26 +53,12 @@ def processes() -> Iterator[list[IngestProcess]]:
 
 def ingest_config(tmp_path: Path, name: str, **settings: object) -> Path:
     """A settings file for one worker with its state under ``tmp_path/name`` and the devices file there."""
-    state = tmp_path / name
-    state.mkdir(parents=True, exist_ok=True)
     devices = tmp_path / "devices.json"
     if not devices.exists():
         write_device_file(
             devices, {d: {"key": k.hex(), "profile": "zj-pcs-30", "scale": SCALE} for d, k in KEYS.items()}
         )
-    values: dict[str, object] = {
-        "DEVICES_FILE": devices,
-        "BATCH_MAX_MS": 50,
-        "SPOOL_PATH": state / "spool.sqlite",
-        "DEAD_LETTER_PATH": state / "dead.sqlite",
-        "SEQUENCE_PATH": state / "seq.sqlite",
-        "ALERT_PATH": state / "alerts.sqlite",
-        "METRICS_PORT": 0,
-        **settings,
-    }
-    path = tmp_path / f"{name}.env"
-    path.write_text("".join(f"ZHIJIAN_{k}={v}\n" for k, v in values.items()))
-    return path
+    return state_config(tmp_path, name, DEVICES_FILE=devices, **settings)
 
 
 def sale_messages(devices: list[str], count: int, *, start_seq: int = 1) -> list[tuple[str, bytes]]:
