@@ -19,7 +19,7 @@ from sqlalchemy.orm import close_all_sessions
 
 from device_registry import BundleDefaults, Principal, Registry, Role
 from device_registry.db import connect, sessions, upgrade
-from device_registry.schemas import DistrictIn, MarketIn, StallIn
+from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, ProvisionIn, StallIn
 
 POSTGRES = os.environ.get("ZHIJIAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 VALID_LICENCES = ("91350100M000100Y43", "91440300708461136T", "91110000600037341L")
@@ -60,6 +60,25 @@ KEY_SECRET = bytes(range(32))
 def open_registry(engine: Engine, role: Role = Role.ADMIN, **scope: frozenset[str]) -> Registry:
     bundles = BundleDefaults(key_secret=KEY_SECRET, broker_host="broker.test", broker_port=8883)
     return Registry(sessions(engine)(), Principal(f"test-{role.value}", role, **scope), bundles)
+
+
+def seeded_registry_file(tmp_path: Path, devices: dict[str, tuple[str, str, str]]) -> str:
+    """A migrated SQLite registry under ``tmp_path`` with the places of :func:`seed_places` (and a ``FAIR``
+    stall in futian-no1), and ``devices`` (id: (profile, market, stall)) registered and provisioned; its URL."""
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgrade(url)
+    engine = connect(url)
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.add_stall(
+        StallIn(market_id="futian-no1", code="FAIR", vendor="Market office", business_licence=VALID_LICENCES[0])
+    )
+    for device, (profile, market, stall) in devices.items():
+        reg.register(DeviceIn(id=device, profile=profile, serial_no=device, market_id=market, stall_code=stall))
+        reg.provision(device, ProvisionIn())
+    reg.db.close()
+    engine.dispose()
+    return url
 
 
 def seed_places(reg: Registry) -> None:

@@ -27,7 +27,7 @@ from device_profiles.envelope import encode
 from device_registry.broker_files import acl_text, hash_password, password_file_text
 from device_registry.credentials import derive_integrity_key
 from device_registry.schemas import DeviceIn, ProvisionIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
+from tests.device_registry.conftest import KEY_SECRET, open_registry, seeded_registry_file
 from tests.integration.test_walking_skeleton import wait_for
 from tests.zhijian_cli.test_hostile_devices import BOOT, Device, Ingest, sale, signed
 from zhijian_cli.main import app
@@ -46,18 +46,7 @@ def zhijian(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, by
 
 @pytest.fixture
 def registry(tmp_path: Path) -> str:
-    from device_registry.db import connect, upgrade
-
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    upgrade(url)
-    reg = open_registry(connect(url))
-    seed_places(reg)
-    reg.register(
-        DeviceIn(id="scale-0001", profile="zj-pcs-30", serial_no="S1", market_id="futian-no1", stall_code="A-017")
-    )
-    reg.provision("scale-0001", ProvisionIn())
-    reg.db.close()
-    return url
+    return seeded_registry_file(tmp_path, {"scale-0001": ("zj-pcs-30", "futian-no1", "A-017")})
 
 
 def provision_new_device(url: str) -> None:
@@ -90,7 +79,8 @@ def test_a_refused_sale_is_listed_shown_and_replayed_after_the_fix(
         mosquitto,
         influxd,
         tmp_path,
-        extra="ZHIJIAN_REGISTRY_REFRESH_S=0.2\nZHIJIAN_UNKNOWN_DEVICE_GRACE_S=0\n",  # refuse unknown devices at once
+        REGISTRY_REFRESH_S=0.2,
+        UNKNOWN_DEVICE_GRACE_S=0,  # refuse unknown devices at once
     )
     ingest.start()
     influx = InfluxClient(influxd.url, ingest.db)

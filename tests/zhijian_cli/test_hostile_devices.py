@@ -23,9 +23,8 @@ from cloud_ingest import InfluxClient
 from device_profiles.envelope import encode
 from device_profiles.records import EXAMPLE_SALE
 from device_registry.credentials import derive_integrity_key
-from device_registry.schemas import DeviceIn, ProvisionIn, StallIn
 from tests.device_profiles.test_envelope import resign_text
-from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES, open_registry, seed_places
+from tests.device_registry.conftest import KEY_SECRET, seeded_registry_file
 from tests.integration.test_walking_skeleton import wait_for
 from tests.zhijian_cli.ingest_process import IngestProcess, state_config
 from zhijian_cli.servers import InfluxServer, MosquittoServer
@@ -45,20 +44,7 @@ def key(device: str) -> bytes:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> str:
-    from device_registry.db import connect, upgrade
-
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    upgrade(url)
-    reg = open_registry(connect(url))
-    seed_places(reg)
-    reg.add_stall(
-        StallIn(market_id="futian-no1", code="FAIR", vendor="Market office", business_licence=VALID_LICENCES[0])
-    )
-    for device, (profile, market, stall) in DEVICES.items():
-        reg.register(DeviceIn(id=device, profile=profile, serial_no=device, market_id=market, stall_code=stall))
-        reg.provision(device, ProvisionIn())
-    reg.db.close()
-    return url
+    return seeded_registry_file(tmp_path, DEVICES)
 
 
 class Ingest(IngestProcess):

@@ -19,7 +19,7 @@ from cloud_ingest import InfluxClient
 from device_profiles.envelope import encode
 from device_profiles.records import EXAMPLE_SALE
 from device_registry.schemas import DeviceIn, ProvisionIn, RevokeIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
+from tests.device_registry.conftest import KEY_SECRET, open_registry, seeded_registry_file
 from tests.integration.test_walking_skeleton import wait_for
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
@@ -29,18 +29,7 @@ BOOT = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 def registry(tmp_path: Path) -> str:
-    from device_registry.db import connect, upgrade
-
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    upgrade(url)
-    reg = open_registry(connect(url))
-    seed_places(reg)
-    reg.register(
-        DeviceIn(id="scale-0001", profile="zj-pcs-30", serial_no="S", market_id="futian-no1", stall_code="A-017")
-    )
-    reg.provision("scale-0001", ProvisionIn())
-    reg.db.close()
-    return url
+    return seeded_registry_file(tmp_path, {"scale-0001": ("zj-pcs-30", "futian-no1", "A-017")})
 
 
 def publish(port: int, device: str, key: bytes, seq: int) -> None:
