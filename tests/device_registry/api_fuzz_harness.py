@@ -93,6 +93,10 @@ class BeyondSchema:
         self.engine = engine
 
     def __call__(self, ctx: Any, case: Any) -> Any:
+        params = case.path_parameters or {}
+        for name, value in list(params.items()):
+            if value == "None" and name in _SEEDED:  # a stateful link that followed a null: not a real id
+                params[name] = _SEEDED[name]
         body = case.body
         if isinstance(body, dict):
             _licences(body)
@@ -110,6 +114,11 @@ class BeyondSchema:
         for key, value in (("accuracy_class", "III"), ("max_g", 30_000), ("e_mg", 10_000)):
             if body.get(key) is None:
                 body[key] = value
+
+
+#: ids the seeded registry has, for path parameters a stateful link filled from a null (schemathesis writes
+#: the text "None", which no pattern admits, and then expects the call to be accepted)
+_SEEDED = {"market_id": "futian-no1", "code": "A-017", "stall_code": "A-017", "device_id": "scale-0001"}
 
 
 def _licences(body: dict[str, Any]) -> None:
