@@ -32,7 +32,7 @@ from tests.device_profiles.test_envelope import BOOT, sale
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
-OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "60"))
+OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "20"))  # ZHIJIAN_CHAOS_OUTAGE_S=600 for a long one
 DEVICES = [f"scale-{i:04d}" for i in range(1, 6)]
 KEYS = {d: secrets.token_bytes(32) for d in DEVICES}
 
@@ -174,7 +174,7 @@ def test_health_says_stalled_when_messages_wait_and_nothing_is_stored(
         worker.stop(end_session=True)
 
 
-def test_influxdb_down_for_a_minute_under_load_loses_nothing(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+def test_influxdb_down_under_load_loses_nothing(mosquitto: MosquittoServer, tmp_path: Path) -> None:
     server = InfluxServer(tmp_path / "influx").start()
     influx = InfluxClient(server.url, "outage", retries=1, timeout_s=2)
     influx.create_database()

@@ -31,7 +31,7 @@ from zhijian_cli.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
 PROFILE = builtin("zj-pcs-30")
-OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "60"))
+OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "20"))  # ZHIJIAN_CHAOS_OUTAGE_S=600 for a long one
 
 
 class Receiver:
