@@ -198,7 +198,14 @@ class Agent:
             "written": self.dead_lettered,
             "evicted": self.outbox.dead_letters_evicted,
         }
-        return {"sources": sources, "taken": self.taken, "threads": threads, "dead_letters": dead}
+        frames = {s.name: errors for s in self.sources if (errors := s.frame_errors())}
+        return {
+            "sources": sources,
+            "taken": self.taken,
+            "threads": threads,
+            "dead_letters": dead,
+            "frame_errors": frames,
+        }
 
     def _save_status(self, state: str) -> None:
         if self.status_path is None:

@@ -12,6 +12,7 @@ Everything a scale can answer ends as a record, a :class:`BadTransaction` or ano
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -38,6 +39,29 @@ class BadTransaction(DeviceError):
         super().__init__(message)
         self.txn = txn
         self.line = line
+
+
+class UnreadableReply(DeviceError):
+    """Bytes that start as the reply to our command but that no MT-SICS line can be made of."""
+
+    def __init__(self, message: str, raw: bytes) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+def _answers(raw: bytes, command: str) -> bool:
+    """True if ``raw`` starts with ``command`` followed by white space: the scale answering it, badly."""
+    head = command.encode("ascii")
+    return raw.startswith(head) and raw[len(head) : len(head) + 1] in (b" ", b"\t")
+
+
+_TXN_RE = re.compile(rb"[ \t]+A[ \t]+([0-9]{1,18})[ \t\r\n]")
+
+
+def _lenient_txn(raw: bytes, command: str) -> int | None:
+    """The transaction number of a reply ``<command> A <txn> …`` read leniently (any blanks), if any."""
+    found = _TXN_RE.match(raw, len(command))
+    return int(found.group(1)) if found else None
 
 
 class MtSicsScale:
@@ -108,6 +132,8 @@ class MtSicsScale:
                 for item in self._frames.receive(port.read(max(1, port.in_waiting))):
                     if isinstance(item, Rejected):
                         log.debug("%s: dropped %d bytes: %s", self.url, item.error.consumed, item.error)
+                        if _answers(item.raw, tokens[0]):  # our reply, but no line can be made of it
+                            raise UnreadableReply(f"{tokens[0]}: {item.error}", item.raw)
                         continue
                     line = item.value
                     if line.command in mtsics.ERROR_REPLIES:
@@ -147,9 +173,17 @@ class MtSicsScale:
         return record
 
     def take_transaction(self) -> dict[str, Any] | None:
-        """The oldest unacknowledged transaction (a ``sale``, or a fair scale's ``reweigh``), or None."""
+        """The oldest unacknowledged transaction (a ``sale``, or a fair scale's ``reweigh``), or None.
+
+        A reply that breaks the contract, or that no line can be made of (too long, tabs, binary), is a
+        :class:`BadTransaction` with the bytes the scale sent and, when it can be read off them, the
+        transaction number: the agent uploads it as evidence and acknowledges it, so one bad transaction
+        never stops the ones behind it."""
         ext = self.spec.extensions["transaction"]
-        frame = self._request(ext.command)
+        try:
+            frame = self._request(ext.command)
+        except UnreadableReply as exc:
+            raise BadTransaction(str(exc), txn=_lenient_txn(exc.raw, ext.command), line=exc.raw) from exc
         line = frame.value
         if ext.empty_status is not None and line.status == ext.empty_status:
             return None

@@ -67,6 +67,10 @@ class Source(ABC):
     def close(self) -> None:
         """Release the port."""
 
+    def frame_errors(self) -> dict[str, int]:
+        """Bytes from the device that no frame could be made of, counted by reason (shown in the status)."""
+        return {}
+
     def set_interval(self, seconds: float) -> None:
         """Change how often a polled device is read (ignored by devices that send on their own)."""
         del seconds
@@ -104,6 +108,9 @@ class MtSicsSource(Source):
     def confirm(self, taken: Taken) -> None:
         if taken.source_id is not None:
             self.scale.ack_transaction(taken.source_id)
+
+    def frame_errors(self) -> dict[str, int]:
+        return dict(self.scale.frame_errors)
 
     def close(self) -> None:
         self.scale.close()
@@ -170,6 +177,9 @@ class StreamSource(Source):
             ]
             rejected.clear()
         return [Taken(r) for r in records]
+
+    def frame_errors(self) -> dict[str, int]:
+        return dict(self.reader.frame_errors)
 
     def close(self) -> None:
         self.reader.close()

@@ -118,6 +118,48 @@ def test_a_bad_transaction_reply_is_a_bad_transaction_with_its_raw_line(scale, r
     assert info.value.line == reply
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"XTR A 17 1764000000000 " + b"9" * 600 + b"\r\n",  # longer than any MT-SICS line
+        b'XTR\tA\t17\t1764000000000\t"1001"\t275000\r\n',  # tabs for spaces
+        b"XTR A 17 \x00\xff\xfe binary\r\n",
+    ],
+)
+def test_an_unreadable_transaction_reply_is_a_bad_transaction_with_its_number(scale, reply: bytes) -> None:
+    """Once a reply no line could be made of timed out: the scale was asked for that transaction forever and
+    the ones behind it were never taken (found by an outside review). Now it is evidence, acknowledged."""
+    _, responder, driver, _ = scale
+    responder.instead["XTR"] = reply
+    with pytest.raises(BadTransaction) as info:
+        driver.take_transaction()
+    assert (
+        info.value.txn == 17 and info.value.line == reply[: len(info.value.line)] and info.value.line[:5] == reply[:5]
+    )
+
+
+def test_a_scale_with_one_unreadable_transaction_goes_on_with_the_next(scale) -> None:
+    fw, responder, _, server = scale
+    source = MtSicsSource(PROFILE, server.port)
+    try:
+        source.take()  # the scale_state
+        for i in range(3):
+            fw.sell(ts_ms=1, plu="1001", true_net_mg=200_000 + i, unit_price_fen_per_kg=1000)
+        good = fw.respond(mtsics.Line(("XTR",)))
+        responder.instead["XTR"] = good.replace(b" ", b"\t")  # transaction 1 comes garbled
+        (evidence,) = source.take()
+        assert evidence.record["type"] == "raw_evidence" and evidence.source_id == 1
+        source.confirm(evidence)  # the scale forgets transaction 1 …
+        txns = []
+        for _ in range(2):
+            for taken in source.take():
+                txns.append(taken.record["txn"])
+                source.confirm(taken)
+        assert txns == [2, 3]  # … and the ones behind it come
+    finally:
+        source.close()
+
+
 def test_silence_is_a_timeout_and_a_wrong_ack_an_error(scale) -> None:
     _, responder, driver, _ = scale
     with pytest.raises(DeviceError):
