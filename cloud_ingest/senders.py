@@ -7,8 +7,10 @@ A valid tag proves who sent a message, not that the sender may say it. A stall s
   ``raw_evidence``, what the agent could not make a record of, may come from any device):
   a stall scale sends ``sale`` and ``scale_state``, a fair scale ``reweigh``, a rapid-test analyzer
   ``rapid_test``, …;
-- a record about another device (``reweigh.stall_device``, ``check_weighing.scale_device``) that the
-  ingest does not know, or that stands in another market than the sender (``foreign_reference``).
+- a record about another device (``reweigh.stall_device``, ``check_weighing.scale_device``,
+  ``rapid_test.source_id``) that the ingest does not know, that is the sender itself, that is not the
+  kind of device the record is about (a re-weigh names a scale that sells; a sample comes from a stall's
+  scale or a base's gateway), or that stands in another market than the sender (``foreign_reference``).
   A sender without a market (a device on a rapid-test vehicle) may name any known device.
 
 One device id may stand for a gateway with several sources: a planting base's gateway reads soil and
@@ -38,8 +40,14 @@ COMPANION_KINDS: Mapping[str, frozenset[str]] = {
     "gps": frozenset({"rapid_test"}),
 }
 
-#: Record fields that name another device, by record type.
-REFERENCE_FIELDS: Mapping[str, str] = {"reweigh": "stall_device", "check_weighing": "scale_device"}
+#: Record fields that name another device, by record type, and what that device must send to be named there:
+#: a re-weigh or a check weighing is about a scale that sells, a rapid-test sample comes from a stall (its
+#: scale) or a planting base (its gateway).
+REFERENCE_FIELDS: Mapping[str, tuple[str, frozenset[str]]] = {
+    "reweigh": ("stall_device", frozenset({"sale"})),
+    "check_weighing": ("scale_device", frozenset({"sale"})),
+    "rapid_test": ("source_id", frozenset({"sale", "soil", "air"})),
+}
 
 
 class SenderRules:
@@ -81,14 +89,23 @@ class SenderRules:
                     "record_not_allowed",
                     f"records[{i}]: {device} ({self.profile_for(device)}) may not send {rtype} records",
                 )
-            ref_field = REFERENCE_FIELDS.get(rtype)
-            if ref_field is None:
+            reference = REFERENCE_FIELDS.get(rtype)
+            if reference is None:
                 continue
+            ref_field, sends = reference
             ref = rec.get(ref_field)
             if not isinstance(ref, str) or not ref:
                 continue  # the record type makes the field optional; nobody is named
             if not self.known(ref):
-                raise EnvelopeError("foreign_reference", f"records[{i}].{ref_field}: {ref!r} is no known device")
+                raise EnvelopeError("foreign_reference", f"records[{i}].{ref_field}: {ref!r:.70} is no known device")
+            if ref == device:
+                raise EnvelopeError("foreign_reference", f"records[{i}].{ref_field}: {device} names itself")
+            named = self.allowed(ref)
+            if named is not None and not named & sends:
+                raise EnvelopeError(
+                    "foreign_reference",
+                    f"records[{i}].{ref_field}: {ref} ({self.profile_for(ref)}) sends none of {sorted(sends)}",
+                )
             if market is None:
                 market = self.tags_for(device).get("market", "")
             if market and self.tags_for(ref).get("market") != market:

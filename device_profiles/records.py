@@ -191,7 +191,12 @@ RECORD_TYPES: dict[str, RecordType] = {
                 "sample_id": _f("str", "", max_len=32),
                 "sample_name": _f("str", "", max_len=64),
                 "sample_category": _f("str", "", tag=True, max_len=32),
-                "source_id": _f("str", "", max_len=64, doc="stall or base the sample came from"),
+                "source_id": _f(
+                    "str",
+                    "",
+                    max_len=64,
+                    doc="device id of the stall's scale or the base's gateway the sample came from",
+                ),
                 "delta_a0": _f("float", "abs", -5, 5, doc="control absorbance change over 3 min at 412 nm"),
                 "delta_at": _f("float", "abs", -5, 5, doc="sample absorbance change over 3 min at 412 nm"),
                 "inhibition_pct": _f("float", "%", -100, 200),

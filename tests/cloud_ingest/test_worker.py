@@ -506,6 +506,7 @@ def test_every_rejection_reason_through_the_broker(
             "fair-0001": {"key": KEY.hex(), "profile": "zj-fair-30", "tags": market},
             "scale-0300": {"key": KEY.hex(), "profile": "zj-pcs-30", "tags": {"market": "m2"}},
             "scale-0500": {"key": KEY.hex(), "profile": "zj-pcs-30", "tags": market},
+            "van-0001": {"key": KEY.hex(), "profile": "zj-rt-12", "tags": {"vehicle": "rt-van-01"}},
         }
     )
 
@@ -537,6 +538,25 @@ def test_every_rejection_reason_through_the_broker(
         "claimed_mg": 500_000,
         "net_mg": 480_000,
     }
+    van = "zhijian/v1/van-0001/data"
+    positive = {  # a positive pesticide result, about the stall whose scale is scale-0001
+        "type": "rapid_test",
+        "ts": 1_764_000_000_000,
+        "channel": 1,
+        "sample_id": "S-1",
+        "sample_name": "spinach",
+        "sample_category": "leafy",
+        "source_id": "scale-0001",
+        "delta_a0": 0.5,
+        "delta_at": 0.1,
+        "inhibition_pct": 80.0,
+        "result": "positive",
+        "retest": 0,
+        "reagent_lot": "L1",
+        "reagent_expiry": "2027-01-01",
+        "temperature_c": 25.0,
+        "operator": "x",
+    }
     signed_sale = payload()[: -len(',"tag":"') - 64 - 2]
     deep = b'{"v":1,"device":"scale-0001","x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     cases = [
@@ -555,6 +575,10 @@ def test_every_rejection_reason_through_the_broker(
         (ok, payload(records=[sale(net_mg="heavy")]), "bad_record"),
         (ok, payload(records=[{**reweigh, "stall_device": "scale-0001"}]), "record_not_allowed"),
         (fair, payload(device="fair-0001", records=[reweigh]), "foreign_reference"),
+        (fair, payload(device="fair-0001", records=[{**reweigh, "stall_device": "fair-0001"}]), "foreign_reference"),
+        (van, payload(device="van-0001", records=[{**positive, "source_id": "no-such-stall"}]), "foreign_reference"),
+        (van, payload(device="van-0001", records=[{**positive, "source_id": "evil\\"}]), "foreign_reference"),
+        (van, payload(device="van-0001", records=[{**positive, "source_id": "fair-0001"}]), "foreign_reference"),
         ("zhijian/v1/scale-0500/data", payload(device="scale-0500"), "unprocessable"),
         (ok, payload(seq=100), None),  # accepted: raises the highest seq to 100
         (ok, payload(seq=5), "replayed"),
@@ -562,6 +586,7 @@ def test_every_rejection_reason_through_the_broker(
         (ok, payload(seq=100, records=[sale(net_mg=27_500, amount_fen=338)]), "conflicting_replay"),
         (ok, payload(seq=100), None),  # the same content again: harmless
         (ok, payload(seq=101), None),  # the highest did not move with 2**52: the next seq is accepted
+        (van, payload(device="van-0001", records=[positive]), None),  # a sample from a known stall: accepted
     ]
     assert {reason for _, _, reason in cases if reason} == REJECT_REASONS
     pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -577,7 +602,7 @@ def test_every_rejection_reason_through_the_broker(
             time.sleep(0.05)  # in order, each in its own batch
         expected = dict(Counter(reason for _, _, reason in cases if reason)) | {"bad_reply": len(replies)}
         assert wait_until(lambda: dict(worker.pipeline.rejected) == expected, 30), dict(worker.pipeline.rejected)
-        assert wait_until(lambda: worker.pipeline.accepted_records == 3, 10)
+        assert wait_until(lambda: worker.pipeline.accepted_records == 4, 10)
         assert sorted(r["seq"] for r in influx.rows("SELECT seq, net_mg FROM sale")) == [100, 101]
         assert {r["net_mg"] for r in influx.rows("SELECT seq, net_mg FROM sale")} == {275_000}
         kept = [reason for _, reason, _ in worker.pipeline.dead_letters.rows()]
