@@ -31,12 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device_profiles.envelope import MAX_PAYLOAD_BYTES
 from device_profiles.topics import parse
 
 from .errors import IngestError
 
 log = logging.getLogger(__name__)
 
+#: (at_ms, topic, device, reason, detail, payload, size): a letter waiting to be written
+_Row = tuple[int, str, str, str, str, bytes, int]
+MAX_LETTER_BYTES = MAX_PAYLOAD_BYTES  # the largest payload the contract admits; beyond it only the start is kept
 NO_DEVICE = "(none)"  # letters whose topic names no device (a bad topic, the spool, derived points)
 _ROW_OVERHEAD = 64  # bytes per row besides topic, detail and payload, roughly what SQLite spends
 
@@ -60,10 +64,15 @@ class DeadLetters:
         self.total_quota_bytes = total_quota_bytes
         self.evicted: Counter[str] = Counter()  # per device
         self.kept_bytes: Counter[str] = Counter()  # per device
-        self._pending: list[tuple[int, str, str, str, str, bytes, int]] = []
+        self._pending: list[_Row] = []
+        self._freed_since_vacuum = 0
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # the file gives back what evictions free (takes effect on a new file), and the WAL is cut back to
+        # 16 MiB after each checkpoint: on disk the store stays near its quota, not near its largest batch
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")  # `zhijian ingest dead-letters` reads while we write
+        self._db.execute("PRAGMA journal_size_limit=16777216")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER,"
             " topic TEXT, reason TEXT, detail TEXT, payload BLOB)"
@@ -90,9 +99,13 @@ class DeadLetters:
         return sum(self.kept_bytes.values())
 
     def add(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
-        """Keep one refused payload (written at the next :meth:`flush`)."""
+        """Keep one refused payload (written at the next :meth:`flush`); beyond the contract's largest payload
+        only its first :data:`MAX_LETTER_BYTES` are kept, and the detail says so."""
         topic = _printable(topic)
         detail = _printable(detail[:500])
+        if len(payload) > MAX_LETTER_BYTES:
+            detail = f"{detail} (first {MAX_LETTER_BYTES} of {len(payload)} bytes kept)"
+            payload = payload[:MAX_LETTER_BYTES]
         size = len(topic) + len(detail) + len(payload) + _ROW_OVERHEAD
         with self._lock:
             self._pending.append((int(time.time() * 1000), topic, _device_of(topic), reason, detail, payload, size))
@@ -102,7 +115,7 @@ class DeadLetters:
         with self._lock:
             if not self._pending:
                 return
-            rows, self._pending = self._pending, []
+            rows, self._pending = self._trimmed(self._pending), []
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
@@ -123,6 +136,27 @@ class DeadLetters:
                 self._db.execute("ROLLBACK")
                 self._pending = rows + self._pending
                 raise
+            if self._freed_since_vacuum > 4 * 1024 * 1024:
+                self._db.execute("PRAGMA incremental_vacuum")
+                self._freed_since_vacuum = 0
+
+    def _trimmed(self, rows: list[_Row]) -> list[_Row]:
+        """``rows`` without those that could only be written to be evicted at once: per device, the newest
+        that fit its quota (at least one). A flood of large letters never passes through the disk."""
+        room: dict[str, int] = {}
+        kept: list[_Row] = []
+        for row in reversed(rows):
+            device, size = row[2], row[6]
+            left = room.setdefault(device, self.device_quota_bytes)
+            if size <= left or left == self.device_quota_bytes:
+                room[device] = left - size
+                kept.append(row)
+            else:
+                room[device] = 0
+                if not self.evicted[device]:
+                    log.warning("dead letters of %s exceed their quota; evicting its oldest (logged once)", device)
+                self.evicted[device] += 1
+        return kept[::-1]
 
     def _evict(self, device: str, excess: int) -> None:
         """Delete ``device``'s oldest letters until ``excess`` bytes are gone (at least one letter)."""
@@ -144,6 +178,7 @@ class DeadLetters:
             log.warning("dead letters of %s exceed their quota; evicting its oldest (logged once)", device)
         self.evicted[device] += len(ids)
         self.kept_bytes[device] -= freed
+        self._freed_since_vacuum += freed
         if self.kept_bytes[device] <= 0:
             del self.kept_bytes[device]
 
