@@ -12,6 +12,7 @@ validation errors (422) have FastAPI's list shape.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
@@ -226,9 +227,12 @@ def _methods_of(app: FastAPI, path: str) -> list[str]:
 
 
 def _encodable(value: Any) -> Any:
-    """``value`` with every string made encodable as UTF-8 (lone surrogates become "?")."""
+    """``value`` with every string made encodable as UTF-8 (lone surrogates become "?") and every number as
+    JSON (NaN and the infinities, which Python's parser accepts in a body, become their names as text)."""
     if isinstance(value, str):
         return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, list):
         return [_encodable(v) for v in value]
     if isinstance(value, dict):

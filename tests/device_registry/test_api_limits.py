@@ -115,6 +115,20 @@ def test_bytes_that_are_not_utf8_and_lone_surrogates_are_refused_in_the_document
     assert {"400", "413", "422"} <= set(documented)
 
 
+def test_nan_and_infinity_are_refused_in_the_documented_shape(client: TestClient) -> None:
+    """Python's JSON parser accepts NaN and ±Infinity; echoed back in the 422 they once made it a 500 (an
+    outside review found five such answers)."""
+    for path, text in (
+        ("/v1/tokens", '{"name": "x", "role": "viewer", "expires_days": NaN}'),
+        ("/v1/tokens", '{"name": "x", "role": "viewer", "expires_days": -Infinity}'),
+        ("/v1/districts", '{"id": "nn", "name": NaN}'),
+        ("/v1/markets", '{"id": Infinity, "name": "m", "district_id": "futian", "operator": "o"}'),
+    ):
+        r = client.post(path, content=text, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (path, text, r.status_code, r.text)
+        assert isinstance(r.json()["detail"], list)
+
+
 def test_a_405_names_every_method_of_the_path(client: TestClient) -> None:
     for path, methods in (("/v1/bases", {"GET", "POST"}), ("/v1/devices/scale-0001", {"GET", "PATCH"})):
         r = client.delete(path)
