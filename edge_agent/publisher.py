@@ -205,7 +205,10 @@ class Publisher:
             self._unreachable_since = None
         with self._flight_lock:
             self.in_flight.reconnected(time.monotonic())  # the broker may have lost what it held
-        client.subscribe([(self._topics["cmd"], 1), (self._topics["ack"], 1)])
+        topics = [(self._topics["cmd"], 1)]
+        if self.delivery == "cloud":  # with broker delivery the PUBACK decides; acknowledgements are not ours
+            topics.append((self._topics["ack"], 1))
+        client.subscribe(topics)
         client.publish(self._topics["status"], self.status_payload(), qos=1, retain=True)
         self.connected.set()
         self.wake.set()
