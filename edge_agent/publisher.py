@@ -41,7 +41,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device_profiles import EnvelopeError, encode
-from device_profiles.acks import decode_ack
+from device_profiles.acks import decode_ack, merge_ranges
 from device_profiles.loops import Loop
 from device_profiles.topics import topic
 
@@ -108,6 +108,7 @@ class Publisher:
         self.in_flight = InFlight(timeout_s=cloud_ack_timeout_s)
         self._flight_lock = threading.Lock()  # the network thread acknowledges, the publish loop sends
         self._puback: dict[int, ReasonCode] = {}
+        self._acks: list[tuple[int, int]] = []  # acknowledged by the cloud, not yet removed from the outbox
         self.published_records = 0
         self.acknowledged_records = 0
         self.refused_publishes = 0
@@ -234,11 +235,20 @@ class Publisher:
         except EnvelopeError as exc:
             log.warning("%s: unreadable acknowledgement (%s): %r", self.device_id, exc, payload[:80])
             return
+        with self._flight_lock:  # applied by the publish loop: the network thread never waits on the disk
+            self._acks.extend(ranges)
+        self.wake.set()
+
+    def _apply_acks(self) -> None:
+        """Remove what the cloud acknowledged since the last time, in one outbox commit."""
+        with self._flight_lock:
+            ranges, self._acks = merge_ranges(self._acks), []
+        if not ranges:
+            return
         removed = self.outbox.acknowledge(ranges)
         with self._flight_lock:
             self.in_flight.acknowledged(ranges, time.monotonic())
         self.acknowledged_records += removed
-        self.wake.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self._topics["ack"]:
@@ -340,6 +350,7 @@ class Publisher:
             if time.monotonic() >= next_status:
                 self.publish_status()
                 next_status = time.monotonic() + self.status_interval_s
+            self._apply_acks()  # also while disconnected: acknowledged records leave the outbox
             if not self.connected.wait(0.2):
                 continue
             batch = self._next_batch()
