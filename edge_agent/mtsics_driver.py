@@ -50,18 +50,22 @@ class UnreadableReply(DeviceError):
 
 
 def _answers(raw: bytes, command: str) -> bool:
-    """True if ``raw`` starts with ``command`` followed by white space: the scale answering it, badly."""
-    head = command.encode("ascii")
-    return raw.startswith(head) and raw[len(head) : len(head) + 1] in (b" ", b"\t")
+    """True if ``command`` stands near the start of ``raw``, followed by anything but a letter: the scale
+    answering it, badly (garbage before it, tabs or quotes after it)."""
+    at = raw.find(command.encode("ascii"), 0, 32)
+    end = at + len(command)
+    return at >= 0 and (end == len(raw) or not chr(raw[end]).isalnum())
 
 
-_TXN_RE = re.compile(rb"[ \t]+A[ \t]+([0-9]{1,18})[ \t\r\n]")
+_DIGITS_RE = re.compile(rb"[0-9]{1,18}")
 
 
 def _lenient_txn(raw: bytes, command: str) -> int | None:
-    """The transaction number of a reply ``<command> A <txn> …`` read leniently (any blanks), if any."""
-    found = _TXN_RE.match(raw, len(command))
-    return int(found.group(1)) if found else None
+    """The transaction number of a garbled reply ``<command> A <txn> …``: the first number after the
+    command within 64 bytes, whatever stands between (blanks, tabs, quotes); None if there is none."""
+    at = raw.find(command.encode("ascii"), 0, 32)
+    found = _DIGITS_RE.search(raw, at + len(command), at + len(command) + 64) if at >= 0 else None
+    return int(found.group()) if found else None
 
 
 class MtSicsScale:
@@ -191,8 +195,10 @@ class MtSicsScale:
         try:
             if line.status != "A":
                 raise ValueError(f"status {line.status!r}")
+            if "txn" in ext.reply and len(line.values) > ext.reply.index("txn"):  # even when the rest is wrong
+                token = line.values[ext.reply.index("txn")]
+                txn = int(token) if token.isdigit() and len(token) <= 18 else None
             values = mtsics.fields_of(line, ext.reply)
-            txn = int(values["txn"]) if values.get("txn", "").isdigit() else None
             record = {
                 "type": self.spec.transaction_record,
                 **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()},

@@ -28,7 +28,7 @@ from ..errors import FrameError
 
 T = TypeVar("T")
 Decode = Callable[[bytearray], tuple[T | None, int]]
-DUMP_BYTES = 256  # rejected bytes kept per rejection: enough to see what came, bounded for a flood
+DUMP_BYTES = 4096  # rejected bytes kept per rejection: a whole line as evidence, bounded for a flood
 
 
 @dataclass(frozen=True, slots=True)
