@@ -125,7 +125,7 @@ def test_a_bad_transaction_reply_is_a_bad_transaction_with_its_raw_line(scale, r
         b"XTR A 17 1764000000000 " + b"9" * 600 + b"\r\n",  # longer than any MT-SICS line
         b'XTR\tA\t17\t1764000000000\t"1001"\t275000\r\n',  # tabs for spaces
         b"XTR A 17 \x00\xff\xfe binary\r\n",
-        b'XTR A ' + b'"' * 41 + b' 17 1764000000000 "1001" 275000\r\n',  # unbalanced quotes before the number
+        b"XTR A " + b'"' * 41 + b' 17 1764000000000 "1001" 275000\r\n',  # unbalanced quotes before the number
         b"\xff\xfeXTR A 17 1764000000000\r\n",  # garbage before the reply
         b'XTR A 17 1764000000000 "1001" 3510000 \r\n',  # cut short: too few values
     ],
