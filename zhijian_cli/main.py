@@ -183,11 +183,12 @@ def ingest_run(
     except CliError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
+    done = threading.Event()
+    # before the worker starts: a SIGTERM the moment it is connected must stop it cleanly, not kill it
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     worker.start()
     metrics.start()
     console.print(f"ingest running; metrics on http://{settings.metrics_host}:{metrics.port}/metrics")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     with contextlib.suppress(KeyboardInterrupt):
         done.wait()
     metrics.close()
