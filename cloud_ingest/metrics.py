@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +21,14 @@ from device_profiles.loops import Loop
 from .worker import BatchTimer, IngestWorker
 
 
+def labelled(name: str, doc: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter family with one sample per key of ``counts``, in key order."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in sorted(counts.items()):
+        family.add_metric([key], n)
+    return family
+
+
 class IngestCollector:
     """Metrics of one worker."""
 
@@ -30,32 +38,20 @@ class IngestCollector:
     def collect(self) -> Iterator[Metric]:
         p, w = self.worker.pipeline, self.worker
         yield CounterMetricFamily("zhijian_ingest_messages_received", "MQTT messages received", value=p.received)
-        records = CounterMetricFamily("zhijian_ingest_records_accepted", "records stored or spooled", labels=["type"])
-        for rtype, n in sorted(p.records_by_type.items()):
-            records.add_metric([rtype], n)
-        yield records
-        rejected = CounterMetricFamily("zhijian_ingest_rejected", "payloads rejected, by reason", labels=["reason"])
-        for reason, n in sorted(p.rejected.items()):
-            rejected.add_metric([reason], n)
-        yield rejected
+        yield labelled("zhijian_ingest_records_accepted", "records stored or spooled", "type", p.records_by_type)
+        yield labelled("zhijian_ingest_rejected", "payloads rejected, by reason", "reason", p.rejected)
         yield CounterMetricFamily("zhijian_ingest_points_stored", "points written (or spooled)", value=p.stored_points)
         yield CounterMetricFamily("zhijian_ingest_points_spooled", "points sent to the spool", value=p.spooled_points)
         yield CounterMetricFamily(
             "zhijian_ingest_points_replayed", "points replayed from the spool", value=p.replayed_points
         )
-        flags = CounterMetricFamily("zhijian_ingest_flags", "anti-cheat flags, by rule", labels=["rule"])
-        for rule, n in sorted(p.flags_by_rule.items()):
-            flags.add_metric([rule], n)
-        yield flags
+        yield labelled("zhijian_ingest_flags", "anti-cheat flags, by rule", "rule", p.flags_by_rule)
         yield CounterMetricFamily(
             "zhijian_ingest_sequence_gaps",
             "records missing between devices' sequence numbers",
             value=p.sequences.total_gaps,
         )
-        alerts = CounterMetricFamily("zhijian_ingest_alerts", "alerts raised, by kind", labels=["kind"])
-        for kind, n in sorted(p.alerts_by_kind.items()):
-            alerts.add_metric([kind], n)
-        yield alerts
+        yield labelled("zhijian_ingest_alerts", "alerts raised, by kind", "kind", p.alerts_by_kind)
         yield GaugeMetricFamily("zhijian_ingest_spool_lines", "lines waiting in the spool", value=p.spool.lines)
         yield GaugeMetricFamily("zhijian_ingest_spool_bytes", "bytes in the spool", value=p.spool.bytes)
         yield GaugeMetricFamily(
@@ -69,26 +65,27 @@ class IngestCollector:
         yield GaugeMetricFamily(
             "zhijian_ingest_connected", "1 when connected to the broker", value=1.0 if w.connected.is_set() else 0.0
         )
-        errors = CounterMetricFamily(
-            "zhijian_ingest_thread_errors", "unexpected errors survived by background loops", labels=["thread"]
+        yield labelled(
+            "zhijian_ingest_thread_errors",
+            "unexpected errors survived by background loops",
+            "thread",
+            {loop.name: loop.error_count for loop in w.loops},
         )
-        for loop in w.loops:
-            errors.add_metric([loop.name], loop.error_count)
-        yield errors
-        surprises = CounterMetricFamily(
-            "zhijian_ingest_unprocessable", "errors of ours isolated to one message or batch, by kind", labels=["kind"]
+        yield labelled("zhijian_ingest_held", "messages of devices not known yet, held (not refused)", "device", p.held)
+        yield CounterMetricFamily(
+            "zhijian_ingest_device_acks", "end-to-end acknowledgements sent to devices", value=w.device_acks
         )
-        for kind, n in sorted(p.surprises.items()):
-            surprises.add_metric([kind], n)
-        yield surprises
+        yield labelled(
+            "zhijian_ingest_unprocessable",
+            "errors of ours isolated to one message or batch, by kind",
+            "kind",
+            p.surprises,
+        )
         dl = p.dead_letters
         yield GaugeMetricFamily("zhijian_ingest_dead_letter_bytes", "bytes kept as dead letters", value=dl.total_bytes)
-        evicted = CounterMetricFamily(
-            "zhijian_ingest_dead_letters_evicted", "dead letters evicted by the byte quotas", labels=["device"]
+        yield labelled(
+            "zhijian_ingest_dead_letters_evicted", "dead letters evicted by the byte quotas", "device", dl.evicted
         )
-        for device, n in sorted(dl.evicted.items()):
-            evicted.add_metric([device], n)
-        yield evicted
         yield GaugeMetricFamily(
             "zhijian_ingest_stalled",
             "1 while messages wait and the batcher makes no progress",
