@@ -259,3 +259,33 @@ EXAMPLE_SALE: dict[str, object] = {
     "calibration_events": 3,
     "configuration_events": 7,
 }
+
+#: A valid re-weigh at a fair scale of goods bought at ``scale-0002`` (a receipt of 500 g found 480 g).
+EXAMPLE_REWEIGH: dict[str, object] = {
+    "type": "reweigh",
+    "ts": 1_764_000_000_000,
+    "txn": 1,
+    "stall_device": "scale-0002",
+    "claimed_mg": 500_000,
+    "net_mg": 480_000,
+}
+
+#: A valid positive pesticide rapid test (80 % inhibition) of a sample from the stall of ``scale-0001``.
+EXAMPLE_RAPID_TEST: dict[str, object] = {
+    "type": "rapid_test",
+    "ts": 1_764_000_000_000,
+    "channel": 1,
+    "sample_id": "S-1",
+    "sample_name": "spinach",
+    "sample_category": "leafy",
+    "source_id": "scale-0001",
+    "delta_a0": 0.5,
+    "delta_at": 0.1,
+    "inhibition_pct": 80.0,
+    "result": "positive",
+    "retest": 0,
+    "reagent_lot": "L1",
+    "reagent_expiry": "2027-01-01",
+    "temperature_c": 25.0,
+    "operator": "x",
+}

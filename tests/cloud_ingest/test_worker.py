@@ -27,6 +27,7 @@ from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import builtin, encode
 from device_profiles.envelope import sign
+from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH
 from firmware_sim import Cheat, ScaleFirmware
 from tests.device_profiles.test_envelope import BOOT, sale
 from zhijian_cli.servers import InfluxServer, MosquittoServer
@@ -529,34 +530,9 @@ def test_every_rejection_reason_through_the_broker(
     ).start()
     ok = "zhijian/v1/scale-0001/data"
     fair = "zhijian/v1/fair-0001/data"
-    reweigh = {
-        "type": "reweigh",
-        "ts": 1_764_000_000_000,
-        "txn": 1,
-        "stall_device": "scale-0300",
-        "sale_txn": 1,
-        "claimed_mg": 500_000,
-        "net_mg": 480_000,
-    }
+    reweigh = {**EXAMPLE_REWEIGH, "stall_device": "scale-0300"}
     van = "zhijian/v1/van-0001/data"
-    positive = {  # a positive pesticide result, about the stall whose scale is scale-0001
-        "type": "rapid_test",
-        "ts": 1_764_000_000_000,
-        "channel": 1,
-        "sample_id": "S-1",
-        "sample_name": "spinach",
-        "sample_category": "leafy",
-        "source_id": "scale-0001",
-        "delta_a0": 0.5,
-        "delta_at": 0.1,
-        "inhibition_pct": 80.0,
-        "result": "positive",
-        "retest": 0,
-        "reagent_lot": "L1",
-        "reagent_expiry": "2027-01-01",
-        "temperature_c": 25.0,
-        "operator": "x",
-    }
+    positive = EXAMPLE_RAPID_TEST  # a positive pesticide result, about the stall whose scale is scale-0001
     signed_sale = payload()[: -len(',"tag":"') - 64 - 2]
     deep = b'{"v":1,"device":"scale-0001","x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     cases = [

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_profiles import REJECT_REASONS, EnvelopeError, IntegrityError, amount_fen, decode, encode, topics
+from device_profiles import (
+    REJECT_REASONS,
+    EnvelopeError,
+    IntegrityError,
+    amount_fen,
+    check_record,
+    decode,
+    encode,
+    topics,
+)
 from device_profiles.envelope import sign
 from device_profiles.records import EXAMPLE_SALE
 
@@ -205,3 +214,10 @@ def test_json_beyond_the_contract_is_refused_at_decode(text: bytes, reason: str 
         decode(text, topic_device="scale-0001", key_for=keys)
     assert info.value.reason == reason
     str(info.value).encode()  # the message itself is printable text, whatever the payload held
+
+
+def test_the_contracts_examples_are_valid_records() -> None:
+    from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH
+
+    for example in (EXAMPLE_SALE, EXAMPLE_REWEIGH, EXAMPLE_RAPID_TEST):
+        check_record(example)

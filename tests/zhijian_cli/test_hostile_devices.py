@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_ingest import InfluxClient
 from device_profiles.envelope import encode
-from device_profiles.records import EXAMPLE_SALE
+from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH, EXAMPLE_SALE
 from device_registry.credentials import derive_integrity_key
 from tests.device_profiles.test_envelope import resign_text
 from tests.device_registry.conftest import KEY_SECRET, seeded_registry_file
@@ -132,32 +132,8 @@ def poison(seq: int) -> list[tuple[str, bytes, str]]:
     """(sender, payload, expected reason): each signed by its sender."""
     head = f'{{"v":1,"device":"scale-0001","boot":"{BOOT}","seq":{seq},"sent_ms":1,"records":'
     sale_text = json.dumps(sale(seq), separators=(",", ":"))
-    reweigh = {
-        "type": "reweigh",
-        "ts": 1_764_000_000_000,
-        "txn": 1,
-        "stall_device": "scale-0002",
-        "claimed_mg": 500_000,
-        "net_mg": 300_000,
-    }
-    positive = {  # a forged positive pesticide result about a stall of the market
-        "type": "rapid_test",
-        "ts": 1_764_000_000_000,
-        "channel": 1,
-        "sample_id": "S-1",
-        "sample_name": "spinach",
-        "sample_category": "leafy",
-        "source_id": "A-017",
-        "delta_a0": 0.5,
-        "delta_at": 0.1,
-        "inhibition_pct": 80.0,
-        "result": "positive",
-        "retest": 0,
-        "reagent_lot": "L1",
-        "reagent_expiry": "2027-01-01",
-        "temperature_c": 25.0,
-        "operator": "x",
-    }
+    reweigh = {**EXAMPLE_REWEIGH, "net_mg": 300_000}
+    positive = {**EXAMPLE_RAPID_TEST, "source_id": "A-017"}  # a forged positive about a stall
     lone_surrogate = head + "[" + sale_text.replace('"1001"', '"\\ud800"') + "]}"
     return [
         ("scale-0001", signed_text("scale-0001", lone_surrogate), "bad_json"),
