@@ -93,10 +93,7 @@ class BeyondSchema:
         self.engine = engine
 
     def __call__(self, ctx: Any, case: Any) -> Any:
-        params = case.path_parameters or {}
-        for name, value in list(params.items()):
-            if value == "None" and name in _SEEDED:  # a stateful link that followed a null: not a real id
-                params[name] = _SEEDED[name]
+        _seeded_for_nulls(case)
         body = case.body
         if isinstance(body, dict):
             _licences(body)
@@ -119,6 +116,13 @@ class BeyondSchema:
 #: ids the seeded registry has, for path parameters a stateful link filled from a null (schemathesis writes
 #: the text "None", which no pattern admits, and then expects the call to be accepted)
 _SEEDED = {"market_id": "futian-no1", "code": "A-017", "stall_code": "A-017", "device_id": "scale-0001"}
+
+
+def _seeded_for_nulls(case: Any) -> None:
+    params = case.path_parameters or {}
+    for name, value in list(params.items()):
+        if value in ("None", None) and name in _SEEDED:  # a stateful link that followed a null: not a real id
+            params[name] = _SEEDED[name]
 
 
 def _licences(body: dict[str, Any]) -> None:
@@ -216,7 +220,8 @@ def run(
             (),
             {
                 "get": lambda _s, case, ctx: provider.get(case, ctx),
-                "set": lambda _s, case, data, ctx: provider.set(case, data, ctx),
+                # the last step before a call, also for stateful cases whose links were just filled in
+                "set": lambda _s, case, data, ctx: (_seeded_for_nulls(case), provider.set(case, data, ctx))[1],
             },
         )
     )
