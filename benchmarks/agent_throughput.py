@@ -4,13 +4,18 @@ it; the acknowledgements come from benchmarks/ack_responder.py in its own proces
 ingest) side by side with PUBACK-only delivery, in one run.
 
 Prints, as medians of --runs runs on this machine, for each delivery:
-- sustained: records/s from a producer that stores each record in the outbox (one fsync'd SQLite
-  transaction per record, as drivers do) while the publisher sends them, until the outbox is empty;
-- CPU per record: process CPU time (all threads) over that run divided by the records;
+- sustained: records/s from --producers threads (sources on a gateway, one reader thread each, as in
+  the agent) that each store their records one at a time with `Outbox.put` (durable when it returns:
+  SQLite WAL, synchronous=FULL; concurrent puts share a group commit), with the source's own record
+  number as the scales give it, waking the publisher after each, while the publisher sends them; from
+  the first put until the outbox is empty (every record acknowledged by the cloud, or PUBACKed);
+- the same with one producer (no one to share a commit with);
+- CPU per record: process CPU time (all threads) over the many-producer run divided by the records;
+- records per commit: how many puts the group commits gathered, on average (many producers);
 - drain: records/s the publisher empties a full outbox at after an outage (broker back).
-Goals (issue 3): ≥ 5 000 records/s sustained on one core, drain ≥ 10 000 records/s.
+Goals (issue 11): ≥ 5 000 records/s sustained, drain ≥ 10 000 records/s, with the cloud acknowledgement.
 
-    .venv/bin/python benchmarks/agent_throughput.py [--records 20000] [--runs 3]
+    .venv/bin/python benchmarks/agent_throughput.py [--records 20000] [--runs 3] [--producers 8]
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from machine import describe, median
@@ -52,28 +59,53 @@ def wait_empty(outbox: Outbox, timeout_s: float = 300) -> None:
         raise RuntimeError(f"outbox still holds {outbox.depth} records")
 
 
-def sustained(folder: Path, port: int, n: int, delivery: str) -> tuple[float, float]:
-    outbox = Outbox(folder / f"sustained-{delivery}.sqlite")
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    rate: float  # records/s
+    cpu_us: float  # process CPU per record
+    per_commit: float  # records per outbox commit
+
+
+def sustained(folder: Path, port: int, n: int, delivery: str, producers: int) -> Sustained:
+    outbox = Outbox(folder / f"sustained-{delivery}-{producers}.sqlite")
     pub = publisher(outbox, port, delivery)
     pub.start()
     assert pub.connected.wait(10)
+    go = threading.Barrier(producers + 1)
+    errors: list[BaseException] = []
+
+    def produce(k: int, count: int) -> None:  # one source's reader: put, (confirm to the device), wake
+        go.wait()
+        try:
+            for txn in range(1, count + 1):
+                outbox.put({**RECORD, "txn": txn}, source=f"scale-{k}", source_id=txn)
+                pub.wake.set()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    counts = [n // producers + (k < n % producers) for k in range(producers)]
+    threads = [threading.Thread(target=produce, args=(k, c), name=f"read-{k}") for k, c in enumerate(counts)]
+    for t in threads:
+        t.start()
+    go.wait()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    for i in range(n):
-        outbox.put({**RECORD, "txn": i})
-        if i % 64 == 0:
-            pub.wake.set()
-    pub.wake.set()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"a producer failed: {errors[0]!r}")
     wait_empty(outbox)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    commits = outbox.commits
     pub.stop()
     outbox.close()
-    return n / elapsed, cpu / n * 1e6
+    return Sustained(n / elapsed, cpu / n * 1e6, n / max(commits, 1))
 
 
 def drain(folder: Path, port: int, n: int, delivery: str) -> float:
     outbox = Outbox(folder / f"drain-{delivery}.sqlite")
-    for i in range(n):  # records that piled up during an outage
-        outbox.put({**RECORD, "txn": i})
+    for first in range(0, n, 1_000):  # records that piled up during an outage
+        outbox.put_many(({**RECORD, "txn": i}, None) for i in range(first, min(first + 1_000, n)))
     pub = publisher(outbox, port, delivery)
     t0 = time.perf_counter()
     pub.start()
@@ -88,11 +120,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--producers", type=int, default=8, help="source reader threads putting at once")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     deliveries = ("cloud", "broker")
-    rates: dict[str, list[float]] = {d: [] for d in deliveries}
-    cpus: dict[str, list[float]] = {d: [] for d in deliveries}
+    many: dict[str, list[Sustained]] = {d: [] for d in deliveries}
+    one: dict[str, list[Sustained]] = {d: [] for d in deliveries}
     drains: dict[str, list[float]] = {d: [] for d in deliveries}
     with tempfile.TemporaryDirectory() as tmp, MosquittoServer(Path(tmp) / "broker") as broker:
         acker = subprocess.Popen(
@@ -106,26 +139,46 @@ def main() -> None:
                 for delivery in deliveries:  # interleaved: both see the same machine
                     folder = Path(tmp) / f"run{run}"
                     folder.mkdir(exist_ok=True)
-                    rate, cpu_us = sustained(folder, broker.port, args.records, delivery)
-                    rates[delivery].append(rate)
-                    cpus[delivery].append(cpu_us)
+                    many[delivery].append(sustained(folder, broker.port, args.records, delivery, args.producers))
+                    one[delivery].append(sustained(folder, broker.port, args.records, delivery, 1))
                     drains[delivery].append(drain(folder, broker.port, args.records, delivery))
+                    m, o = many[delivery][-1], one[delivery][-1]
                     print(
-                        f"run {run + 1} {delivery:>6}: sustained {rate:,.0f} records/s, {cpu_us:.0f} µs CPU/record, "
-                        f"drain {drains[delivery][-1]:,.0f} records/s"
+                        f"run {run + 1} {delivery:>6}: sustained {m.rate:,.0f} records/s with {args.producers} "
+                        f"producers ({m.per_commit:.1f} records per commit, {m.cpu_us:.0f} µs CPU/record), "
+                        f"{o.rate:,.0f} with 1; drain {drains[delivery][-1]:,.0f} records/s",
+                        flush=True,
                     )
         finally:
             acker.terminate()
             acker.wait(10)
-    print(f"median of {args.runs} runs, {args.records:,} records each (outbox: SQLite WAL, synchronous=FULL):")
-    print("                                     cloud ack    PUBACK only   ratio")
-    for label, table, unit, goal in (
-        ("sustained with the durable outbox", rates, "records/s", "goal ≥ 5 000"),
-        ("CPU per record (all agent threads)", cpus, "µs", ""),
+    print(
+        f"median of {args.runs} runs, {args.records:,} records each "
+        "(outbox: SQLite WAL, synchronous=FULL, group commit):"
+    )
+    print("                                          cloud ack    PUBACK only   ratio")
+    rows: list[tuple[str, dict[str, list[float]], str, str]] = [
+        (
+            f"sustained, {args.producers} producers",
+            {d: [s.rate for s in many[d]] for d in deliveries},
+            "records/s",
+            "goal ≥ 5 000",
+        ),
+        ("sustained, 1 producer", {d: [s.rate for s in one[d]] for d in deliveries}, "records/s", ""),
+        (
+            f"records per commit, {args.producers} producers",
+            {d: [s.per_commit for s in many[d]] for d in deliveries},
+            "",
+            "",
+        ),
+        (f"CPU per record, {args.producers} producers", {d: [s.cpu_us for s in many[d]] for d in deliveries}, "µs", ""),
         ("drain after an outage", drains, "records/s", "goal ≥ 10 000"),
-    ):
+    ]
+    for label, table, unit, goal in rows:
         cloud, broker_only = median(table["cloud"]), median(table["broker"])
-        print(f"  {label:<34} {cloud:>10,.0f} {broker_only:>13,.0f}   {cloud / broker_only:5.2f}  {unit} {goal}")
+        digits = 1 if unit == "" else 0
+        figures = f"{cloud:>10,.{digits}f} {broker_only:>13,.{digits}f}   {cloud / broker_only:5.2f}"
+        print(f"  {label:<39} {figures}  {unit} {goal}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,15 @@ garbage cannot fill the disk or push out the records.
 Re-taking: a device record may be read twice if the agent dies between storing it and acknowledging it
 to the device. ``put(..., source_id=n)`` stores the device's own record number in the same transaction
 and ignores a number it already has, so each device record enters the outbox once.
+
+Group commit: the reader threads of an agent's sources put at the same time, and what a record costs is
+the fsync of its commit. Callers of :meth:`Outbox.put` and :meth:`Outbox.put_many` that arrive while a
+commit is in progress queue up; when it ends, the first of them leads one transaction for everything
+queued (each record still checked on its own, in arrival order: its ``source_id``, the quota) and one
+fsync, then hands every caller its own result. A caller returns only once the transaction holding its
+record is committed, so "on disk when ``put`` returns" holds as before; a caller alone commits at once,
+as before. If the transaction fails, every caller in it gets :class:`OutboxWriteError` and none of its
+records is stored.
 """
 
 from __future__ import annotations
@@ -25,11 +34,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OutboxFull
+from .errors import OutboxFull, OutboxWriteError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, at_ms INTEGER);
@@ -38,6 +48,21 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL
 );
 """
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    """One caller's records in a group commit, and what became of them."""
+
+    items: list[tuple[str, str, int | None]]  # (encoded record, source, source_id), in the caller's order
+    results: list[int | None] = field(default_factory=list)  # a seq, or None for a record stored before
+    full_at: int | None = None  # stored bytes when a record did not fit: it and the rest were not stored
+    error: BaseException | None = None  # the transaction failed: nothing of it is stored
+    done: bool = False
+
+
+def _encode(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class Outbox:
@@ -51,7 +76,11 @@ class Outbox:
         self.dead_letter_quota_bytes = dead_letter_quota_bytes
         self.refused = 0
         self.dead_letters_evicted = 0
-        self._lock = threading.Lock()
+        self.commits = 0  # transactions that stored records (one per group commit)
+        self._lock = threading.Lock()  # the connection
+        self._group = threading.Condition(threading.Lock())  # the queue of writes and who commits them
+        self._queue: list[_Write] = []
+        self._committing = False
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -77,32 +106,87 @@ class Outbox:
         return self._bytes
 
     def put(self, record: Mapping[str, Any], *, source: str = "", source_id: int | None = None) -> int | None:
-        """Store ``record``; its seq, or None if ``source_id`` of ``source`` was stored before."""
-        body = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        with self._lock:
-            if self._bytes + len(body) > self.quota_bytes:
-                self.refused += 1
-                raise OutboxFull(f"outbox at {self._bytes} of {self.quota_bytes} bytes")
-            self._db.execute("BEGIN IMMEDIATE")
+        """Store ``record`` durably; its seq, or None if ``source_id`` of ``source`` was stored before.
+
+        Raises :class:`OutboxFull` (and counts a refusal) if it does not fit, :class:`OutboxWriteError` if
+        the transaction failed."""
+        return self._write([(_encode(record), source, source_id)])[0]
+
+    def put_many(
+        self, records: Iterable[tuple[Mapping[str, Any], int | None]], *, source: str = ""
+    ) -> list[int | None]:
+        """Store ``(record, source_id)`` pairs of ``source`` in order, in one commit; their results as
+        :meth:`put` returns them. At a record that does not fit, that one and the rest are not stored:
+        :class:`OutboxFull` is raised with the results of those before it (stored) in ``stored``."""
+        return self._write([(_encode(record), source, source_id) for record, source_id in records])
+
+    def _write(self, items: list[tuple[str, str, int | None]]) -> list[int | None]:
+        """Queue ``items``; lead the next commit if none is in progress, else wait for the one that takes
+        them. Returns or raises only once they are committed (or their transaction failed)."""
+        write = _Write(items)
+        with self._group:
+            self._queue.append(write)
+            while self._committing and not write.done:
+                self._group.wait()
+            leader = not write.done
+            if leader:
+                self._committing = True
+                group, self._queue = self._queue, []
+        if leader:
             try:
-                if source_id is not None:
-                    key = f"last_id:{source}"
-                    row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-                    if row is not None and source_id <= row[0]:
-                        self._db.execute("ROLLBACK")
-                        return None
-                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, source_id))
-                cur = self._db.execute(
-                    "INSERT INTO records (body, at_ms) VALUES (?, ?)", (body, int(time.time() * 1000))
-                )
+                self._commit(group)
+            finally:
+                with self._group:
+                    self._committing = False
+                    for each in group:
+                        each.done = True
+                    self._group.notify_all()
+        if write.error is not None:
+            if leader and not isinstance(write.error, Exception):
+                raise write.error  # KeyboardInterrupt, SystemExit: this thread's own
+            raise OutboxWriteError(f"the outbox could not store the record: {write.error!r}") from write.error
+        if write.full_at is not None:
+            raise OutboxFull(f"outbox at {write.full_at} of {self.quota_bytes} bytes", stored=write.results)
+        return write.results
+
+    def _commit(self, group: list[_Write]) -> None:
+        """Store every write of ``group`` in one transaction; the outcome goes into each write."""
+        with self._lock:
+            stored, added, refused = self._bytes, 0, 0
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                at_ms = int(time.time() * 1000)
+                for write in group:
+                    for body, source, source_id in write.items:
+                        if stored + len(body) > self.quota_bytes:
+                            write.full_at = stored
+                            refused += 1
+                            break
+                        if source_id is not None:  # the transaction sees its own earlier rows
+                            key = f"last_id:{source}"
+                            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                            if row is not None and source_id <= row[0]:
+                                write.results.append(None)
+                                continue
+                            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, source_id))
+                        cur = self._db.execute("INSERT INTO records (body, at_ms) VALUES (?, ?)", (body, at_ms))
+                        write.results.append(cur.lastrowid)
+                        stored += len(body)
+                        added += 1
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._bytes += len(body)
-            self._depth += 1
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+            except BaseException as exc:
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the connection is broken; the error that broke it is the one to report
+                for write in group:
+                    write.results, write.full_at, write.error = [], None, exc
+                return
+            self._bytes = stored
+            self._depth += added
+            self.refused += refused
+            self.commits += 1
 
     def peek_batch(
         self, *, after: int = 0, through: int | None = None, max_records: int = 100, max_bytes: int = 128 * 1024
