@@ -6,6 +6,7 @@ import json
 import queue
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles import builtin
 from device_registry.local_ca import LocalCA
-from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource, MtSicsSource
+from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource, MtSicsSource, Outbox, Publisher
 from firmware_sim import PtyLineServer, ScaleFirmware
 from firmware_sim.modbus_sensor import ModbusSensorServer, SensorModel
 from zhijian_cli.servers import MosquittoServer, TlsListener, free_port
@@ -135,6 +136,7 @@ def test_tls_with_client_certificates(tmp_path: Path, scale_port: str) -> None:
         try:
             doc = watcher.next("zhijian/v1/scale-0101/data", timeout_s=15)
             assert doc["records"][0]["type"] == "scale_state"
+            assert no_delay(agents[0].publisher)  # on the TLS socket too
             time.sleep(2)
             assert not agents[1].publisher.connected.is_set() and agents[1].publisher.connects == 0
             assert agents[1].outbox.depth >= 1  # kept, waiting for a connection that the broker refuses
@@ -209,6 +211,32 @@ def test_username_and_password_from_the_bundle(tmp_path: Path, scale_port: str) 
         finally:
             for a in agents:
                 a.stop()
+
+
+def no_delay(publisher: Publisher) -> bool:
+    sock = publisher._client.socket()
+    assert isinstance(sock, socket.socket)
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def test_packets_go_out_at_once(mosquitto, tmp_path: Path) -> None:
+    """Nagle's algorithm off: with it, each PUBACK for a cloud acknowledgement held the next batch back
+    until the broker's delayed ACK (a drain 5 times slower than PUBACK-only delivery)."""
+    outbox = Outbox(tmp_path / "o.sqlite")
+    publisher = Publisher(
+        device_id="scale-0301",
+        key=secrets.token_bytes(32),
+        boot="0" * 32,
+        outbox=outbox,
+        broker=BrokerConfig(port=mosquitto.port),
+    )
+    publisher.start()
+    try:
+        assert publisher.connected.wait(10)
+        assert no_delay(publisher)
+    finally:
+        publisher.stop()
+        outbox.close()
 
 
 def test_reconnect_delays_are_jittered_and_capped() -> None:
