@@ -23,7 +23,9 @@ def record_tables() -> str:
         out += [f"### `{rt.name}`", "", rt.doc, ""]
         out += ["| field | type | unit | range | required | in InfluxDB | meaning |", "|---|---|---|---|---|---|---|"]
         for name, s in rt.fields.items():
-            if s.min is not None and s.max is not None:
+            if s.choices:
+                span = " or ".join(f"`{c}`" for c in s.choices)
+            elif s.min is not None and s.max is not None:
                 span = f"{_number(s.min)} … {_number(s.max)}"
             else:
                 span = f"≤ {s.max_len} chars" if s.kind == "str" else ""

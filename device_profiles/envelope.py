@@ -194,6 +194,8 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
             raise EnvelopeError("bad_record", f"{where}.{name} must be {spec.kind}, got {value!r:.40}")
         if spec.kind == "str" and not value.isprintable():  # fast for the usual text; then look closer
             _check_text(value, f"{where}.{name}")
+        if spec.choices and value not in spec.choices:
+            raise EnvelopeError("bad_record", f"{where}.{name} must be one of {', '.join(spec.choices)}")
         if spec.kind in ("int", "float") and (
             (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
         ):

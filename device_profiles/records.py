@@ -11,7 +11,15 @@ Units are fixed by the field name suffix so nobody has to guess:
 0.275 kg × 123.00 yuan/kg is ``amount_fen(275_000, 12_300) == 3383`` (33.83 yuan, rounded half up).
 
 Fields marked ``tag`` become InfluxDB tags (low cardinality, used for grouping); all others are fields.
-String tag values may not hold white space, commas, equals signs, quotes or backslashes.
+String tag values may not hold white space, commas, equals signs, quotes or backslashes. A string field with
+``choices`` takes only those values. Optional fields (``required=False``) may be left out: a record of an
+older device or agent that lacks them stays valid.
+
+A sale's weights follow the load cell (OIML R76): the load cell measures the **gross** load on the pan, goods
+and bag, tray or container together; the scale indicates gross G = (raw_counts − zero_counts) / coefficient,
+quantised to d, and registers net_mg = G − tare_mg. So ``net_mg + tare_mg`` is the gross indication that the
+counts measure, whether the tare was weighed on the pan (``tare_kind`` ``weighed``, T) or keyed or recalled
+from a PLU (``preset``, PT).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class FieldSpec:
     tag: bool = False
     max_len: int = 64
     doc: str = ""
+    choices: tuple[str, ...] = ()  # a string field limited to these values (empty: any string)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,8 @@ def _f(kind: FieldKind, unit: str = "", lo: float | None = None, hi: float | Non
 
 
 _COUNTS = 2**31 - 1  # load-cell ADC counts are at most 31 bits on the scales we know
+#: Values of a sale's ``tare_kind``: a weighed tare (T) or a preset tare (PT), OIML R76 terms.
+TARE_KINDS = ("weighed", "preset")
 
 RECORD_TYPES: dict[str, RecordType] = {
     rt.name: rt
@@ -77,9 +88,17 @@ RECORD_TYPES: dict[str, RecordType] = {
                     doc="net weight registered (bounded by 10 t, not by the scale's Max: a weight beyond Max + 9 e is"
                     " evidence of a rescaled scale, stored and flagged by the cloud)",
                 ),
-                "tare_mg": _f("int", "mg", 0, 10**8, doc="tare subtracted"),
+                "tare_mg": _f(
+                    "int", "mg", 0, 10**8, doc="tare subtracted: net_mg + tare_mg is the gross load the counts measure"
+                ),
                 "tare_gross_mg": _f(
-                    "int", "mg", -(10**8), 10**8, required=False, doc="gross weight on the pan when the tare was taken"
+                    "int",
+                    "mg",
+                    -(10**8),
+                    10**8,
+                    required=False,
+                    doc="gross indication when the tare was taken or keyed (a weighed tare: the container's"
+                    " gross; a preset tare keyed with the pan empty: about 0)",
                 ),
                 "unit_price_fen_per_kg": _f("int", "fen/kg", 0, 10**8, doc="unit price, per kilogram"),
                 "amount_fen": _f("int", "fen", -(10**10), 10**10, doc="price charged"),
@@ -89,6 +108,34 @@ RECORD_TYPES: dict[str, RecordType] = {
                 "zero_counts": _f("int", "counts", 0, _COUNTS, doc="ADC counts of the current zero"),
                 "calibration_events": _f("int", "", 0, MAX_SAFE_INT, doc="non-resettable calibration counter"),
                 "configuration_events": _f("int", "", 0, MAX_SAFE_INT, doc="non-resettable configuration counter"),
+                "tare_kind": _f(
+                    "str",
+                    "",
+                    required=False,
+                    tag=True,
+                    max_len=8,
+                    choices=TARE_KINDS,
+                    doc="how the tare was set: weighed = the empty container tared on the pan (T); preset = a"
+                    " keyed or PLU-recalled tare value (PT); absent when there is no tare",
+                ),
+                "empty_counts": _f(
+                    "int",
+                    "counts",
+                    0,
+                    _COUNTS,
+                    required=False,
+                    doc="load-cell ADC counts with the pan empty just before this sale's goods (and container)"
+                    " went on: zero_counts within ±0.25 e on an honest scale",
+                ),
+                "zero_set_events": _f(
+                    "int",
+                    "",
+                    0,
+                    MAX_SAFE_INT,
+                    required=False,
+                    doc="the scale's counter of zero-setting operations (ZERO key, host zero command, power-on"
+                    " zero); goes up by one at each, not sealed",
+                ),
             },
         ),
         RecordType(
@@ -101,7 +148,22 @@ RECORD_TYPES: dict[str, RecordType] = {
                 "sale_txn": _f("int", "", 0, MAX_SAFE_INT, required=False, doc="the sale's txn, if the receipt has it"),
                 "plu": _f("str", "", tag=True, max_len=16, required=False, doc="commodity code"),
                 "claimed_mg": _f("int", "mg", 0, 10**9, doc="net weight on the stall's receipt"),
-                "net_mg": _f("int", "mg", 0, 10**8, doc="net weight on the fair scale"),
+                "net_mg": _f(
+                    "int",
+                    "mg",
+                    0,
+                    10**8,
+                    doc="net weight on the fair scale: its gross reading of the goods as sold (in their bag or"
+                    " tray) less the receipt's tare (claimed_tare_mg) when the receipt has one",
+                ),
+                "claimed_tare_mg": _f(
+                    "int",
+                    "mg",
+                    0,
+                    10**8,
+                    required=False,
+                    doc="tare on the stall's receipt (0: none); claimed_mg + claimed_tare_mg is the stall's gross",
+                ),
             },
         ),
         RecordType(

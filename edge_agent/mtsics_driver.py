@@ -77,6 +77,10 @@ class MtSicsScale:
         self.profile = profile
         self.spec = profile.mtsics
         self.url = url
+        # fields a transaction reply may leave out (older firmware) or send as "" (not reported this time)
+        self._optional = frozenset(
+            n for n, f in RECORD_TYPES[self.spec.transaction_record].fields.items() if not f.required
+        )
         self._port: serial.Serial | None = None
         # a few lines' worth: replies are short, and stale ones are dropped at each request anyway
         self._frames: FrameBuffer[mtsics.Line] = FrameBuffer(mtsics.decode, max_bytes=4 * mtsics.MAX_LINE)
@@ -198,7 +202,7 @@ class MtSicsScale:
             if "txn" in ext.reply and len(line.values) > ext.reply.index("txn"):  # even when the rest is wrong
                 token = line.values[ext.reply.index("txn")]
                 txn = int(token) if token.isdigit() and len(token) <= 18 else None
-            values = mtsics.fields_of(line, ext.reply)
+            values = mtsics.fields_of(line, ext.reply, self._optional)
             record = {
                 "type": self.spec.transaction_record,
                 **{n: mtsics.convert(v, _KINDS[n]) for n, v in values.items()},

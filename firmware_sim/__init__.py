@@ -2,6 +2,7 @@
 
 from .market import COMMODITIES, Market, Stall
 from .pty_link import PtyLineServer, PtyPort, TcpLineServer
+from .purchases import Purchase, draw_purchase
 from .scale import CHEAT_KINDS, Cheat, ScaleFirmware
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "Market",
     "PtyLineServer",
     "PtyPort",
+    "Purchase",
     "ScaleFirmware",
     "Stall",
     "TcpLineServer",
+    "draw_purchase",
 ]

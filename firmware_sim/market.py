@@ -1,8 +1,10 @@
 """A simulated wet market: scales at stalls, some cheating, and customers buying at a steady rate.
 
 Deterministic for a seed. Each scale is a :class:`ScaleFirmware` served on its own pseudo-terminal;
-:meth:`Market.tick` makes one sale at a random stall. Commodities and price ranges are those of a
-Chinese wet market (fen per kilogram).
+:meth:`Market.tick` makes one sale at a random stall. What customers buy, and in which bag or tray with
+which tare, is :mod:`firmware_sim.purchases`; now and then a vendor presses ZERO. Some customers re-weigh
+at the market's fair scale (a finer one, ``zj-fair-15``), which reads the goods as sold, in their
+container, and subtracts the receipt's tare.
 """
 
 from __future__ import annotations
@@ -16,20 +18,11 @@ from typing import Any
 from device_profiles import Profile, builtin
 
 from .pty_link import PtyLineServer
+from .purchases import COMMODITIES, Purchase, commodity_medians, draw_purchase
 from .scale import CHEAT_KEYS, CHEAT_KINDS, Cheat, ScaleFirmware
 
-# (PLU, name, lowest and highest unit price in fen/kg, typical mass range in g)
-COMMODITIES: tuple[tuple[str, str, int, int, int, int], ...] = (
-    ("1001", "pork belly 五花肉", 2_600, 3_600, 300, 1_500),
-    ("1002", "beef 牛肉", 6_800, 9_000, 250, 1_200),
-    ("2001", "grass carp 草鱼", 1_600, 2_400, 800, 2_500),
-    ("2002", "shrimp 基围虾", 6_000, 12_000, 200, 800),
-    ("3001", "tomato 番茄", 500, 1_000, 300, 1_500),
-    ("3002", "cabbage 白菜", 200, 500, 800, 3_000),
-    ("3003", "garlic 大蒜", 1_000, 1_800, 100, 500),
-    ("4001", "apple 苹果", 800, 1_600, 500, 2_500),
-    ("5001", "tofu 豆腐", 400, 800, 200, 1_000),
-)
+__all__ = ["COMMODITIES", "Market", "Stall"]
+ZERO_PRESS_RATE = 0.02  # share of customers before whom the vendor presses ZERO
 
 
 @dataclass
@@ -46,14 +39,16 @@ class Stall:
 
 @dataclass
 class Market:
-    """A market of ``n_scales`` stalls; ``cheaters`` of them cheat, one method after another."""
+    """A market of ``n_scales`` stalls; ``cheaters`` of them cheat, one method after another
+    (:data:`CHEAT_KINDS` in order: the eighth, ``preset_base``, needs eight cheaters)."""
 
     profile: Profile
     n_scales: int = 20
-    cheaters: int = 7
+    cheaters: int = 8
     seed: int = 2026
     prefix: str = "scale"
     reweigh_rate: float = 0.08  # share of customers who re-weigh their purchase at the fair scale
+    fair_profile: str = "zj-fair-15"
     stalls: list[Stall] = field(default_factory=list)
     rng: random.Random = field(init=False)
     fair: Stall = field(init=False)
@@ -74,6 +69,7 @@ class Market:
                 zero_counts=self.rng.randint(100_000, 140_000),
                 calibration_events=self.rng.randint(1, 5),
                 configuration_events=self.rng.randint(3, 12),
+                zero_set_events=self.rng.randint(50, 2_000),
                 cheat=cheat,
             )
             lock = threading.Lock()
@@ -82,7 +78,7 @@ class Market:
                 firmware.press(CHEAT_KEYS)  # the vendor switches the chip on after the morning power-up
             server = PtyLineServer(firmware.respond, lock=lock, name=device_id)
             self.stalls.append(Stall(device_id, firmware, server, lock, cheat))
-        fair = ScaleFirmware(builtin("zj-fair-30"), seed=self.seed + 1)
+        fair = ScaleFirmware(builtin(self.fair_profile), seed=self.seed + 1)
         fair_lock = threading.Lock()
         self.fair = Stall("fair-0001", fair, PtyLineServer(fair.respond, lock=fair_lock, name="fair"), fair_lock, None)
 
@@ -114,27 +110,29 @@ class Market:
     @staticmethod
     def commodity_medians() -> dict[str, int]:
         """The market's published middle price per commodity (fen/kg)."""
-        return {plu: (lo + hi) // 2 for plu, _name, lo, hi, _g_lo, _g_hi in COMMODITIES}
+        return commodity_medians()
 
     def tick(self, ts_ms: int | None = None) -> Stall:
         """One customer buys something at a random stall."""
         stall = self.rng.choice(self.stalls)
-        plu, _name, lo, hi, g_lo, g_hi = self.rng.choice(COMMODITIES)
-        price = self.rng.randint(lo // 10, hi // 10) * 10
-        mass_mg = self.rng.randint(g_lo, g_hi) * 1000
+        purchase = draw_purchase(self.rng)
         now = ts_ms if ts_ms is not None else int(time.time() * 1000)
+        press_zero = self.rng.random() < ZERO_PRESS_RATE
         with stall.lock:
-            sale = stall.firmware.sell(ts_ms=now, plu=plu, true_net_mg=mass_mg, unit_price_fen_per_kg=price)
+            if press_zero:
+                stall.firmware.zero()
+            sale = purchase.sell_on(stall.firmware, ts_ms=now)
         stall.sales += 1
         if self.rng.random() < self.reweigh_rate:
-            self.reweigh(stall, sale, mass_mg, ts_ms=now + 60_000)
+            self.reweigh(stall, sale, purchase, ts_ms=now + 60_000)
         return stall
 
-    def reweigh(self, stall: Stall, sale: dict[str, Any], true_mg: int, *, ts_ms: int) -> None:
-        """The customer takes the goods to the fair scale and scans the receipt."""
+    def reweigh(self, stall: Stall, sale: dict[str, Any], purchase: Purchase, *, ts_ms: int) -> None:
+        """The customer takes the goods, in their bag or tray, to the fair scale and scans the receipt: the
+        fair scale reads the gross and subtracts the receipt's tare."""
         fw = self.fair.firmware
         with self.fair.lock:
-            found_mg, _ = fw.reading(true_mg)
+            gross_mg, _ = fw.reading(purchase.true_net_mg + purchase.container_mg)
             fw.pending.append(
                 {
                     "txn": fw.next_txn,
@@ -143,7 +141,8 @@ class Market:
                     "sale_txn": sale["txn"],
                     "plu": sale["plu"],
                     "claimed_mg": sale["net_mg"],
-                    "net_mg": found_mg,
+                    "net_mg": max(0, gross_mg - sale["tare_mg"]),
+                    "claimed_tare_mg": sale["tare_mg"],
                 }
             )
             fw.next_txn += 1

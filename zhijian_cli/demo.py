@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class DemoOptions:
     duration_s: float = 60.0
     scales: int = 20
-    cheaters: int = 7
+    cheaters: int = 8  # one of each method in firmware_sim.CHEAT_KINDS
     sales_per_s: float = 20.0
     data_dir: Path = Path(".zhijian-demo")
     mqtt_host: str | None = None

@@ -112,7 +112,7 @@ def provision_demo(data_dir: Path, market: Market, *, broker_host: str, broker_p
             reg.register(_scale(stall.device_id, "zj-pcs-30", code))
             facts = market.verification_facts(stall)
             reg.verify(stall.device_id, _verification(facts))
-        reg.register(_scale(market.fair.device_id, "zj-fair-30", "FAIR"))
+        reg.register(_scale(market.fair.device_id, market.fair.firmware.profile.id, "FAIR"))
         reg.register(DeviceIn(id=BASE_ID, profile="soil-rs485", serial_no="GW-0001", base_id="gm-veg-01"))
         reg.register(DeviceIn(id=VEHICLE_ID, profile="zj-rt-12", serial_no="RT-0001", vehicle_id="rt-van-01"))
         for device in [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]:

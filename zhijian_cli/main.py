@@ -60,7 +60,7 @@ def _stop_like_ctrl_c(_signum: int, _frame: object) -> None:
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds to run the market before stopping.")] = 60.0,
     scales: Annotated[int, typer.Option(min=1, max=500, help="Number of simulated scales.")] = 20,
-    cheaters: Annotated[int, typer.Option(min=0, help="How many of them cheat (one method after another).")] = 7,
+    cheaters: Annotated[int, typer.Option(min=0, help="How many of them cheat (one method after another).")] = 8,
     rate: Annotated[float, typer.Option(min=0.1, help="Sales per second across the market.")] = 20.0,
     data_dir: Annotated[Path, typer.Option(help="Where servers and agents keep state; wiped at start.")] = Path(
         ".zhijian-demo"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ..errors import FrameError
@@ -189,8 +189,13 @@ def render(value: int | float | str | bool, kind: FieldKind) -> str | Quoted:
     return str(value)
 
 
-def fields_of(line: Line, names: Sequence[str]) -> dict[str, str]:
-    """Map a response's values onto the reply field ``names`` of a profile extension. Raises ValueError."""
-    if len(line.values) != len(names):
-        raise ValueError(f"{line.command} reply has {len(line.values)} values, profile names {len(names)}")
-    return dict(zip(names, line.values, strict=True))
+def fields_of(line: Line, names: Sequence[str], optional: Collection[str] = ()) -> dict[str, str]:
+    """Map a response's values onto the reply field ``names`` of a profile extension. Raises ValueError.
+
+    Fields named in ``optional`` may be left out: at the end of the reply (a device older than its profile
+    sends fewer values; the profile adds fields only at the end), or anywhere as an empty quoted token
+    ``""`` (not reported this time). Both are absent from the result. Every other field must be there."""
+    values = line.values
+    if len(values) > len(names) or (len(values) < len(names) and any(n not in optional for n in names[len(values) :])):
+        raise ValueError(f"{line.command} reply has {len(values)} values, profile names {len(names)}")
+    return {n: v for n, v in zip(names, values, strict=False) if v or n not in optional}
