@@ -10,6 +10,7 @@ scored in one batch or split into many gives identical findings. :meth:`Engine.s
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .columns import CHECK, NO_VALUE, REWEIGH, SALE, Transactions
+from .columns import CHECK, NO_VALUE, REWEIGH, SALE, STATE, WEIGHED, Transactions
 from .facts import ScaleFacts
 from .mpe import mpe_mg
+from .prices import PriceBook, bin_price
 from .rules import RULE_INDEX, RULES
 from .state import EngineState, Groups, cusum
 from .thresholds import DEFAULT, Thresholds
@@ -86,18 +88,22 @@ class Findings:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, judged: I64) -> None:
         self.parts: list[tuple[npt.NDArray[np.intp], int, F64, F64]] = []
+        self.judged = judged
 
     def add(
         self,
         rule: str,
+        has: npt.NDArray[np.bool_],
         hit: npt.NDArray[np.bool_],
         value: npt.NDArray[Any],
         limit: npt.NDArray[Any] | float,
         rows: npt.NDArray[np.intp] | None = None,
     ) -> None:
-        idx = np.flatnonzero(hit)
+        """Flag the rows where ``has`` (the rule's columns and facts are there) and ``hit``."""
+        self.judged[RULE_INDEX[rule]] += int(np.count_nonzero(has))
+        idx = np.flatnonzero(has & hit)
         if len(idx) == 0:
             return
         lim = np.broadcast_to(np.asarray(limit, dtype=np.float64), hit.shape)[idx]
@@ -125,6 +131,60 @@ def round_half_up_price(net_mg: I64, price: I64) -> I64:
     return result
 
 
+def _has(column: I64) -> npt.NDArray[np.bool_]:
+    result: npt.NDArray[np.bool_] = column != NO_VALUE
+    return result
+
+
+def _or0(column: I64) -> I64:
+    result: I64 = np.where(column != NO_VALUE, column, 0)
+    return result
+
+
+def _mpe_around(indicated: I64, e: I64, cls: I64) -> F64:
+    """The in-service MPE for a true load the indication may stand for: the MPE is judged at the true
+    load, which lies within the indication ± MPE (at most 3 e), so near a band edge the larger band counts."""
+    return mpe_mg(np.abs(indicated) + 3 * e, e, cls)
+
+
+@dataclass
+class _InForce:
+    """The facts of the verification in force for each row, gathered once per batch."""
+
+    version: npt.NDArray[np.intp]
+    known: npt.NDArray[np.bool_]
+    e: I64
+    d: I64
+    cls: I64
+    max_mg: I64
+    coef: F64
+    has_zero: npt.NDArray[np.bool_]
+    zero: I64
+    calibrations: I64
+    configurations: I64
+    due_ms: I64
+    software: I64
+
+    @classmethod
+    def of(cls, facts: ScaleFacts, version: npt.NDArray[np.intp]) -> _InForce:
+        t = facts.take
+        return cls(
+            version,
+            t("known", version),
+            t("e_mg", version),
+            t("d_mg", version),
+            t("class_code", version),
+            t("max_mg", version),
+            t("coefficient", version),
+            t("has_zero", version),
+            t("zero_counts", version),
+            t("calibration_events", version),
+            t("configuration_events", version),
+            t("verification_due_ms", version),
+            t("approved_code", version),
+        )
+
+
 class Engine:
     """Scores batches against the registry's facts; keeps per-scale state between batches."""
 
@@ -139,156 +199,305 @@ class Engine:
         self.facts = facts
         self.t = thresholds
         self.state = state or EngineState()
+        self.prices = PriceBook()
         self.stateful = stateful  # False: only the per-row rules (for measuring them alone)
+        #: rows each rule has looked at (had its columns and facts), since the engine started
+        self.judged: I64 = np.zeros(len(RULES), dtype=np.int64)
 
     def save(self) -> bytes:
-        return self.state.to_bytes(self.facts.devices)
+        """The per-scale state and the learned prices, for :meth:`restore`."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            state=np.frombuffer(self.state.to_bytes(self.facts.devices), dtype=np.uint8),
+            prices=np.frombuffer(self.prices.to_bytes(self.facts), dtype=np.uint8),
+        )
+        return buf.getvalue()
 
     def restore(self, data: bytes) -> None:
-        self.state = EngineState.from_bytes(data, self.facts.index_of)
+        """Take over a :meth:`save` (also one of an engine older than learned prices)."""
+        with np.load(io.BytesIO(data)) as saved:
+            files = set(saved.files)
+            parts = {name: saved[name].tobytes() for name in ("state", "prices") if name in files}
+        if "state" not in parts:  # an EngineState save on its own
+            self.state = EngineState.from_bytes(data, self.facts.index_of)
+            return
+        self.state = EngineState.from_bytes(parts["state"], self.facts.index_of)
+        self.prices = PriceBook.from_bytes(parts["prices"], self.facts)
+
+    def rules_run(self) -> dict[str, int]:
+        """Rows judged per rule since the engine started (0: the input never had the rule's columns)."""
+        return {rule.id: int(n) for rule, n in zip(RULES, self.judged, strict=True)}
 
     def score(self, b: Transactions) -> Findings:
         """Findings for batch ``b``; updates the per-scale state."""
         self.state.ensure(len(self.facts))
-        out = _Collector()
+        out = _Collector(self.judged)
         if len(b):
-            self._stateless(b, out)
+            f = _InForce.of(self.facts, self.facts.in_force(b.scale, b.ts))
+            self._per_row(b, f, out)
+            self._price_scaling(b, f, out)
             if self.stateful:
-                self._reweigh_cusum(b, out)
-                self._coefficient_cusum(b, out)
-                self._last_digit(b, out)
+                self._start_histories(b, f)
+                self._reweigh_cusum(b, f, out)
+                self._coefficient_cusum(b, f, out)
+                self._last_digit(b, f, out)
+                self._zero_jump(b, f, out)
         findings = out.findings()
         self._status(b, findings)
         return findings
 
+    # -- physics shared by several rules -------------------------------------------------------------
+    def _counts_tolerance(self, b: Transactions, f: _InForce) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """(indicated gross − the gross the counts measure, its tolerance, rows that have both) in mg.
+
+        The load cell measures everything on the load receptor, goods and container: the indicated gross
+        is net + tare, whatever the tare's kind. The tolerance is the in-service MPE at that gross, half a d
+        of rounding, and the counts' own noise."""
+        has = (b.kind == SALE) & f.known & _has(b.raw_counts) & _has(b.zero_counts) & _has(b.net_mg)
+        gross = _or0(b.net_mg) + _or0(b.tare_mg)
+        implied = (_or0(b.raw_counts) - _or0(b.zero_counts)) / f.coef * 1_000_000
+        noise = self.t.counts_noise / f.coef * 1_000_000
+        tol = mpe_mg(gross, f.e, f.cls) + f.d / 2 + noise
+        return gross - implied, tol, has
+
     # -- one row at a time, vectorised ---------------------------------------------------------------
-    def _stateless(self, b: Transactions, out: _Collector) -> None:
-        f, t = self.facts, self.t
-        known = f.take("known", b.scale).astype(np.bool_)
-        e = f.take("e_mg", b.scale).astype(np.int64)
-        d = f.take("d_mg", b.scale).astype(np.int64)
-        cls = f.take("class_code", b.scale).astype(np.int64)
-        max_mg = f.take("max_mg", b.scale).astype(np.int64)
-        coef = f.take("coefficient", b.scale).astype(np.float64)
-        sale, known_sale = b.kind == SALE, (b.kind == SALE) & known
+    def _per_row(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        t = self.t
+        sale = b.kind == SALE
+        known_sale = sale & f.known
+        net, tare = _or0(b.net_mg), _or0(b.tare_mg)
+        gross = net + tare
 
-        diff = b.amount_fen - round_half_up_price(b.net_mg, b.unit_price)
-        out.add("price_math", sale & (diff != 0), diff, 0.0)
+        has = sale & _has(b.amount_fen) & _has(b.unit_price) & _has(b.net_mg)
+        diff = _or0(b.amount_fen) - round_half_up_price(net, _or0(b.unit_price))
+        out.add("price_math", has, diff != 0, diff, 0.0)
 
-        implied = (b.raw_counts - b.zero_counts) / coef * 1_000_000
-        err = b.net_mg - implied
-        half_d = d / 2
-        tol = mpe_mg(b.net_mg, e, cls) + half_d
-        out.add("coefficient", known_sale & (np.abs(err) > tol), err, tol)
+        err, tol, has = self._counts_tolerance(b, f)
+        out.add("coefficient", has, np.abs(err) > tol, err, tol)
 
-        events = np.abs(b.calibration_events - f.take("calibration_events", b.scale).astype(np.int64)) + np.abs(
-            b.configuration_events - f.take("configuration_events", b.scale).astype(np.int64)
+        has = ((b.kind == SALE) | (b.kind == STATE)) & f.known
+        has &= _has(b.calibration_events) & _has(b.configuration_events)
+        events = np.abs(_or0(b.calibration_events) - f.calibrations) + np.abs(
+            _or0(b.configuration_events) - f.configurations
         )
-        out.add("counters", known_sale & (events > 0), events, 0.0)
+        out.add("counters", has, events > 0, events, 0.0)
 
-        unstable = ~b.stable | (b.stable_ms < t.stability_window_ms)
-        out.add("stability", sale & unstable, np.where(b.stable, b.stable_ms, 0), float(t.stability_window_ms))
+        has = sale & (_has(b.stable) | _has(b.stable_ms))
+        unstable = (b.stable == 0) | (_has(b.stable_ms) & (b.stable_ms < t.stability_window_ms))
+        shown = np.where((b.stable == 0) | ~_has(b.stable_ms), 0, b.stable_ms)
+        out.add("stability", has, unstable, shown, float(t.stability_window_ms))
 
-        has_zero = f.take("has_zero", b.scale).astype(np.bool_)
-        offset = np.abs(b.zero_counts - f.take("zero_counts", b.scale).astype(np.int64)) / coef * 1_000_000
-        zero_limit = t.zero_range_of_max * max_mg
-        out.add("zero_offset", known_sale & has_zero & (offset > zero_limit), offset, zero_limit)
+        zero = _or0(b.zero_counts)
+        has = known_sale & f.has_zero & _has(b.zero_counts)
+        offset = np.abs(zero - f.zero) / f.coef * 1_000_000
+        zero_limit = t.zero_range_of_max * f.max_mg
+        out.add("zero_offset", has, offset > zero_limit, offset, zero_limit)
 
-        gross = b.tare_gross_mg
-        empty_pan = (gross != NO_VALUE) & (np.abs(gross) * 4 <= e)  # zero is held within ±0.25 e
-        out.add("tare_at_zero_gross", known_sale & (b.tare_mg > 0) & empty_pan, b.tare_mg, 0.0)
+        has = known_sale & _has(b.empty_counts) & _has(b.zero_counts)
+        empty = (_or0(b.empty_counts) - zero) / f.coef * 1_000_000
+        empty_limit = t.zero_empty_band_e * f.e + t.counts_noise / f.coef * 1_000_000
+        out.add("zero_empty", has, np.abs(empty) > empty_limit, empty, empty_limit)
 
-        tare_limit = t.tare_max_of_max * max_mg
-        out.add("tare_implausible", known_sale & (b.tare_mg > tare_limit), b.tare_mg, tare_limit)
+        has = known_sale & (b.tare_kind == WEIGHED) & _has(b.tare_gross_mg) & (tare > 0)
+        empty_pan = np.abs(_or0(b.tare_gross_mg)) * 4 <= f.e  # zero is held within ±0.25 e
+        out.add("tare_at_zero_gross", has, empty_pan, tare, 0.0)
 
-        over = max_mg + 9 * e
-        out.add("over_max", known_sale & (b.net_mg > over), b.net_mg, over)
+        has = known_sale & _has(b.tare_mg)
+        tare_limit = t.tare_max_of_max * f.max_mg
+        out.add("tare_implausible", has, tare > tare_limit, tare, tare_limit)
 
-        median = self.facts.median_by_code[b.plu].astype(np.float64)
-        ratio = np.divide(b.unit_price, median, out=np.ones(len(b)), where=median > 0)
-        log_ratio = np.log10(np.maximum(ratio, 1e-9))
-        scaled = np.zeros(len(b), dtype=np.bool_)
-        for decade in (-1.0, -2.0):  # keyed ×0.1 or ×0.01
-            scaled |= np.abs(log_ratio - decade) <= t.price_scaling_log_tolerance
-        out.add("price_scaling", sale & (median > 0) & scaled, ratio, 0.0)
+        has = known_sale & _has(b.net_mg)
+        over = f.max_mg + 9 * f.e
+        out.add("over_max", has, gross > over, gross, over)
 
-        overdue = b.ts - f.take("verification_due_ms", b.scale).astype(np.int64) - t.verification_grace_ms
-        out.add("verification_overdue", known_sale & (overdue > 0), overdue / DAY_MS, 0.0)
+        overdue = b.ts - f.due_ms - t.verification_grace_ms
+        out.add("verification_overdue", known_sale, overdue > 0, overdue / DAY_MS, 0.0)
 
-        rows = np.flatnonzero(b.kind != SALE)  # re-weighs and check weighings: a few per cent of the rows
+        has = f.known & _has(b.software) & (b.software > 0) & (f.software > 0)
+        out.add("software_id", has, b.software != f.software, np.full(len(b), math.nan), math.nan)
+
+        has = (b.kind == STATE) & _has(b.reported_e_mg) & _has(b.reported_d_mg)
+        out.add("e_not_d", has, b.reported_e_mg != b.reported_d_mg, b.reported_e_mg, b.reported_d_mg)
+
+        self._reweigh_and_check(b, f, out)
+
+    def _reweigh_tolerance(self, b: Transactions, f: _InForce, rows: npt.NDArray[np.intp]) -> F64:
+        """Receipt − fair reading that two honest scales can produce: the stall's in-service MPE at the
+        gross it weighed (receipt net + tare), the fair scale's own in-service MPE at its reading (its own
+        class, e and d; the stall's when the fair scale has no facts), and both rounding intervals."""
+        stall_gross = _or0(b.net_mg[rows]) + _or0(b.tare_mg[rows])
+        stall = _mpe_around(stall_gross, f.e[rows], f.cls[rows]) + f.d[rows] / 2
+        fair_version = self.facts.in_force(b.source[rows], b.ts[rows])
+        own = self.facts.take("known", fair_version) & (b.source[rows] != b.scale[rows])
+        fe = np.where(own, self.facts.take("e_mg", fair_version), f.e[rows])
+        fd = np.where(own, self.facts.take("d_mg", fair_version), f.d[rows])
+        fcls = np.where(own, self.facts.take("class_code", fair_version), f.cls[rows])
+        fair = _mpe_around(b.reference_mg[rows], fe, fcls) + fd / 2
+        result: F64 = stall + fair
+        return result
+
+    def _reweigh_and_check(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
+        rows = np.flatnonzero((b.kind == REWEIGH) & usable & (b.reference_mg > 0))
         if len(rows):
-            k, e_r, cls_r, d_r = b.kind[rows], e[rows], cls[rows], half_d[rows]
-            ref, error = b.reference_mg[rows], (b.net_mg - b.reference_mg)[rows]
-            fair = mpe_mg(ref, e_r, cls_r, in_service=False) + d_r if t.fair_scale_initial_mpe else 0.0
-            stall = tol[rows] + fair
-            out.add("reweigh_error", (k == REWEIGH) & known[rows] & (error > stall), error, stall, rows=rows)
-            check_tol = mpe_mg(ref, e_r, cls_r) + d_r
-            out.add(
-                "check_error", (k == CHECK) & known[rows] & (np.abs(error) > check_tol), error, check_tol, rows=rows
+            error = (b.net_mg - b.reference_mg)[rows]
+            tol = self._reweigh_tolerance(b, f, rows)
+            out.add("reweigh_error", np.ones(len(rows), np.bool_), error > tol, error, tol, rows=rows)
+        rows = np.flatnonzero((b.kind == CHECK) & usable)
+        if len(rows):
+            error = (b.net_mg - b.reference_mg)[rows]
+            tol = mpe_mg(b.reference_mg[rows], f.e[rows], f.cls[rows]) + f.d[rows] / 2
+            out.add("check_error", np.ones(len(rows), np.bool_), np.abs(error) > tol, error, tol, rows=rows)
+
+    # -- prices learned from the market ---------------------------------------------------------------
+    def _price_scaling(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        t = self.t
+        rows = np.flatnonzero((b.kind == SALE) & _has(b.unit_price) & (b.unit_price > 0))
+        if len(rows) == 0:
+            return
+        price, plu = b.unit_price[rows], b.plu[rows]
+        prior = self.facts.median_by_code[plu].astype(np.float64)
+        if self.stateful:
+            market = self.facts.market_code[b.scale[rows]]
+            learned = self.prices.observe(
+                market,
+                plu,
+                b.ts[rows],
+                price,
+                min_sales=t.price_reference_min_sales,
+                day_offset_ms=t.market_day_offset_ms,
             )
+            reference = np.where(learned >= 0, bin_price(learned), prior)
+        else:
+            reference = prior
+        has = reference > 0
+        ratio = price / np.where(has, reference, 1.0)
+        log_ratio = np.log10(np.maximum(ratio, 1e-9))
+        decade = np.rint(log_ratio)
+        scaled = ((decade == -1) | (decade == -2)) & (np.abs(log_ratio - decade) <= t.price_scaling_log_tolerance)
+        # where the counts are reported, the weight shown must be scaled up by the same decade
+        err, _tol, counted = self._counts_tolerance(b, f)
+        counted = counted[rows]
+        implied_net = (_or0(b.net_mg) - err)[rows]  # the net the counts measure
+        weight_decade = np.log10(np.maximum(_or0(b.net_mg[rows]), 1) / np.maximum(implied_net, 1.0))
+        corroborated = ~counted | (np.abs(weight_decade + decade) <= t.price_scaling_log_tolerance)
+        out.add("price_scaling", has, scaled & corroborated, ratio, 0.0, rows=rows)
 
-    # -- over a scale's history ----------------------------------------------------------------------
-    def _reweigh_cusum(self, b: Transactions, out: _Collector) -> None:
-        rows = np.flatnonzero((b.kind == REWEIGH) & (b.reference_mg > 0))
+    # -- over a scale's history since its verification -------------------------------------------------
+    def _start_histories(self, b: Transactions, f: _InForce) -> None:
+        """A scale whose rows bring a verification newer than the one its history belongs to starts its
+        history again (CUSUMs, digit window, last zero)."""
+        rows = np.flatnonzero(f.known)
         if len(rows) == 0:
             return
-        g = Groups.of(b.scale[rows])
-        ordered = rows[g.order]
-        rel = (b.net_mg[ordered] - b.reference_mg[ordered]) * 1_000_000 // b.reference_mg[ordered]
-        s = cusum(g, rel - self.t.reweigh_cusum_k_ppm, self.state.reweigh_cusum[g.keys])
-        self.state.reweigh_cusum[g.keys] = s[g.ends]
-        h = self.t.reweigh_cusum_h_ppm
-        out.add("reweigh_cusum", s > h, s, float(h), rows=ordered)
+        scale = b.scale[rows]
+        since = self.facts.v_from_ms[f.version[rows]]
+        order = np.lexsort((since, scale))
+        last = np.r_[scale[order][1:] != scale[order][:-1], True]
+        scales, newest = scale[order][last], since[order][last]
+        newer = newest > self.state.since_ms[scales]
+        self.state.reset(scales[newer])
+        self.state.since_ms[scales[newer]] = newest[newer]
 
-    def _coefficient_cusum(self, b: Transactions, out: _Collector) -> None:
-        known = self.facts.take("known", b.scale).astype(np.bool_)
-        e = self.facts.take("e_mg", b.scale).astype(np.int64)
-        usable = (b.kind == SALE) & known & (b.net_mg >= 200 * e) & (b.raw_counts > b.zero_counts)
-        rows = np.flatnonzero(usable)
+    def _histories(self, f: _InForce, rows: npt.NDArray[np.intp]) -> tuple[Groups, I64, npt.NDArray[np.bool_]]:
+        """Rows grouped by the verification in force, each group's scale, and whether the group is the
+        scale's current history (an older verification's rows start from nothing and leave no state)."""
+        g = Groups.of(f.version[rows].astype(np.int64))
+        scale = self.facts.v_scale[g.keys]
+        current = self.facts.v_from_ms[g.keys] == self.state.since_ms[scale]
+        return g, scale, current
+
+    def _cusum_step(self, milli: F64) -> I64:
+        """A CUSUM's step for errors in thousandths of their tolerance: less the slack (one tolerance), and
+        at most ``cusum_step_cap_milli`` so that one gross error alone does not make a persistent alarm
+        (the per-row rule flags it)."""
+        step = np.floor(np.minimum(milli, self.t.cusum_step_cap_milli)).astype(np.int64)
+        result: I64 = step - self.t.cusum_slack_milli
+        return result
+
+    def _reweigh_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
+        rows = np.flatnonzero((b.kind == REWEIGH) & usable & (b.reference_mg > 0))
         if len(rows) == 0:
             return
-        g = Groups.of(b.scale[rows])
+        tol = self._reweigh_tolerance(b, f, rows)
+        g, scale, current = self._histories(f, rows)
         ordered = rows[g.order]
-        coef = self.facts.take("coefficient", b.scale[ordered]).astype(np.float64)
-        implied = (b.raw_counts[ordered] - b.zero_counts[ordered]) / coef * 1_000_000
-        ppm = np.rint((b.net_mg[ordered] / implied - 1.0) * 1_000_000).astype(np.int64)
-        k, h = self.t.coefficient_cusum_k_ppm, self.t.coefficient_cusum_h_ppm
-        hi = cusum(g, ppm - k, self.state.coef_cusum_hi[g.keys])
-        lo = cusum(g, -ppm - k, self.state.coef_cusum_lo[g.keys])
-        self.state.coef_cusum_hi[g.keys], self.state.coef_cusum_lo[g.keys] = hi[g.ends], lo[g.ends]
+        error = (b.net_mg - b.reference_mg)[ordered]
+        y = self._cusum_step(error * 1000 / tol[g.order])
+        s = cusum(g, y, np.where(current, self.state.reweigh_cusum[scale], 0))
+        self.state.reweigh_cusum[scale[current]] = s[g.ends][current]
+        h = self.t.reweigh_cusum_h_milli
+        out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), s > h, s / 1000, h / 1000, rows=ordered)
+
+    def _coefficient_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        err, tol, has = self._counts_tolerance(b, f)
+        rows = np.flatnonzero(has)
+        if len(rows) == 0:
+            return
+        g, scale, current = self._histories(f, rows)
+        ordered = rows[g.order]
+        units = err[ordered] * 1000 / tol[ordered]
+        hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[scale], 0))
+        lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[scale], 0))
+        self.state.coef_cusum_hi[scale[current]] = hi[g.ends][current]
+        self.state.coef_cusum_lo[scale[current]] = lo[g.ends][current]
         worst = np.maximum(hi, lo)
-        out.add("coefficient_cusum", worst > h, worst, float(h), rows=ordered)
+        h = self.t.coefficient_cusum_h_milli
+        out.add("coefficient_cusum", np.ones(len(ordered), np.bool_), worst > h, worst / 1000, h / 1000, rows=ordered)
 
-    def _last_digit(self, b: Transactions, out: _Collector) -> None:
-        known = self.facts.take("known", b.scale).astype(np.bool_)
-        rows = np.flatnonzero((b.kind == SALE) & known & (b.net_mg > 0))
+    def _last_digit(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        rows = np.flatnonzero((b.kind == SALE) & f.known & _has(b.net_mg) & (b.net_mg > 0))
         if len(rows) == 0:
             return
         w = self.t.digit_window
-        g = Groups.of(b.scale[rows])
+        g, scale, current = self._histories(f, rows)
         ordered = rows[g.order]
-        d = self.facts.take("d_mg", b.scale[ordered]).astype(np.int64)
-        digit = (b.net_mg[ordered] // d) % 10
-        before = self.state.digit_total[g.keys]
-        position = g.cumsum(np.ones(len(ordered), dtype=np.int64), before)  # 1-based count of sales per scale
+        digit = (b.net_mg[ordered] // f.d[ordered]) % 10
+        before = np.where(current, self.state.digit_total[scale], 0)
+        position = g.cumsum(np.ones(len(ordered), dtype=np.int64), before)  # 1-based count of sales per history
         window = (position - 1) // w
-        scale_of = b.scale[ordered]
-        # histogram per (scale, window), seeded with each scale's unfinished window from the state
-        key = scale_of * (int(window.max()) + 1) + window
+        width = int(window.max()) + 1
+        group = np.arange(len(g.keys), dtype=np.int64)
+        # histogram per (history, window), seeded with each current history's unfinished window
+        key = g.group_of.astype(np.int64) * width + window
         uniq, inverse = np.unique(key, return_inverse=True)
+        inverse = inverse.reshape(-1)
         hist = np.zeros((len(uniq), 10), dtype=np.int64)
         np.add.at(hist, (inverse, digit), 1)
-        first_window = np.searchsorted(uniq, g.keys * (int(window.max()) + 1) + before // w)
-        hist[first_window] += self.state.digit_counts[g.keys]
+        first_window = np.searchsorted(uniq, group * width + before // w)
+        hist[first_window] += np.where(current[:, None], self.state.digit_counts[scale], 0)
         done = position % w == 0
         expected = w / 10
         chi2 = ((hist[inverse] - expected) ** 2).sum(axis=1) / expected
         limit = self.t.digit_chi2_limit
-        out.add("last_digit", done & (chi2 > limit), chi2, limit, rows=ordered)
+        out.add("last_digit", np.ones(len(ordered), np.bool_), done & (chi2 > limit), chi2, limit, rows=ordered)
         last = inverse[g.ends]
         finished = (position[g.ends] % w) == 0
-        self.state.digit_counts[g.keys] = np.where(finished[:, None], 0, hist[last])
-        self.state.digit_total[g.keys] = position[g.ends]
+        counts = np.where(finished[:, None], 0, hist[last])
+        self.state.digit_counts[scale[current]] = counts[current]
+        self.state.digit_total[scale[current]] = position[g.ends][current]
+
+    def _zero_jump(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        rows = np.flatnonzero((b.kind == SALE) & f.known & _has(b.zero_counts))
+        if len(rows) == 0:
+            return
+        g, scale, current = self._histories(f, rows)
+        ordered = rows[g.order]
+        zero, events = b.zero_counts[ordered], b.zero_set_events[ordered]
+        previous = np.r_[np.int64(NO_VALUE), zero[:-1]]
+        previous[g.starts] = np.where(current, self.state.last_zero[scale], NO_VALUE)
+        previous_events = np.r_[np.int64(NO_VALUE), events[:-1]]
+        previous_events[g.starts] = np.where(current, self.state.last_zero_events[scale], NO_VALUE)
+        self.state.last_zero[scale[current]] = zero[g.ends][current]
+        self.state.last_zero_events[scale[current]] = events[g.ends][current]
+        zero_set = _has(events) & _has(previous_events) & (events != previous_events)
+        has = _has(previous) & ~zero_set
+        coef = f.coef[ordered]
+        moved = (zero - _or0(previous)) / coef * 1_000_000
+        limit = self.t.zero_jump_band_e * f.e[ordered] + self.t.counts_noise / coef * 1_000_000
+        out.add("zero_jump", has, np.abs(moved) > limit, moved, limit, rows=ordered)
 
     def _status(self, b: Transactions, findings: Findings) -> None:
         if len(findings):
@@ -309,22 +518,11 @@ class Engine:
             "risk": worst,
             "flags_by_rule": counts,
             "last_flag_ts": int(self.state.last_flag_ts[i]) or None,
-            "reweigh_cusum_ppm": int(self.state.reweigh_cusum[i]),
+            "reweigh_cusum_tolerances": int(self.state.reweigh_cusum[i]) / 1000,
         }
 
     def observe_state(self, device: str, record: dict[str, Any]) -> list[Flag]:
-        """Rules on a scale's reported state (``scale_state`` record): e ≠ d and unapproved software."""
-        i = self.facts.index_of(device)
-        flags = []
-        seq, ts = int(record.get("seq", 0)), int(record.get("ts", 0))
-        if record.get("e_mg") != record.get("d_mg"):
-            r = RULES[RULE_INDEX["e_not_d"]]
-            v, lim = float(record.get("e_mg", 0)), float(record.get("d_mg", 0))
-            flags.append(
-                Flag(device, seq, ts, r.id, r.severity, v, lim, r.en.format(v=v, l=lim), r.zh.format(v=v, l=lim))
-            )
-        approved = self.facts.approved_software[i] if i < len(self.facts.approved_software) else None
-        if approved is not None and record.get("software_id") != approved:
-            r = RULES[RULE_INDEX["software_id"]]
-            flags.append(Flag(device, seq, ts, r.id, r.severity, math.nan, math.nan, r.en, r.zh))
-        return flags
+        """Rules on a scale's reported state (a ``scale_state`` record): e ≠ d, unapproved software, seals."""
+        state = {**record, "type": "scale_state", "ts": int(record.get("ts", 0))}
+        batch = Transactions.from_records(self.facts, [(device, int(record.get("seq", 0)), state)])
+        return self.score(batch).flags(batch, self.facts)

@@ -1,45 +1,91 @@
-"""What the registry knows about each scale, in arrays indexed by a dense scale index.
+"""What the registry knows about each scale: its verifications (检定), as versions in force over time.
 
-A scale's facts are what was read at its last verification (检定): class, Max, e, d, the calibrated
-coefficient and zero, the sealed event counters, the approved software id, the date the next verification
-is due. Scales the registry does not know still get an index; rules that need facts skip them.
-Commodity medians (fen per kg, per PLU) come from the market's published prices or yesterday's sales.
+A scale's facts are what was read at a verification: class, Max, e, d, the calibrated coefficient and
+zero, the sealed event counters, the approved software id, the date the next verification is due, and
+the market it stands in. A scale may be re-verified (or repaired and re-verified) at any time: from that
+moment its facts are the new verification's, while its earlier transactions are still judged against
+the verification in force when they were made. Each verification is a *version*; :meth:`ScaleFacts.in_force`
+finds, for every row of a batch, the version in force at the row's time. Scales the registry does not
+know still get an index; their rows get version 0 (no facts), and rules that need facts skip them.
+
+Fair scales (公平秤) and inspectors' check scales are devices with facts of their own: a re-weigh's
+tolerance uses the fair scale's class, e and d, not the stall's.
+
+:class:`ScaleFact` is the one typed document for a verification's facts: the registry's export, the
+ingest's devices file and ``zhijian anti-cheat score --registry`` all read it; :class:`RegistryDocument`
+is the whole file (scales, optional verification history, commodity price priors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .mpe import CLASS_CODES
 
 I64 = npt.NDArray[np.int64]
+FROM_START = np.iinfo(np.int64).min + 1  # a verification known without its time: in force from the start
+_NEVER = np.iinfo(np.int64).max
+_KEY_SHIFT = 42  # composite search key scale << 42 | time; times are below 2**42 ms (year 2109)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ScaleFact:
-    """One scale's registry entry."""
+class ScaleFact(BaseModel):
+    """One verification of one scale (all masses in mg or g as named; the coefficient in ADC counts per kg
+    of *gross* load on the load receptor)."""
 
-    coefficient: float
-    e_mg: int
-    d_mg: int | None = None
-    max_g: int = 30_000
-    accuracy_class: str = "III"
-    zero_counts: int | None = None
-    calibration_events: int = 0
-    configuration_events: int = 0
-    verification_due_ms: int | None = None
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    coefficient: float = Field(gt=0, description="calibrated ADC counts per kg of gross load")
+    e_mg: int = Field(ge=1, description="verification scale interval e")
+    d_mg: int | None = Field(default=None, ge=1, description="actual scale interval d (default: e)")
+    max_g: int = Field(default=30_000, ge=1, description="maximum capacity Max")
+    accuracy_class: Literal["I", "II", "III", "IIII"] = "III"
+    zero_counts: int | None = Field(default=None, ge=0, description="ADC counts of the verified zero")
+    calibration_events: int = Field(default=0, ge=0)
+    configuration_events: int = Field(default=0, ge=0)
+    verification_due_ms: int | None = Field(default=None, description="when the next verification is due")
     approved_software_id: str | None = None
+    market: str | None = Field(default=None, description="the market the scale stands in (for learned prices)")
+    verified_ms: int | None = Field(default=None, description="when this verification took force (UTC ms)")
+
+    @field_validator("coefficient")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+
+class Verification(ScaleFact):
+    """An entry of a verification history: whose, and from when (``verified_ms`` required)."""
+
+    device: str = Field(min_length=1)
+    verified_ms: int
+
+
+class RegistryDocument(BaseModel):
+    """``zhijian anti-cheat score --registry``: the facts in force per scale, an optional history of
+    verifications (each in force from its ``verified_ms`` until the next), and price priors per PLU."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scales: dict[str, ScaleFact] = Field(default_factory=dict)
+    verifications: list[Verification] = Field(default_factory=list)
+    commodity_median: dict[str, int] = Field(default_factory=dict, description="fen per kg, a cold-start prior")
 
 
 class ScaleFacts:
-    """Per-scale facts as growable numpy arrays."""
+    """Verification versions as growable numpy arrays; rows find theirs with :meth:`in_force`."""
 
-    _INT_FIELDS = (
+    #: per-version columns (index 0 is "no facts")
+    _VERSION_FIELDS = (
+        "v_scale",
+        "v_from_ms",
         "e_mg",
         "d_mg",
         "max_mg",
@@ -48,20 +94,31 @@ class ScaleFacts:
         "calibration_events",
         "configuration_events",
         "verification_due_ms",
+        "approved_code",
     )
 
     def __init__(self) -> None:
         self.devices: list[str] = []
         self.index: dict[str, int] = {}
-        self.approved_software: list[str | None] = []
         self._medians: dict[str, int] = {}
         self.plu_codes: dict[str, int] = {"": 0}
         self.median_by_code: I64 = np.zeros(1, dtype=np.int64)
+        self.market_codes: dict[str, int] = {"": 0}
+        self.software_codes: dict[str, int] = {"": 0}
         self._n = 0
         cap = 16
+        # per scale
+        self.latest = np.zeros(cap, dtype=np.intp)  # its newest version (0: none)
+        self.n_versions = np.zeros(cap, dtype=np.int64)
+        self.market_code: I64 = np.zeros(cap, dtype=np.int64)
+        self._versions: dict[int, list[tuple[int, int]]] = {}  # scale → [(from_ms, version)], for several
+        # per version
+        self._nv = 1
         self.known = np.zeros(cap, dtype=np.bool_)
         self.has_zero = np.zeros(cap, dtype=np.bool_)
         self.coefficient = np.ones(cap, dtype=np.float64)
+        self.v_scale: I64 = np.zeros(cap, dtype=np.int64)
+        self.v_from_ms: I64 = np.zeros(cap, dtype=np.int64)
         self.e_mg: I64 = np.zeros(cap, dtype=np.int64)
         self.d_mg: I64 = np.zeros(cap, dtype=np.int64)
         self.max_mg: I64 = np.zeros(cap, dtype=np.int64)
@@ -70,25 +127,57 @@ class ScaleFacts:
         self.calibration_events: I64 = np.zeros(cap, dtype=np.int64)
         self.configuration_events: I64 = np.zeros(cap, dtype=np.int64)
         self.verification_due_ms: I64 = np.zeros(cap, dtype=np.int64)
+        self.approved_code: I64 = np.zeros(cap, dtype=np.int64)
+        self._set_unknown(0)
+        self._search: tuple[I64, npt.NDArray[np.intp]] | None = None
 
+    # -- growth ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._n
 
     @property
+    def versions(self) -> int:
+        return self._nv
+
+    def _set_unknown(self, v: int) -> None:
+        self.e_mg[v] = self.d_mg[v] = 1
+        self.class_code[v] = CLASS_CODES["III"]
+        self.verification_due_ms[v] = _NEVER
+        self.v_from_ms[v] = FROM_START
+
+    def _grow_scales(self) -> None:
+        cap = len(self.latest) * 2
+        for name in ("latest", "n_versions", "market_code"):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _grow_versions(self) -> None:
+        cap = len(self.known) * 2
+        for name in ("known", "has_zero", "coefficient", *self._VERSION_FIELDS):
+            old = getattr(self, name)
+            new = np.ones(cap, dtype=old.dtype) if name == "coefficient" else np.zeros(cap, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    # -- codes -----------------------------------------------------------------------------------------
+    @property
     def commodity_median(self) -> dict[str, int]:
-        """Median unit price (fen/kg) per commodity code, from the market's published prices."""
+        """Prior unit price (fen/kg) per commodity code: the market's published prices; the engine learns
+        its own references from the stream and falls back to these only on a cold start."""
         return self._medians
 
     @commodity_median.setter
-    def commodity_median(self, medians: dict[str, int]) -> None:
-        self._medians = dict(medians)
+    def commodity_median(self, medians: Mapping[str, int]) -> None:
+        self._medians = {str(k): int(v) for k, v in medians.items()}
         for plu in self._medians:
             self.plu_code(plu)
         for plu, code in self.plu_codes.items():
             self.median_by_code[code] = self._medians.get(plu, 0)
 
     def plu_code(self, plu: str) -> int:
-        """A dense code for a commodity, so rules look medians up in an array."""
+        """A dense code for a commodity, so rules look prices up in arrays."""
         code = self.plu_codes.get(plu)
         if code is None:
             code = self.plu_codes[plu] = len(self.plu_codes)
@@ -97,56 +186,136 @@ class ScaleFacts:
             self.median_by_code[code] = self._medians.get(plu, 0)
         return code
 
-    def _grow(self) -> None:
-        cap = len(self.known) * 2
-        for name in ("known", "has_zero", "coefficient", *self._INT_FIELDS):
-            old = getattr(self, name)
-            new = np.zeros(cap, dtype=old.dtype) if name != "coefficient" else np.ones(cap, dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
+    def software_code(self, software_id: str) -> int:
+        """A dense code for a software id (0: none reported)."""
+        return self.software_codes.setdefault(software_id, len(self.software_codes))
 
-    @classmethod
-    def from_mapping(
-        cls, scales: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
-    ) -> ScaleFacts:
-        """Facts from plain data: ``{device: {ScaleFact fields}}`` and ``{plu: fen per kg}``."""
-        facts = cls()
-        for device, fact in scales.items():
-            facts.set(device, ScaleFact(**fact))
-        facts.commodity_median = {str(k): int(v) for k, v in (commodity_median or {}).items()}
-        return facts
+    def market_of(self, scale: int) -> str:
+        code = int(self.market_code[scale])
+        return next(m for m, c in self.market_codes.items() if c == code)
 
+    # -- scales and versions ---------------------------------------------------------------------------
     def index_of(self, device: str) -> int:
         """The dense index of ``device``, adding it (without facts) if new."""
         i = self.index.get(device)
         if i is None:
-            if self._n == len(self.known):
-                self._grow()
+            if self._n == len(self.latest):
+                self._grow_scales()
             i = self.index[device] = self._n
             self._n += 1
             self.devices.append(device)
-            self.approved_software.append(None)
-            self.e_mg[i] = self.d_mg[i] = 1
-            self.class_code[i] = CLASS_CODES["III"]
-            self.verification_due_ms[i] = np.iinfo(np.int64).max
         return i
 
-    def set(self, device: str, fact: ScaleFact) -> None:
+    def set(self, device: str, fact: ScaleFact) -> int:
+        """Record a verification of ``device``, in force from ``fact.verified_ms`` (from the start when
+        absent). A verification at the same time as one already known replaces it (a registry reload).
+        Returns the version."""
         i = self.index_of(device)
-        self.known[i] = True
-        self.coefficient[i] = fact.coefficient
-        self.e_mg[i] = fact.e_mg
-        self.d_mg[i] = fact.d_mg or fact.e_mg
-        self.max_mg[i] = fact.max_g * 1000
-        self.class_code[i] = CLASS_CODES[fact.accuracy_class]
-        self.has_zero[i] = fact.zero_counts is not None
-        self.zero_counts[i] = fact.zero_counts or 0
-        self.calibration_events[i] = fact.calibration_events
-        self.configuration_events[i] = fact.configuration_events
-        self.verification_due_ms[i] = fact.verification_due_ms or np.iinfo(np.int64).max
-        self.approved_software[i] = fact.approved_software_id
+        from_ms = FROM_START if fact.verified_ms is None else int(fact.verified_ms)
+        versions = self._versions.setdefault(i, [])
+        v = next((ver for t, ver in versions if t == from_ms), 0)
+        if v == 0:
+            if self._nv == len(self.known):
+                self._grow_versions()
+            v = self._nv
+            self._nv += 1
+            versions.append((from_ms, v))
+            versions.sort()
+            self._search = None
+        self.known[v] = True
+        self.v_scale[v] = i
+        self.v_from_ms[v] = from_ms
+        self.coefficient[v] = fact.coefficient
+        self.e_mg[v] = fact.e_mg
+        self.d_mg[v] = fact.d_mg or fact.e_mg
+        self.max_mg[v] = fact.max_g * 1000
+        self.class_code[v] = CLASS_CODES[fact.accuracy_class]
+        self.has_zero[v] = fact.zero_counts is not None
+        self.zero_counts[v] = fact.zero_counts or 0
+        self.calibration_events[v] = fact.calibration_events
+        self.configuration_events[v] = fact.configuration_events
+        self.verification_due_ms[v] = _NEVER if fact.verification_due_ms is None else fact.verification_due_ms
+        self.approved_code[v] = self.software_code(fact.approved_software_id) if fact.approved_software_id else 0
+        if fact.market is not None:
+            self.market_code[i] = self.market_codes.setdefault(fact.market, len(self.market_codes))
+        self.latest[i] = versions[-1][1]
+        self.n_versions[i] = len(versions)
+        return v
 
-    def take(self, name: str, rows: I64) -> npt.NDArray[np.generic]:
-        """Column ``name`` gathered for the scale index of each row."""
-        values: npt.NDArray[np.generic] = getattr(self, name)[rows]
+    def current(self, device: str) -> ScaleFact | None:
+        """The facts in force now (the newest verification), or None."""
+        i = self.index.get(device)
+        v = int(self.latest[i]) if i is not None else 0
+        if v == 0:
+            return None
+        software = next((s for s, c in self.software_codes.items() if c == self.approved_code[v] and c), None)
+        return ScaleFact(
+            coefficient=float(self.coefficient[v]),
+            e_mg=int(self.e_mg[v]),
+            d_mg=int(self.d_mg[v]),
+            max_g=int(self.max_mg[v]) // 1000,
+            accuracy_class=list(CLASS_CODES)[int(self.class_code[v])],
+            zero_counts=int(self.zero_counts[v]) if self.has_zero[v] else None,
+            calibration_events=int(self.calibration_events[v]),
+            configuration_events=int(self.configuration_events[v]),
+            verification_due_ms=None if self.verification_due_ms[v] == _NEVER else int(self.verification_due_ms[v]),
+            approved_software_id=software,
+            verified_ms=None if self.v_from_ms[v] == FROM_START else int(self.v_from_ms[v]),
+        )
+
+    def in_force(self, scale: I64, ts: I64) -> npt.NDArray[np.intp]:
+        """The version in force for each (scale, time): the latest verification at or before the time; a
+        row older than a scale's first known verification gets that first one (the best facts there are)."""
+        version = self.latest[scale]
+        several = np.flatnonzero(self.n_versions[scale] > 1)
+        if len(several):
+            keys, ids = self._search_arrays()
+            s, t = scale[several].astype(np.int64), np.clip(ts[several], 0, (1 << _KEY_SHIFT) - 1)
+            pos = np.searchsorted(keys, (s << _KEY_SHIFT) | t, side="right") - 1
+            first = np.searchsorted(keys, s << _KEY_SHIFT, side="left")  # the scale's earliest version
+            version[several] = ids[np.maximum(pos, first)]
+        return version
+
+    def _search_arrays(self) -> tuple[I64, npt.NDArray[np.intp]]:
+        if self._search is None:
+            pairs = sorted(
+                ((scale << _KEY_SHIFT) | max(0, min(t, (1 << _KEY_SHIFT) - 1)), v)
+                for scale, versions in self._versions.items()
+                if len(versions) > 1
+                for t, v in versions
+            )
+            self._search = (
+                np.array([k for k, _ in pairs], dtype=np.int64),
+                np.array([v for _, v in pairs], dtype=np.intp),
+            )
+        return self._search
+
+    def take(self, name: str, versions: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        """Fact ``name`` for each row's version."""
+        values: npt.NDArray[Any] = getattr(self, name)[versions]
         return values
+
+    # -- construction ----------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(
+        cls,
+        scales: Mapping[str, Mapping[str, Any] | ScaleFact],
+        commodity_median: Mapping[str, int] | None = None,
+        verifications: Iterable[Mapping[str, Any] | Verification] = (),
+    ) -> ScaleFacts:
+        """Facts from plain data: ``{device: ScaleFact fields}``, ``{plu: fen per kg}`` and an optional
+        verification history (raises pydantic's ValidationError, naming the field, on a malformed entry)."""
+        facts = cls()
+        for device, fact in scales.items():
+            facts.set(device, fact if isinstance(fact, ScaleFact) else ScaleFact(**fact))
+        for entry in verifications:
+            ver = entry if isinstance(entry, Verification) else Verification(**entry)
+            facts.set(ver.device, ScaleFact(**ver.model_dump(exclude={"device"})))
+        facts.commodity_median = dict(commodity_median or {})
+        return facts
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any] | RegistryDocument) -> ScaleFacts:
+        """Facts from a :class:`RegistryDocument` (validated; an error names the field)."""
+        parsed = doc if isinstance(doc, RegistryDocument) else RegistryDocument.model_validate(doc)
+        return cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)

@@ -12,10 +12,12 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from .columns import NO_VALUE
 from .rules import RULES
 
 I64 = npt.NDArray[np.int64]
@@ -85,6 +87,11 @@ class EngineState:
     digit_total: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     flag_counts: I64 = field(default_factory=lambda: np.zeros((0, len(RULES)), dtype=np.int64))
     last_flag_ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the previous sale's zero reference and zero-setting count (NO_VALUE: none yet)
+    last_zero: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    last_zero_events: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the verification (its ``verified_ms``) the history above belongs to; a newer one starts it again
+    since_ms: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     _ARRAYS = (
         "reweigh_cusum",
@@ -94,6 +101,21 @@ class EngineState:
         "digit_total",
         "flag_counts",
         "last_flag_ts",
+        "last_zero",
+        "last_zero_events",
+        "since_ms",
+    )
+    #: what a scale's history starts from (0 for the others)
+    _FILL: ClassVar[dict[str, int]] = {"last_zero": NO_VALUE, "last_zero_events": NO_VALUE, "since_ms": NO_VALUE}
+    #: what a new verification starts again (flag counts and the last flag stay: they are the scale's record)
+    _HISTORY = (
+        "reweigh_cusum",
+        "coef_cusum_hi",
+        "coef_cusum_lo",
+        "digit_counts",
+        "digit_total",
+        "last_zero",
+        "last_zero_events",
     )
 
     def __len__(self) -> int:
@@ -106,14 +128,15 @@ class EngineState:
         cap = max(n, 2 * len(self), 16)
         for name in self._ARRAYS:
             old = getattr(self, name)
-            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new = np.full((cap, *old.shape[1:]), self._FILL.get(name, 0), dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def reset(self, scale: int) -> None:
-        """Forget a scale's history (after a recorded verification, its baselines start again)."""
-        for name in self._ARRAYS:
-            getattr(self, name)[scale] = 0
+    def reset(self, scale: int | npt.NDArray[np.intp]) -> None:
+        """Forget a scale's history (after a recorded verification, its baselines start again); its flag
+        counts stay."""
+        for name in self._HISTORY:
+            getattr(self, name)[scale] = self._FILL.get(name, 0)
 
     def to_bytes(self, devices: list[str]) -> bytes:
         """The state of the first ``len(devices)`` scales, keyed by device id, and the rule ids that name

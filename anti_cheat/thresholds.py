@@ -1,7 +1,9 @@
-"""Every number the rules use, in one place, each with its source in ``shared/domain/METROLOGY.md``.
+"""Every number the rules use, in one place, each with its basis (docs/anti_cheat.md "Legal basis").
 
 [law] values come from OIML R76-1 / JJG 539 and may not be loosened; [unsure] values are our defaults for
-facts the texts do not fix, and are the knobs to tune on real data.
+facts the texts do not fix, and are the knobs to tune on real data. Tolerances are not numbers here: each
+comes from the MPE table at the load in question (:mod:`anti_cheat.mpe`); the statistics below count in
+units of that tolerance.
 """
 
 from __future__ import annotations
@@ -17,24 +19,37 @@ class Thresholds:
     stability_window_ms: int = 400
     #: [law] zero-setting plus zero-tracking act over at most 4 % of Max
     zero_range_of_max: float = 0.04
+    #: [law] zero is held within ±0.25 e; [unsure] plus 0.25 e of zero tracking: an empty pan reads within
+    #: this many e of the zero reference
+    zero_empty_band_e: float = 0.5
+    #: [unsure] zero tracking is slow (≤ 0.5 e/s, only near zero and stable): between two sales the zero
+    #: reference moves by less than this many e unless a zero-setting operation happened between them
+    zero_jump_band_e: float = 2.0
+    #: [unsure] the load-cell counts' own noise, in counts, allowed on top of the tolerance when counts are
+    #: compared with an indication
+    counts_noise: int = 4
     #: [unsure] a tare above this share of Max is implausible on a market stall
     tare_max_of_max: float = 0.20
     #: [law] a verification is due about once a year [unsure period]; overdue by more than this is flagged
     verification_grace_ms: int = 0
-    #: [report] unit price keyed ×0.1 or ×0.01: log10(price / commodity median) within ±this of −1 or −2
+    #: [report] unit price keyed ×0.1 or ×0.01: log10(price / reference) within ±this of −1 or −2; when the
+    #: load-cell counts are reported, the weight shown must be scaled by the same decade too
     price_scaling_log_tolerance: float = 0.3
-    #: the fair scale's own error counts too: its MPE (initial verification, class III) is added
-    fair_scale_initial_mpe: bool = True
-    #: CUSUM over re-weigh errors, relative, in ppm: slack k (drift tolerated) and alarm level h. [unsure]
-    #: An honest in-service scale errs by at most its MPE (0.5–1.5 e, under 0.5 % at market loads).
-    reweigh_cusum_k_ppm: int = 4_000
-    reweigh_cusum_h_ppm: int = 60_000
-    #: CUSUM over the live/calibrated coefficient ratio, in ppm. [unsure]
-    coefficient_cusum_k_ppm: int = 2_500
-    coefficient_cusum_h_ppm: int = 40_000
+    #: learned reference prices: a (market, commodity) day needs this many sales to be a reference [unsure]
+    price_reference_min_sales: int = 20
+    #: market days start at local midnight: UTC+8 (China Standard Time)
+    market_day_offset_ms: int = 8 * 3_600_000
+    #: CUSUMs count in thousandths of the tolerance at each weighing. The slack k is one whole tolerance:
+    #: a scale whose every error lies within its tolerance never accumulates, whatever the sign pattern
+    #: (k < 1000 would accuse honest scales erring within the law). h: the alarm level. [unsure: h]
+    cusum_slack_milli: int = 1_000
+    #: one weighing adds at most this much (so the alarm means persistence: three weighings beyond twice
+    #: their tolerance, or more weighings nearer to it)
+    cusum_step_cap_milli: int = 2_000
+    reweigh_cusum_h_milli: int = 3_000
+    coefficient_cusum_h_milli: int = 3_000
     #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, 9 degrees of freedom.
-    #: 44.81 is the 10⁻⁶ upper quantile: an honest scale trips it once in a million windows (at 0.001, 27.88,
-    #: it would once in 200 000 sales, too often for a rule that accuses). [unsure] window
+    #: 44.81 is the 10⁻⁶ upper quantile: an honest scale trips it once in a million windows. [unsure] window
     digit_window: int = 200
     digit_chi2_limit: float = 44.81
 
