@@ -55,6 +55,7 @@ def _mtsics_valid() -> tuple[bytes, ...]:
         b"ES\r\n",
         b'XSW A "ZJ-PCS-FW 2.1.0 crc=5A3C"\r\n',
         b'XTR A 17 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7\r\n',
+        b'XTR A 19 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7 "" "weighed" 120002 41\r\n',
         b"XTR I\r\n",
         mtsics.encode("XTA", "17"),
         mtsics.encode("XMD", "A", "III", "30000", "100", "5000", "5000"),

@@ -20,15 +20,19 @@ REPLIES = [
     b'XSW A "ZJ-PCS-FW 2.1.0 crc=5A3C"\r\n',
     b'XTR A 17 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7\r\n',
     b"XTR I\r\n",
+    # firmware 2.2: tare_gross_mg, tare_kind, empty_counts, zero_set_events; "" when not reported
+    b'XTR A 18 1764000000000 "1001" 275000 5000 12300 3383 1 800 125600 120000 3 7 0 "preset" 120002 41\r\n',
+    b'XTR A 19 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7 "" "" 120002 41\r\n',
 ]
 
 
 def test_whole_buffer_byte_by_byte_and_trailing_garbage() -> None:
     whole = three_ways(mtsics.decode, b"".join(REPLIES), b"S S   1.0")
-    assert [ln.command for ln in whole] == ["S", "S", "S", "ES", "XSW", "XTR", "XTR"]
+    assert [ln.command for ln in whole] == ["S", "S", "S", "ES", "XSW", "XTR", "XTR", "XTR", "XTR"]
     assert whole[0].status == "S" and whole[0].values == ("0.275", "kg")
     assert whole[4].values == ("ZJ-PCS-FW 2.1.0 crc=5A3C",)
     assert whole[5].values[2] == "1001"
+    assert whole[7].values[-3:] == ("preset", "120002", "41") and whole[8].values[-4:] == ("", "", "120002", "41")
 
 
 @pytest.mark.parametrize("reply", REPLIES)

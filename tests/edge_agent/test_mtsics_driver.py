@@ -65,6 +65,69 @@ def test_state_transactions_and_acks(scale) -> None:
     assert driver.take_transaction() is None
 
 
+def test_tares_empty_pan_and_zero_counter_come_over_the_line(scale) -> None:
+    fw, _, driver, _ = scale
+    kw = {"ts_ms": 1, "plu": "3001", "true_net_mg": 800_000, "unit_price_fen_per_kg": 650}
+    sold = [
+        fw.sell(**kw, container_mg=203_000, tare_kind="weighed"),
+        fw.sell(**kw, container_mg=6_000, tare_kind="preset", preset_tare_mg=5_000),
+        fw.sell(**kw),
+    ]
+    sent = []
+    for expected in sold:
+        sent.append(fw.respond(mtsics.Line(("XTR",))))  # the bytes the driver is about to read
+        got = driver.take_transaction()
+        assert got == {"type": "sale", **expected}
+        check_record(got)
+        driver.ack_transaction(got["txn"])
+    assert b' "weighed" ' in sent[0] and b' "preset" ' in sent[1]  # the string field travels quoted
+    assert b' 3 7 "" "" ' in sent[2]  # no tare: after the counters, "" for tare_gross_mg and tare_kind
+    assert "tare_kind" not in got and "tare_gross_mg" not in got and got["empty_counts"] > 0  # … left out
+
+
+def test_a_sale_from_older_firmware_without_the_new_fields_is_still_a_sale(scale) -> None:
+    _, responder, driver, _ = scale
+    responder.instead["XTR"] = b'XTR A 17 1764000000000 "1001" 275000 0 12300 3383 1 800 125500 120000 3 7\r\n'
+    got = driver.take_transaction()
+    assert got is not None and got["txn"] == 17 and got["configuration_events"] == 7
+    assert not {"tare_gross_mg", "tare_kind", "empty_counts", "zero_set_events"} & set(got)
+    check_record(got)
+
+
+def test_an_unknown_tare_kind_is_a_bad_transaction(scale) -> None:
+    _, responder, driver, _ = scale
+    reply = b'XTR A 17 1764000000000 "1001" 275000 5000 12300 3383 1 800 125600 120000 3 7 0 "keyed" 120002 41\r\n'
+    responder.instead["XTR"] = reply
+    with pytest.raises(BadTransaction, match="tare_kind") as info:
+        driver.take_transaction()
+    assert info.value.txn == 17 and info.value.line == reply
+
+
+@pytest.mark.parametrize("profile_id", ["zj-fair-15", "zj-fair-30"])
+def test_a_fair_scale_reports_the_receipts_tare_and_older_ones_parse_without_it(profile_id: str) -> None:
+    profile = builtin(profile_id)
+    fw = ScaleFirmware(profile, seed=2)
+    reweigh = {
+        "txn": 1, "ts": 1_764_000_000_000, "stall_device": "scale-0002", "sale_txn": 9, "plu": "1001",
+        "claimed_mg": 500_000, "net_mg": 498_000, "claimed_tare_mg": 5_000,
+    }  # fmt: skip
+    fw.pending.append(reweigh)
+    responder = Switchable(fw)
+    with PtyLineServer(responder, lock=threading.Lock(), name="fair") as server:
+        driver = MtSicsScale(profile, server.port)
+        try:
+            state = driver.read_state(ts_ms=1)
+            assert (state["e_mg"], state["max_g"]) == (
+                (2_000, 15_000) if profile_id == "zj-fair-15" else (5_000, 30_000)
+            )
+            assert driver.take_transaction() == {"type": "reweigh", **reweigh}
+            responder.instead["XRW"] = b'XRW A 2 1764000000000 "scale-0002" 9 "1001" 500000 498000\r\n'
+            old = driver.take_transaction()
+            assert old is not None and "claimed_tare_mg" not in old and old["net_mg"] == 498_000
+        finally:
+            driver.close()
+
+
 def test_garbage_before_a_reply_is_skipped_and_counted(scale) -> None:
     fw, responder, driver, _ = scale
     fw.sell(ts_ms=1, plu="1", true_net_mg=200_000, unit_price_fen_per_kg=1000)

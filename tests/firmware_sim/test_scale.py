@@ -71,6 +71,14 @@ def test_each_cheat_shows_its_signature(kind: str) -> None:
         assert fw.verified_zero_counts - txn["zero_counts"] == pytest.approx(fw.true_coefficient * 1.5, abs=1)
     elif kind == "price_scaling":
         assert txn["unit_price_fen_per_kg"] == 12 and txn["net_mg"] == 200_000_000
+    elif kind == "preset_base":
+        while not fw.last_cheated:  # toggled per customer
+            txn = sell(fw, grams=2000, price=1200)
+        assert txn["net_mg"] == 2_100_000
+        assert implied_mg(txn, fw.true_coefficient) == pytest.approx(2_100_000, abs=2500)
+        assert txn["empty_counts"] - txn["zero_counts"] == pytest.approx(fw.true_coefficient * 0.1, abs=25)
+    else:
+        raise AssertionError(f"no signature checked for {kind}")
 
 
 def test_clock_skew_and_full_memory() -> None:
