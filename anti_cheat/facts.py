@@ -245,9 +245,9 @@ class ScaleFacts:
     def current(self, device: str) -> ScaleFact | None:
         """The facts in force now (the newest verification), or None."""
         i = self.index.get(device)
-        v = int(self.latest[i]) if i is not None else 0
-        if v == 0:
+        if i is None or self.latest[i] == 0:
             return None
+        v = int(self.latest[i])
         software = next((s for s, c in self.software_codes.items() if c == self.approved_code[v] and c), None)
         return ScaleFact(
             coefficient=float(self.coefficient[v]),
@@ -260,6 +260,7 @@ class ScaleFacts:
             configuration_events=int(self.configuration_events[v]),
             verification_due_ms=None if self.verification_due_ms[v] == _NEVER else int(self.verification_due_ms[v]),
             approved_software_id=software,
+            market=self.market_of(i) if self.market_code[i] else None,
             verified_ms=None if self.v_from_ms[v] == FROM_START else int(self.v_from_ms[v]),
         )
 

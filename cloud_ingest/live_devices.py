@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from anti_cheat import Engine, ScaleFact
+from anti_cheat import Engine
 
-from .registry_file import DeviceFile
+from .registry_file import DeviceFile, scale_fact
 from .sensor_alerts import AlertBook
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class LiveDevices:
             for device, doc in snap.devices.items():  # only what changed: a reload costs little on the batch thread
                 scale = doc.get("scale")
                 if scale is not None and scale != self._scales.get(device):
-                    facts.set(device, ScaleFact(**scale))
+                    facts.set(device, scale_fact(doc))
             self.engine.state.ensure(len(facts))
             for device, vid in snap.verification_ids.items():
                 if self.verification_ids.get(device) != vid:

@@ -44,7 +44,7 @@ from .spool import Spool, SpoolFull
 log = logging.getLogger(__name__)
 
 
-_SCORED = frozenset({"sale", "reweigh", "check_weighing"})
+_SCORED = frozenset({"sale", "reweigh", "check_weighing", "scale_state"})
 #: refusals never acknowledged to the device, which keeps the records and sends them again: before the tag is
 #: verified (or from a device that may not speak), and ``replayed``, which is refused for its age alone: its
 #: records may never have been stored (lost on the way and sent again after the window moved on), so the
@@ -228,7 +228,6 @@ class Pipeline:
         scored: list[tuple[str, int, dict[str, Any]]] = []
         alerts: list[Alert] = []
         base_rows: list[tuple[str, int, dict[str, Any]]] = []
-        states: list[tuple[str, dict[str, Any]]] = []
         for one in admitted:
             env = one.envelope
             if any(r["type"] in ("gps", "rapid_test") for r in env.records):
@@ -237,16 +236,12 @@ class Pipeline:
                 rtype = rec["type"]
                 if rtype in _SCORED:
                     scored.append((env.device, env.seq + i, rec))
-                elif rtype == "scale_state":
-                    states.append((env.device, {**rec, "seq": env.seq + i}))
                 elif rtype in _BASE_TYPES:
                     base_rows.append((env.device, env.seq + i, rec))
         if base_rows:
             alerts += self.alert_book.observe_batch(base_rows)
         batch = Transactions.from_records(self.engine.facts, scored)
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
-        for device, state in states:
-            flags += self.engine.observe_state(device, state)
         derived = [flag_line(f, self.tags_for(f.device)) for f in flags] + [alert_line(a) for a in alerts]
         accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)

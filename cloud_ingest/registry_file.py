@@ -21,12 +21,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anti_cheat import ScaleFacts
+from anti_cheat import ScaleFact, ScaleFacts
 from device_profiles.envelope import TAG_VALUE_RE
 from device_profiles.influx_schema import ENRICHMENT_TAGS
 
 from .errors import IngestError
 from .sensor_alerts import Limit
+
+
+def scale_fact(device: Mapping[str, Any]) -> ScaleFact:
+    """A device entry's scale facts (raises pydantic's ValidationError naming the field); the market comes
+    from the device's place when the facts do not name it."""
+    fact = dict(device["scale"])
+    if fact.get("market") is None and device.get("tags", {}).get("market"):
+        fact["market"] = str(device["tags"]["market"])
+    return ScaleFact(**fact)
 
 
 class DeviceFile:
@@ -55,7 +64,7 @@ class DeviceFile:
             }
             for d, v in devices.items()
         }
-        scales = {d: v["scale"] for d, v in devices.items() if "scale" in v} if with_facts else {}
+        scales = {d: scale_fact(v) for d, v in devices.items() if "scale" in v} if with_facts else {}
         self.facts = ScaleFacts.from_mapping(scales, commodity_median)
 
     @classmethod

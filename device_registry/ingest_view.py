@@ -1,6 +1,7 @@
 """What the ingest needs from the registry, in the shape of a devices file (:mod:`cloud_ingest.registry_file`):
 keys (derived again from the key secret), revocations, where each device is (enrichment tags), crops and
-alert limits of planting bases, and each scale's facts from its last passed verification. The registry's
+alert limits of planting bases, and each scale's facts from its last passed verification (an
+:class:`anti_cheat.ScaleFact`, in force from when it was recorded). The registry's
 revision (the newest audit-log entry) tells the ingest when to read it again."""
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def _due_ms(day: dt.date) -> int:
     return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
 
 
+def _ms(at: dt.datetime) -> int:
+    """A stored time as UTC milliseconds (SQLite gives it back without its zone: it was stored in UTC)."""
+    return int((at if at.tzinfo else at.replace(tzinfo=dt.UTC)).timestamp() * 1000)
+
+
 def ingest_view(db: Session, key_secret: bytes) -> IngestView:
     """Two queries over plain rows (no ORM objects, which cost ten times more at 10 000 devices)."""
     revision = registry_revision(db)
@@ -56,6 +62,7 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
         v.calibration_events,
         v.configuration_events,
         v.due_on,
+        v.recorded_at,
     ).join(last_passed, v.id == last_passed.c.id)
     verified = {row[0]: row[1:] for row in db.execute(facts_query)}
     query = with_places(
@@ -98,7 +105,7 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
         else:
             doc["tags"] = {"district": vehicle_district, "vehicle": vehicle}
         if device in verified:
-            vid, coefficient, e_mg, d_mg, max_g, cls, zero, calibrations, configurations, due_on = verified[device]
+            vid, coefficient, e_mg, d_mg, max_g, cls, zero, calibrations, configurations, due_on, at = verified[device]
             doc["scale"] = {
                 "coefficient": coefficient,
                 "e_mg": e_mg,
@@ -110,6 +117,8 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
                 "configuration_events": configurations,
                 "verification_due_ms": _due_ms(due_on),
                 "approved_software_id": software,
+                "market": market,
+                "verified_ms": _ms(at),
             }
             verification_ids[device] = vid
         devices[device] = doc

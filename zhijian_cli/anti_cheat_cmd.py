@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from anti_cheat import Engine, ScaleFacts, Transactions
-from anti_cheat.columns import INTEGER_INPUTS
+from anti_cheat import RULES, Engine, ScaleFacts, Transactions
+from anti_cheat.columns import INTEGER_INPUTS, KINDS, TARE_KINDS
+from anti_cheat.facts import RegistryDocument, Verification
 
 app = typer.Typer(
     rich_markup_mode="markdown", help="Score scale transactions with the anti-cheating engine.", no_args_is_help=True
@@ -29,15 +32,57 @@ class InputError(Exception):
     """The transactions or registry file cannot be used."""
 
 
-def load_registry(path: Path) -> ScaleFacts:
-    """Scale facts from ``{"scales": {id: {...}}, "commodity_median": {plu: fen}}`` or a devices file."""
+def _field_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def load_registry(path: Path, verifications: Path | None = None) -> ScaleFacts:
+    """Scale facts from a :class:`anti_cheat.facts.RegistryDocument` (``scales``, optional
+    ``verifications`` history, ``commodity_median``) or an ingest devices file (``devices``), plus an
+    optional verifications file (JSONL or CSV, one verification per line). A malformed file is refused
+    with the field named."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        scales = doc.get("scales") or {d: v["scale"] for d, v in doc.get("devices", {}).items() if "scale" in v}
-        facts = ScaleFacts.from_mapping(scales, doc.get("commodity_median"))
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a usable registry file: {exc}") from exc
-    return facts
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not a usable registry file: expected a JSON object")
+    try:
+        if "devices" in doc and "scales" not in doc:
+            from cloud_ingest.registry_file import scale_fact
+
+            devices = doc["devices"]
+            scales = {d: scale_fact(v) for d, v in devices.items() if isinstance(v, dict) and "scale" in v}
+            doc = {"scales": scales, "commodity_median": doc.get("commodity_median") or {}}
+        parsed = RegistryDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise InputError(f"{path}: not a usable registry file: {_field_errors(exc)}") from exc
+    except (AttributeError, TypeError) as exc:
+        raise InputError(f"{path}: not a usable registry file: {exc}") from exc
+    history = list(parsed.verifications)
+    if verifications is not None:
+        history += _read_verifications(verifications)
+    return ScaleFacts.from_mapping(parsed.scales, parsed.commodity_median, history)
+
+
+def _read_verifications(path: Path) -> list[Verification]:
+    out = []
+    try:
+        with path.open(encoding="utf-8") as f:
+            if path.suffix.lower() == ".csv":
+                rows = (
+                    (n, {k: v for k, v in r.items() if v not in ("", None)}) for n, r in enumerate(csv.DictReader(f), 2)
+                )
+            else:
+                rows = ((n, json.loads(line)) for n, line in enumerate(f, 1) if line.strip())
+            for n, row in rows:
+                try:
+                    out.append(Verification.model_validate(row, strict=False))
+                except ValidationError as exc:
+                    raise InputError(f"{path}:{n}: not a verification: {_field_errors(exc)}") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a usable verifications file: {exc}") from exc
+    return out
 
 
 def _typed(row: dict[str, Any], where: str) -> dict[str, Any]:
@@ -56,6 +101,12 @@ def _typed(row: dict[str, Any], where: str) -> dict[str, Any]:
             out[key] = value
     if "device" not in out:
         raise InputError(f"{where}: no device")
+    if "ts" not in out:
+        raise InputError(f"{where}: no ts (UTC milliseconds)")
+    if out.get("kind", "sale") not in KINDS:
+        raise InputError(f"{where}: kind={out['kind']!r}: expected one of {', '.join(KINDS)}")
+    if out.get("tare_kind", "weighed") not in TARE_KINDS:
+        raise InputError(f"{where}: tare_kind={out['tare_kind']!r}: expected weighed or preset")
     return out
 
 
@@ -107,19 +158,35 @@ def _jsonl_rows(raw: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
 @app.command("score")
 def score(
     transactions: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet; columns in docs/anti_cheat.md.")],
-    registry: Annotated[Path, typer.Option(help="JSON with each scale's verified facts and commodity medians.")],
+    registry: Annotated[
+        Path,
+        typer.Option(
+            help="JSON: each scale's verified facts (`scales`), an optional `verifications` history and"
+            " `commodity_median` price priors; or an ingest devices file."
+        ),
+    ],
+    verifications: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL or CSV of verifications (device, verified_ms and the facts): each is in force from its"
+            " time, so a scale re-verified mid-file is judged against the right one."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write flags here as JSONL (default: standard output).")] = None,
     top: Annotated[int, typer.Option(help="How many scales at risk to list.")] = 20,
 ) -> None:
-    """Score every transaction in arrival order and write one JSON line per flag; print a summary."""
+    """Score every transaction in arrival order and write one JSON line per flag; print a summary: flags
+    by rule, which rules ran (a rule whose columns the input lacks does not run), transactions of scales
+    the registry does not know (not judged by the rules that need facts), and the scales at risk."""
     try:
-        facts = load_registry(registry)
+        facts = load_registry(registry, verifications)
     except InputError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        _error(exc)
         raise typer.Exit(2) from exc
     engine = Engine(facts)
     by_rule: Counter[str] = Counter()
     flagged_devices: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
     rows_read = 0
     sink = out.open("w", encoding="utf-8") if out else None
     try:
@@ -133,6 +200,8 @@ def score(
         ) as progress:
             task = progress.add_task("score", rows=0)
             for chunk in read_chunks(transactions, progress, task):
+                for i, row in enumerate(chunk):
+                    row.setdefault("seq", rows_read + i + 1)  # no seq column: the row's number in the file
                 batch = Transactions.from_rows(facts, chunk)
                 for flag in engine.score(batch).flags(batch, facts):
                     by_rule[flag.rule] += 1
@@ -142,24 +211,49 @@ def score(
                         sink.write(text + "\n")
                     else:
                         print(text)
+                without = facts.latest[batch.scale] == 0
+                unknown.update(facts.devices[i] for i in batch.scale[without].tolist())
                 rows_read += len(chunk)
                 progress.update(task, rows=rows_read)
-    except (InputError, OSError) as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+    except (InputError, OSError, ValueError) as exc:
+        _error(exc)
         raise typer.Exit(2) from exc
     finally:
         if sink:
             sink.close()
-    _summary(engine, rows_read, by_rule, flagged_devices, top)
+    _summary(engine, rows_read, by_rule, flagged_devices, unknown, top)
 
 
-def _summary(engine: Engine, rows: int, by_rule: Counter[str], devices: Counter[str], top: int) -> None:
+def _error(exc: Exception) -> None:
+    console.print(Text(str(exc), style="red"))  # as text: brackets in a message are not markup
+
+
+def _summary(
+    engine: Engine, rows: int, by_rule: Counter[str], devices: Counter[str], unknown: Counter[str], top: int
+) -> None:
+    judged = engine.rules_run()
     table = Table(title=f"{rows:,} transactions, {sum(by_rule.values()):,} flags")
-    table.add_column("rule")
-    table.add_column("flags", justify="right")
-    for rule, n in by_rule.most_common():
-        table.add_row(rule, f"{n:,}")
+    for col, justify in (("rule", "left"), ("rows judged", "right"), ("flags", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for rule in RULES:
+        if judged[rule.id]:
+            table.add_row(rule.id, f"{judged[rule.id]:,}", f"{by_rule[rule.id]:,}")
     console.print(table)
+    idle = [r for r in RULES if not judged[r.id]]
+    if idle:
+        console.print("rules that did not run (no row had their columns):", highlight=False)
+        for r in idle:
+            console.print(Text(f"  {r.id}: needs {', '.join(r.needs)}"))
+    if unknown:
+        shown = ", ".join(f"{d} ({n:,})" for d, n in unknown.most_common(10))
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        console.print(
+            Text(
+                f"{sum(unknown.values()):,} transactions of {len(unknown):,} scales not in the registry (judged"
+                f" only by the rules that need no facts): {shown}{more}",
+                style="yellow",
+            )
+        )
     risky = Table(title="scales at risk")
     for col in ("scale", "risk", "flags", "rules"):
         risky.add_column(col)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from sqlalchemy import Engine
@@ -48,9 +50,11 @@ def test_the_ingest_view_follows_the_registry(engine: Engine, registry_url: str)
     engine_.state.digit_counts[i, 3] = 7
     reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
     assert live.refresh() and live.baselines_reset == 1
-    assert engine_.facts.known[i] and engine_.facts.coefficient[i] == 20_000.0
+    fact = engine_.facts.current("scale-0001")
+    assert fact is not None and fact.coefficient == 20_000.0 and fact.market == "futian-no1"
+    assert fact.verified_ms is not None and abs(fact.verified_ms / 1000 - time.time()) < 3600
     assert engine_.state.reweigh_cusum[i] == 0 and not np.any(engine_.state.digit_counts[i])
-    assert engine_.facts.approved_software[i] == "PCS-1.2"
+    assert fact.approved_software_id == "PCS-1.2"
 
     # rotation and revocation
     reg.provision("scale-0001", ProvisionIn(), action="rotate")

@@ -62,8 +62,88 @@ def test_bad_input_names_the_line(tmp_path: Path, market) -> None:
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps(market.registry))
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"device": "honest-0000", "seq": 1, "net_mg": 5}\n{"device": "x", "net_mg": "heavy"}\n')
+    bad.write_text('{"device": "honest-0000", "ts": 1, "net_mg": 5}\n{"device": "x", "ts": 2, "net_mg": "heavy"}\n')
     result = runner.invoke(app, ["anti-cheat", "score", str(bad), "--registry", str(registry)])
     assert result.exit_code == 2 and "bad.jsonl:2" in result.output and "net_mg" in result.output
     result = runner.invoke(app, ["anti-cheat", "score", str(bad), "--registry", str(tmp_path / "none.json")])
     assert result.exit_code == 2 and "none.json" in result.output
+    for line, said in (('{"device": "x", "net_mg": 5}', "no ts"), ('{"device": "x", "ts": 1, "kind": "sell"}', "kind")):
+        bad.write_text(line + "\n")
+        result = runner.invoke(app, ["anti-cheat", "score", str(bad), "--registry", str(registry)])
+        assert result.exit_code == 2 and "bad.jsonl:1" in result.output and said in result.output
+
+
+def test_a_malformed_registry_is_refused_with_the_field_named(tmp_path: Path) -> None:
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text('{"device": "s-1", "ts": 1, "net_mg": 5}\n')
+    registry = tmp_path / "registry.json"
+    for doc, field in (
+        ({"scales": {"s-1": {"coefficient": 20000.0}}}, "scales.s-1.e_mg"),
+        ({"scales": {"s-1": {"coefficient": "many", "e_mg": 5000}}}, "scales.s-1.coefficient"),
+        ({"scales": {"s-1": {"coefficient": 20000.0, "e_mg": 5000, "colour": "red"}}}, "scales.s-1.colour"),
+        ({"scales": [1, 2]}, "scales"),
+        ([1, 2], "JSON object"),
+    ):
+        registry.write_text(json.dumps(doc))
+        result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
+        assert result.exit_code == 2 and field in result.output.replace("\n", ""), (doc, result.output)
+
+
+def test_absent_columns_are_not_zeros_and_unknown_scales_are_listed(tmp_path: Path) -> None:
+    # one row with no counts, counters or stability: the rules that need them do not run (before, the
+    # absent columns read as zeros and gave four false high-severity flags, one of them "broken seal")
+    fact = {"coefficient": 20000.0, "e_mg": 5000, "zero_counts": 120000, "calibration_events": 3}
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"scales": {"s-1": fact}}))
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text(
+        '{"device": "s-1", "ts": 1764000000000, "net_mg": 500000, "unit_price_fen_per_kg": 3000, "amount_fen": 1500}\n'
+        '{"device": "s-9", "ts": 1764000000001, "net_mg": 500000}\n'
+    )
+    out = tmp_path / "flags.jsonl"
+    result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == ""
+    text = result.output.replace("\n", " ")
+    assert "rules that did not run" in text and "coefficient: needs" in text and "counters: needs" in text
+    assert "1 transactions of 1 scales not in the registry" in text and "s-9 (1)" in text
+
+
+def test_a_reverification_mid_file_is_judged_against_the_verification_in_force(tmp_path: Path) -> None:
+    old = {
+        "coefficient": 20000.0,
+        "e_mg": 5000,
+        "zero_counts": 120000,
+        "calibration_events": 3,
+        "configuration_events": 7,
+    }
+    new = {**old, "coefficient": 21000.0, "zero_counts": 118000, "calibration_events": 4}
+    t0 = 1_764_000_000_000
+
+    def sale(k: int, fact: dict) -> dict:
+        return {
+            "device": "s-1",
+            "seq": k,
+            "ts": t0 + k * 60_000,
+            "net_mg": 1_000_000,
+            "tare_mg": 0,
+            "raw_counts": fact["zero_counts"] + round(fact["coefficient"]),
+            "zero_counts": fact["zero_counts"],
+            "calibration_events": fact["calibration_events"],
+            "configuration_events": 7,
+        }
+
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text("".join(json.dumps(sale(k, old if k < 5 else new)) + "\n" for k in range(10)))
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"scales": {"s-1": old}}))
+    args = ["anti-cheat", "score", str(tx), "--registry", str(registry)]
+    alone = runner.invoke(app, [*args, "--out", str(tmp_path / "a.jsonl")])
+    assert alone.exit_code == 0
+    flagged = {json.loads(line)["seq"] for line in (tmp_path / "a.jsonl").read_text().splitlines()}
+    assert flagged == set(range(5, 10)), "against the old verification only, the re-verified sales look tampered"
+    history = tmp_path / "verifications.jsonl"
+    history.write_text(json.dumps({"device": "s-1", "verified_ms": t0 + 5 * 60_000 - 1, **new}) + "\n")
+    result = runner.invoke(app, [*args, "--verifications", str(history), "--out", str(tmp_path / "b.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b.jsonl").read_text() == ""
