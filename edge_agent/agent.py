@@ -1,7 +1,8 @@
 """The edge agent: reads each source into the durable outbox, publishes it, and obeys commands.
 
-Per source, one thread: ``take`` records, store each in the outbox, then ``confirm`` it to the device.
-That order is what makes the edge lossless: a device forgets a record only after it is on disk. A source
+Per source, one thread: ``take`` records, store them in the outbox (what one ``take`` returned in one
+commit, which the other sources' readers putting at the same time share), then ``confirm`` each to the
+device. That order is what makes the edge lossless: a device forgets a record only after it is on disk. A source
 that stops answering is logged once when it goes away and once when it comes back; its thread retries
 with a capped backoff and never exits on device errors. When the outbox is full the record is not
 taken (the device keeps it) and the refusal is counted and shown in the status.
@@ -49,7 +50,7 @@ from device_profiles.loops import Loop
 from .errors import DeviceError, OutboxFull
 from .outbox import Outbox
 from .publisher import BrokerConfig, Publisher
-from .sources import Source
+from .sources import Source, Taken
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,13 @@ class Agent:
         """One step of a source's reader: take what it has into the outbox, confirm it, then pace."""
         try:
             got = source.take()
-            for taken in got:
-                stored = self.outbox.put(taken.record, source=source.name, source_id=taken.source_id)
-                if stored is not None:
-                    self.taken += 1
-                source.confirm(taken)
+            if got:
+                try:  # all of them in one commit, before the device is told of any
+                    stored = self.outbox.put_many([(t.record, t.source_id) for t in got], source=source.name)
+                except OutboxFull as exc:
+                    self._confirm(source, got, exc.stored)  # those before the one that did not fit are on disk
+                    raise
+                self._confirm(source, got, stored)
             self._dead_letters(source)
             self._source_is_up(source)
             self._backoff[source.name] = self.poll_interval_s
@@ -156,6 +159,13 @@ class Agent:
             self.publisher.last_error = f"{source.name}: {type(exc).__name__}: {exc!s:.200}"
             source.close()
             raise
+
+    def _confirm(self, source: Source, got: list[Taken], stored: list[int | None]) -> None:
+        """Tell the device the records the outbox holds now (``stored``: the first of ``got``, in order)."""
+        for taken, seq in zip(got, stored, strict=False):
+            if seq is not None:  # else stored before: read again after a crash before the device was told
+                self.taken += 1
+            source.confirm(taken)
 
     def _dead_letters(self, source: Source) -> None:
         while source.dead_letters:
