@@ -21,6 +21,7 @@ Goals (issue 11): ≥ 5 000 records/s sustained, drain ≥ 10 000 records/s, wit
 from __future__ import annotations
 
 import argparse
+import inspect
 import secrets
 import subprocess
 import sys
@@ -39,7 +40,11 @@ from zhijian_cli.servers import MosquittoServer
 RECORD = EXAMPLE_SALE
 
 
-def publisher(outbox: Outbox, port: int, delivery: str) -> Publisher:
+LINGER_S = inspect.signature(Publisher).parameters["linger_s"].default  # what the agent runs with
+MAX_RECORDS = inspect.signature(Publisher).parameters["max_records"].default
+
+
+def publisher(outbox: Outbox, port: int, delivery: str, linger_s: float) -> Publisher:
     return Publisher(
         delivery=delivery,  # type: ignore[arg-type]
         device_id="bench-0001",
@@ -47,7 +52,7 @@ def publisher(outbox: Outbox, port: int, delivery: str) -> Publisher:
         boot="0" * 31 + "1",
         outbox=outbox,
         broker=BrokerConfig(port=port, backoff_min_s=0.05, backoff_max_s=0.2),
-        linger_s=0.0,
+        linger_s=linger_s,
     )
 
 
@@ -66,9 +71,9 @@ class Sustained:
     per_commit: float  # records per outbox commit
 
 
-def sustained(folder: Path, port: int, n: int, delivery: str, producers: int) -> Sustained:
+def sustained(folder: Path, port: int, n: int, delivery: str, producers: int, linger_s: float) -> Sustained:
     outbox = Outbox(folder / f"sustained-{delivery}-{producers}.sqlite")
-    pub = publisher(outbox, port, delivery)
+    pub = publisher(outbox, port, delivery, linger_s)
     pub.start()
     assert pub.connected.wait(10)
     go = threading.Barrier(producers + 1)
@@ -102,11 +107,11 @@ def sustained(folder: Path, port: int, n: int, delivery: str, producers: int) ->
     return Sustained(n / elapsed, cpu / n * 1e6, n / max(commits, 1))
 
 
-def drain(folder: Path, port: int, n: int, delivery: str) -> float:
+def drain(folder: Path, port: int, n: int, delivery: str, linger_s: float) -> float:
     outbox = Outbox(folder / f"drain-{delivery}.sqlite")
     for first in range(0, n, 1_000):  # records that piled up during an outage
         outbox.put_many(({**RECORD, "txn": i}, None) for i in range(first, min(first + 1_000, n)))
-    pub = publisher(outbox, port, delivery)
+    pub = publisher(outbox, port, delivery, linger_s)
     t0 = time.perf_counter()
     pub.start()
     wait_empty(outbox)
@@ -121,8 +126,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--producers", type=int, default=8, help="source reader threads putting at once")
+    parser.add_argument(
+        "--linger-s", type=float, default=LINGER_S, help="publisher linger for a batch to fill (the agent's default)"
+    )
     args = parser.parse_args()
     print(f"machine: {describe()}")
+    defaults = " (the agent's defaults)" if args.linger_s == LINGER_S else ""
+    print(f"publisher: linger {args.linger_s:g} s, at most {MAX_RECORDS} records per message{defaults}")
     deliveries = ("cloud", "broker")
     many: dict[str, list[Sustained]] = {d: [] for d in deliveries}
     one: dict[str, list[Sustained]] = {d: [] for d in deliveries}
@@ -139,9 +149,12 @@ def main() -> None:
                 for delivery in deliveries:  # interleaved: both see the same machine
                     folder = Path(tmp) / f"run{run}"
                     folder.mkdir(exist_ok=True)
-                    many[delivery].append(sustained(folder, broker.port, args.records, delivery, args.producers))
-                    one[delivery].append(sustained(folder, broker.port, args.records, delivery, 1))
-                    drains[delivery].append(drain(folder, broker.port, args.records, delivery))
+                    linger = args.linger_s
+                    many[delivery].append(
+                        sustained(folder, broker.port, args.records, delivery, args.producers, linger)
+                    )
+                    one[delivery].append(sustained(folder, broker.port, args.records, delivery, 1, linger))
+                    drains[delivery].append(drain(folder, broker.port, args.records, delivery, linger))
                     m, o = many[delivery][-1], one[delivery][-1]
                     print(
                         f"run {run + 1} {delivery:>6}: sustained {m.rate:,.0f} records/s with {args.producers} "
