@@ -3,8 +3,8 @@ weighings and the scale's state reports at each power-on, with what each row rea
 
 Every reading goes through :mod:`.physics`: counts from the gross load (goods and container), the display from
 the counts with the coefficient the scale computes with. Each sale is also computed as an honest scale would
-have shown it with the same noise; a weight cheat's row is ``cheated`` when what the customer was shown differs
-from that. Columns are numpy arrays over the stall's sales; no Python loop runs per sale.
+have shown it with the same noise; a weight cheat's row is ``cheated`` when the customer was shown more than
+that. Columns are numpy arrays over the stall's sales; no Python loop runs per sale.
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ def _reweighs(rng: np.random.Generator, sp: StallPlan, mp: MarketPlan, sale: Col
         "tare_kind": sale["tare_kind"][rows],
         "reference_mg": gross - tare,
         # a re-weigh carries the cheat when the receipt's weight was raised by it (never for price_math)
-        "cheated": sale["net_mg"][rows] > sale["honest_net_mg"][rows],
+        "cheated": np.asarray(sale["net_mg"][rows], dtype=np.int64)
+        > np.asarray(sale["honest_net_mg"][rows], dtype=np.int64),
         "phase": sale["phase"][rows],
         "true_net_mg": sale["true_net_mg"][rows],
     }
