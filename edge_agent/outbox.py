@@ -118,7 +118,8 @@ class Outbox:
         """Store ``(record, source_id)`` pairs of ``source`` in order, in one commit; their results as
         :meth:`put` returns them. At a record that does not fit, that one and the rest are not stored:
         :class:`OutboxFull` is raised with the results of those before it (stored) in ``stored``."""
-        return self._write([(_encode(record), source, source_id) for record, source_id in records])
+        items = [(_encode(record), source, source_id) for record, source_id in records]
+        return self._write(items) if items else []
 
     def _write(self, items: list[tuple[str, str, int | None]]) -> list[int | None]:
         """Queue ``items``; lead the next commit if none is in progress, else wait for the one that takes
