@@ -5,7 +5,9 @@ SIGKILL or a power cut. Sequence numbers come from ``AUTOINCREMENT``, which SQLi
 after rows are deleted, so a device's seq only goes up across restarts. A record leaves the outbox only
 through :meth:`Outbox.acknowledge`, which the publisher calls when the cloud acknowledges it (see
 :mod:`edge_agent.delivery` for the states in between), or :meth:`Outbox.remove_through` in the
-broker-only delivery mode.
+broker-only delivery mode. Removals commit without an fsync of their own: the next record's commit
+syncs them. A power cut before that brings acknowledged records back, to be sent again with their seqs,
+which the cloud stores once; it never loses one.
 
 Full policy: when the stored bytes reach the quota, :meth:`Outbox.put` raises :class:`OutboxFull` and
 counts a refusal. The driver then does not acknowledge the record to the device, whose own memory keeps
@@ -66,7 +68,7 @@ def _encode(record: Mapping[str, Any]) -> str:
 
 
 class Outbox:
-    """A device's on-disk queue of records awaiting the broker's acknowledgement."""
+    """A device's on-disk queue of records awaiting the cloud's acknowledgement."""
 
     def __init__(
         self, path: str | Path, *, quota_bytes: int = 64 * 1024 * 1024, dead_letter_quota_bytes: int = 8 * 1024 * 1024
