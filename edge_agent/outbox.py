@@ -37,7 +37,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +51,17 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 """
 
 
-@dataclass(eq=False, slots=True)
 class _Write:
-    """One caller's records in a group commit, and what became of them."""
+    """One caller's records in a group commit, and what became of them (a plain class: it is made per put)."""
 
-    items: list[tuple[str, str, int | None]]  # (encoded record, source, source_id), in the caller's order
-    results: list[int | None] = field(default_factory=list)  # a seq, or None for a record stored before
-    full_at: int | None = None  # stored bytes when a record did not fit: it and the rest were not stored
-    error: BaseException | None = None  # the transaction failed: nothing of it is stored
-    done: bool = False
+    __slots__ = ("done", "error", "full_at", "items", "results")
+
+    def __init__(self, items: list[tuple[str, str, int | None]]) -> None:
+        self.items = items  # (encoded record, source, source_id), in the caller's order
+        self.results: list[int | None] = []  # a seq, or None for a record stored before
+        self.full_at: int | None = None  # stored bytes when a record did not fit: it and the rest were not stored
+        self.error: BaseException | None = None  # the transaction failed: nothing of it is stored
+        self.done = False
 
 
 def _encode(record: Mapping[str, Any]) -> str:
