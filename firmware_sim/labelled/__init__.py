@@ -7,7 +7,7 @@ sold and at what price, :mod:`.scales` who is in the market, :mod:`.sales` one s
 the assembly, :mod:`.evaluation` the scoring of the engine against the labels.
 """
 
-from .conditions import BASE, CONDITIONS, METHODS, PLAIN, Condition, Method, remote_trial
+from .conditions import BASE, CONDITIONS, METHODS, Condition, Method, remote_trial
 from .dataset import LABELS, LabelledMarket, generate
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "CONDITIONS",
     "LABELS",
     "METHODS",
-    "PLAIN",
     "Condition",
     "LabelledMarket",
     "Method",

@@ -131,22 +131,6 @@ CONDITIONS: dict[str, Condition] = {
         ),
     )
 }
-#: a plain market for the command-line tests: goods straight on the pan, no tare, no drift beyond 0.1 %,
-#: morning prices only, no re-verification; the methods the engine caught before issue 12
-PLAIN = replace(
-    BASE,
-    name="plain",
-    about="goods on the pan, no containers, steady prices",
-    p_small=0.0,
-    p_container=0.0,
-    mpe_edge_share=0.0,
-    p_afternoon=0.0,
-    p_clearance=0.0,
-    reverify_share=0.0,
-    power_cycles_per_day=0.0,
-    check_share=0.0,
-    markets=1,
-)
 
 
 def remote_trial(rate: float, *, within_reweighs: int = 50, stalls: int = 60) -> Condition:

@@ -150,9 +150,9 @@ def plan_market(cond: Condition, rng: np.random.Generator) -> MarketPlan:
         plan.fair.append(FairPlan(f"fair-{market_id(m)}", m, cap, fair_v, int(rng.integers(1, 50_000))))
         methods = [meth for meth in METHODS for _ in range(cond.cheaters_per_market.get(meth, 0))]
         honest = max(0, cond.scales_per_market - len(methods))
-        roles = ["honest"] * honest + methods
-        edge = rng.random(honest) < cond.mpe_edge_share
-        reverify = rng.random(honest) < cond.reverify_share
+        roles = [str(r) for r in rng.permutation(["honest"] * honest + methods)]  # ids say nothing of the truth
+        edge = rng.random(len(roles)) < cond.mpe_edge_share
+        reverify = rng.random(len(roles)) < cond.reverify_share
         preset_k = 0
         for k, method in enumerate(roles):
             forced: int | None = None
@@ -177,8 +177,8 @@ def plan_market(cond: Condition, rng: np.random.Generator) -> MarketPlan:
                     cap,
                     method,
                     cheat,
-                    edge=k < honest and bool(edge[k]),
-                    reverify=k < honest and bool(reverify[k]),
+                    edge=method == "honest" and bool(edge[k]),
+                    reverify=method == "honest" and bool(reverify[k]),
                 )
             )
     return plan
