@@ -29,8 +29,8 @@ def scale(
     """A smart scale on a pseudo-terminal making sales at a market stall. It prints its port: give that
     to `zhijian device provision --port …` (or a bundle's source port) and run the agent on it."""
     from device_profiles import ProfileError, builtin
-    from firmware_sim.market import COMMODITIES
     from firmware_sim.pty_link import PtyLineServer
+    from firmware_sim.purchases import draw_purchase
     from firmware_sim.scale import CHEAT_KINDS, Cheat, ScaleFirmware
 
     if cheat is not None and cheat not in CHEAT_KINDS:
@@ -51,14 +51,9 @@ def scale(
         started = time.monotonic()
         with contextlib.suppress(KeyboardInterrupt):
             while duration is None or time.monotonic() - started < duration:
-                plu, _name, lo, hi, g_lo, g_hi = rng.choice(COMMODITIES)
+                purchase = draw_purchase(rng)  # in bags and trays, with weighed and preset tares
                 with lock:
-                    firmware.sell(
-                        ts_ms=int(time.time() * 1000),
-                        plu=plu,
-                        true_net_mg=rng.randint(g_lo, g_hi) * 1000,
-                        unit_price_fen_per_kg=rng.randint(lo // 10, hi // 10) * 10,
-                    )
+                    purchase.sell_on(firmware, ts_ms=int(time.time() * 1000))
                 sold += 1
                 time.sleep(1 / rate)
     console.print(f"{sold} sales made")
