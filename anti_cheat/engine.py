@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .columns import CHECK, NO_VALUE, REWEIGH, SALE, STATE, WEIGHED, Transactions
+from .columns import CHECK, NO_VALUE, PRESET, REWEIGH, SALE, STATE, WEIGHED, Transactions
 from .facts import ScaleFacts
 from .mpe import mpe_mg
 from .prices import PriceBook, bin_price
@@ -127,6 +127,9 @@ class _Collector:
 def round_half_up_price(net_mg: I64, price: I64) -> I64:
     """Price in fen of ``net_mg`` at ``price`` fen/kg, rounded half up, in integers."""
     product = net_mg * price
+    if product.min(initial=0) >= 0:  # the usual case: no refunds in the batch
+        positive: I64 = (product + 500_000) // 1_000_000
+        return positive
     result: I64 = np.sign(product) * ((np.abs(product) + 500_000) // 1_000_000)
     return result
 
@@ -164,24 +167,31 @@ class _InForce:
     configurations: I64
     due_ms: I64
     software: I64
+    mg_per_count: F64 = field(default_factory=lambda: np.zeros(0))  # 1e6 / coefficient
+    noise_mg: F64 = field(default_factory=lambda: np.zeros(0))  # the counts' noise allowance, in mg
+    net: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # net_mg, 0 where absent
+    tare: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # tare_mg, 0 where absent
+    counts: tuple[F64, F64, npt.NDArray[np.bool_]] | None = None  # Engine._counts_tolerance, once per batch
+    groups: Groups | None = None  # every row, grouped by the verification in force (for the histories)
 
     @classmethod
     def of(cls, facts: ScaleFacts, version: npt.NDArray[np.intp]) -> _InForce:
-        t = facts.take
+        packed = facts.take_packed(version)
+        col = dict(zip(ScaleFacts.PACKED, packed.T, strict=True))
         return cls(
             version,
-            t("known", version),
-            t("e_mg", version),
-            t("d_mg", version),
-            t("class_code", version),
-            t("max_mg", version),
-            t("coefficient", version),
-            t("has_zero", version),
-            t("zero_counts", version),
-            t("calibration_events", version),
-            t("configuration_events", version),
-            t("verification_due_ms", version),
-            t("approved_code", version),
+            col["known"].astype(np.bool_),
+            col["e_mg"],
+            col["d_mg"],
+            col["class_code"],
+            col["max_mg"],
+            facts.take("coefficient", version),
+            col["has_zero"].astype(np.bool_),
+            col["zero_counts"],
+            col["calibration_events"],
+            col["configuration_events"],
+            col["verification_due_ms"],
+            col["approved_code"],
         )
 
 
@@ -235,6 +245,9 @@ class Engine:
         out = _Collector(self.judged)
         if len(b):
             f = _InForce.of(self.facts, self.facts.in_force(b.scale, b.ts))
+            f.net, f.tare = _or0(b.net_mg), _or0(b.tare_mg)
+            f.mg_per_count = 1_000_000 / f.coef
+            f.noise_mg = self.t.counts_noise * f.mg_per_count
             self._per_row(b, f, out)
             self._price_scaling(b, f, out)
             if self.stateful:
@@ -254,19 +267,20 @@ class Engine:
         The load cell measures everything on the load receptor, goods and container: the indicated gross
         is net + tare, whatever the tare's kind. The tolerance is the in-service MPE at that gross, half a d
         of rounding, and the counts' own noise."""
-        has = (b.kind == SALE) & f.known & _has(b.raw_counts) & _has(b.zero_counts) & _has(b.net_mg)
-        gross = _or0(b.net_mg) + _or0(b.tare_mg)
-        implied = (_or0(b.raw_counts) - _or0(b.zero_counts)) / f.coef * 1_000_000
-        noise = self.t.counts_noise / f.coef * 1_000_000
-        tol = mpe_mg(gross, f.e, f.cls) + f.d / 2 + noise
-        return gross - implied, tol, has
+        if f.counts is None:
+            has = (b.kind == SALE) & f.known & _has(b.raw_counts) & _has(b.zero_counts) & _has(b.net_mg)
+            gross = f.net + f.tare
+            implied = (_or0(b.raw_counts) - _or0(b.zero_counts)) * f.mg_per_count
+            tol = mpe_mg(gross, f.e, f.cls) + f.d / 2 + f.noise_mg
+            f.counts = (gross - implied, tol, has)
+        return f.counts
 
     # -- one row at a time, vectorised ---------------------------------------------------------------
     def _per_row(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         t = self.t
         sale = b.kind == SALE
         known_sale = sale & f.known
-        net, tare = _or0(b.net_mg), _or0(b.tare_mg)
+        net, tare = f.net, f.tare
         gross = net + tare
 
         has = sale & _has(b.amount_fen) & _has(b.unit_price) & _has(b.net_mg)
@@ -290,13 +304,13 @@ class Engine:
 
         zero = _or0(b.zero_counts)
         has = known_sale & f.has_zero & _has(b.zero_counts)
-        offset = np.abs(zero - f.zero) / f.coef * 1_000_000
+        offset = np.abs(zero - f.zero) * f.mg_per_count
         zero_limit = t.zero_range_of_max * f.max_mg
         out.add("zero_offset", has, offset > zero_limit, offset, zero_limit)
 
         has = known_sale & _has(b.empty_counts) & _has(b.zero_counts)
-        empty = (_or0(b.empty_counts) - zero) / f.coef * 1_000_000
-        empty_limit = t.zero_empty_band_e * f.e + t.counts_noise / f.coef * 1_000_000
+        empty = (_or0(b.empty_counts) - zero) * f.mg_per_count
+        empty_limit = t.zero_empty_band_e * f.e + f.noise_mg
         out.add("zero_empty", has, np.abs(empty) > empty_limit, empty, empty_limit)
 
         has = known_sale & (b.tare_kind == WEIGHED) & _has(b.tare_gross_mg) & (tare > 0)
@@ -324,10 +338,13 @@ class Engine:
 
     def _reweigh_tolerance(self, b: Transactions, f: _InForce, rows: npt.NDArray[np.intp]) -> F64:
         """Receipt − fair reading that two honest scales can produce: the stall's in-service MPE at the
-        gross it weighed (receipt net + tare), the fair scale's own in-service MPE at its reading (its own
-        class, e and d; the stall's when the fair scale has no facts), and both rounding intervals."""
-        stall_gross = _or0(b.net_mg[rows]) + _or0(b.tare_mg[rows])
-        stall = _mpe_around(stall_gross, f.e[rows], f.cls[rows]) + f.d[rows] / 2
+        gross it weighed (receipt net + tare: at least the MPE for the net, which R76 applies at every
+        tare), the fair scale's own in-service MPE at its reading (its own class, e and d; the stall's when
+        the fair scale has no facts), and the rounding of every reading (d/2 each: gross, a weighed tare,
+        the fair scale's)."""
+        stall_gross = f.net[rows] + f.tare[rows]
+        tared = (f.tare[rows] > 0) & (b.tare_kind[rows] != PRESET)  # a weighed tare is a second rounded reading
+        stall = _mpe_around(stall_gross, f.e[rows], f.cls[rows]) + f.d[rows] / 2 * (1 + tared)
         fair_version = self.facts.in_force(b.source[rows], b.ts[rows])
         own = self.facts.take("known", fair_version) & (b.source[rows] != b.scale[rows])
         fe = np.where(own, self.facts.take("e_mg", fair_version), f.e[rows])
@@ -379,31 +396,33 @@ class Engine:
         # where the counts are reported, the weight shown must be scaled up by the same decade
         err, _tol, counted = self._counts_tolerance(b, f)
         counted = counted[rows]
-        implied_net = (_or0(b.net_mg) - err)[rows]  # the net the counts measure
-        weight_decade = np.log10(np.maximum(_or0(b.net_mg[rows]), 1) / np.maximum(implied_net, 1.0))
+        implied_net = (f.net - err)[rows]  # the net the counts measure
+        weight_decade = np.log10(np.maximum(f.net[rows], 1) / np.maximum(implied_net, 1.0))
         corroborated = ~counted | (np.abs(weight_decade + decade) <= t.price_scaling_log_tolerance)
         out.add("price_scaling", has, scaled & corroborated, ratio, 0.0, rows=rows)
 
     # -- over a scale's history since its verification -------------------------------------------------
     def _start_histories(self, b: Transactions, f: _InForce) -> None:
-        """A scale whose rows bring a verification newer than the one its history belongs to starts its
-        history again (CUSUMs, digit window, last zero)."""
-        rows = np.flatnonzero(f.known)
-        if len(rows) == 0:
+        """Group the rows by the verification in force; a scale whose rows bring a verification newer than
+        the one its history belongs to starts its history again (CUSUMs, digit window, last zero)."""
+        f.groups = Groups.of(f.version.astype(np.int64))
+        versions = f.groups.keys[self.facts.known[f.groups.keys]]
+        if len(versions) == 0:
             return
-        scale = b.scale[rows]
-        since = self.facts.v_from_ms[f.version[rows]]
-        order = np.lexsort((since, scale))
-        last = np.r_[scale[order][1:] != scale[order][:-1], True]
-        scales, newest = scale[order][last], since[order][last]
-        newer = newest > self.state.since_ms[scales]
-        self.state.reset(scales[newer])
-        self.state.since_ms[scales[newer]] = newest[newer]
+        scales, since = self.facts.v_scale[versions], self.facts.v_from_ms[versions]
+        newest = np.full(len(self.facts), NO_VALUE, dtype=np.int64)
+        np.maximum.at(newest, scales, since)
+        touched = np.unique(scales)
+        newer = touched[newest[touched] > self.state.since_ms[touched]]
+        self.state.reset(newer)
+        self.state.since_ms[newer] = newest[newer]
 
-    def _histories(self, f: _InForce, rows: npt.NDArray[np.intp]) -> tuple[Groups, I64, npt.NDArray[np.bool_]]:
-        """Rows grouped by the verification in force, each group's scale, and whether the group is the
-        scale's current history (an older verification's rows start from nothing and leave no state)."""
-        g = Groups.of(f.version[rows].astype(np.int64))
+    def _histories(self, f: _InForce, mask: npt.NDArray[np.bool_]) -> tuple[Groups, I64, npt.NDArray[np.bool_]]:
+        """The rows where ``mask``, grouped by the verification in force, each group's scale, and whether the
+        group is the scale's current history (an older verification's rows start from nothing and leave no
+        state)."""
+        assert f.groups is not None
+        g = f.groups.subset(f.version.astype(np.int64), mask)
         scale = self.facts.v_scale[g.keys]
         current = self.facts.v_from_ms[g.keys] == self.state.since_ms[scale]
         return g, scale, current
@@ -418,14 +437,14 @@ class Engine:
 
     def _reweigh_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
-        rows = np.flatnonzero((b.kind == REWEIGH) & usable & (b.reference_mg > 0))
-        if len(rows) == 0:
+        mask = (b.kind == REWEIGH) & usable & (b.reference_mg > 0)
+        if not mask.any():
             return
-        tol = self._reweigh_tolerance(b, f, rows)
-        g, scale, current = self._histories(f, rows)
-        ordered = rows[g.order]
+        g, scale, current = self._histories(f, mask)
+        ordered = g.order
+        tol = self._reweigh_tolerance(b, f, ordered)
         error = (b.net_mg - b.reference_mg)[ordered]
-        y = self._cusum_step(error * 1000 / tol[g.order])
+        y = self._cusum_step(error * 1000 / tol)
         s = cusum(g, y, np.where(current, self.state.reweigh_cusum[scale], 0))
         self.state.reweigh_cusum[scale[current]] = s[g.ends][current]
         h = self.t.reweigh_cusum_h_milli
@@ -433,11 +452,10 @@ class Engine:
 
     def _coefficient_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         err, tol, has = self._counts_tolerance(b, f)
-        rows = np.flatnonzero(has)
-        if len(rows) == 0:
+        if not has.any():
             return
-        g, scale, current = self._histories(f, rows)
-        ordered = rows[g.order]
+        g, scale, current = self._histories(f, has)
+        ordered = g.order
         units = err[ordered] * 1000 / tol[ordered]
         hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[scale], 0))
         lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[scale], 0))
@@ -448,12 +466,12 @@ class Engine:
         out.add("coefficient_cusum", np.ones(len(ordered), np.bool_), worst > h, worst / 1000, h / 1000, rows=ordered)
 
     def _last_digit(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        rows = np.flatnonzero((b.kind == SALE) & f.known & _has(b.net_mg) & (b.net_mg > 0))
-        if len(rows) == 0:
+        mask = (b.kind == SALE) & f.known & (f.net > 0)
+        if not mask.any():
             return
         w = self.t.digit_window
-        g, scale, current = self._histories(f, rows)
-        ordered = rows[g.order]
+        g, scale, current = self._histories(f, mask)
+        ordered = g.order
         digit = (b.net_mg[ordered] // f.d[ordered]) % 10
         before = np.where(current, self.state.digit_total[scale], 0)
         position = g.cumsum(np.ones(len(ordered), dtype=np.int64), before)  # 1-based count of sales per history
@@ -461,18 +479,18 @@ class Engine:
         width = int(window.max()) + 1
         group = np.arange(len(g.keys), dtype=np.int64)
         # histogram per (history, window), seeded with each current history's unfinished window
-        key = g.group_of.astype(np.int64) * width + window
-        uniq, inverse = np.unique(key, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        key = g.group_of.astype(np.int64) * width + window  # non-decreasing in grouped order
+        new = np.r_[True, key[1:] != key[:-1]]
+        uniq, inverse = key[new], np.cumsum(new) - 1
         hist = np.zeros((len(uniq), 10), dtype=np.int64)
         np.add.at(hist, (inverse, digit), 1)
         first_window = np.searchsorted(uniq, group * width + before // w)
         hist[first_window] += np.where(current[:, None], self.state.digit_counts[scale], 0)
-        done = position % w == 0
+        done = np.flatnonzero(position % w == 0)  # a window completes: one row in w
         expected = w / 10
-        chi2 = ((hist[inverse] - expected) ** 2).sum(axis=1) / expected
+        chi2 = ((hist[inverse[done]] - expected) ** 2).sum(axis=1) / expected
         limit = self.t.digit_chi2_limit
-        out.add("last_digit", np.ones(len(ordered), np.bool_), done & (chi2 > limit), chi2, limit, rows=ordered)
+        out.add("last_digit", np.ones(len(done), np.bool_), chi2 > limit, chi2, limit, rows=ordered[done])
         last = inverse[g.ends]
         finished = (position[g.ends] % w) == 0
         counts = np.where(finished[:, None], 0, hist[last])
@@ -480,11 +498,11 @@ class Engine:
         self.state.digit_total[scale[current]] = position[g.ends][current]
 
     def _zero_jump(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        rows = np.flatnonzero((b.kind == SALE) & f.known & _has(b.zero_counts))
-        if len(rows) == 0:
+        mask = (b.kind == SALE) & f.known & _has(b.zero_counts)
+        if not mask.any():
             return
-        g, scale, current = self._histories(f, rows)
-        ordered = rows[g.order]
+        g, scale, current = self._histories(f, mask)
+        ordered = g.order
         zero, events = b.zero_counts[ordered], b.zero_set_events[ordered]
         previous = np.r_[np.int64(NO_VALUE), zero[:-1]]
         previous[g.starts] = np.where(current, self.state.last_zero[scale], NO_VALUE)
@@ -494,9 +512,8 @@ class Engine:
         self.state.last_zero_events[scale[current]] = events[g.ends][current]
         zero_set = _has(events) & _has(previous_events) & (events != previous_events)
         has = _has(previous) & ~zero_set
-        coef = f.coef[ordered]
-        moved = (zero - _or0(previous)) / coef * 1_000_000
-        limit = self.t.zero_jump_band_e * f.e[ordered] + self.t.counts_noise / coef * 1_000_000
+        moved = (zero - _or0(previous)) * f.mg_per_count[ordered]
+        limit = self.t.zero_jump_band_e * f.e[ordered] + f.noise_mg[ordered]
         out.add("zero_jump", has, np.abs(moved) > limit, moved, limit, rows=ordered)
 
     def _status(self, b: Transactions, findings: Findings) -> None:

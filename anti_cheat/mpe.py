@@ -36,7 +36,12 @@ def mpe_mg(
     Compared in integers (load vs limit × e), so band edges are exact.
     """
     load = np.abs(load_mg)
-    limits = _LIMITS[class_code]
-    band = (load > limits[:, 0] * e_mg).astype(np.intp) + (load > limits[:, 1] * e_mg)
-    result: npt.NDArray[np.float64] = _MPES[class_code, band] * e_mg
+    if len(class_code) and (class_code == class_code[0]).all():  # one class (the usual case): scalars
+        c = int(class_code[0])
+        band = (load > _LIMITS[c, 0] * e_mg).astype(np.intp) + (load > _LIMITS[c, 1] * e_mg)
+        result: npt.NDArray[np.float64] = _MPES[c][band] * e_mg
+    else:
+        limits = _LIMITS[class_code]
+        band = (load > limits[:, 0] * e_mg).astype(np.intp) + (load > limits[:, 1] * e_mg)
+        result = _MPES[class_code, band] * e_mg
     return result * IN_SERVICE_FACTOR if in_service else result

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .facts import ScaleFacts
-from .state import Groups
+from .state import Groups, stable_argsort
 
 I64 = npt.NDArray[np.int64]
 BINS_PER_DECADE = 40  # 5.9 % wide: fine for telling a tenth from a discount
@@ -69,11 +69,17 @@ class PriceBook:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _rows_of(self, market: I64, plu: I64) -> I64:
+    def _rows_of(self, market: I64, plu: I64) -> tuple[I64, npt.NDArray[np.intp], I64]:
+        """Each sale's rank among the distinct keys of this batch (sorted), the sales in key order (stable),
+        and each rank's row in the book (new keys get one)."""
         combo = (market << 32) | plu
-        uniq, inverse = np.unique(combo, return_inverse=True)
+        dense = market * (int(plu.max()) + 1) + plu  # the same order, in small numbers when it can
+        order = stable_argsort(dense)
+        sorted_combo = combo[order]
+        new = np.r_[True, sorted_combo[1:] != sorted_combo[:-1]]
+        uniq = sorted_combo[new]
         rows = np.empty(len(uniq), dtype=np.int64)
-        for i, c in enumerate(uniq.tolist()):  # a loop per distinct (market, commodity), not per row
+        for i, c in enumerate(uniq.tolist()):  # a loop per distinct (market, commodity), not per sale
             key = (c >> 32, c & 0xFFFFFFFF)
             row = self.keys.get(key)
             if row is None:
@@ -84,8 +90,9 @@ class PriceBook:
             self.day = np.r_[self.day, np.full(grow, _NO_DAY, dtype=np.int64)]
             self.hist = np.r_[self.hist, np.zeros((grow, BINS), dtype=np.int32)]
             self.ref = np.r_[self.ref, np.full(grow, -1, dtype=np.int64)]
-        result: I64 = rows[inverse.reshape(-1)]
-        return result
+        rank = np.empty(len(combo), dtype=np.int64)
+        rank[order] = np.cumsum(new) - 1
+        return rank, order, rows
 
     def observe(self, market: I64, plu: I64, ts: I64, price: I64, *, min_sales: int, day_offset_ms: int) -> I64:
         """The reference bin in force for each sale (-1: none learned yet), learning from the sales.
@@ -95,45 +102,41 @@ class PriceBook:
         """
         if len(price) == 0:
             return np.zeros(0, dtype=np.int64)
-        key = self._rows_of(market, plu)
+        rank, order, book_row = self._rows_of(market, plu)
         day = (ts + day_offset_ms) // DAY_MS
-        judged_day, late = self._late(key, day)
-        dmin = int(day.min())
-        span = int(max(day.max(), judged_day.max()) - dmin) + 1
-        out = self.ref[key].copy()  # late sales whose day has no group in this batch: the book's reference
-        live = np.flatnonzero(~late)
-        if len(live) == 0:
-            return out
-        uniq, inverse = np.unique(key[live] * span + (day[live] - dmin), return_inverse=True)
-        inverse = inverse.reshape(-1)
-        gk, gd = uniq // span, uniq % span + dmin
-        ref, hist = self._references(gk, gd, inverse, price[live], min_sales)
-        out[live] = ref[inverse]
-        stale = np.flatnonzero(late)
-        if len(stale):
-            combo = key[stale] * span + (judged_day[stale] - dmin)
-            pos = np.minimum(np.searchsorted(uniq, combo), len(uniq) - 1)
-            found = uniq[pos] == combo
-            out[stale[found]] = ref[pos[found]]
-        last = np.r_[gk[1:] != gk[:-1], True]  # each key's newest day in this batch becomes the book's
-        rows = gk[last]
-        self.day[rows], self.hist[rows], self.ref[rows] = gd[last], hist[last], ref[last]
-        return out
-
-    def _late(self, key: I64, day: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
-        """For each sale, the latest day of its key seen before it (the book's day included), and whether
-        its own day is earlier than that."""
-        g = Groups.of(key)
-        ordered = day[g.order]
-        seed = self.day[g.keys]
-        running = np.maximum(-g.cummin(-ordered), seed[g.group_of])  # latest day up to and including each
+        g = Groups.from_sorted(order, rank[order])  # by key, arrival order kept
+        ordered_day = day[order]
+        seed = self.day[book_row[g.keys]]
+        running = np.maximum(-g.cummin(-ordered_day), seed[g.group_of])  # the latest day up to each sale
         before = np.r_[np.int64(0), running[:-1]]
         before[g.starts] = seed
-        judged = np.empty_like(day)
-        judged[g.order] = np.maximum(before, ordered)
-        late = np.empty(len(day), dtype=np.bool_)
-        late[g.order] = ordered < before
-        return judged, late
+        late = ordered_day < before  # in grouped order
+        judged_day = np.maximum(before, ordered_day)
+        out = self.ref[book_row[rank[order]]]  # in grouped order; late sales without a group: the book's
+        live = np.flatnonzero(~late)
+        if len(live) == 0:
+            result = np.empty_like(out)
+            result[order] = out
+            return result
+        # live sales in grouped order are sorted by (book row, day): days never go back within a row
+        lk, ld = rank[order][live], ordered_day[live]
+        new = np.r_[True, (lk[1:] != lk[:-1]) | (ld[1:] != ld[:-1])]
+        group = np.cumsum(new) - 1
+        gk, gd = lk[new], ld[new]
+        ref, hist = self._references(book_row[gk], gd, group, price[order][live], min_sales)
+        out[live] = ref[group]
+        stale = np.flatnonzero(late)
+        if len(stale):  # judged against the reference of the day they came after, when it is in this batch
+            sk, sd = rank[order][stale], judged_day[stale]
+            pos = np.clip(np.searchsorted(gk * (1 << 32) + gd, sk * (1 << 32) + sd), 0, len(gk) - 1)
+            found = (gk[pos] == sk) & (gd[pos] == sd)
+            out[stale[found]] = ref[pos[found]]
+        last = np.r_[gk[1:] != gk[:-1], True]  # each row's newest day in this batch becomes the book's
+        rows = book_row[gk[last]]
+        self.day[rows], self.hist[rows], self.ref[rows] = gd[last], hist[last], ref[last]
+        result = np.empty_like(out)
+        result[order] = out
+        return result
 
     def _references(
         self, gk: I64, gd: I64, inverse: npt.NDArray[np.intp], price: I64, min_sales: int
@@ -177,6 +180,7 @@ class PriceBook:
                 return book
             market = np.array([facts.market_codes.setdefault(m, len(facts.market_codes)) for m, _ in names])
             plu = np.array([facts.plu_code(p) for _, p in names])
-            rows = book._rows_of(market.astype(np.int64), plu.astype(np.int64))
+            rank, _, book_row = book._rows_of(market.astype(np.int64), plu.astype(np.int64))
+            rows = book_row[rank]
             book.day[rows], book.hist[rows], book.ref[rows] = saved["day"], saved["hist"], saved["ref"]
         return book

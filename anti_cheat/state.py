@@ -23,6 +23,13 @@ from .rules import RULES
 I64 = npt.NDArray[np.int64]
 
 
+def stable_argsort(keys: I64) -> npt.NDArray[np.intp]:
+    """``np.argsort(keys, kind="stable")``, in linear time (numpy's radix sort) when the keys fit 16 bits."""
+    if len(keys) and keys.min() >= 0 and keys.max() < 1 << 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
 @dataclass
 class Groups:
     """Rows grouped by scale, arrival order kept within each group."""
@@ -34,12 +41,22 @@ class Groups:
 
     @classmethod
     def of(cls, scale: I64) -> Groups:
-        order = np.argsort(scale, kind="stable")
-        s = scale[order]
+        order = stable_argsort(scale)
+        return cls.from_sorted(order, scale[order])
+
+    @classmethod
+    def from_sorted(cls, order: npt.NDArray[np.intp], s: I64) -> Groups:
+        """Groups from rows already in grouped order (``s``: their keys, sorted)."""
         starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, dtype=np.intp)
         group_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))
         keys: I64 = s[starts] if len(s) else s
         return cls(order, keys, starts, group_of)
+
+    def subset(self, keys_of_rows: I64, rows: npt.NDArray[np.bool_]) -> Groups:
+        """The same grouping restricted to the rows where ``rows`` (a mask over the original rows), without
+        sorting again: order within each group is kept."""
+        order = self.order[rows[self.order]]
+        return Groups.from_sorted(order, keys_of_rows[order])
 
     @property
     def ends(self) -> npt.NDArray[np.intp]:

@@ -18,18 +18,27 @@ import numpy as np
 from machine import describe, median
 
 from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat.columns import NO_VALUE
 from anti_cheat.engine import round_half_up_price
+
+T0 = 1_764_000_000_000
 
 
 def make_facts(scales: int) -> ScaleFacts:
+    """Scales in 50 markets; one in a hundred re-verified mid-period (two verifications in force in turn)."""
     facts = ScaleFacts()
     for i in range(scales):
-        facts.set(
-            f"scale-{i:06d}",
-            ScaleFact(
-                coefficient=20_000.0, e_mg=5000, zero_counts=120_000, calibration_events=3, configuration_events=7
-            ),
+        fact = ScaleFact(
+            coefficient=20_000.0,
+            e_mg=5000,
+            zero_counts=120_000,
+            calibration_events=3,
+            configuration_events=7,
+            market=f"market-{i % 50:02d}",
         )
+        facts.set(f"scale-{i:06d}", fact)
+        if i % 100 == 0:
+            facts.set(f"scale-{i:06d}", fact.model_copy(update={"verified_ms": T0 + 3 * 86_400_000}))
     facts.commodity_median = {str(p): 3000 for p in range(1000, 1020)}
     return facts
 
@@ -38,26 +47,34 @@ def make_batch(n: int, scales: int, rng: np.random.Generator, seq0: int) -> Tran
     net = rng.integers(20, 3000, n) * 5000
     price = rng.integers(200, 9000, n)
     kind = (rng.random(n) < 0.05).astype(np.int64)  # 5 % re-weighs
-    zeros = np.zeros(n, dtype=np.int64)
+    tare = np.where(rng.random(n) < 0.7, rng.integers(2, 400, n) * 1000, 0)  # bags and trays on the pan
+    tare_kind = np.where(tare > 0, rng.integers(1, 3, n), NO_VALUE)  # weighed or preset
+    none = np.full(n, NO_VALUE)
     return Transactions(
         kind=kind,
         scale=(scale := rng.integers(0, scales, n)),
         source=scale,
         plu=rng.integers(1, 21, n),  # codes of the PLUs 1000-1019
-        stable=np.ones(n, dtype=np.bool_),
+        stable=np.ones(n, dtype=np.int64),
+        tare_kind=tare_kind,
+        software=none,
         seq=np.arange(seq0, seq0 + n),
-        ts=1_764_000_000_000 + np.arange(n),
+        ts=T0 + seq0 * 60 + np.arange(n) * 60,  # a million transactions over about a week
         net_mg=net,
-        tare_mg=zeros,
-        tare_gross_mg=np.full(n, np.iinfo(np.int64).min),  # not reported
+        tare_mg=tare,
+        tare_gross_mg=np.where(tare_kind == 1, tare, NO_VALUE),
         unit_price=price,
         amount_fen=round_half_up_price(net, price),
         stable_ms=np.full(n, 800),
-        raw_counts=120_000 + net // 50,
+        raw_counts=120_000 + (net + tare) // 50,
         zero_counts=np.full(n, 120_000),
+        empty_counts=np.full(n, 120_000),
+        zero_set_events=np.full(n, 1),
         calibration_events=np.full(n, 3),
         configuration_events=np.full(n, 7),
-        reference_mg=np.where(kind == 1, net + rng.integers(-2500, 2500, n), 0),
+        reference_mg=np.where(kind == 1, net + rng.integers(-2500, 2500, n), NO_VALUE),
+        reported_e_mg=none,
+        reported_d_mg=none,
     )
 
 
@@ -86,7 +103,7 @@ def main() -> None:
     engine = Engine(facts)
     engine.score(batches[0])
     state_bytes = sum(getattr(engine.state, n).nbytes for n in engine.state._ARRAYS) / len(engine.state)
-    fact_bytes = sum(a.nbytes for a in vars(facts).values() if isinstance(a, np.ndarray)) / len(facts.known)
+    fact_bytes = sum(a.nbytes for a in vars(facts).values() if isinstance(a, np.ndarray)) / len(facts)
     rows = [
         {
             "device": f"scale-{i % args.scales:06d}",

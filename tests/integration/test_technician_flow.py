@@ -117,8 +117,8 @@ def test_provision_run_verify_and_revoke_a_scale(
                 with lock:
                     firmware.sell(ts_ms=1_764_000_100_000, plu="1001", true_net_mg=300_000, unit_price_fen_per_kg=1200)
                 assert wait_for(lambda: live.baselines_reset == 1, 15)
-                index = pipeline.engine.facts.index["scale-0001"]
-                assert pipeline.engine.facts.coefficient[index] == firmware.coefficient
+                fact = pipeline.engine.facts.current("scale-0001")
+                assert fact is not None and fact.coefficient == firmware.coefficient
 
                 # revocation: the broker drops the live session and refuses the next connection
                 zhijian("device revoke scale-0001 --reason 'seal broken'")
