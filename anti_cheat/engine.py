@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .columns import CHECK, NO_VALUE, PRESET, REWEIGH, SALE, STATE, WEIGHED, Transactions
+from .columns import CHECK, NO_VALUE, REWEIGH, SALE, STATE, WEIGHED, Transactions
 from .facts import ScaleFacts
 from .mpe import mpe_mg
 from .prices import PriceBook, bin_price
@@ -340,17 +340,21 @@ class Engine:
         """Receipt − fair reading that two honest scales can produce: the stall's in-service MPE at the
         gross it weighed (receipt net + tare: at least the MPE for the net, which R76 applies at every
         tare), the fair scale's own in-service MPE at its reading (its own class, e and d; the stall's when
-        the fair scale has no facts), and the rounding of every reading (d/2 each: gross, a weighed tare,
-        the fair scale's)."""
-        stall_gross = f.net[rows] + f.tare[rows]
-        tared = (f.tare[rows] > 0) & (b.tare_kind[rows] != PRESET)  # a weighed tare is a second rounded reading
-        stall = _mpe_around(stall_gross, f.e[rows], f.cls[rows]) + f.d[rows] / 2 * (1 + tared)
+        the fair scale has no facts), the rounding of every reading (d/2 each: the stall's gross and weighed
+        tare, the fair scale's gross and the bag it tares), and, for a preset tare, the spread of real
+        containers around the keyed value (a bag keyed at 5 g weighs 2–8 g)."""
+        tare = f.tare[rows]
+        stall_gross = f.net[rows] + tare
+        weighed = (tare > 0) & (b.tare_kind[rows] == WEIGHED)  # a weighed tare is a second rounded reading
+        keyed = (tare > 0) & ~weighed  # a preset tare (or one of unknown kind): the real container varies
+        container = np.where(keyed, np.maximum(f.e[rows], tare * self.t.preset_tare_spread), 0)
+        stall = _mpe_around(stall_gross, f.e[rows], f.cls[rows]) + f.d[rows] / 2 * (1 + weighed) + container
         fair_version = self.facts.in_force(b.source[rows], b.ts[rows])
         own = self.facts.take("known", fair_version) & (b.source[rows] != b.scale[rows])
         fe = np.where(own, self.facts.take("e_mg", fair_version), f.e[rows])
         fd = np.where(own, self.facts.take("d_mg", fair_version), f.d[rows])
         fcls = np.where(own, self.facts.take("class_code", fair_version), f.cls[rows])
-        fair = _mpe_around(b.reference_mg[rows], fe, fcls) + fd / 2
+        fair = _mpe_around(b.reference_mg[rows], fe, fcls) + fd  # its gross and the bag it tares: 2 × d/2
         result: F64 = stall + fair
         return result
 
@@ -451,12 +455,15 @@ class Engine:
         out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), s > h, s / 1000, h / 1000, rows=ordered)
 
     def _coefficient_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        err, tol, has = self._counts_tolerance(b, f)
+        err, _tol, has = self._counts_tolerance(b, f)
         if not has.any():
             return
         g, scale, current = self._histories(f, has)
         ordered = g.order
-        units = err[ordered] * 1000 / tol[ordered]
+        # the indication is computed from the counts: on an honest scale they differ by the rounding and
+        # the counts' noise only, whatever its drift (which changes counts per kg, not this relation)
+        rounding = f.d[ordered] / 2 + f.noise_mg[ordered]
+        units = err[ordered] * 1000 / rounding
         hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[scale], 0))
         lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[scale], 0))
         self.state.coef_cusum_hi[scale[current]] = hi[g.ends][current]
@@ -466,7 +473,9 @@ class Engine:
         out.add("coefficient_cusum", np.ones(len(ordered), np.bool_), worst > h, worst / 1000, h / 1000, rows=ordered)
 
     def _last_digit(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        mask = (b.kind == SALE) & f.known & (f.net > 0)
+        # only sales of at least digit_min_d d: below that the last digit of a smooth mass distribution is
+        # not uniform (a handful of herbs is 2–20 e)
+        mask = (b.kind == SALE) & f.known & (f.net >= self.t.digit_min_d * f.d)
         if not mask.any():
             return
         w = self.t.digit_window

@@ -28,6 +28,9 @@ class Thresholds:
     #: [unsure] the load-cell counts' own noise, in counts, allowed on top of the tolerance when counts are
     #: compared with an indication
     counts_noise: int = 4
+    #: [unsure] a preset tare stands for containers that vary around it: a re-weigh allows this share of
+    #: the keyed tare (at least one e) for the difference
+    preset_tare_spread: float = 0.05
     #: [unsure] a tare above this share of Max is implausible on a market stall
     tare_max_of_max: float = 0.20
     #: [law] a verification is due about once a year [unsure period]; overdue by more than this is flagged
@@ -39,8 +42,9 @@ class Thresholds:
     price_reference_min_sales: int = 20
     #: market days start at local midnight: UTC+8 (China Standard Time)
     market_day_offset_ms: int = 8 * 3_600_000
-    #: CUSUMs count in thousandths of the tolerance at each weighing. The slack k is one whole tolerance:
-    #: a scale whose every error lies within its tolerance never accumulates, whatever the sign pattern
+    #: CUSUMs count in thousandths of the tolerance at each weighing (the coefficient CUSUM: of the
+    #: rounding and counts' noise, the only honest difference between counts and indication). The slack
+    #: k is one whole tolerance: a scale whose every error lies within it never accumulates, whatever the sign pattern
     #: (k < 1000 would accuse honest scales erring within the law). h: the alarm level. [unsure: h]
     cusum_slack_milli: int = 1_000
     #: one weighing adds at most this much (so the alarm means persistence: three weighings beyond twice
@@ -51,6 +55,8 @@ class Thresholds:
     #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, 9 degrees of freedom.
     #: 44.81 is the 10⁻⁶ upper quantile: an honest scale trips it once in a million windows. [unsure] window
     digit_window: int = 200
+    #: ... over sales of at least this many d (smaller ones have no uniform last digit) [unsure]
+    digit_min_d: int = 100
     digit_chi2_limit: float = 44.81
 
 

@@ -201,9 +201,9 @@ def reweigh(seq: int, claimed: int, fair: int, **over) -> dict:
 
 def test_reweigh_and_check_weighing() -> None:
     # 2 kg (400 e): the stall's in-service MPE 5 g + 2.5 g of rounding, the fair scale (no facts of its
-    # own here: the stall's) as much again: 15 g
-    good = reweigh(1, 2_000_000, 1_986_000)
-    short = reweigh(2, 2_000_000, 1_984_000)
+    # own here: the stall's) 5 g + 2 × 2.5 g (its gross and the bag it tares): 17.5 g
+    good = reweigh(1, 2_000_000, 1_983_000)
+    short = reweigh(2, 2_000_000, 1_981_000)
     assert rules_for([good, short]) == [(2, "reweigh_error")]
     check_ok = {"kind": "check", "net_mg": 10_005_000, "reference_mg": 10_000_000}
     check_bad = {"kind": "check", "seq": 2, "net_mg": 9_987_000, "reference_mg": 10_000_000}

@@ -424,7 +424,7 @@ def test_a_restarted_worker_continues_the_anti_cheat_state(
                     "net_mg": 1_000_000,
                 }
             ],
-        )  # 30 g short, twice the 15 g tolerance each time: the CUSUM alarms from the 4th re-weigh on
+        )  # 30 g short vs a 17.5 g tolerance: 0.71 tolerance of excess each, the CUSUM alarms from the 5th
         for k in range(1, 9)
     ]
 
@@ -450,7 +450,7 @@ def test_a_restarted_worker_continues_the_anti_cheat_state(
         return seqs
 
     whole = run("cusum_whole", reweighs, None)
-    assert whole == [4, 5, 6, 7, 8], "the persistent short weight must build up to an alarm"
+    assert whole == [5, 6, 7, 8], "the persistent short weight must build up to an alarm"
     first = run("cusum_split", reweighs[:3], state)  # nothing flagged yet: the CUSUM is still climbing
     second = run("cusum_split", reweighs[3:], state)  # a new worker, restored from the saved state
     assert first + second == whole
