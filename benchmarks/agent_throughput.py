@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import secrets
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {describe()}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (other processes compete for these cores)")
     defaults = " (the agent's defaults)" if args.linger_s == LINGER_S else ""
     print(f"publisher: linger {args.linger_s:g} s, at most {MAX_RECORDS} records per message{defaults}")
     deliveries = ("cloud", "broker")
@@ -165,6 +167,7 @@ def main() -> None:
         finally:
             acker.terminate()
             acker.wait(10)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(
         f"median of {args.runs} runs, {args.records:,} records each "
         "(outbox: SQLite WAL, synchronous=FULL, group commit):"
