@@ -111,8 +111,11 @@ def provision_demo(data_dir: Path, market: Market, *, broker_host: str, broker_p
             code = f"A-{n + 1:03d}"
             reg.register(_scale(stall.device_id, "zj-pcs-30", code))
             facts = market.verification_facts(stall)
-            reg.verify(stall.device_id, _verification(facts))
-        reg.register(_scale(market.fair.device_id, market.fair.firmware.profile.id, "FAIR"))
+            reg.verify(stall.device_id, _verification(facts, 30_000))
+        fair = market.fair.firmware.profile
+        reg.register(_scale(market.fair.device_id, fair.id, "FAIR"))
+        assert fair.metrology is not None  # the fair scale is verified too: re-weighs are judged by its own e and d
+        reg.verify(market.fair.device_id, _verification(market.verification_facts(market.fair), fair.metrology.max_g))
         reg.register(DeviceIn(id=BASE_ID, profile="soil-rs485", serial_no="GW-0001", base_id="gm-veg-01"))
         reg.register(DeviceIn(id=VEHICLE_ID, profile="zj-rt-12", serial_no="RT-0001", vehicle_id="rt-van-01"))
         for device in [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]:
@@ -149,7 +152,7 @@ def _scale(device_id: str, profile: str, stall_code: str) -> DeviceIn:
     )
 
 
-def _verification(facts: dict[str, object]) -> VerificationIn:
+def _verification(facts: dict[str, object], max_g: int) -> VerificationIn:
     return VerificationIn(
         certificate_no="SZJL-DEMO",
         verifying_body="Shenzhen Institute of Metrology (simulated)",
@@ -160,5 +163,5 @@ def _verification(facts: dict[str, object]) -> VerificationIn:
         zero_counts=int(facts["zero_counts"]),  # type: ignore[call-overload]
         calibration_events=int(facts["calibration_events"]),  # type: ignore[call-overload]
         configuration_events=int(facts["configuration_events"]),  # type: ignore[call-overload]
-        readings=[ReadingIn(reference_g=g, indicated_g=g) for g in (1000.0, 10000.0, 30000.0)],
+        readings=[ReadingIn(reference_g=g, indicated_g=g) for g in (max_g / 30, max_g / 3, float(max_g))],
     )
