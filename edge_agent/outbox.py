@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 class _Write:
     """One caller's records in a group commit, and what became of them (a plain class: it is made per put)."""
 
-    __slots__ = ("done", "error", "full_at", "items", "results")
+    __slots__ = ("done", "error", "full_at", "items", "results", "signalled", "wake")
 
     def __init__(self, items: list[tuple[str, str, int | None]]) -> None:
         self.items = items  # (encoded record, source, source_id), in the caller's order
@@ -62,10 +62,18 @@ class _Write:
         self.full_at: int | None = None  # stored bytes when a record did not fit: it and the rest were not stored
         self.error: BaseException | None = None  # the transaction failed: nothing of it is stored
         self.done = False
+        self.wake: threading.Lock | None = None  # made for a caller that waits, released to wake it
+        self.signalled = False  # released and not yet taken by the caller
 
 
-def _encode(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _signal(write: _Write) -> None:
+    """Wake ``write``'s caller (under the queue's lock): done, or the next commit is free to lead."""
+    if write.wake is not None and not write.signalled:
+        write.signalled = True
+        write.wake.release()
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode  # one, not one per put
 
 
 class Outbox:
@@ -81,7 +89,7 @@ class Outbox:
         self.dead_letters_evicted = 0
         self.commits = 0  # transactions that stored records (one per group commit)
         self._lock = threading.Lock()  # the connection
-        self._group = threading.Condition(threading.Lock())  # the queue of writes and who commits them
+        self._group = threading.Lock()  # the queue of writes and whether a commit is in progress
         self._queue: list[_Write] = []
         self._committing = False
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -126,17 +134,31 @@ class Outbox:
 
     def _write(self, items: list[tuple[str, str, int | None]]) -> list[int | None]:
         """Queue ``items``; lead the next commit if none is in progress, else wait for the one that takes
-        them. Returns or raises only once they are committed (or their transaction failed)."""
+        them. Returns or raises only once they are committed (or their transaction failed).
+
+        Each waiting caller has its own lock to be woken by, so a commit wakes the callers it served and
+        the first one queued behind it (which leads next), not every waiting thread."""
         write = _Write(items)
         with self._group:
             self._queue.append(write)
-            while self._committing and not write.done:
-                self._group.wait()
-            leader = not write.done
-            if leader:
+            leader = not self._committing
+            if not leader:
+                write.wake = wake = threading.Lock()
+                wake.acquire()
+            self._committing = True
+        while not leader:
+            # the timeout only matters if the caller woken to lead next was interrupted: another leads
+            woken = wake.acquire(timeout=1.0)
+            with self._group:
+                if woken:
+                    write.signalled = False
+                if write.done:
+                    break
+                leader = not self._committing
                 self._committing = True
-                group, self._queue = self._queue, []
         if leader:
+            with self._group:
+                group, self._queue = self._queue, []
             try:
                 self._commit(group)
             finally:
@@ -144,7 +166,10 @@ class Outbox:
                     self._committing = False
                     for each in group:
                         each.done = True
-                    self._group.notify_all()
+                        if each is not write:
+                            _signal(each)
+                    if self._queue:
+                        _signal(self._queue[0])
         if write.error is not None:
             if leader and not isinstance(write.error, Exception):
                 raise write.error  # KeyboardInterrupt, SystemExit: this thread's own
@@ -156,32 +181,35 @@ class Outbox:
     def _commit(self, group: list[_Write]) -> None:
         """Store every write of ``group`` in one transaction; the outcome goes into each write."""
         with self._lock:
+            execute, quota = self._db.execute, self.quota_bytes
             stored, added, refused = self._bytes, 0, 0
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                execute("BEGIN IMMEDIATE")
                 at_ms = int(time.time() * 1000)
                 for write in group:
+                    results = write.results
                     for body, source, source_id in write.items:
-                        if stored + len(body) > self.quota_bytes:
+                        if stored + len(body) > quota:
                             write.full_at = stored
                             refused += 1
                             break
                         if source_id is not None:  # the transaction sees its own earlier rows
                             key = f"last_id:{source}"
-                            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                            row = execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
                             if row is not None and source_id <= row[0]:
-                                write.results.append(None)
+                                results.append(None)
                                 continue
-                            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, source_id))
-                        cur = self._db.execute("INSERT INTO records (body, at_ms) VALUES (?, ?)", (body, at_ms))
-                        write.results.append(cur.lastrowid)
+                            execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, source_id))
+                        results.append(
+                            execute("INSERT INTO records (body, at_ms) VALUES (?, ?)", (body, at_ms)).lastrowid
+                        )
                         stored += len(body)
                         added += 1
-                self._db.execute("COMMIT")
+                execute("COMMIT")
             except BaseException as exc:
                 try:
                     if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
+                        execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # the connection is broken; the error that broke it is the one to report
                 for write in group:
