@@ -455,15 +455,14 @@ class Engine:
         out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), s > h, s / 1000, h / 1000, rows=ordered)
 
     def _coefficient_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        err, _tol, has = self._counts_tolerance(b, f)
+        err, tol, has = self._counts_tolerance(b, f)
         if not has.any():
             return
         g, scale, current = self._histories(f, has)
         ordered = g.order
-        # the indication is computed from the counts: on an honest scale they differ by the rounding and
-        # the counts' noise only, whatever its drift (which changes counts per kg, not this relation)
-        rounding = f.d[ordered] / 2 + f.noise_mg[ordered]
-        units = err[ordered] * 1000 / rounding
+        # in units of the tolerance at the gross, like the per-row rule: a real scale's firmware linearises
+        # and compensates, so counts / coefficient and the indication may differ within the MPE honestly
+        units = err[ordered] * 1000 / tol[ordered]
         hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[scale], 0))
         lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[scale], 0))
         self.state.coef_cusum_hi[scale[current]] = hi[g.ends][current]

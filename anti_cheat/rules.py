@@ -155,11 +155,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "coefficient_cusum",
         "medium",
-        "The indication is computed from the counts [physics]: per-scale CUSUM over indication − counts in"
-        " units of the rounding (d/2) and the counts' noise, slack one unit: ours",
+        "Per-scale CUSUM over indication − counts in units of the tolerance at the gross, slack one tolerance: ours",
         _COUNTS,
-        "the indication keeps leaving the load-cell counts (CUSUM {v:.1f} rounding intervals, alarm {l:.1f})",
-        "显示值持续偏离传感器计数（累积和 {v:.1f} 倍舍入区间，报警线 {l:.1f}）",
+        "the indication keeps leaving the load-cell counts (CUSUM {v:.1f} tolerances, alarm {l:.1f})",
+        "显示值持续偏离传感器计数（累积和 {v:.1f} 倍允差，报警线 {l:.1f}）",
     ),
     Rule(
         "last_digit",

@@ -42,8 +42,7 @@ class Thresholds:
     price_reference_min_sales: int = 20
     #: market days start at local midnight: UTC+8 (China Standard Time)
     market_day_offset_ms: int = 8 * 3_600_000
-    #: CUSUMs count in thousandths of the tolerance at each weighing (the coefficient CUSUM: of the
-    #: rounding and counts' noise, the only honest difference between counts and indication). The slack
+    #: CUSUMs count in thousandths of the tolerance at each weighing. The slack
     #: k is one whole tolerance: a scale whose every error lies within it never accumulates, whatever the sign pattern
     #: (k < 1000 would accuse honest scales erring within the law). h: the alarm level. [unsure: h]
     cusum_slack_milli: int = 1_000
