@@ -387,3 +387,29 @@ def test_simulated_cheats_are_caught_on_every_sale(kind: str, rule: str) -> None
     ]
     got = rules_for(rows, f)
     assert {seq for seq, r in got if r == rule} == set(range(300))
+
+
+def test_refunds_round_half_away_from_zero_and_classes_mix_in_one_batch() -> None:
+    assert round_half_up_price(np.array([-275_000, 275_000]), np.array([12_300, 12_300])).tolist() == [-3383, 3383]
+    # class II (code 1) and class III (code 2) in one array: each by its own band limits
+    got = mpe_mg(np.array([600 * 100, 600 * 100]), np.array([100, 100]), np.array([1, 2]), in_service=False)
+    assert got.tolist() == [50.0, 100.0]
+
+
+def test_an_engine_restores_a_state_saved_without_prices_and_counts_rules_run() -> None:
+    f = facts()
+    old = Engine(f)
+    batch = Transactions.from_rows(f, [row(calibration_events=4)])
+    old.score(batch)
+    fresh = Engine(f)
+    fresh.restore(old.state.to_bytes(f.devices))  # a save from before the engine learned prices
+    assert fresh.status("scale-1")["flags_by_rule"] == {"counters": 1}
+    ran = old.rules_run()
+    assert ran["counters"] == 1 and ran["e_not_d"] == 0  # no state row: e ≠ d never ran
+
+
+def test_the_per_row_engine_judges_prices_against_the_prior_only() -> None:
+    f = facts()
+    scaled = row(unit_price_fen_per_kg=30, amount_fen=30, raw_counts=counts(10_000))
+    batch = Transactions.from_rows(f, [scaled])
+    assert "price_scaling" in {fl.rule for fl in Engine(f, stateful=False).score(batch).flags(batch, f)}
