@@ -177,7 +177,7 @@ class _InForce:
     @classmethod
     def of(cls, facts: ScaleFacts, version: npt.NDArray[np.intp]) -> _InForce:
         packed = facts.take_packed(version)
-        col = dict(zip(ScaleFacts.PACKED, packed.T, strict=True))
+        col = dict(zip(ScaleFacts.PACKED, packed, strict=True))
         return cls(
             version,
             col["known"].astype(np.bool_),
