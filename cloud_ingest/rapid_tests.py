@@ -1,7 +1,7 @@
 """Rapid-test verdicts and alerts: the cloud recomputes each enzyme-inhibition result and raises an alert
 for positives and suspects, tied to the stall or base the sample came from and to where the vehicle was.
 
-Rules (``shared/domain/METROLOGY.md``, GB/T 5009.199-2003): inhibition % = (ΔA0 − ΔAt) / ΔA0 × 100;
+Rules (GB/T 5009.199-2003): inhibition % = (ΔA0 − ΔAt) / ΔA0 × 100;
 ≥ 50 % positive (retest twice more and confirm by another method); 40–50 % suspect (a study found a
 25.4 % false-negative rate there); a control with ΔA0 < 0.3 is invalid [unsure]. The device's own verdict
 is kept; when the cloud's differs, the alert says so. Verdicts are computed over the batch with numpy;

@@ -32,7 +32,7 @@ class SerialSettings(_Strict):
     timeout_s: float = Field(1.0, gt=0, le=30)
 
 
-# Class III limits on n = Max / e from OIML R76-1 (see ../shared/domain/METROLOGY.md):
+# Class III limits on n = Max / e from OIML R76-1 (docs/anti_cheat.md, "Tolerances from the law"):
 # (smallest e in mg, largest e in mg, smallest n, largest n)
 _CLASS_III_N = ((100, 2_000, 100, 10_000), (5_000, 10**9, 500, 10_000))
 
@@ -190,7 +190,9 @@ class RapidTestSpec(_Strict):
     channels: int = Field(12, ge=1, le=64)
     positive_pct: float = 50.0
     suspect_pct: float = 40.0
-    min_control_delta_a0: float = Field(0.3, description="[unsure] control validity threshold, METROLOGY.md")
+    min_control_delta_a0: float = Field(
+        0.3, description="[unsure] control validity threshold (GB/T 5009.199-2003 practice)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RapidTestSpec:

@@ -21,7 +21,7 @@ from .schemas import (
     Page,
 )
 
-VERIFICATION_PERIOD = dt.timedelta(days=365)  # METROLOGY.md: about once a year, configurable
+VERIFICATION_PERIOD = dt.timedelta(days=365)  # compulsory, about once a year [report]; configurable
 NOT_FOUND = "{what} {key!r} not found"
 OutT = TypeVar("OutT")
 

@@ -1,7 +1,7 @@
 """What customers of a Chinese wet market buy, and how it goes on the scale's pan.
 
 Commodities and price ranges are those of a wet market (fen per kilogram). Most goods go on the pan in a
-container (``shared/domain/METROLOGY.md``): film bags of 2–8 g, trays and baskets of 60–400 g. A container
+container (docs/anti_cheat.md, "Physics and units"): film bags of 2–8 g, trays and baskets of 60–400 g. A container
 is either tared on the pan (weighed tare, T) or covered by a tare value the vendor keys or recalls with the
 PLU (preset tare, PT): the bag's usual 5 g, a tray type's nominal mass, which the real container misses by
 a few grams. Some sales are small (a handful of chillies or herbs, 20–100 e). Deterministic for an rng.

@@ -4,7 +4,7 @@ The model is pure (no I/O): :meth:`ScaleFirmware.sell` makes a transaction as th
 :meth:`ScaleFirmware.respond` answers one command line; :mod:`firmware_sim.pty_link` and
 :mod:`firmware_sim.tcp_link` put it on a serial line or a TCP port.
 
-Physics (``shared/domain/METROLOGY.md``, OIML R76): the load cell measures the **gross** load on the pan,
+Physics (docs/anti_cheat.md, OIML R76): the load cell measures the **gross** load on the pan,
 goods and their bag or tray together. Counts = counts of the empty pan + sensitivity × gross load; the scale
 indicates gross G = (counts − zero counts) / coefficient, quantised to d, and registers net = G − tare. A
 weighed tare (T) is the indication of the empty container on the pan; a preset tare (PT) is keyed (or
@@ -14,7 +14,7 @@ load cell's sensitivity: counts and indication move together, so it shows only a
 empty pan creeps a little between sales and zero tracking follows it (within ±0.5 e); every zero-setting
 (ZERO key, the host's ``Z``, power-on zero) steps ``zero_set_events``.
 
-A :class:`Cheat` makes the scale cheat in one of the ways of METROLOGY.md, at the magnitudes reported there,
+A :class:`Cheat` makes the scale cheat in one of the ways of docs/anti_cheat.md ("Cheat methods"), at the magnitudes reported there,
 always on the gross indication:
 
 - ``cheat_chip``: the indication is multiplied by ``ratio`` (1.1–1.3), the load-cell counts are not.

@@ -22,7 +22,7 @@ Method = Literal[
     "price_scaling",
     "preset_base",
 ]
-#: every cheat method, at the magnitudes of METROLOGY.md "How cheating shows up in data":
+#: every cheat method, at the magnitudes reported (docs/anti_cheat.md "Cheat methods"):
 #: cheat_chip: display × 1.1–1.3, counts not; half of them keyed on and off, off after each power-on.
 #: remote_control: the load-cell signal itself × 1.02–1.2, for 80 % of customers (off for inspectors).
 #: recalibration: the scale's coefficient changed so it reads × 1.05–1.10, calibration counter stepped, no

@@ -1,5 +1,5 @@
-"""The physics of a price-computing scale, as the labelled markets model it (METROLOGY.md, "The load cell
-measures the gross load").
+"""The physics of a price-computing scale, as the labelled markets model it (docs/anti_cheat.md, "Physics and
+units": the load cell measures the gross load).
 
 The load cell counts everything on the load receptor, goods and container: ``counts = empty + true_coefficient ×
 gross_kg + noise``. The scale computes its indication from the counts with its own (registered) coefficient:

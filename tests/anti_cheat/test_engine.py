@@ -78,7 +78,7 @@ def test_mpe_table_band_edges_and_in_service_doubling() -> None:
     es, cls = np.full(6, e), np.full(6, 2)
     assert list(mpe_mg(loads, es, cls, in_service=False)) == [2500, 2500, 5000, 5000, 7500, 7500]
     assert list(mpe_mg(loads, es, cls)) == [5000, 5000, 10_000, 10_000, 15_000, 15_000]
-    # METROLOGY.md: e = 5 g, Max = 30 kg: in service ±5 g up to 2.5 kg, ±10 g up to 10 kg, ±15 g up to 30 kg
+    # docs/anti_cheat.md: e = 5 g, Max = 30 kg: in service ±5 g up to 2.5 kg, ±10 g up to 10 kg, ±15 g up to 30 kg
     assert list(mpe_mg(np.array([2_500_000, 10_000_000, 30_000_000]), np.full(3, e), np.full(3, 2))) == [
         5000,
         10_000,
