@@ -55,7 +55,7 @@ class Market:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        # magnitudes as reported (docs/anti_cheat.md, "Cheat methods"): chips +10–30 %, remote control 2 kg → 2.2–2.4 kg, kg→jin 2.15 vs 2.0
+        # reported magnitudes (docs/anti_cheat.md): chips +10–30 %, remote control 2 kg → 2.2–2.4 kg, kg→jin 2.15 vs 2.0
         ratios = {"cheat_chip": 1.10, "remote_control": 1.15, "recalibration": 1.075}
         for i in range(self.n_scales):
             cheat = None

@@ -14,7 +14,7 @@ load cell's sensitivity: counts and indication move together, so it shows only a
 empty pan creeps a little between sales and zero tracking follows it (within ±0.5 e); every zero-setting
 (ZERO key, the host's ``Z``, power-on zero) steps ``zero_set_events``.
 
-A :class:`Cheat` makes the scale cheat in one of the ways of docs/anti_cheat.md ("Cheat methods"), at the magnitudes reported there,
+A :class:`Cheat` makes the scale cheat in one of the ways of docs/anti_cheat.md, at the magnitudes reported there,
 always on the gross indication:
 
 - ``cheat_chip``: the indication is multiplied by ``ratio`` (1.1–1.3), the load-cell counts are not.
