@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from anti_cheat.facts import ScaleFact
+
 from . import models as m
 from .base import with_places
 from .credentials import derive_integrity_key
@@ -106,20 +108,20 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
             doc["tags"] = {"district": vehicle_district, "vehicle": vehicle}
         if device in verified:
             vid, coefficient, e_mg, d_mg, max_g, cls, zero, calibrations, configurations, due_on, at = verified[device]
-            doc["scale"] = {
-                "coefficient": coefficient,
-                "e_mg": e_mg,
-                "d_mg": d_mg,
-                "max_g": max_g,
-                "accuracy_class": cls,
-                "zero_counts": zero,
-                "calibration_events": calibrations,
-                "configuration_events": configurations,
-                "verification_due_ms": _due_ms(due_on),
-                "approved_software_id": software,
-                "market": market,
-                "verified_ms": _ms(at),
-            }
+            doc["scale"] = ScaleFact(  # the one typed document of a verification's facts, checked here
+                coefficient=coefficient,
+                e_mg=e_mg,
+                d_mg=d_mg,
+                max_g=max_g,
+                accuracy_class=cls,
+                zero_counts=zero,
+                calibration_events=calibrations,
+                configuration_events=configurations,
+                verification_due_ms=_due_ms(due_on),
+                approved_software_id=software,
+                market=market,
+                verified_ms=_ms(at),
+            ).model_dump()
             verification_ids[device] = vid
         devices[device] = doc
     return IngestView(devices, revision, verification_ids)
