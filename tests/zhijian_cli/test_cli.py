@@ -49,7 +49,7 @@ def test_demo_stores_sales_and_leaves_no_process(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(data / "registry.sqlite")) as db:
         provisioned = db.execute("SELECT COUNT(DISTINCT device_id) FROM credentials").fetchone()[0]
         verified = db.execute("SELECT COUNT(*) FROM verifications WHERE passed").fetchone()[0]
-    assert (provisioned, verified) == (8 + 3, 8)  # scales, fair scale, base, vehicle; the scales verified
+    assert (provisioned, verified) == (8 + 3, 8 + 1)  # scales, fair, base, vehicle; scales and fair verified
     config = (data / "mosquitto" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in config and "password_file" in config and "acl_file" in config
     left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True, check=False)
