@@ -228,7 +228,9 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
 
 
-def make_shipped(folder: Path, devices_file: Path, port: int, influx_url: str, db: str, cid: str) -> Consumer:
+def make_shipped(
+    folder: Path, devices_file: Path, port: int, influx_url: str, db: str, cid: str, extra: dict[str, str] | None = None
+) -> Consumer:
     folder.mkdir(parents=True)
     (folder / "devices.json").symlink_to(devices_file)
     env = {
@@ -238,6 +240,7 @@ def make_shipped(folder: Path, devices_file: Path, port: int, influx_url: str, d
         "ZHIJIAN_INFLUX_URL": influx_url,
         "ZHIJIAN_INFLUX_DB": db,
         "ZHIJIAN_METRICS_PORT": str(free_port()),
+        **(extra or {}),
     }
     argv = [sys.executable, "-m", "zhijian_cli", "ingest", "run"]
     return Consumer("shipped", argv, env, folder, shipped_connected, log=folder / "ingest.log")
@@ -293,6 +296,7 @@ def drain(
     n: int,
     warm: list[str],
     servers: dict[str, int],
+    profile: Path | None = None,
 ) -> Drain:
     http.post("/query", data={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
     for i in range(0, len(warm), 5000):
@@ -309,6 +313,23 @@ def drain(
     pid = consumer.proc.pid
     connected = consumer.wait_connected(mark)
     cpu0 = proc_cpu_s(pid)
+    spy = None
+    if profile is not None:  # py-spy (pip install py-spy) samples the drain: collapsed stacks per thread, busy only
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        argv = [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--threads",
+            "--format",
+            "raw",
+            "-o",
+            str(profile),
+        ]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server_cpu0 = {name: proc_cpu_s(p) for name, p in servers.items()}
     while (stored := count(http, db)) < n:
         if consumer.proc.poll() is not None:
@@ -318,6 +339,9 @@ def drain(
     cpu = proc_cpu_s(pid) - cpu0
     server_cpu = {name: (proc_cpu_s(p) - server_cpu0[name]) / n * 1e6 for name, p in servers.items()}
     rss = proc_kb(pid, "VmHWM") / 1024
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(60)
     consumer.stop()
     end_session(port, consumer.env.get("ZHIJIAN_MQTT_CLIENT_ID") or consumer.argv[-1])
     assert stored == n, (consumer.name, stored, n)
@@ -347,10 +371,21 @@ def main() -> None:
     parser.add_argument("--messages-1", type=int, default=10000, help="backlog at 1 record/message (0: skip)")
     parser.add_argument("--registered", type=int, default=0, help="also: start time and RSS with this many devices")
     parser.add_argument("--only", choices=("shipped", "baseline"), help="run one consumer only (profiling)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a ZHIJIAN_ setting of the shipped ingest (experiments; default: none, as shipped)",
+    )
+    parser.add_argument("--profile", type=Path, help="folder for py-spy profiles (collapsed stacks) of each drain")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     devices = device_ids(args.devices)
+    extra = dict(f"ZHIJIAN_{s}".split("=", 1) for s in args.set)
+    if extra:
+        print(f"shipped ingest with {extra}, not as shipped")
     with (
         tempfile.TemporaryDirectory() as tmp_dir,
         MosquittoServer(Path(tmp_dir) / "broker") as broker,
@@ -374,10 +409,11 @@ def main() -> None:
                 for name in names:
                     tag = f"{name}_{per}_{run}"
                     if name == "shipped":
-                        consumer = make_shipped(tmp / tag, devices_file, broker.port, influx.url, tag, tag)
+                        consumer = make_shipped(tmp / tag, devices_file, broker.port, influx.url, tag, tag, extra)
                     else:
                         consumer = make_baseline(tmp / tag, broker.port, influx.url, tag, tag)
-                    d = drain(consumer, broker.port, http, tag, payloads, n, warm, servers)
+                    profile = args.profile / f"{tag}.txt" if args.profile else None
+                    d = drain(consumer, broker.port, http, tag, payloads, n, warm, servers, profile)
                     results[name].append(d)
                     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                     print(
