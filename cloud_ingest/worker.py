@@ -44,6 +44,7 @@ from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
 from device_profiles.topics import parse, subscription, topic, valid_device_id
 
+from . import mqtt_properties
 from .errors import StoreUnavailable
 from .pipeline import Pipeline, Prepared
 from .rapid_tests import Alert
@@ -93,6 +94,7 @@ class IngestWorker:
         self.connected = threading.Event()
         self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.queue_max_messages)
         self._stop = threading.Event()
+        mqtt_properties.install()  # paho's MQTT 5 property tables built once, not per packet received
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
