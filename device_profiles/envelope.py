@@ -182,21 +182,26 @@ def check_record(rec: Any, *, where: str = "record") -> RecordType:
             if spec.required:
                 raise EnvelopeError("bad_record", f"{where}.{name} is required")
             continue
-        ok = {
-            "int": type(value) is int,
-            "float": type(value) is int or (type(value) is float and math.isfinite(value)),
-            "str": isinstance(value, str)
-            and len(value) <= spec.max_len
-            and (not spec.tag or TAG_VALUE_RE.fullmatch(value) is not None),
-            "bool": type(value) is bool,
-        }[spec.kind]
+        kind = spec.kind
+        if kind == "int":
+            ok = type(value) is int
+        elif kind == "float":
+            ok = type(value) is int or (type(value) is float and math.isfinite(value))
+        elif kind == "str":
+            ok = (
+                isinstance(value, str)
+                and len(value) <= spec.max_len
+                and (not spec.tag or TAG_VALUE_RE.fullmatch(value) is not None)
+            )
+        else:
+            ok = type(value) is bool
         if not ok:
             raise EnvelopeError("bad_record", f"{where}.{name} must be {spec.kind}, got {value!r:.40}")
-        if spec.kind == "str" and not value.isprintable():  # fast for the usual text; then look closer
+        if kind == "str" and not value.isprintable():  # fast for the usual text; then look closer
             _check_text(value, f"{where}.{name}")
         if spec.choices and value not in spec.choices:
             raise EnvelopeError("bad_record", f"{where}.{name} must be one of {', '.join(spec.choices)}")
-        if spec.kind in ("int", "float") and (
+        if kind in ("int", "float") and (
             (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
         ):
             raise EnvelopeError(

@@ -17,9 +17,10 @@ million records. Keeping seq out of the tags keeps series cardinality at one per
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .records import COMMON_TAGS, RECORD_TYPES
+from .records import COMMON_TAGS, RECORD_TYPES, RecordType
 
 SEQ_SLOTS = 1_000_000
 #: Registry tags a point may carry besides ``device``: where the device is. Kept to these few, each of
@@ -52,30 +53,73 @@ def format_field(value: Any) -> str:
     return '"' + str(value).translate(_STR_ESCAPES) + '"'
 
 
-def record_line(device: str, seq: int, record: Mapping[str, Any], extra_tags: Mapping[str, str] = {}) -> str:
-    """One line of line protocol for a validated record."""
-    rtype = RECORD_TYPES[record["type"]]
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A record type's line, laid out once: which fields are tags, and each field's ``name=`` prefix."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]  # (field name, escaped key)
+    fields: tuple[tuple[str, str, bool], ...]  # (field name, "name=", a float field)
+
+
+def _layout(rtype: RecordType) -> _Layout:
+    tags = tuple((n, escape_tag(n)) for n, spec in rtype.fields.items() if spec.tag)
+    fields = tuple((n, f"{n}=", spec.kind == "float") for n, spec in rtype.fields.items() if not spec.tag)
+    return _Layout(rtype.measurement, tags, fields)
+
+
+_LAYOUTS = {name: _layout(rtype) for name, rtype in RECORD_TYPES.items()}
+
+
+def _where(device: str, extra_tags: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The tags every line of a device carries, as (key, ``key=value`` escaped) sorted by key; empty values
+    left out."""
     tags = {"device": device, **extra_tags}
+    return sorted((k, f"{escape_tag(k)}={escape_tag(v)}") for k, v in tags.items() if v)
+
+
+def _line(device: str, seq: int, record: Mapping[str, Any], where: list[tuple[str, str]], keys: set[str]) -> str:
+    layout = _LAYOUTS[record["type"]]
+    tags = where
+    if layout.tags:
+        tags = list(where)
+        for name, key in layout.tags:
+            value = record.get(name)
+            if value is None or value == "":
+                continue
+            text = str(value)
+            if name in keys:  # a record tag named like a place tag wins over it, as in a dict
+                tags = [t for t in tags if t[0] != name]
+            if text:
+                tags.append((name, f"{key}={escape_tag(text)}"))
+        tags.sort()  # by key: keys are distinct
     fields = [f"seq={seq}i"]
-    for name, spec in rtype.fields.items():
+    for name, prefix, is_float in layout.fields:
         value = record.get(name)
         if value is None:
             continue
-        if spec.tag:
-            if value != "":
-                tags[name] = str(value)
-        else:
+        if is_float:
             # a float field keeps its type when a device sends 20 instead of 20.0 (InfluxDB refuses type changes)
-            fields.append(f"{name}={format_field(float(value) if spec.kind == 'float' else value)}")
-    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
-    return f"{rtype.measurement},{tag_text} {','.join(fields)} {point_time_ns(record['ts'], seq)}"
+            fields.append(prefix + repr(float(value)))
+        elif type(value) is int:
+            fields.append(f"{prefix}{value}i")
+        else:
+            fields.append(prefix + format_field(value))
+    tag_text = ",".join(t[1] for t in tags)
+    return f"{layout.measurement},{tag_text} {','.join(fields)} {record['ts'] * 1_000_000 + seq % SEQ_SLOTS}"
+
+
+def record_line(device: str, seq: int, record: Mapping[str, Any], extra_tags: Mapping[str, str] = {}) -> str:
+    """One line of line protocol for a validated record."""
+    return _line(device, seq, record, _where(device, extra_tags), {"device", *extra_tags})
 
 
 def envelope_lines(
     device: str, first_seq: int, records: Iterable[Mapping[str, Any]], extra_tags: Mapping[str, str] = {}
 ) -> list[str]:
-    """Lines for all records of one envelope."""
-    return [record_line(device, first_seq + i, rec, extra_tags) for i, rec in enumerate(records)]
+    """Lines for all records of one envelope (the device's tags escaped once for all of them)."""
+    where, keys = _where(device, extra_tags), {"device", *extra_tags}
+    return [_line(device, first_seq + i, rec, where, keys) for i, rec in enumerate(records)]
 
 
 def tag_keys(record_type: str) -> tuple[str, ...]:

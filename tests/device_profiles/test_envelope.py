@@ -221,3 +221,43 @@ def test_the_contracts_examples_are_valid_records() -> None:
 
     for example in (EXAMPLE_SALE, EXAMPLE_REWEIGH, EXAMPLE_RAPID_TEST):
         check_record(example)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ok"),
+    [
+        ("net_mg", 5, True),  # int
+        ("net_mg", True, False),
+        ("net_mg", 5.0, False),
+        ("net_mg", "5", False),
+        ("net_mg", [5], False),
+        ("stable", False, True),  # bool
+        ("stable", 0, False),
+        ("stable", "true", False),
+        ("plu", "1001", True),  # str, a tag
+        ("plu", "10 01", False),
+        ("plu", "1" * 17, False),
+        ("plu", 1001, False),
+        ("tare_kind", "weighed", True),  # str with choices
+        ("tare_kind", "heavy", False),
+    ],
+)
+def test_each_kind_takes_only_its_own_json_type(field: str, value: object, ok: bool) -> None:
+    record = sale(**{field: value})
+    if ok:
+        check_record(record)
+        return
+    with pytest.raises(EnvelopeError, match=rf"bad_record: record\.{field} must be"):
+        check_record(record)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [(20, True), (20.5, True), (True, False), (float("inf"), False), ("20", False), (101, False)]
+)
+def test_a_float_field_takes_integers_and_finite_floats_in_range(value: object, ok: bool) -> None:
+    soil = {"type": "soil", "ts": 1, "moisture_pct": value}
+    if ok:
+        check_record(soil)
+        return
+    with pytest.raises(EnvelopeError, match=r"bad_record: record\.moisture_pct"):
+        check_record(soil)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cloud_ingest import InfluxClient
-from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns, record_line
+from device_profiles import check_record
+from device_profiles.influx_schema import (
+    ENRICHMENT_TAGS,
+    envelope_lines,
+    escape_tag,
+    format_field,
+    point_time_ns,
+    record_line,
+)
+from device_profiles.records import RECORD_TYPES, FieldSpec
 from tests.device_profiles.test_envelope import sale
 
 
@@ -38,3 +50,62 @@ def test_retries_overwrite_and_equal_timestamps_do_not_collide(influx: InfluxCli
     assert sorted((r["device"], r["seq"]) for r in rows) == sorted(
         (d, s) for d in ("scale-0001", "scale-0002") for s in range(100, 105)
     )
+
+
+def _reference_line(device: str, seq: int, record: dict, extra_tags: dict) -> str:
+    """record_line as it was written first (one dict of tags, every field looked up in its spec), kept to
+    check that the per-type layout gives the same bytes."""
+    rtype = RECORD_TYPES[record["type"]]
+    tags = {"device": device, **extra_tags}
+    fields = [f"seq={seq}i"]
+    for name, spec in rtype.fields.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        if spec.tag:
+            if value != "":
+                tags[name] = str(value)
+        else:
+            fields.append(f"{name}={format_field(float(value) if spec.kind == 'float' else value)}")
+    tag_text = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    return f"{rtype.measurement},{tag_text} {','.join(fields)} {point_time_ns(record['ts'], seq)}"
+
+
+def _value(spec: FieldSpec) -> st.SearchStrategy[object]:
+    if spec.kind == "int":
+        return st.integers(int(spec.min if spec.min is not None else -(2**53)), int(spec.max or 2**53))
+    if spec.kind == "float":
+        lo, hi = spec.min if spec.min is not None else -1e9, spec.max if spec.max is not None else 1e9
+        return st.floats(lo, hi) | st.integers(int(lo), int(hi))  # a device may send 20 for 20.0
+    if spec.kind == "bool":
+        return st.booleans()
+    if spec.choices:
+        return st.sampled_from(spec.choices)
+    alphabet = st.characters(blacklist_categories=("Cs", "Cc")) if not spec.tag else st.sampled_from("ab-_.1é")
+    return st.text(alphabet, max_size=spec.max_len if spec.tag else 12)
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> dict:
+    rtype = RECORD_TYPES[draw(st.sampled_from(sorted(RECORD_TYPES)))]
+    record: dict = {"type": rtype.name, "ts": draw(st.integers(0, 4_102_444_800_000))}
+    for name, spec in rtype.fields.items():
+        if spec.required or draw(st.booleans()):
+            record[name] = draw(_value(spec))
+    return record
+
+
+_places = st.dictionaries(
+    st.sampled_from([*ENRICHMENT_TAGS, "plu", "channel", "device"]),  # also keys a record's own tags have
+    st.text(st.sampled_from('aZ ,=\\"-1'), max_size=6),
+    max_size=4,
+)
+
+
+@given(st.lists(_records(), min_size=1, max_size=4), _places, st.integers(0, 2**53 - 10))
+def test_lines_are_byte_for_byte_those_of_the_first_formatter(records: list[dict], place: dict, seq: int) -> None:
+    for record in records:
+        check_record(record)
+    expected = [_reference_line("scale-0001", seq + i, r, place) for i, r in enumerate(records)]
+    assert envelope_lines("scale-0001", seq, records, place) == expected
+    assert [record_line("scale-0001", seq + i, r, place) for i, r in enumerate(records)] == expected
