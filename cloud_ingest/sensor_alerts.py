@@ -103,17 +103,25 @@ class AlertBook:
             self._unquiet.add((device, channel))
 
     def save(self) -> None:
-        """Write the changed channels to disk (the pipeline calls this when a batch is durable)."""
+        """Write the changed channels to disk in one transaction (the pipeline calls this when a batch is
+        durable): one fsync'ed commit per batch, not one per channel, which autocommit would make of each row."""
         with self._lock:
             rows = [(d, c, *(self._state[d, c][f] for f in _FIELDS)) for d, c in self._dirty]
-            self._dirty.clear()
-            if rows:
+            if not rows:
+                return
+            self._db.execute("BEGIN")
+            try:
                 self._db.executemany(
                     "INSERT INTO channel VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, channel) DO UPDATE SET"
                     " breach_since = excluded.breach_since, alert = excluded.alert,"
                     " acknowledged = excluded.acknowledged, cleared = excluded.cleared, detail = excluded.detail",
                     rows,
                 )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")  # the channels stay dirty: the next save writes them
+                raise
+            self._dirty.clear()
 
     def open_alerts(self) -> list[tuple[str, str, str]]:
         """(device, channel, alert id) of every alert not yet closed."""

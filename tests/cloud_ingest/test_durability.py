@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 
@@ -65,3 +66,39 @@ def test_the_checkpoint_is_on_disk_before_anything_is_acknowledged(tmp_path: Pat
     assert fsyncs == [str(tmp_path / ".anti_cheat_state.npz.tmp"), str(tmp_path)]
     assert order == ["ack after 2 fsyncs"] and state.exists()
     influx.close()
+
+
+def _commits(db: object, save: object) -> list[str]:
+    """The transaction statements a save runs (an autocommit statement would be a commit of its own)."""
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    save()  # type: ignore[operator]
+    db.set_trace_callback(None)  # type: ignore[attr-defined]
+    return [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT", "ROLLBACK")] + [
+        "autocommit" for s in statements if s.startswith("INSERT") and "BEGIN" not in statements
+    ]
+
+
+def test_a_batch_from_many_devices_is_one_fsynced_commit_of_the_sequence_book(tmp_path: Path) -> None:
+    book = SequenceBook(tmp_path / "sequences.sqlite")
+    try:
+        for i in range(200):
+            book.observe(f"scale-{i:04d}", 1, 10, list(range(10)))
+        assert _commits(book._db, book.save) == ["BEGIN", "COMMIT"]
+    finally:
+        book.close()
+
+
+def test_a_batch_from_many_bases_is_one_fsynced_commit_of_the_alert_book(tmp_path: Path) -> None:
+    book = AlertBook(tmp_path / "alerts.sqlite")
+    try:
+        rows = [(f"base-{i:03d}", 1, {"type": "soil", "ts": 1_000, "moisture_pct": 5.0}) for i in range(50)]
+        book.observe_batch(rows)  # 50 bases start a breach: 50 channels change
+        assert _commits(book._db, book.save) == ["BEGIN", "COMMIT"]
+        assert book._db.execute("PRAGMA synchronous").fetchone() == (3,)  # EXTRA
+        assert _commits(book._db, book.save) == []  # nothing changed since: nothing written
+        restarted = AlertBook(tmp_path / "alerts.sqlite")
+        assert len(restarted._state) == 50
+        restarted._db.close()
+    finally:
+        book._db.close()
