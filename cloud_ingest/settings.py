@@ -45,7 +45,11 @@ class IngestSettings(BaseSettings):
     engine_state_path: Path | None = Field(
         None, description="anti-cheat state across restarts; `zhijian ingest run` puts it beside the spool"
     )
-    state_save_interval_s: float = Field(2.0, ge=0, description="acks wait at most this long for the state save")
+    state_save_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="while messages keep coming, acks wait at most this long for the state save (none waiting: now)",
+    )
     replay_window: int = Field(
         10_000, ge=1, description="how far below a device's highest seq a record may be (digests kept this far)"
     )
