@@ -17,7 +17,11 @@ Printed per records/message: drain rate, CPU per record (the consumer process, u
 devices file of N devices.
 
     .venv/bin/python benchmarks/ingest_shipped.py [--devices 1000] [--runs 3] [--messages-10 5000]
-        [--messages-1 10000] [--registered 1000000]
+        [--messages-1 10000] [--registered 1000000] [--earlier DIR] [--profile DIR] [--set NAME=VALUE]
+
+``--earlier DIR`` runs the ingest of another checkout too (``git archive REV | tar -x -C DIR``), as a third
+consumer in the same rotation: before/after under the same load. ``--profile DIR`` records each drain with
+py-spy (``pip install py-spy``), collapsed stacks per thread.
 """
 
 from __future__ import annotations
@@ -378,6 +382,12 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a ZHIJIAN_ setting of the shipped ingest (experiments; default: none, as shipped)",
     )
+    parser.add_argument(
+        "--earlier",
+        type=Path,
+        help="also run `zhijian ingest run` from this checkout (e.g. `git archive <rev> | tar -x -C DIR`), "
+        "interleaved: before/after figures under the same load",
+    )
     parser.add_argument("--profile", type=Path, help="folder for py-spy profiles (collapsed stacks) of each drain")
     args = parser.parse_args()
     print(f"machine: {describe()}")
@@ -396,6 +406,8 @@ def main() -> None:
         write_devices(devices_file, args.devices)
         http = httpx.Client(base_url=influx.url, timeout=30)
         names = [args.only] if args.only else ["shipped", "baseline"]
+        if args.earlier:
+            names.insert(1, "earlier")
         for per, messages in ((10, args.messages_10), (1, args.messages_1)):
             if not messages:
                 continue
@@ -408,8 +420,10 @@ def main() -> None:
             for run in range(args.runs):
                 for name in names:
                     tag = f"{name}_{per}_{run}"
-                    if name == "shipped":
+                    if name in ("shipped", "earlier"):
                         consumer = make_shipped(tmp / tag, devices_file, broker.port, influx.url, tag, tag, extra)
+                        if name == "earlier":  # the same process, from another checkout's code
+                            consumer.env["PYTHONPATH"] = str(args.earlier.resolve())
                     else:
                         consumer = make_baseline(tmp / tag, broker.port, influx.url, tag, tag)
                     profile = args.profile / f"{tag}.txt" if args.profile else None
@@ -436,9 +450,11 @@ def main() -> None:
                     f"  {name:8s}: drain {m.rate:8,.0f} records/s, {m.cpu_us:6.1f} µs CPU/record, "
                     f"peak RSS {m.rss_mb:4.0f} MB"
                 )
-            if len(med) == 2:
-                s, b = med["shipped"], med["baseline"]
-                print(f"  ratio shipped/baseline: drain {s.rate / b.rate:.3f}, CPU/record {s.cpu_us / b.cpu_us:.2f}")
+            if "baseline" in med:
+                b = med["baseline"]
+                for name in (n for n in med if n != "baseline"):
+                    s = med[name]
+                    print(f"  ratio {name}/baseline: drain {s.rate / b.rate:.3f}, CPU/record {s.cpu_us / b.cpu_us:.2f}")
         if args.registered:
             start_s, rss, size = registered_start(tmp, broker.port, influx.url, args.registered)
             print(
