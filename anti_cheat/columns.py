@@ -73,6 +73,28 @@ _INT_COLUMNS = (
 _SOURCE = {"unit_price": "unit_price_fen_per_kg", "reported_e_mg": "e_mg", "reported_d_mg": "d_mg"}
 #: integer input columns, by their names in files (the table above)
 INTEGER_INPUTS = frozenset(_SOURCE.get(c, c) for c in _INT_COLUMNS)
+_MASS, _EVENTS, _COUNTS = (-(10**10), 10**10), (0, 2**53), (0, 2**40)
+#: the range each integer input may take (by its name in files): beyond it a value is an error, not a
+#: number to compute with (10 t, 2100, 1 000 000 yuan/kg; every product the rules form fits 64 bits)
+INPUT_BOUNDS: dict[str, tuple[int, int]] = {
+    "seq": (0, 2**53),
+    "ts": (0, 4_102_444_800_000),
+    "net_mg": _MASS,
+    "tare_mg": _MASS,
+    "tare_gross_mg": _MASS,
+    "reference_mg": _MASS,
+    "unit_price_fen_per_kg": (0, 10**8),
+    "amount_fen": (-(10**12), 10**12),
+    "stable_ms": (0, 10**7),
+    "raw_counts": _COUNTS,
+    "zero_counts": _COUNTS,
+    "empty_counts": _COUNTS,
+    "zero_set_events": _EVENTS,
+    "calibration_events": _EVENTS,
+    "configuration_events": _EVENTS,
+    "e_mg": (1, 10**7),
+    "d_mg": (1, 10**7),
+}
 #: every input column, by its name in files
 INPUT_COLUMNS = (
     "device",
@@ -164,18 +186,28 @@ class Transactions:
             value = r.get("software_id")
             return NO_VALUE if value is None else facts.software_code(str(value))
 
-        batch = cls(
-            kind=np.fromiter((code(KINDS, "kind", r) if r.get("kind") else SALE for r in rows), np.int64, count=n),
-            scale=np.fromiter((device(r) for r in rows), dtype=np.int64, count=n),
-            source=np.fromiter(
-                (facts.index_of(str(r.get("source") or r["device"])) for r in rows), dtype=np.int64, count=n
-            ),
-            plu=np.fromiter((facts.plu_code(str(r.get("plu") or "")) for r in rows), dtype=np.int64, count=n),
-            stable=np.fromiter((stable(r) for r in rows), dtype=np.int64, count=n),
-            tare_kind=np.fromiter((code(TARE_KINDS, "tare_kind", r) for r in rows), dtype=np.int64, count=n),
-            software=np.fromiter((software(r) for r in rows), dtype=np.int64, count=n),
-            **{name: ints(name) for name in _INT_COLUMNS},
-        )
+        try:
+            batch = cls(
+                kind=np.fromiter((code(KINDS, "kind", r) if r.get("kind") else SALE for r in rows), np.int64, count=n),
+                scale=np.fromiter((device(r) for r in rows), dtype=np.int64, count=n),
+                source=np.fromiter(
+                    (facts.index_of(str(r.get("source") or r["device"])) for r in rows), dtype=np.int64, count=n
+                ),
+                plu=np.fromiter((facts.plu_code(str(r.get("plu") or "")) for r in rows), dtype=np.int64, count=n),
+                stable=np.fromiter((stable(r) for r in rows), dtype=np.int64, count=n),
+                tare_kind=np.fromiter((code(TARE_KINDS, "tare_kind", r) for r in rows), dtype=np.int64, count=n),
+                software=np.fromiter((software(r) for r in rows), dtype=np.int64, count=n),
+                **{name: ints(name) for name in _INT_COLUMNS},
+            )
+        except OverflowError as exc:  # an integer beyond 64 bits
+            raise InputRowError(f"a value is out of range: {exc}") from None
+        for name in _INT_COLUMNS:
+            key = _SOURCE.get(name, name)
+            lo, hi = INPUT_BOUNDS[key]
+            values = getattr(batch, name)
+            bad = (values != NO_VALUE) & ((values < lo) | (values > hi))
+            if bad.any():
+                raise InputRowError(f"{key}={int(values[bad][0])} is out of range [{lo}, {hi}]")
         if n and (batch.ts == NO_VALUE).any():
             raise InputRowError("a row has no ts (UTC milliseconds)")
         batch.seq[batch.seq == NO_VALUE] = 0

@@ -144,6 +144,9 @@ def _or0(column: I64) -> I64:
     return result
 
 
+_DIGITS = np.array([1, 2, 3, 4, 6, 7, 8, 9])  # the last digits the uniformity test counts
+
+
 def _mpe_around(indicated: I64, e: I64, cls: I64) -> F64:
     """The in-service MPE for a true load the indication may stand for: the MPE is judged at the true
     load, which lies within the indication ± MPE (at most 3 e), so near a band edge the larger band counts."""
@@ -247,7 +250,7 @@ class Engine:
             f = _InForce.of(self.facts, self.facts.in_force(b.scale, b.ts))
             f.net, f.tare = _or0(b.net_mg), _or0(b.tare_mg)
             f.mg_per_count = 1_000_000 / f.coef
-            f.noise_mg = self.t.counts_noise * f.mg_per_count
+            f.noise_mg = np.maximum(self.t.counts_noise * f.mg_per_count, self.t.counts_noise_e * f.e)
             self._per_row(b, f, out)
             self._price_scaling(b, f, out)
             if self.stateful:
@@ -271,7 +274,7 @@ class Engine:
             has = (b.kind == SALE) & f.known & _has(b.raw_counts) & _has(b.zero_counts) & _has(b.net_mg)
             gross = f.net + f.tare
             implied = (_or0(b.raw_counts) - _or0(b.zero_counts)) * f.mg_per_count
-            tol = mpe_mg(gross, f.e, f.cls) + f.d / 2 + f.noise_mg
+            tol = _mpe_around(gross, f.e, f.cls) + f.d / 2 + f.noise_mg
             f.counts = (gross - implied, tol, has)
         return f.counts
 
@@ -311,7 +314,9 @@ class Engine:
         has = known_sale & _has(b.empty_counts) & _has(b.zero_counts)
         empty = (_or0(b.empty_counts) - zero) * f.mg_per_count
         empty_limit = t.zero_empty_band_e * f.e + f.noise_mg
-        out.add("zero_empty", has, np.abs(empty) > empty_limit, empty, empty_limit)
+        # one-sided: an empty pan reading above zero means the zero lies below the empty pan, and that
+        # mass is added to every sale (below zero, the customer gains)
+        out.add("zero_empty", has, empty > empty_limit, empty, empty_limit)
 
         has = known_sale & (b.tare_kind == WEIGHED) & _has(b.tare_gross_mg) & (tare > 0)
         empty_pan = np.abs(_or0(b.tare_gross_mg)) * 4 <= f.e  # zero is held within ±0.25 e
@@ -326,7 +331,8 @@ class Engine:
         out.add("over_max", has, gross > over, gross, over)
 
         overdue = b.ts - f.due_ms - t.verification_grace_ms
-        out.add("verification_overdue", known_sale, overdue > 0, overdue / DAY_MS, 0.0)
+        has = known_sale & (f.due_ms != np.iinfo(np.int64).max)  # a due date on record
+        out.add("verification_overdue", has, overdue > 0, overdue / DAY_MS, 0.0)
 
         has = f.known & _has(b.software) & (b.software > 0) & (f.software > 0)
         out.add("software_id", has, b.software != f.software, np.full(len(b), math.nan), math.nan)
@@ -402,8 +408,10 @@ class Engine:
         counted = counted[rows]
         implied_net = (f.net - err)[rows]  # the net the counts measure
         weight_decade = np.log10(np.maximum(f.net[rows], 1) / np.maximum(implied_net, 1.0))
-        corroborated = ~counted | (np.abs(weight_decade + decade) <= t.price_scaling_log_tolerance)
-        out.add("price_scaling", has, scaled & corroborated, ratio, 0.0, rows=rows)
+        # without counts a price alone cannot tell a key-in from a clearance or a stall's own PLU numbering:
+        # the rule runs only where the counts show the weight scaled up by the same decade
+        corroborated = np.abs(weight_decade + decade) <= t.price_scaling_log_tolerance
+        out.add("price_scaling", has & counted, scaled & corroborated, ratio, 0.0, rows=rows)
 
     # -- over a scale's history since its verification -------------------------------------------------
     def _start_histories(self, b: Transactions, f: _InForce) -> None:
@@ -474,7 +482,9 @@ class Engine:
     def _last_digit(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         # only sales of at least digit_min_d d: below that the last digit of a smooth mass distribution is
         # not uniform (a handful of herbs is 2–20 e)
-        mask = (b.kind == SALE) & f.known & (f.net >= self.t.digit_min_d * f.d)
+        # and without the digits 0 and 5, where portions of round weight land (一斤 = 500 g, 250 g, 100 g)
+        last = (f.net // np.maximum(f.d, 1)) % 10
+        mask = (b.kind == SALE) & f.known & (f.net >= self.t.digit_min_d * f.d) & (last % 5 != 0)
         if not mask.any():
             return
         w = self.t.digit_window
@@ -495,8 +505,8 @@ class Engine:
         first_window = np.searchsorted(uniq, group * width + before // w)
         hist[first_window] += np.where(current[:, None], self.state.digit_counts[scale], 0)
         done = np.flatnonzero(position % w == 0)  # a window completes: one row in w
-        expected = w / 10
-        chi2 = ((hist[inverse[done]] - expected) ** 2).sum(axis=1) / expected
+        expected = w / len(_DIGITS)
+        chi2 = ((hist[inverse[done]][:, _DIGITS] - expected) ** 2).sum(axis=1) / expected
         limit = self.t.digit_chi2_limit
         out.add("last_digit", np.ones(len(done), np.bool_), chi2 > limit, chi2, limit, rows=ordered[done])
         last = inverse[g.ends]
@@ -516,12 +526,17 @@ class Engine:
         previous[g.starts] = np.where(current, self.state.last_zero[scale], NO_VALUE)
         previous_events = np.r_[np.int64(NO_VALUE), events[:-1]]
         previous_events[g.starts] = np.where(current, self.state.last_zero_events[scale], NO_VALUE)
+        ts = b.ts[ordered]
+        previous_ts = np.r_[np.int64(0), ts[:-1]]
+        previous_ts[g.starts] = np.where(current, self.state.last_zero_ts[scale], 0)
         self.state.last_zero[scale[current]] = zero[g.ends][current]
         self.state.last_zero_events[scale[current]] = events[g.ends][current]
-        zero_set = _has(events) & _has(previous_events) & (events != previous_events)
-        has = _has(previous) & ~zero_set
+        self.state.last_zero_ts[scale[current]] = ts[g.ends][current]
+        # judged only where the scale reports its zero settings (without them a power-on zero looks the same)
+        has = _has(previous) & _has(events) & _has(previous_events) & (events == previous_events)
         moved = (zero - _or0(previous)) * f.mg_per_count[ordered]
-        limit = self.t.zero_jump_band_e * f.e[ordered] + f.noise_mg[ordered]
+        hours = np.clip(ts - previous_ts, 0, None) / 3_600_000
+        limit = (self.t.zero_jump_band_e + self.t.zero_drift_e_per_hour * hours) * f.e[ordered] + f.noise_mg[ordered]
         out.add("zero_jump", has, np.abs(moved) > limit, moved, limit, rows=ordered)
 
     def _status(self, b: Transactions, findings: Findings) -> None:

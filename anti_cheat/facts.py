@@ -40,18 +40,22 @@ class ScaleFact(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    coefficient: float = Field(gt=0, description="calibrated ADC counts per kg of gross load")
-    e_mg: int = Field(ge=1, description="verification scale interval e")
-    d_mg: int | None = Field(default=None, ge=1, description="actual scale interval d (default: e)")
-    max_g: int = Field(default=30_000, ge=1, description="maximum capacity Max")
+    coefficient: float = Field(gt=0, le=1e9, description="calibrated ADC counts per kg of gross load")
+    e_mg: int = Field(ge=1, le=10**7, description="verification scale interval e")
+    d_mg: int | None = Field(default=None, ge=1, le=10**7, description="actual scale interval d (default: e)")
+    max_g: int = Field(default=30_000, ge=1, le=10**7, description="maximum capacity Max")
     accuracy_class: Literal["I", "II", "III", "IIII"] = "III"
-    zero_counts: int | None = Field(default=None, ge=0, description="ADC counts of the verified zero")
-    calibration_events: int = Field(default=0, ge=0)
-    configuration_events: int = Field(default=0, ge=0)
-    verification_due_ms: int | None = Field(default=None, description="when the next verification is due")
-    approved_software_id: str | None = None
-    market: str | None = Field(default=None, description="the market the scale stands in (for learned prices)")
-    verified_ms: int | None = Field(default=None, description="when this verification took force (UTC ms)")
+    zero_counts: int | None = Field(default=None, ge=0, le=2**40, description="ADC counts of the verified zero")
+    calibration_events: int = Field(default=0, ge=0, le=2**53)
+    configuration_events: int = Field(default=0, ge=0, le=2**53)
+    verification_due_ms: int | None = Field(
+        default=None, ge=0, le=2**42, description="when the next verification is due (UTC ms)"
+    )
+    approved_software_id: str | None = Field(default=None, max_length=64)
+    market: str | None = Field(
+        default=None, max_length=64, description="the market the scale stands in (for learned prices)"
+    )
+    verified_ms: int | None = Field(default=None, ge=0, le=2**42, description="when this verification took force")
 
     @field_validator("coefficient")
     @classmethod
@@ -62,10 +66,14 @@ class ScaleFact(BaseModel):
 
 
 class Verification(ScaleFact):
-    """An entry of a verification history: whose, and from when (``verified_ms`` required)."""
+    """An entry of a verification history: whose, from when, and everything read at it. Nothing is taken
+    over from an earlier verification, so the sealed counters (the first thing a re-verification changes)
+    must be given."""
 
     device: str = Field(min_length=1)
-    verified_ms: int
+    verified_ms: int = Field(ge=0, le=2**42)
+    calibration_events: int = Field(ge=0, le=2**53)
+    configuration_events: int = Field(ge=0, le=2**53)
 
 
 class RegistryDocument(BaseModel):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 class Rule:
     id: str
     severity: str  # high: the customer is being cheated or a seal is broken; medium: suspicious; low: paperwork
-    fact: str  # the legal or physical basis (docs/anti_cheat.md "Legal basis" says more)
+    fact: str  # the legal or physical basis (docs/anti_cheat.md, "The rules", says more)
     needs: tuple[str, ...]  # input columns; "facts": the scale's verification
     en: str
     zh: str
@@ -73,15 +73,15 @@ RULES: tuple[Rule, ...] = (
         "Zero is held within ±0.25 e [law]: an empty pan must read zero; a zero reference off the empty pan"
         " (preset base 预留底数) adds that mass to every sale",
         ("empty_counts", "zero_counts", "facts"),
-        "the empty pan reads {v:+.0f} mg against the zero (limit ±{l:.0f} mg)",
-        "空秤读数相对零点 {v:+.0f} 毫克（限 ±{l:.0f} 毫克）",
+        "the empty pan reads {v:+.0f} mg above the zero (limit {l:.0f} mg)",
+        "空秤读数高于零点 {v:+.0f} 毫克（限 {l:.0f} 毫克）",
     ),
     Rule(
         "zero_jump",
         "high",
         "Zero tracking is slow and acts only near zero [law/unsure]: the zero reference jumping between two"
         " sales without a zero-setting operation is the preset-base trick",
-        ("zero_counts", "facts"),
+        ("zero_counts", "zero_set_events", "facts"),
         "the zero moved {v:+.0f} mg since the previous sale without a zero setting (limit ±{l:.0f} mg)",
         "两笔交易之间零点未经置零移动 {v:+.0f} 毫克（限 ±{l:.0f} 毫克）",
     ),
@@ -115,7 +115,7 @@ RULES: tuple[Rule, ...] = (
         "high",
         "Unit-price scaling [report]: price keyed ×0.1 / ×0.01 of the market's own price that day, with the"
         " weight shown scaled up by the same decade (checked against the counts when reported)",
-        ("unit_price_fen_per_kg", "plu"),
+        ("unit_price_fen_per_kg", "plu", "net_mg", "raw_counts", "zero_counts", "facts"),
         "unit price is {v:.3f} × the market's price for this commodity",
         "单价为本市场该商品价格的 {v:.3f} 倍",
     ),
@@ -163,7 +163,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "last_digit",
         "medium",
-        "Honest readings have uniform last digits in d (χ² over a window): ours",
+        "Honest readings have uniform last digits in d (χ² over a window of sales ≥ 100 d, digits 0 and 5 left"
+        " out): ours",
         ("net_mg", "facts"),
         "last digits are not uniform (χ² = {v:.1f}, limit {l:.1f})",
         "末位数字分布异常（χ² = {v:.1f}，限 {l:.1f}）",

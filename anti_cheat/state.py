@@ -107,6 +107,7 @@ class EngineState:
     #: the previous sale's zero reference and zero-setting count (NO_VALUE: none yet)
     last_zero: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     last_zero_events: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    last_zero_ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the verification (its ``verified_ms``) the history above belongs to; a newer one starts it again
     since_ms: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -120,6 +121,7 @@ class EngineState:
         "last_flag_ts",
         "last_zero",
         "last_zero_events",
+        "last_zero_ts",
         "since_ms",
     )
     #: what a scale's history starts from (0 for the others)
@@ -133,6 +135,7 @@ class EngineState:
         "digit_total",
         "last_zero",
         "last_zero_events",
+        "last_zero_ts",
     )
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""Every number the rules use, in one place, each with its basis (docs/anti_cheat.md "Legal basis").
+"""Every number the rules use, in one place, each with its basis (docs/anti_cheat.md, "Tolerances from the law").
 
 [law] values come from OIML R76-1 / JJG 539 and may not be loosened; [unsure] values are our defaults for
 facts the texts do not fix, and are the knobs to tune on real data. Tolerances are not numbers here: each
@@ -19,15 +19,19 @@ class Thresholds:
     stability_window_ms: int = 400
     #: [law] zero-setting plus zero-tracking act over at most 4 % of Max
     zero_range_of_max: float = 0.04
-    #: [law] zero is held within ±0.25 e; [unsure] plus 0.25 e of zero tracking: an empty pan reads within
-    #: this many e of the zero reference
-    zero_empty_band_e: float = 0.5
+    #: [law] zero is held within ±0.25 e; [unsure] with tracking and the noise of one reading, an empty pan
+    #: reads no more than this many e above the zero reference
+    zero_empty_band_e: float = 1.0
     #: [unsure] zero tracking is slow (≤ 0.5 e/s, only near zero and stable): between two sales the zero
     #: reference moves by less than this many e unless a zero-setting operation happened between them
     zero_jump_band_e: float = 2.0
+    #: [unsure] ... plus this many e per hour between the two sales (temperature drift of the empty pan)
+    zero_drift_e_per_hour: float = 0.5
     #: [unsure] the load-cell counts' own noise, in counts, allowed on top of the tolerance when counts are
     #: compared with an indication
     counts_noise: int = 4
+    #: [unsure] ... and at least this share of e (a load cell resolving 300 counts per e is noisier in counts)
+    counts_noise_e: float = 0.2
     #: [unsure] a preset tare stands for containers that vary around it: a re-weigh allows this share of
     #: the keyed tare (at least one e) for the difference
     preset_tare_spread: float = 0.05
@@ -51,12 +55,13 @@ class Thresholds:
     cusum_step_cap_milli: int = 2_000
     reweigh_cusum_h_milli: int = 3_000
     coefficient_cusum_h_milli: int = 3_000
-    #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, 9 degrees of freedom.
-    #: 44.81 is the 10⁻⁶ upper quantile: an honest scale trips it once in a million windows. [unsure] window
+    #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, counting the digits
+    #: 1–4 and 6–9 (7 degrees of freedom; 0 and 5 are where round portions land). 40.52 is the 10⁻⁶ upper
+    #: quantile: an honest scale trips it once in a million windows. [unsure] window
     digit_window: int = 200
     #: ... over sales of at least this many d (smaller ones have no uniform last digit) [unsure]
     digit_min_d: int = 100
-    digit_chi2_limit: float = 44.81
+    digit_chi2_limit: float = 40.52
 
 
 DEFAULT = Thresholds()

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from anti_cheat import RULES, Engine, ScaleFacts, Transactions
-from anti_cheat.columns import INTEGER_INPUTS, KINDS, TARE_KINDS
+from anti_cheat.columns import INPUT_BOUNDS, INTEGER_INPUTS, KINDS, REWEIGH, TARE_KINDS
 from anti_cheat.facts import RegistryDocument, Verification
 
 app = typer.Typer(
@@ -52,7 +52,15 @@ def load_registry(path: Path, verifications: Path | None = None) -> ScaleFacts:
             from cloud_ingest.registry_file import scale_fact
 
             devices = doc["devices"]
-            scales = {d: scale_fact(v) for d, v in devices.items() if isinstance(v, dict) and "scale" in v}
+            if not isinstance(devices, dict):
+                raise InputError(f"{path}: not a usable devices file: devices must be an object of device ids")
+            scales = {}
+            for d, v in devices.items():
+                if isinstance(v, dict) and "scale" in v:
+                    try:
+                        scales[d] = scale_fact(v)
+                    except ValidationError as exc:
+                        raise InputError(f"{path}: devices.{d}.scale: {_field_errors(exc)}") from exc
             doc = {"scales": scales, "commodity_median": doc.get("commodity_median") or {}}
         parsed = RegistryDocument.model_validate(doc)
     except ValidationError as exc:
@@ -85,16 +93,37 @@ def _read_verifications(path: Path) -> list[Verification]:
     return out
 
 
-def _typed(row: dict[str, Any], where: str) -> dict[str, Any]:
+def _integer(key: str, value: Any, where: str) -> int:
+    """An integer input within its range: JSON integers (or integral numbers), CSV digits; not a bool."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if number is None:
+        raise InputError(f"{where}: {key}={value!r:.40} is not an integer")
+    lo, hi = INPUT_BOUNDS[key]
+    if not lo <= number <= hi:
+        raise InputError(f"{where}: {key}={number} is out of range [{lo}, {hi}]")
+    return number
+
+
+def _typed(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: a row must be an object with the input columns, not {type(row).__name__}")
     out: dict[str, Any] = {}
     for key, value in row.items():
+        if key is None:
+            raise InputError(f"{where}: more fields than the header has")
         if value in ("", None):
             continue
         if key in _INT_COLUMNS:
-            try:
-                out[key] = int(value)
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"{where}: {key}={value!r} is not an integer") from exc
+            out[key] = _integer(key, value, where)
         elif key == "stable":
             out[key] = value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "t", "yes")
         else:
@@ -140,13 +169,14 @@ def read_chunks(path: Path, progress: Progress, task: Any) -> Iterator[list[dict
 
 
 def _csv_rows(raw: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
-    lines = (line.decode("utf-8") for line in raw)
+    lines = (line.decode("utf-8-sig" if n == 0 else "utf-8") for n, line in enumerate(raw))  # Excel's BOM
     for n, row in enumerate(csv.DictReader(lines), start=2):
         yield _typed(row, f"{path}:{n}")
 
 
 def _jsonl_rows(raw: IO[bytes], path: Path) -> Iterator[dict[str, Any]]:
-    for n, line in enumerate(raw, start=1):
+    for n, raw_line in enumerate(raw, start=1):
+        line = raw_line.removeprefix(b"\xef\xbb\xbf") if n == 1 else raw_line  # a byte-order mark
         if line.strip():
             try:
                 doc = json.loads(line)
@@ -187,6 +217,7 @@ def score(
     by_rule: Counter[str] = Counter()
     flagged_devices: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
+    unknown_fair: Counter[str] = Counter()  # fair scales without facts: their re-weighs use the stall's
     rows_read = 0
     sink = out.open("w", encoding="utf-8") if out else None
     try:
@@ -213,6 +244,8 @@ def score(
                         print(text)
                 without = facts.latest[batch.scale] == 0
                 unknown.update(facts.devices[i] for i in batch.scale[without].tolist())
+                fair = (batch.kind == REWEIGH) & (batch.source != batch.scale) & (facts.latest[batch.source] == 0)
+                unknown_fair.update(facts.devices[i] for i in batch.source[fair].tolist())
                 rows_read += len(chunk)
                 progress.update(task, rows=rows_read)
     except (InputError, OSError, ValueError) as exc:
@@ -222,6 +255,15 @@ def score(
         if sink:
             sink.close()
     _summary(engine, rows_read, by_rule, flagged_devices, unknown, top)
+    if unknown_fair:
+        shown = ", ".join(f"{d} ({n:,})" for d, n in unknown_fair.most_common(10))
+        console.print(
+            Text(
+                f"{sum(unknown_fair.values()):,} re-weighs from {len(unknown_fair):,} fair scales not in the registry"
+                f" (judged with the stall's e and d): {shown}",
+                style="yellow",
+            )
+        )
 
 
 def _error(exc: Exception) -> None:

@@ -147,3 +147,58 @@ def test_a_reverification_mid_file_is_judged_against_the_verification_in_force(t
     result = runner.invoke(app, [*args, "--verifications", str(history), "--out", str(tmp_path / "b.jsonl")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('{"device": "s-1", "ts": 1, "net_mg": Infinity}', "not an integer"),
+        ('{"device": "s-1", "ts": 1, "net_mg": 1e30}', "out of range"),
+        ('{"device": "s-1", "ts": 1, "net_mg": 4611686018427387904}', "out of range"),
+        ('{"device": "s-1", "ts": -5, "net_mg": 5}', "out of range"),
+        ('{"device": "s-1", "ts": 1, "net_mg": 1000.7}', "not an integer"),
+        ('{"device": "s-1", "ts": 1, "net_mg": true}', "not an integer"),
+        ('["s-1", 1, 5]', "must be an object"),
+        ('"s-1"', "must be an object"),
+    ],
+)
+def test_hostile_rows_are_refused_with_the_line_not_a_traceback(tmp_path: Path, line: str, said: str) -> None:
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"scales": {"s-1": {"coefficient": 20000.0, "e_mg": 5000}}}))
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text(line + "\n")
+    result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
+    assert result.exit_code == 2 and "tx.jsonl:1" in result.output and said in result.output, result.output
+
+
+def test_registry_values_beyond_their_range_and_partial_verifications_are_refused(tmp_path: Path) -> None:
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text('{"device": "s-1", "ts": 1, "net_mg": 5}\n')
+    registry = tmp_path / "registry.json"
+    good = {"coefficient": 20000.0, "e_mg": 5000}
+    for doc, field in (
+        ({"scales": {"s-1": {**good, "e_mg": 99999999999999999999999}}}, "scales.s-1.e_mg"),
+        ({"scales": {"s-1": {**good, "max_g": 9223372036854775807}}}, "scales.s-1.max_g"),
+        # a verification names everything read at it: counters are not taken over from another one
+        (
+            {"scales": {"s-1": good}, "verifications": [{"device": "s-1", "verified_ms": 5, **good}]},
+            "calibration_events",
+        ),
+        ({"devices": {"s-1": {"scale": {"coefficient": "x", "e_mg": 5000}}}}, "devices.s-1.scale: coefficient"),
+        ({"devices": [1]}, "devices must be an object"),
+    ):
+        registry.write_text(json.dumps(doc))
+        result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
+        assert result.exit_code == 2 and field in result.output.replace("\n", ""), (doc, result.output)
+
+
+def test_a_csv_from_excel_with_a_byte_order_mark_and_extra_fields(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"scales": {"s-1": {"coefficient": 20000.0, "e_mg": 5000}}}))
+    tx = tmp_path / "tx.csv"
+    tx.write_bytes("\ufeffdevice,ts,net_mg\ns-1,1,5000\n".encode())
+    result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
+    assert result.exit_code == 0, result.output
+    tx.write_text("device,ts,net_mg\ns-1,1,5000,7\n")
+    result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
+    assert result.exit_code == 2 and "more fields than the header" in result.output.replace("\n", "")
