@@ -2,9 +2,10 @@
 
 One paho subscriber (MQTT 5, QoS 1, persistent session, manual acknowledgements), orjson (json when orjson
 is not installed), no checks at all (no tag, no validation, no sequences, no anti-cheat), line protocol
-formatted per record, 1 000-line writes to InfluxDB's ``/write``, and each message acknowledged to the
-broker after the write that holds its records. ``benchmarks/ingest_shipped.py`` runs it as a process beside
-``zhijian ingest run``; it prints ``connected`` once subscribed and stops on SIGTERM (its session stays).
+formatted per record, 1 000-line writes to InfluxDB's ``/write`` (fewer when 0.2 s have passed since the
+first, as the ingest's batches), and each message acknowledged to the broker after the write that holds its
+records. ``benchmarks/ingest_shipped.py`` runs it as a process beside ``zhijian ingest run``; it prints
+``connected`` once subscribed and stops on SIGTERM (its session stays).
 
     .venv/bin/python benchmarks/baseline_ingest.py --mqtt-port 1883 --influx-url http://127.0.0.1:8086 \\
         --db baseline --client-id baseline-1
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--db", default="baseline")
     parser.add_argument("--client-id", default="baseline-ingest")
     parser.add_argument("--batch-lines", type=int, default=1000)
+    parser.add_argument("--linger-s", type=float, default=0.2, help="a write at most this long after its first line")
     args = parser.parse_args()
 
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=20_000)
@@ -99,17 +101,20 @@ def main() -> None:
         lines.clear()
         held.clear()
 
+    first = 0.0  # when the oldest line in hand came
     while not stop.is_set():
         try:
-            msg = received.get(timeout=0.2)
+            msg = received.get(timeout=max(0.001, first + args.linger_s - time.monotonic()) if lines else 0.2)
         except queue.Empty:
             flush()
             continue
+        if not lines:
+            first = time.monotonic()
         doc = loads(msg.payload)
         device, seq = doc["device"], doc["seq"]
         lines.extend(line(device, seq + i, rec) for i, rec in enumerate(doc["records"]))
         held.append(msg)
-        if len(lines) >= args.batch_lines:
+        if len(lines) >= args.batch_lines or time.monotonic() - first >= args.linger_s:
             flush()
     flush()
     client.disconnect()

@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -352,6 +353,84 @@ def drain(
     return Drain(n / (done - connected), cpu / n * 1e6, rss, connected - spawned, server_cpu)
 
 
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    lost: int
+    offered: float  # records/s as published
+
+
+LATENCY_POLL_S = 0.05
+
+
+def latency(
+    consumer: Consumer,
+    port: int,
+    http: httpx.Client,
+    db: str,
+    messages: list[tuple[str, bytes]],
+    per: int,
+    rate: float,
+    warm: list[str],
+) -> Latency:
+    """Publish → stored at a fixed offered load to a running consumer. InfluxDB's count is read every
+    LATENCY_POLL_S; a message counts as stored at the first reading that covers its records (both consumers
+    store in arrival order), so figures are upper bounds within a reading's interval and query time."""
+    http.post("/query", data={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
+    for i in range(0, len(warm), 5000):
+        http.post("/write", params={"db": db, "precision": "ns"}, content="\n".join(warm[i : i + 5000]).encode())
+    consumer.start()
+    consumer.wait_connected(0)
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    sent = [0.0] * len(messages)
+    every = per / rate
+
+    def paced() -> None:
+        start = time.time()
+        for i, (topic_name, payload) in enumerate(messages):
+            wait = start + i * every - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            sent[i] = time.time()
+            pub.publish(topic_name, payload, qos=1)
+
+    publisher = threading.Thread(target=paced)
+    publisher.start()
+    n = len(messages) * per
+    readings: list[tuple[float, int]] = []
+    deadline = time.time() + len(messages) * every + 60
+    while time.time() < deadline:
+        stored = count(http, db)
+        readings.append((time.time(), stored))
+        if stored >= n and not publisher.is_alive():
+            break
+        time.sleep(LATENCY_POLL_S)
+    publisher.join()
+    pub.disconnect()
+    pub.loop_stop()
+    consumer.stop()
+    end_session(port, consumer.env.get("ZHIJIAN_MQTT_CLIENT_ID") or consumer.argv[-1])
+    delays, k = [], 0
+    for i in range(len(messages)):
+        while k < len(readings) and readings[k][1] < (i + 1) * per:
+            k += 1
+        if k == len(readings):
+            break
+        delays.append(readings[k][0] - sent[i])
+    delays.sort()
+    lost = n - readings[-1][1]
+    offered = n / (sent[-1] - sent[0]) if len(sent) > 1 else 0.0
+    if not delays:
+        return Latency(float("nan"), float("nan"), lost, offered)
+    return Latency(
+        delays[len(delays) // 2] * 1000, delays[min(len(delays) - 1, len(delays) * 99 // 100)] * 1000, lost, offered
+    )
+
+
 def registered_start(tmp: Path, port: int, influx_url: str, n: int) -> tuple[float, float, float]:
     """Start time (process start → subscribed), RSS once subscribed and the devices file's size in MB."""
     devices_file = tmp / f"devices-{n}.json"
@@ -373,6 +452,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--messages-10", type=int, default=5000, help="backlog at 10 records/message (0: skip)")
     parser.add_argument("--messages-1", type=int, default=10000, help="backlog at 1 record/message (0: skip)")
+    parser.add_argument(
+        "--latency-rate", type=float, default=2000, help="records/s offered for publish → stored (0: skip)"
+    )
+    parser.add_argument("--latency-s", type=float, default=20, help="how long that load is offered")
     parser.add_argument("--registered", type=int, default=0, help="also: start time and RSS with this many devices")
     parser.add_argument("--only", choices=("shipped", "baseline"), help="run one consumer only (profiling)")
     parser.add_argument(
@@ -406,6 +489,15 @@ def main() -> None:
         write_devices(devices_file, args.devices)
         http = httpx.Client(base_url=influx.url, timeout=30)
         names = [args.only] if args.only else ["shipped", "baseline"]
+
+        def consumer_for(name: str, tag: str) -> Consumer:
+            if name == "baseline":
+                return make_baseline(tmp / tag, broker.port, influx.url, tag, tag)
+            consumer = make_shipped(tmp / tag, devices_file, broker.port, influx.url, tag, tag, extra)
+            if name == "earlier":  # the same process, from another checkout's code
+                consumer.env["PYTHONPATH"] = str(args.earlier.resolve())
+            return consumer
+
         if args.earlier:
             names.insert(1, "earlier")
         for per, messages in ((10, args.messages_10), (1, args.messages_1)):
@@ -420,12 +512,7 @@ def main() -> None:
             for run in range(args.runs):
                 for name in names:
                     tag = f"{name}_{per}_{run}"
-                    if name in ("shipped", "earlier"):
-                        consumer = make_shipped(tmp / tag, devices_file, broker.port, influx.url, tag, tag, extra)
-                        if name == "earlier":  # the same process, from another checkout's code
-                            consumer.env["PYTHONPATH"] = str(args.earlier.resolve())
-                    else:
-                        consumer = make_baseline(tmp / tag, broker.port, influx.url, tag, tag)
+                    consumer = consumer_for(name, tag)
                     profile = args.profile / f"{tag}.txt" if args.profile else None
                     d = drain(consumer, broker.port, http, tag, payloads, n, warm, servers, profile)
                     results[name].append(d)
@@ -455,6 +542,32 @@ def main() -> None:
                 for name in (n for n in med if n != "baseline"):
                     s = med[name]
                     print(f"  ratio {name}/baseline: drain {s.rate / b.rate:.3f}, CPU/record {s.cpu_us / b.cpu_us:.2f}")
+        if args.latency_rate:
+            per = 10
+            messages = int(args.latency_rate * args.latency_s / per)
+            payloads = backlog(devices, messages, per, seed=2)
+            warm = warm_lines(devices, payloads)
+            lat: dict[str, list[Latency]] = {name: [] for name in names}
+            for run in range(args.runs):
+                for name in names:
+                    tag = f"lat_{name}_{run}"
+                    consumer = consumer_for(name, tag)
+                    one = latency(consumer, broker.port, http, tag, payloads, per, args.latency_rate, warm)
+                    lat[name].append(one)
+                    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                    print(
+                        f"  latency run {run + 1} {name:8s}: p50 {one.p50_ms:6.0f} ms, p99 {one.p99_ms:6.0f} ms, "
+                        f"{one.lost} lost, offered {one.offered:,.0f} records/s  (load {load})",
+                        flush=True,
+                    )
+            print(
+                f"publish → stored at {args.latency_rate:,.0f} records/s offered ({per} records/message, "
+                f"{args.latency_s:.0f} s, {args.devices:,} devices; InfluxDB read every "
+                f"{LATENCY_POLL_S * 1000:.0f} ms), median of {args.runs}:"
+            )
+            for name, ls in lat.items():
+                p50, p99 = median([x.p50_ms for x in ls]), median([x.p99_ms for x in ls])
+                print(f"  {name:8s}: p50 {p50:6.0f} ms, p99 {p99:6.0f} ms, lost {max(x.lost for x in ls)}")
         if args.registered:
             start_s, rss, size = registered_start(tmp, broker.port, influx.url, args.registered)
             print(
