@@ -50,9 +50,11 @@ class Thresholds:
     #: k is one whole tolerance: a scale whose every error lies within it never accumulates, whatever the sign pattern
     #: (k < 1000 would accuse honest scales erring within the law). h: the alarm level. [unsure: h]
     cusum_slack_milli: int = 1_000
-    #: one weighing adds at most this much (so the alarm means persistence: three weighings beyond twice
-    #: their tolerance, or more weighings nearer to it)
-    cusum_step_cap_milli: int = 2_000
+    #: one weighing adds at most this much (so the alarm means persistence: two weighings far beyond
+    #: their tolerance, or more nearer to it); once in alarm, sales within their tolerance but erring the
+    #: same way bring it down only slowly, so a tampered scale's small sales are flagged too, while an
+    #: honest scale, never beyond its tolerance, never accumulates anything
+    cusum_step_cap_milli: int = 4_000
     reweigh_cusum_h_milli: int = 3_000
     coefficient_cusum_h_milli: int = 3_000
     #: last digit (in d) of net weights: χ² over tumbling windows of this many sales, counting the digits
