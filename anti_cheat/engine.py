@@ -257,7 +257,8 @@ class Engine:
                 self._start_histories(b, f)
                 self._reweigh_cusum(b, f, out)
                 self._coefficient_cusum(b, f, out)
-                self._last_digit(b, f, out)
+                if self.t.digit_test:
+                    self._last_digit(b, f, out)
                 self._zero_jump(b, f, out)
         findings = out.findings()
         self._status(b, findings)

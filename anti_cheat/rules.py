@@ -164,7 +164,7 @@ RULES: tuple[Rule, ...] = (
         "last_digit",
         "medium",
         "Honest readings have uniform last digits in d (χ² over a window of sales ≥ 100 d, digits 0 and 5 left"
-        " out): ours",
+        " out): ours. Off by default (Thresholds.digit_test): portions near round weights cluster honestly",
         ("net_mg", "facts"),
         "last digits are not uniform (χ² = {v:.1f}, limit {l:.1f})",
         "末位数字分布异常（χ² = {v:.1f}，限 {l:.1f}）",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions, mpe_mg
+from anti_cheat import Engine, ScaleFact, ScaleFacts, Thresholds, Transactions, mpe_mg
 from anti_cheat.engine import round_half_up_price
 from device_profiles import builtin
 from firmware_sim import Cheat, ScaleFirmware
@@ -354,7 +354,12 @@ def test_last_digit_test_flags_readings_piled_on_one_digit() -> None:
     for r in rows:
         r.pop("amount_fen")
         r["amount_fen"] = int(round_half_up_price(np.array([r["net_mg"]]), np.array([3000]))[0])
-    assert [rule for _, rule in rules_for(rows, f)] == ["last_digit"]
+    assert rules_for(rows, f) == [], "off by default: honest portions cluster near round weights"
+    batch = Transactions.from_rows(f, rows)
+    engine = Engine(f, thresholds=Thresholds(digit_test=True))
+    assert [fl.rule for fl in engine.score(batch).flags(batch, f)] == ["last_digit"]
+    small = Transactions.from_rows(f, [row(device="scale-0", seq=500, net_mg=15 * 5000)])  # under 100 d: not counted
+    assert engine.score(small).flags(small, f) == []
 
 
 def test_reported_state_rules() -> None:
