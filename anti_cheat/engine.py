@@ -247,7 +247,8 @@ class Engine:
         self.state.ensure(len(self.facts))
         out = _Collector(self.judged)
         if len(b):
-            f = _InForce.of(self.facts, self.facts.in_force(b.scale, b.ts))
+            version = self.facts.in_force(b.scale, b.ts, b.calibration_events, b.configuration_events)
+            f = _InForce.of(self.facts, version)
             f.net, f.tare = _or0(b.net_mg), _or0(b.tare_mg)
             f.mg_per_count = 1_000_000 / f.coef
             f.noise_mg = np.maximum(self.t.counts_noise * f.mg_per_count, self.t.counts_noise_e * f.e)

@@ -274,9 +274,15 @@ class ScaleFacts:
             verified_ms=None if self.v_from_ms[v] == FROM_START else int(self.v_from_ms[v]),
         )
 
-    def in_force(self, scale: I64, ts: I64) -> npt.NDArray[np.intp]:
+    def in_force(
+        self, scale: I64, ts: I64, calibrations: I64 | None = None, configurations: I64 | None = None
+    ) -> npt.NDArray[np.intp]:
         """The version in force for each (scale, time): the latest verification at or before the time; a
-        row older than a scale's first known verification gets that first one (the best facts there are)."""
+        row older than a scale's first known verification gets that first one (the best facts there are).
+
+        With the row's sealed counters: a row whose counters are not those of the version its time points
+        to, but are exactly those of the verification just before or after it, belongs to that one (a
+        scale's clock a few hours off near a re-verification must not make its sales look tampered)."""
         version = self.latest[scale]
         several = np.flatnonzero(self.n_versions[scale] > 1)
         if len(several):
@@ -284,7 +290,25 @@ class ScaleFacts:
             s, t = scale[several].astype(np.int64), np.clip(ts[several], 0, (1 << _KEY_SHIFT) - 1)
             pos = np.searchsorted(keys, (s << _KEY_SHIFT) | t, side="right") - 1
             first = np.searchsorted(keys, s << _KEY_SHIFT, side="left")  # the scale's earliest version
-            version[several] = ids[np.maximum(pos, first)]
+            last = np.searchsorted(keys, (s + 1) << _KEY_SHIFT, side="left") - 1  # and its latest
+            pos = np.maximum(pos, first)
+            if calibrations is not None and configurations is not None:
+                cal, conf = calibrations[several], configurations[several]
+
+                def matches(p: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+                    v = ids[p]
+                    result: npt.NDArray[np.bool_] = (self.calibration_events[v] == cal) & (
+                        self.configuration_events[v] == conf
+                    )
+                    return result
+
+                off = ~matches(pos)
+                for step in (1, -1):  # the next verification, then the previous one
+                    near = np.clip(pos + step, first, last)
+                    move = off & (near != pos) & matches(near)
+                    pos = np.where(move, near, pos)
+                    off &= ~move
+            version[several] = ids[pos]
         return version
 
     def _search_arrays(self) -> tuple[I64, npt.NDArray[np.intp]]:

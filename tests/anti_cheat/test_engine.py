@@ -424,3 +424,18 @@ def test_the_per_row_engine_judges_prices_against_the_prior_only() -> None:
     scaled = row(unit_price_fen_per_kg=30, amount_fen=30, raw_counts=counts(10_000))
     batch = Transactions.from_rows(f, [scaled])
     assert "price_scaling" in {fl.rule for fl in Engine(f, stateful=False).score(batch).flags(batch, f)}
+
+
+def test_a_clock_off_near_a_reverification_is_judged_by_the_counters_it_carries() -> None:
+    f = ScaleFacts()
+    old = ScaleFact(coefficient=COEF, e_mg=5000, zero_counts=ZERO, calibration_events=3, configuration_events=7)
+    t = 1_764_000_000_000
+    f.set("scale-1", old)
+    f.set("scale-1", old.model_copy(update={"coefficient": 21_000.0, "calibration_events": 4, "verified_ms": t}))
+    late_clock = row(ts=t - 2 * 3_600_000, calibration_events=4, raw_counts=ZERO + 21_000)  # new facts, clock 2 h slow
+    early_clock = row(seq=2, ts=t + 3_600_000, calibration_events=3)  # old facts, clock 1 h fast
+    assert rules_for([late_clock, early_clock], f) == []
+    # counters of neither verification are a broken seal, whatever the clock
+    assert rules_for([row(seq=3, ts=t + 60_000, calibration_events=9, raw_counts=ZERO + 21_000)], f) == [
+        (3, "counters")
+    ]
