@@ -46,7 +46,7 @@ import random
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from device_profiles import Profile, amount_fen
 from device_profiles.codecs import mtsics
@@ -62,16 +62,7 @@ CheatKind = Literal[
     "price_scaling",
     "preset_base",
 ]
-CHEAT_KINDS: tuple[CheatKind, ...] = (
-    "cheat_chip",
-    "remote_control",
-    "recalibration",
-    "price_math",
-    "throw",
-    "zero_trick",
-    "price_scaling",
-    "preset_base",
-)
+CHEAT_KINDS: tuple[CheatKind, ...] = get_args(CheatKind)
 TareKind = Literal["weighed", "preset"]
 CHEAT_KEYS = "*#7#3"  # the hidden key sequence of our simulated cheat chip
 TRANSACTION_MEMORY = 10_000

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-Method = Literal[
-    "cheat_chip",
-    "remote_control",
-    "recalibration",
-    "price_math",
-    "throw",
-    "zero_trick",
-    "price_scaling",
-    "preset_base",
-]
+from ..scale import CHEAT_KINDS, CheatKind
+
+Method = CheatKind
 #: every cheat method, at the magnitudes reported (docs/anti_cheat.md "Cheat methods"):
 #: cheat_chip: display × 1.1–1.3, counts not; half of them keyed on and off, off after each power-on.
 #: remote_control: the load-cell signal itself × 1.02–1.2, for 80 % of customers (off for inspectors).
@@ -34,16 +26,7 @@ Method = Literal[
 #: the counts are true.
 #: preset_base: zero set 50–150 g below the empty pan (预留底数), toggled per customer; half with the ZERO key
 #: (the zero-setting counter steps), half by a hidden function (it does not).
-METHODS: tuple[Method, ...] = (
-    "cheat_chip",
-    "remote_control",
-    "recalibration",
-    "price_math",
-    "throw",
-    "zero_trick",
-    "price_scaling",
-    "preset_base",
-)
+METHODS: tuple[Method, ...] = CHEAT_KINDS  # the simulator's, by the same names
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
