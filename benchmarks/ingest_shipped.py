@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from baseline_ingest import PARSER
 from machine import describe, median
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -475,6 +476,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {describe()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"baseline parses with {PARSER}")
     devices = device_ids(args.devices)
     extra = dict(f"ZHIJIAN_{s}".split("=", 1) for s in args.set)
     if extra:
