@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 CHUNK_ROWS = 100_000
+SEAL_HINT_FLAGS = 10  # a scale with this many `counters` flags gets a hint about missing verifications
 _INT_COLUMNS = INTEGER_INPUTS
 
 
@@ -218,6 +219,7 @@ def score(
     flagged_devices: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
     unknown_fair: Counter[str] = Counter()  # fair scales without facts: their re-weighs use the stall's
+    seals: Counter[str] = Counter()  # counters flags per scale: many may mean a re-verification not given
     rows_read = 0
     sink = out.open("w", encoding="utf-8") if out else None
     try:
@@ -237,6 +239,8 @@ def score(
                 for flag in engine.score(batch).flags(batch, facts):
                     by_rule[flag.rule] += 1
                     flagged_devices[flag.device] += 1
+                    if flag.rule == "counters":
+                        seals[flag.device] += 1
                     text = json.dumps(flag.as_dict(), ensure_ascii=False)
                     if sink:
                         sink.write(text + "\n")
@@ -255,6 +259,16 @@ def score(
         if sink:
             sink.close()
     _summary(engine, rows_read, by_rule, flagged_devices, unknown, top)
+    persistent = [d for d, n in seals.most_common() if n >= SEAL_HINT_FLAGS]
+    if persistent:
+        console.print(
+            Text(
+                f"{len(persistent):,} scales have {SEAL_HINT_FLAGS} or more sales with sealed counters unlike their"
+                f" verification ({', '.join(persistent[:10])}): a broken seal, or a re-verification this run was not"
+                " given (--verifications, or a `verifications` list in the registry file)",
+                style="yellow",
+            )
+        )
     if unknown_fair:
         shown = ", ".join(f"{d} ({n:,})" for d, n in unknown_fair.most_common(10))
         console.print(

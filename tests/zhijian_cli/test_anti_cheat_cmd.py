@@ -142,6 +142,10 @@ def test_a_reverification_mid_file_is_judged_against_the_verification_in_force(t
     assert alone.exit_code == 0
     flagged = {json.loads(line)["seq"] for line in (tmp_path / "a.jsonl").read_text().splitlines()}
     assert flagged == set(range(5, 10)), "against the old verification only, the re-verified sales look tampered"
+    assert "a re-verification this run was not given" not in alone.output  # 5 sales: no hint yet
+    tx.write_text("".join(json.dumps(sale(k, old if k < 5 else new)) + "\n" for k in range(20)))
+    hinted = runner.invoke(app, [*args, "--out", str(tmp_path / "a.jsonl")])
+    assert "a re-verification this run was not given" in hinted.output.replace("\n", " ")
     history = tmp_path / "verifications.jsonl"
     history.write_text(json.dumps({"device": "s-1", "verified_ms": t0 + 5 * 60_000 - 1, **new}) + "\n")
     result = runner.invoke(app, [*args, "--verifications", str(history), "--out", str(tmp_path / "b.jsonl")])
