@@ -176,6 +176,7 @@ class _InForce:
     tare: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # tare_mg, 0 where absent
     counts: tuple[F64, F64, npt.NDArray[np.bool_]] | None = None  # Engine._counts_tolerance, once per batch
     groups: Groups | None = None  # every row, grouped by the verification in force (for the histories)
+    reweighs: tuple[npt.NDArray[np.bool_], F64] | None = None  # re-weigh rows judged and their tolerance
 
     @classmethod
     def of(cls, facts: ScaleFacts, version: npt.NDArray[np.intp]) -> _InForce:
@@ -366,13 +367,27 @@ class Engine:
         result: F64 = stall + fair
         return result
 
+    def _reweighs(self, b: Transactions, f: _InForce) -> tuple[npt.NDArray[np.bool_], F64]:
+        """The re-weigh rows that can be judged, and each one's tolerance (0 elsewhere); once per batch, for
+        ``reweigh_error`` and ``reweigh_cusum``."""
+        if f.reweighs is None:
+            usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
+            mask = (b.kind == REWEIGH) & usable & (b.reference_mg > 0)
+            tol = np.zeros(len(b))
+            rows = np.flatnonzero(mask)
+            if len(rows):
+                tol[rows] = self._reweigh_tolerance(b, f, rows)
+            f.reweighs = (mask, tol)
+        return f.reweighs
+
     def _reweigh_and_check(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
-        rows = np.flatnonzero((b.kind == REWEIGH) & usable & (b.reference_mg > 0))
+        mask, tolerance = self._reweighs(b, f)
+        rows = np.flatnonzero(mask)
         if len(rows):
             error = (b.net_mg - b.reference_mg)[rows]
-            tol = self._reweigh_tolerance(b, f, rows)
+            tol = tolerance[rows]
             out.add("reweigh_error", np.ones(len(rows), np.bool_), error > tol, error, tol, rows=rows)
+        usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
         rows = np.flatnonzero((b.kind == CHECK) & usable)
         if len(rows):
             error = (b.net_mg - b.reference_mg)[rows]
@@ -450,13 +465,12 @@ class Engine:
         return result
 
     def _reweigh_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
-        usable = f.known & _has(b.net_mg) & _has(b.reference_mg)
-        mask = (b.kind == REWEIGH) & usable & (b.reference_mg > 0)
+        mask, tolerance = self._reweighs(b, f)
         if not mask.any():
             return
         g, scale, current = self._histories(f, mask)
         ordered = g.order
-        tol = self._reweigh_tolerance(b, f, ordered)
+        tol = tolerance[ordered]
         error = (b.net_mg - b.reference_mg)[ordered]
         y = self._cusum_step(error * 1000 / tol)
         s = cusum(g, y, np.where(current, self.state.reweigh_cusum[scale], 0))
