@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,11 @@ class IngestSettings(BaseSettings):
     share_group: str = Field("", description="MQTT 5 shared-subscription group; empty: partitioned plain subscription")
     partition: int = Field(0, ge=0, description="this worker's partition, 0 … partitions-1")
     partitions: int = Field(1, ge=1, description="number of ingest workers sharing the devices")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT version of the ingest's own connection (devices choose theirs); 3.1.1 sessions never "
+        "expire on their own and cannot use share_group",
+    )
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker keeps our queue")
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "zhijian"
@@ -65,7 +71,10 @@ class IngestSettings(BaseSettings):
         60.0, gt=0, description="/health answers 503 when a batch is held this long without being stored"
     )
     batch_max_messages: int = Field(2_000, ge=1)
-    batch_max_ms: int = Field(200, ge=1)
+    batch_max_ms: int = Field(200, ge=1, description="a batch is stored at most this long after its first message")
+    batch_idle_ms: int = Field(
+        20, ge=1, description="a batch ends when no message has come for this long (the broker waits for our acks)"
+    )
     queue_max_messages: int = Field(20_000, ge=1)
 
     @model_validator(mode="after")

@@ -200,9 +200,11 @@ def test_influxdb_down_under_load_loses_nothing(mosquitto: MosquittoServer, tmp_
     print(f"InfluxDB away {OUTAGE_S:g} s: {spooled} points spooled, all {load.sent} stored once afterwards")
 
 
-def test_broker_restart_loses_nothing(influx: InfluxClient, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_broker_restart_loses_nothing(influx: InfluxClient, tmp_path: Path, protocol: str) -> None:
+    """Either MQTT version of the ingest's own connection keeps its session across a broker restart."""
     broker = MosquittoServer(tmp_path / "broker").start()
-    worker = worker_for(tmp_path, broker.port, influx)
+    worker = worker_for(tmp_path, broker.port, influx, mqtt_protocol=protocol)
     try:
         assert worker.connected.wait(10)
         load = Load(broker.port).start()
