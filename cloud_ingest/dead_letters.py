@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,6 +34,7 @@ from device_profiles.envelope import MAX_PAYLOAD_BYTES
 from device_profiles.topics import parse
 
 from .errors import IngestError
+from .state_store import StateStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DeadLetters:
 
     def __init__(
         self,
-        path: str | Path = ":memory:",
+        path: str | Path | StateStore = ":memory:",
         *,
         device_quota_bytes: int = 16 * 1024 * 1024,
         total_quota_bytes: int = 1024 * 1024 * 1024,
@@ -66,13 +66,12 @@ class DeadLetters:
         self.kept_bytes: Counter[str] = Counter()  # per device
         self._pending: list[_Row] = []
         self._freed_since_vacuum = 0
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        # the file gives back what evictions free (takes effect on a new file), and the WAL is cut back to
-        # 16 MiB after each checkpoint: on disk the store stays near its quota, not near its largest batch
-        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self._db.execute("PRAGMA journal_mode=WAL")  # `zhijian ingest dead-letters` reads while we write
-        self._db.execute("PRAGMA journal_size_limit=16777216")
+        # the store's file gives back what evictions free (auto_vacuum=INCREMENTAL), and its WAL is cut back
+        # to 16 MiB after each checkpoint: on disk it stays near the quota, not near the largest batch; in WAL
+        # mode `zhijian ingest dead-letters` reads while we write
+        self.store = open_store(path)
+        self._lock = self.store.lock
+        self._db = self.store.db
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER,"
             " topic TEXT, reason TEXT, detail TEXT, payload BLOB)"
@@ -116,29 +115,34 @@ class DeadLetters:
             if not self._pending:
                 return
             rows, self._pending = self._trimmed(self._pending), []
-            self._db.execute("BEGIN")
+            kept, evicted = self.kept_bytes.copy(), self.evicted.copy()
             try:
-                self._db.executemany(
-                    "INSERT INTO dead_letter (at_ms, topic, device, reason, detail, payload, size)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                for row in rows:
-                    self.kept_bytes[row[2]] += row[6]
-                for device in {row[2] for row in rows}:
-                    if self.kept_bytes[device] > self.device_quota_bytes:
-                        self._evict(device, self.kept_bytes[device] - self.device_quota_bytes)
-                while self.total_bytes > self.total_quota_bytes:
-                    biggest, _ = self.kept_bytes.most_common(1)[0]
-                    self._evict(biggest, self.total_bytes - self.total_quota_bytes)
-                self._db.execute("COMMIT")
+                with self.store.transaction() as db:
+                    db.executemany(
+                        "INSERT INTO dead_letter (at_ms, topic, device, reason, detail, payload, size)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    for row in rows:
+                        self.kept_bytes[row[2]] += row[6]
+                    for device in {row[2] for row in rows}:
+                        if self.kept_bytes[device] > self.device_quota_bytes:
+                            self._evict(device, self.kept_bytes[device] - self.device_quota_bytes)
+                    while self.total_bytes > self.total_quota_bytes:
+                        biggest, _ = self.kept_bytes.most_common(1)[0]
+                        self._evict(biggest, self.total_bytes - self.total_quota_bytes)
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._pending = rows + self._pending
+                self._put_back(rows, kept, evicted)
                 raise
-            if self._freed_since_vacuum > 4 * 1024 * 1024:
+            self.store.on_rollback(lambda: self._put_back(rows, kept, evicted))  # the outer transaction's
+            if self._freed_since_vacuum > 4 * 1024 * 1024 and not self.store.in_transaction:
                 self._db.execute("PRAGMA incremental_vacuum")
                 self._freed_since_vacuum = 0
+
+    def _put_back(self, rows: list[_Row], kept: Counter[str], evicted: Counter[str]) -> None:
+        """Rolled back: the letters wait for the next flush, the counts as they were."""
+        self._pending = rows + self._pending
+        self.kept_bytes, self.evicted = kept, evicted
 
     def _trimmed(self, rows: list[_Row]) -> list[_Row]:
         """``rows`` without those that could only be written to be evicted at once: per device, the newest
@@ -193,8 +197,7 @@ class DeadLetters:
 
     def close(self) -> None:
         self.flush()
-        with self._lock:
-            self._db.close()
+        self.store.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +262,7 @@ class DeadLetterFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise IngestError(f"{self.path}: no dead-letter store (ZHIJIAN_DEAD_LETTER_PATH)")
+            raise IngestError(f"{self.path}: no dead-letter store (ZHIJIAN_STATE_PATH)")
         self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
             self._columns = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letter)")}

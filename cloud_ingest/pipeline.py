@@ -40,6 +40,7 @@ from .senders import SenderRules
 from .sensor_alerts import AlertBook
 from .sequences import SequenceBook
 from .spool import Spool, SpoolFull
+from .state_store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,11 @@ class Pipeline:
         accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)
 
-    def commit(self, prepared: Prepared) -> None:
-        """Make a prepared batch durable: in InfluxDB, or in the spool while InfluxDB is away.
+    def commit(self, prepared: Prepared, *, checkpoint: bool = False) -> None:
+        """Make a prepared batch durable: in InfluxDB, or in the spool while InfluxDB is away; then the
+        books (dead letters, sequences, alerts) in one transaction of the state store, with the anti-cheat
+        engine's state when ``checkpoint`` (the worker acknowledges to the broker only what a checkpoint
+        has seen).
 
         Raises :class:`StoreUnavailable` only when InfluxDB is away and the spool is full: retry the same
         ``prepared`` later (writes are idempotent). If InfluxDB refuses the batch as invalid, messages are
@@ -270,13 +274,27 @@ class Pipeline:
         self.stored_points += len(lines) + len(flag_lines)
         self.flagged += len({(f.device, f.seq) for f in flags})
         self.flags_by_rule.update(f.rule for f in flags)
-        self.dead_letters.flush()
-        self.sequences.save()
-        self.alert_book.save()
+        with self.state.transaction():  # one commit for every book that shares the store
+            self.dead_letters.flush()
+            self.sequences.save()
+            self.alert_book.save()
+            if checkpoint:
+                self.state.put_checkpoint(self.engine.save())
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:
                 self._guarded("alert_sink", self.alert_sink, alert)
+
+    @property
+    def state(self) -> StateStore:
+        """The store the sequence book keeps its tables in (shipped: every book's, one file)."""
+        return self.sequences.store
+
+    def checkpoint(self) -> None:
+        """The anti-cheat engine's state saved on its own (no batch in hand), with whatever books changed."""
+        with self.state.transaction():
+            self.dead_letters.flush()
+            self.state.put_checkpoint(self.engine.save())
 
     def _write(self, lines: list[str]) -> None:
         """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""

@@ -14,8 +14,6 @@ state machine. State is kept in memory and written to SQLite when a batch is sto
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .rapid_tests import Alert
+from .state_store import StateStore, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +65,10 @@ _FIELDS = ("breach_since", "alert", "acknowledged", "cleared", "detail")
 class AlertBook:
     """Open alerts and pending breaches per (device, channel)."""
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA synchronous=EXTRA")  # as the sequence book: acknowledgements follow a save
+    def __init__(self, path: str | Path | StateStore = ":memory:") -> None:
+        self.store = open_store(path)
+        self._lock = self.store.lock
+        self._db = self.store.db
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS channel (device TEXT, channel TEXT, breach_since INTEGER, alert TEXT,"
             " acknowledged INTEGER NOT NULL DEFAULT 0, cleared INTEGER NOT NULL DEFAULT 1, detail TEXT,"
@@ -103,25 +102,23 @@ class AlertBook:
             self._unquiet.add((device, channel))
 
     def save(self) -> None:
-        """Write the changed channels to disk in one transaction (the pipeline calls this when a batch is
-        durable): one fsync'ed commit per batch, not one per channel, which autocommit would make of each row."""
+        """Write the changed channels in the store's transaction (the pipeline's, one per batch, when the
+        batch is durable); they are marked clean only once it commits."""
         with self._lock:
             rows = [(d, c, *(self._state[d, c][f] for f in _FIELDS)) for d, c in self._dirty]
             if not rows:
                 return
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
+            with self.store.transaction() as db:
+                db.executemany(
                     "INSERT INTO channel VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, channel) DO UPDATE SET"
                     " breach_since = excluded.breach_since, alert = excluded.alert,"
                     " acknowledged = excluded.acknowledged, cleared = excluded.cleared, detail = excluded.detail",
                     rows,
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")  # the channels stay dirty: the next save writes them
-                raise
-            self._dirty.clear()
+                self.store.after_commit(self._dirty.clear)
+
+    def close(self) -> None:
+        self.store.close()
 
     def open_alerts(self) -> list[tuple[str, str, str]]:
         """(device, channel, alert id) of every alert not yet closed."""

@@ -16,23 +16,22 @@ The book refuses, with a reason and without moving anything:
 To tell conflicts from redeliveries the book keeps an 8-byte digest of each record for the seqs within
 ``window`` below each device's highest (older ones are refused as replays anyway), so it holds at most
 ``window`` digests per device. A jump forward leaves a gap; gaps are counted per device and exported, and
-are visible in InfluxDB as missing ``seq`` values. The book lives in SQLite next to the spool, saved after
-every stored batch in one transaction (fsync'ed, directory included: ``synchronous=EXTRA``), so a worker
-restart or a power cut keeps it. With N workers each device belongs to
+are visible in InfluxDB as missing ``seq`` values. The book lives in the ingest's state file
+(:mod:`cloud_ingest.state_store`), saved in each stored batch's one transaction, so a worker restart or a
+power cut keeps it. With N workers each device belongs to
 one partition, so each book sees all of its devices' traffic.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from device_profiles import EnvelopeError
-from device_profiles.durable import fsync_directory
+
+from .state_store import StateStore, open_store
 
 DEFAULT_WINDOW = 10_000
 DEFAULT_MAX_AHEAD = 1_000_000
@@ -48,16 +47,17 @@ class SequenceBook:
     """Highest seq, gaps, late arrivals and recent record digests per device."""
 
     def __init__(
-        self, path: str | Path = ":memory:", *, window: int = DEFAULT_WINDOW, max_ahead: int = DEFAULT_MAX_AHEAD
+        self,
+        path: str | Path | StateStore = ":memory:",
+        *,
+        window: int = DEFAULT_WINDOW,
+        max_ahead: int = DEFAULT_MAX_AHEAD,
     ) -> None:
         self.window = window
         self.max_ahead = max_ahead
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        # EXTRA: FULL fsyncs the journal and the file, EXTRA also the directory once the rollback journal is
-        # deleted (the commit point): with FULL alone a power cut can bring the journal back and roll back a
-        # save the broker already has acknowledgements for. Set here, not left to the build's default.
-        self._db.execute("PRAGMA synchronous=EXTRA")
+        self.store = open_store(path)
+        self._lock = self.store.lock
+        self._db = self.store.db
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS device_seq (device TEXT PRIMARY KEY, highest INTEGER NOT NULL,"
             " gaps INTEGER NOT NULL, late INTEGER NOT NULL)"
@@ -66,8 +66,6 @@ class SequenceBook:
             "CREATE TABLE IF NOT EXISTS record_digest (device TEXT NOT NULL, seq INTEGER NOT NULL,"
             " digest INTEGER NOT NULL, PRIMARY KEY (device, seq)) WITHOUT ROWID"
         )
-        if str(path) != ":memory:":
-            fsync_directory(Path(path).resolve().parent)  # the file's own entry (a new book), once
         self.highest: dict[str, int] = {}
         self.gaps: dict[str, int] = {}
         self.late: dict[str, int] = {}
@@ -137,30 +135,34 @@ class SequenceBook:
         return sum(self.gaps.values())
 
     def save(self) -> None:
-        """Persist what changed since the last save, in one transaction; forget digests out of the window."""
-        with self._lock:
-            rows = [(d, self.highest[d], self.gaps[d], self.late[d]) for d in self._dirty]
-            digests = [(d, s, g) for (d, s), g in self._pending.items()]
-            prune = []
-            for d in self._dirty:
-                floor = self.highest[d] - self.window
-                if floor - self._pruned_below.get(d, 0) > self.window // 10:  # amortised: now and then per device
-                    prune.append((d, floor))
-                    self._pruned_below[d] = floor
-            self._dirty.clear()
-            self._pending.clear()
-            if not rows and not digests:
-                return
-            self._db.execute("BEGIN")
-            self._db.executemany(
+        """Persist what changed since the last save (in the store's transaction: the pipeline's, one per
+        batch); forget digests out of the window. Forgotten in memory only once the transaction commits."""
+        rows = [(d, self.highest[d], self.gaps[d], self.late[d]) for d in self._dirty]
+        digests = [(d, s, g) for (d, s), g in self._pending.items()]
+        prune = []
+        for d in self._dirty:
+            floor = self.highest[d] - self.window
+            if floor - self._pruned_below.get(d, 0) > self.window // 10:  # amortised: now and then per device
+                prune.append((d, floor))
+        if not rows and not digests:
+            return
+        with self.store.transaction() as db:
+            db.executemany(
                 "INSERT INTO device_seq (device, highest, gaps, late) VALUES (?, ?, ?, ?) ON CONFLICT(device)"
                 " DO UPDATE SET highest = excluded.highest, gaps = excluded.gaps, late = excluded.late",
                 rows,
             )
-            self._db.executemany("INSERT OR REPLACE INTO record_digest (device, seq, digest) VALUES (?, ?, ?)", digests)
-            self._db.executemany("DELETE FROM record_digest WHERE device = ? AND seq < ?", prune)
-            self._db.execute("COMMIT")
+            db.executemany("INSERT OR REPLACE INTO record_digest (device, seq, digest) VALUES (?, ?, ?)", digests)
+            db.executemany("DELETE FROM record_digest WHERE device = ? AND seq < ?", prune)
+            written = set(self._pending)
+
+            def forget() -> None:
+                self._dirty.clear()
+                for key in written:
+                    self._pending.pop(key, None)
+                self._pruned_below.update(prune)
+
+            self.store.after_commit(forget)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.store.close()

@@ -44,12 +44,17 @@ class IngestSettings(BaseSettings):
     unknown_device_grace_s: float = Field(
         600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"
     )
-    dead_letter_path: Path = Path("dead_letters.sqlite")
+    state_path: Path = Field(
+        Path("ingest_state.sqlite"),
+        description="sequences, alerts, dead letters and the anti-cheat checkpoint: one SQLite file, one "
+        "transaction per batch (files of an earlier version beside it are imported once)",
+    )
     spool_path: Path = Path("spool.sqlite")
-    sequence_path: Path = Path("sequences.sqlite")
-    alert_path: Path = Path("alerts.sqlite")
+    dead_letter_path: Path | None = Field(None, description="dead letters in a file of their own (default: state)")
+    sequence_path: Path | None = Field(None, description="the sequence book in a file of its own (default: state)")
+    alert_path: Path | None = Field(None, description="the alert book in a file of its own (default: state)")
     engine_state_path: Path | None = Field(
-        None, description="anti-cheat state across restarts; `zhijian ingest run` puts it beside the spool"
+        None, description="the anti-cheat checkpoint in a file of its own (default: in the state file)"
     )
     state_save_interval_s: float = Field(
         2.0,

@@ -242,6 +242,9 @@ class IngestWorker:
         if path is not None and path.exists():
             self.pipeline.engine.restore(path.read_bytes())
             log.info("anti-cheat state restored from %s", path)
+        elif path is None and (saved := self.pipeline.state.checkpoint()) is not None:
+            self.pipeline.engine.restore(saved)
+            log.info("anti-cheat state restored from %s", self.pipeline.state.path)
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.settings.session_expiry_s
@@ -329,8 +332,13 @@ class IngestWorker:
         started = time.monotonic()
         if self._held_prepared is None:
             self._held_prepared = self.pipeline.prepare([(m.topic, bytes(m.payload)) for m in self._held])
+        # Nothing waiting: the broker may be holding messages back until we acknowledge (its inflight
+        # window: 1 000 messages on ours), so save and acknowledge now rather than at the interval, which
+        # stalled a backlog's drain for up to state_save_interval_s every window (benchmarks/ingest_shipped.py).
+        checkpoint = self._checkpoint_due(force=self._queue.empty())
+        in_store = checkpoint and self.settings.engine_state_path is None
         try:
-            self.pipeline.commit(self._held_prepared)
+            self.pipeline.commit(self._held_prepared, checkpoint=in_store)
         except StoreUnavailable as exc:
             log.warning("store unavailable, batch of %d held for retry: %s", len(self._held), exc)
             self._stop.wait(self._retry_delay)  # not acknowledged: on stop the broker redelivers
@@ -340,10 +348,8 @@ class IngestWorker:
         self._acknowledge_devices(self._held_prepared.acks)
         self._unacked.extend(self._held)
         self._held, self._held_prepared = [], None
-        # Nothing waiting: the broker may be holding messages back until we acknowledge (its inflight
-        # window: 1 000 messages on ours), so save and acknowledge now rather than at the interval, which
-        # stalled a backlog's drain for up to state_save_interval_s every window (benchmarks/ingest_shipped.py).
-        self._checkpoint(force=self._queue.empty())
+        if checkpoint:
+            self._checkpoint(force=True, saved=in_store)
         self.batches += 1
         self.last_batch_ms = (time.monotonic() - started) * 1000
         self.batch_seconds.observe(self.last_batch_ms / 1000)
@@ -369,22 +375,28 @@ class IngestWorker:
             return f"{self.backlog} message(s) waiting, the batcher stuck in one step for {stuck_s:.0f} s"
         return ""
 
-    def _checkpoint(self, *, force: bool = False) -> None:
+    def _checkpoint_due(self, *, force: bool = False) -> bool:
+        return force or time.monotonic() - self._last_save >= self.settings.state_save_interval_s
+
+    def _checkpoint(self, *, force: bool = False, saved: bool = False) -> None:
         """Acknowledge stored messages once the anti-cheat state that has seen them is on disk.
 
         The engine's per-scale state (CUSUMs, digit windows) moves with every batch. It is saved at most
         every ``state_save_interval_s`` while messages keep arriving, and after a batch that leaves none
-        waiting (``force``); messages are acknowledged only after a save that includes them: after a crash
-        the broker redelivers exactly the messages the saved state has not seen, so results are the same
-        as without the crash.
+        waiting (``force``): in the batch's own transaction of the state store (``saved``: already done),
+        or, with ``engine_state_path`` set, in that file. Messages are acknowledged only after a save that
+        includes them: after a crash the broker redelivers exactly the messages the saved state has not
+        seen, so results are the same as without the crash.
         """
-        path = self.settings.engine_state_path
-        due = time.monotonic() - self._last_save >= self.settings.state_save_interval_s
-        if path is not None and not (force or due):
-            return
-        if path is not None:
-            replace_durably(path, self.pipeline.engine.save())  # fsync'ed: the acknowledgements below wait for it
-            self._last_save = time.monotonic()
+        if not saved:
+            if not self._checkpoint_due(force=force):
+                return
+            path = self.settings.engine_state_path
+            if path is not None:
+                replace_durably(path, self.pipeline.engine.save())  # fsync'ed: the acknowledgements wait for it
+            else:
+                self.pipeline.checkpoint()
+        self._last_save = time.monotonic()
         for m in self._unacked:
             self._client.ack(m.mid, m.qos)
         self._unacked.clear()

@@ -41,7 +41,11 @@ ConfigOption = Annotated[
 ]
 StoreOption = Annotated[
     Path | None,
-    typer.Option("--store", help="The dead-letter file; default: ZHIJIAN_DEAD_LETTER_PATH of the ingest's settings."),
+    typer.Option(
+        "--store",
+        help="The file holding the dead letters; default: the ingest's ZHIJIAN_STATE_PATH "
+        "(or ZHIJIAN_DEAD_LETTER_PATH).",
+    ),
 ]
 DeviceOption = Annotated[str | None, typer.Option(help="Only this device's letters.")]
 ReasonOption = Annotated[str | None, typer.Option(help="Only letters refused for this reason (e.g. `bad_tag`).")]
@@ -76,10 +80,15 @@ def _settings(config: Path | None) -> IngestSettings:
         raise CliError(f"settings: {exc}") from exc
 
 
+def _letters_path(settings: IngestSettings) -> Path:
+    """Where the ingest keeps its dead letters: their own file if set, else its state file."""
+    return settings.dead_letter_path or settings.state_path
+
+
 def _open(config: Path | None, store: Path | None) -> DeadLetterFile:
     from cloud_ingest.dead_letters import DeadLetterFile
 
-    return DeadLetterFile(store if store is not None else _settings(config).dead_letter_path)
+    return DeadLetterFile(store if store is not None else _letters_path(_settings(config)))
 
 
 def _ms(text: str, option: str) -> int:

@@ -151,10 +151,8 @@ def _start_ingest(
         influx_url=influx_url,
         influx_db=opts.influx_db,
         batch_max_ms=100,
-        dead_letter_path=opts.data_dir / "dead_letters.sqlite",
         spool_path=opts.data_dir / "spool.sqlite",
-        sequence_path=opts.data_dir / "sequences.sqlite",
-        alert_path=opts.data_dir / "alerts.sqlite",
+        state_path=opts.data_dir / "ingest_state.sqlite",
     )
     worker = build_worker(settings, influx, live.current, live)
     worker.start()

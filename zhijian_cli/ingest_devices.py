@@ -15,6 +15,7 @@ from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
+from cloud_ingest.state_store import import_earlier_files, open_store
 from device_registry import RegistryError
 from device_registry.db import connect, sessions
 from device_registry.ingest_view import ingest_view, registry_revision
@@ -61,20 +62,24 @@ def build_worker(
 ) -> IngestWorker:
     """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
     source = live or devices
+    state = open_store(settings.state_path)
+    import_earlier_files(state, settings)
     pipeline = Pipeline(
         key_for=source.key_for,
         engine=Engine(devices.facts),
         store=influx,
         dead_letters=DeadLetters(
-            settings.dead_letter_path,
+            settings.dead_letter_path or state,
             device_quota_bytes=int(settings.dead_letter_device_quota_mb * MIB),
             total_quota_bytes=int(settings.dead_letter_quota_mb * MIB),
         ),
         spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * MIB)),
-        sequences=SequenceBook(settings.sequence_path, window=settings.replay_window, max_ahead=settings.seq_max_ahead),
+        sequences=SequenceBook(
+            settings.sequence_path or state, window=settings.replay_window, max_ahead=settings.seq_max_ahead
+        ),
         revoked=source.is_revoked,
         tags_for=source.tags_for,
-        alert_book=AlertBook(settings.alert_path),
+        alert_book=AlertBook(settings.alert_path or state),
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
     )
     pipeline.unknown_grace_s = settings.unknown_device_grace_s

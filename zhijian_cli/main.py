@@ -166,10 +166,6 @@ def ingest_run(
     except ValueError as exc:
         console.print(f"[red]settings: {exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
-    if settings.engine_state_path is None:
-        settings = settings.model_copy(
-            update={"engine_state_path": settings.spool_path.with_name("anti_cheat_state.npz")}
-        )
     try:
         devices, live = ingest_devices(settings, config)
     except CliError as exc:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from cloud_ingest.dead_letters import DeadLetters
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
+from cloud_ingest.state_store import StateStore, import_earlier_files, open_store
+from device_profiles import EnvelopeError
 
 
 @pytest.fixture
@@ -36,11 +39,12 @@ def test_the_spool_commits_through_a_synced_log(tmp_path: Path, fsyncs: list[str
         spool.close()
 
 
-def test_the_sequence_book_syncs_its_journal_and_directory(tmp_path: Path, fsyncs: list[str]) -> None:
-    book = SequenceBook(tmp_path / "sequences.sqlite")
+def test_the_state_file_commits_through_a_synced_log(tmp_path: Path, fsyncs: list[str]) -> None:
+    book = SequenceBook(tmp_path / "ingest_state.sqlite")
     try:
-        assert book._db.execute("PRAGMA synchronous").fetchone() == (3,)  # EXTRA
-        assert fsyncs == [str(tmp_path)]
+        assert book._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert book._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: the log fsync'ed per commit
+        assert fsyncs == [str(tmp_path)]  # and the new file's directory entry
     finally:
         book.close()
 
@@ -104,8 +108,9 @@ def _commits(db: object, save: object) -> list[str]:
     db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
     save()  # type: ignore[operator]
     db.set_trace_callback(None)  # type: ignore[attr-defined]
-    return [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT", "ROLLBACK")] + [
-        "autocommit" for s in statements if s.startswith("INSERT") and "BEGIN" not in statements
+    kinds = [s.split()[0] for s in statements]
+    return [k for k in kinds if k in ("BEGIN", "COMMIT", "ROLLBACK")] + [
+        "autocommit" for k in kinds if k == "INSERT" and "BEGIN" not in kinds
     ]
 
 
@@ -125,10 +130,139 @@ def test_a_batch_from_many_bases_is_one_fsynced_commit_of_the_alert_book(tmp_pat
         rows = [(f"base-{i:03d}", 1, {"type": "soil", "ts": 1_000, "moisture_pct": 5.0}) for i in range(50)]
         book.observe_batch(rows)  # 50 bases start a breach: 50 channels change
         assert _commits(book._db, book.save) == ["BEGIN", "COMMIT"]
-        assert book._db.execute("PRAGMA synchronous").fetchone() == (3,)  # EXTRA
+        assert book._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, in WAL mode
         assert _commits(book._db, book.save) == []  # nothing changed since: nothing written
         restarted = AlertBook(tmp_path / "alerts.sqlite")
         assert len(restarted._state) == 50
         restarted._db.close()
     finally:
         book._db.close()
+
+
+def _books(path: Path | StateStore) -> tuple[SequenceBook, AlertBook, DeadLetters]:
+    return SequenceBook(path), AlertBook(path), DeadLetters(path)
+
+
+def test_a_batch_is_one_commit_of_every_book_and_the_checkpoint(tmp_path: Path) -> None:
+    """Sequences, alerts, dead letters and the anti-cheat checkpoint of one batch: one transaction of the
+    one state file (one fsync of its log), as `zhijian ingest run` builds the pipeline."""
+    from anti_cheat import Engine, ScaleFacts
+    from cloud_ingest import InfluxClient, Pipeline
+    from cloud_ingest.pipeline import Prepared
+
+    store = open_store(tmp_path / "ingest_state.sqlite")
+    sequences, alerts, letters = _books(store)
+    influx = InfluxClient("http://127.0.0.1:9", "unused")
+    pipeline = Pipeline(
+        key_for=lambda _d: None,
+        engine=Engine(ScaleFacts()),
+        store=influx,
+        spool=Spool(),
+        sequences=sequences,
+        alert_book=alerts,
+        dead_letters=letters,
+    )
+    for i in range(100):
+        sequences.observe(f"scale-{i:04d}", 1, 10, list(range(10)))
+    alerts.observe_batch([(f"base-{i:03d}", 1, {"type": "soil", "ts": 1_000, "moisture_pct": 5.0}) for i in range(20)])
+    pipeline.dead_letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"{}")
+    assert _commits(store.db, lambda: pipeline.commit(Prepared([], [], [], []), checkpoint=True)) == [
+        "BEGIN",
+        "COMMIT",
+    ]
+    assert store.checkpoint() == pipeline.engine.save()
+    assert store.db.execute("SELECT COUNT(*) FROM device_seq").fetchone() == (100,)
+    assert store.db.execute("SELECT COUNT(*) FROM channel").fetchone() == (20,)
+    assert store.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone() == (1,)
+    assert _commits(store.db, sequences.save) == []  # nothing left unsaved
+    influx.close()
+    for book in (sequences, alerts, letters):
+        book.close()
+
+
+def test_a_rolled_back_batch_is_written_by_the_next_save(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ingest_state.sqlite")
+    sequences, alerts, letters = _books(store)
+    sequences.observe("scale-0001", 1, 3, [11, 12, 13])
+    alerts.observe_batch([("base-001", 1, {"type": "soil", "ts": 1_000, "moisture_pct": 5.0})])
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"{}")
+    with pytest.raises(RuntimeError), store.transaction():
+        sequences.save()
+        alerts.save()
+        letters.flush()
+        raise RuntimeError("the disk is full")
+    assert store.db.execute("SELECT COUNT(*) FROM device_seq").fetchone() == (0,)
+    assert letters.kept_bytes == {}
+    with store.transaction():
+        sequences.save()
+        alerts.save()
+        letters.flush()
+    assert store.db.execute("SELECT digest FROM record_digest ORDER BY seq").fetchall() == [(11,), (12,), (13,)]
+    assert store.db.execute("SELECT COUNT(*) FROM channel").fetchone() == (1,)
+    assert letters.rows() == [("zhijian/v1/scale-0001/data", "bad_tag", b"{}")]
+    for book in (sequences, alerts, letters):
+        book.close()
+
+
+def test_the_files_of_an_earlier_version_are_imported_once(tmp_path: Path) -> None:
+    """An ingest upgraded in place finds sequences.sqlite, alerts.sqlite, dead_letters.sqlite and
+    anti_cheat_state.npz beside its new state file: their content moves in, the files are kept as *.imported."""
+    from cloud_ingest import IngestSettings
+
+    old_seq, old_alerts, old_letters = (
+        SequenceBook(tmp_path / "sequences.sqlite"),
+        AlertBook(tmp_path / "alerts.sqlite"),
+        DeadLetters(tmp_path / "dead_letters.sqlite"),
+    )
+    old_seq.observe("scale-0001", 1, 2, [21, 22])
+    old_seq.save()
+    old_alerts.observe_batch([("base-001", 1, {"type": "soil", "ts": 1_000, "moisture_pct": 5.0})])
+    old_alerts.save()
+    old_letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"evidence")
+    for book in (old_seq, old_alerts, old_letters):
+        book.close()
+    (tmp_path / "anti_cheat_state.npz").write_bytes(b"engine state")
+
+    settings = IngestSettings(state_path=tmp_path / "ingest_state.sqlite")
+    store = open_store(settings.state_path)
+    imported = import_earlier_files(store, settings)
+    assert sorted(p.name for p in imported) == [
+        "alerts.sqlite",
+        "anti_cheat_state.npz",
+        "dead_letters.sqlite",
+        "sequences.sqlite",
+    ]
+    sequences, alerts, letters = _books(store)
+    assert sequences.highest == {"scale-0001": 2}
+    with pytest.raises(EnvelopeError, match="conflicting_replay"):  # the digests came along
+        sequences.check("scale-0001", 1, [{"type": "sale", "net_mg": 1}])
+    assert len(alerts._state) == 1
+    assert letters.rows() == [("zhijian/v1/scale-0001/data", "bad_tag", b"evidence")]
+    assert store.checkpoint() == b"engine state"
+    assert sorted(p.name for p in tmp_path.glob("*.imported")) == [f"{p.name}.imported" for p in sorted(imported)]
+    assert import_earlier_files(store, settings) == []  # once
+    for book in (sequences, alerts, letters):
+        book.close()
+
+
+def test_the_worker_restores_the_checkpoint_from_the_state_file(tmp_path: Path) -> None:
+    from anti_cheat import Engine, ScaleFacts
+    from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
+
+    open_store(tmp_path / "ingest_state.sqlite").put_checkpoint(b"the saved state")
+    influx = InfluxClient("http://127.0.0.1:9", "unused")
+    pipeline = Pipeline(
+        key_for=lambda _d: None,
+        engine=Engine(ScaleFacts()),
+        store=influx,
+        sequences=SequenceBook(tmp_path / "ingest_state.sqlite"),
+    )
+    restored: list[bytes] = []
+    pipeline.engine.restore = restored.append  # type: ignore[method-assign]
+    worker = IngestWorker(IngestSettings(mqtt_port=9, state_path=tmp_path / "ingest_state.sqlite"), pipeline)
+    worker.start()
+    try:
+        assert restored == [b"the saved state"]
+    finally:
+        worker.stop()
+        influx.close()

@@ -148,7 +148,7 @@ def start_ingest(
         f"ZHIJIAN_INFLUX_URL={influx_url}\nZHIJIAN_INFLUX_DB={db}\nZHIJIAN_REGISTRY_URL={fleet.url}\n"
         f"ZHIJIAN_KEY_SECRET_FILE={key_file}\nZHIJIAN_METRICS_PORT=0\nZHIJIAN_BATCH_MAX_MS=50\n"
         f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={tmp_path / 'dead.sqlite'}\n"
-        f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n" + extra
+        f"ZHIJIAN_STATE_PATH={tmp_path / 'ingest_state.sqlite'}\n" + extra
     )
     log_path = tmp_path / "ingest.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}

@@ -20,9 +20,7 @@ def state_config(tmp_path: Path, name: str, **settings: object) -> Path:
     values: dict[str, object] = {
         "BATCH_MAX_MS": 50,
         "SPOOL_PATH": state / "spool.sqlite",
-        "DEAD_LETTER_PATH": state / "dead.sqlite",
-        "SEQUENCE_PATH": state / "seq.sqlite",
-        "ALERT_PATH": state / "alerts.sqlite",
+        "STATE_PATH": state / "ingest_state.sqlite",
         "METRICS_PORT": 0,
         **settings,
     }

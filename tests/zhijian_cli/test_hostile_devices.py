@@ -69,7 +69,7 @@ class Ingest(IngestProcess):
                 **settings,
             )
         )
-        self.dead_path = tmp_path / "ingest" / "dead.sqlite"
+        self.dead_path = tmp_path / "ingest" / "ingest_state.sqlite"
 
     def start(self) -> Ingest:
         super().start()

@@ -63,7 +63,7 @@ def test_the_ingest_follows_the_registry(
         f"ZHIJIAN_REGISTRY_URL={registry}\nZHIJIAN_KEY_SECRET_FILE={key_file}\nZHIJIAN_REGISTRY_REFRESH_S=0.2\n"
         f"ZHIJIAN_METRICS_PORT=0\nZHIJIAN_MQTT_CLIENT_ID=ingest-{tmp_path.name}\nZHIJIAN_BATCH_MAX_MS=50\n"
         f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={tmp_path / 'dead.sqlite'}\n"
-        f"ZHIJIAN_SEQUENCE_PATH={tmp_path / 'seq.sqlite'}\nZHIJIAN_ALERT_PATH={tmp_path / 'alerts.sqlite'}\n"
+        f"ZHIJIAN_STATE_PATH={tmp_path / 'ingest_state.sqlite'}\n"
     )
     log_path = tmp_path / "ingest.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}

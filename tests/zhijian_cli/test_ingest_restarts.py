@@ -15,8 +15,10 @@ Every wait is on a condition with a generous deadline (a busy 2-core machine), n
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,7 +139,9 @@ def test_an_ingest_stopped_before_its_first_sale_starts_again(
     processes.append(first)
     first.wait_connected()
     assert first.stop() == 0, first.output()
-    assert (tmp_path / "w" / "anti_cheat_state.npz").exists()  # the state of scales known but never scored
+    with contextlib.closing(sqlite3.connect(tmp_path / "w" / "ingest_state.sqlite")) as saved:
+        # the state of scales known but never scored
+        assert saved.execute("SELECT COUNT(*) FROM engine_checkpoint").fetchone() == (1,)
     again = IngestProcess(config).start()
     processes.append(again)
     again.wait_connected()
