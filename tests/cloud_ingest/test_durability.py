@@ -266,3 +266,21 @@ def test_the_worker_restores_the_checkpoint_from_the_state_file(tmp_path: Path) 
     finally:
         worker.stop()
         influx.close()
+
+
+def test_digests_kept_before_the_upgrade_still_tell_redeliveries_from_conflicts(tmp_path: Path) -> None:
+    """An earlier ingest kept ``legacy_record_digest``: the same record again is a redelivery, other
+    content under the same seq is still a conflict."""
+    from cloud_ingest.sequences import legacy_record_digest, record_digest
+
+    record = {"type": "sale", "ts": 1_764_000_000_000, "net_mg": 1_250_000, "plu": "1001", "stable": True}
+    assert record_digest(record) != legacy_record_digest(record)
+    book = SequenceBook(tmp_path / "ingest_state.sqlite")
+    book.observe("scale-0001", 5, 1, [legacy_record_digest(record)])
+    book.save()
+    assert book.check("scale-0001", 5, [dict(record)]) == [record_digest(record)]
+    with pytest.raises(EnvelopeError, match="conflicting_replay"):
+        book.check("scale-0001", 5, [{**record, "net_mg": 1_000_000}])
+    lone = {**record, "plu": "\ud800"}  # orjson refuses a lone surrogate: the legacy digest, every time
+    assert record_digest(lone) == legacy_record_digest(lone)
+    book.close()
