@@ -47,6 +47,7 @@ from device_profiles.topics import parse, subscription, topic, valid_device_id
 
 from . import mqtt_properties
 from .errors import StoreUnavailable
+from .handoff import Handoff
 from .pipeline import Pipeline, Prepared
 from .rapid_tests import Alert
 from .settings import IngestSettings
@@ -93,7 +94,7 @@ class IngestWorker:
         self.batches = 0
         self.last_batch_ms = 0.0
         self.connected = threading.Event()
-        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=settings.queue_max_messages)
+        self._queue: Handoff[mqtt.MQTTMessage] = Handoff(maxsize=settings.queue_max_messages)
         self._stop = threading.Event()
         self._v5 = settings.mqtt_protocol == "5"
         mqtt_properties.install()  # paho's MQTT 5 property tables built once, not per packet received
