@@ -13,6 +13,8 @@ device's key, seqs increasing per device), of honest-looking sales of 20 PLUs, b
 
 Printed per records/message: drain rate, CPU per record (the consumer process, user + system, from
 /proc; Mosquitto and influxd not counted), peak RSS (VmHWM), and the ratio shipped / baseline; with
+``--overload F`` (2), F times each consumer's drain rate offered to it running: records lost (0 expected:
+the broker holds what the consumer cannot take yet) and how long after publishing they were stored; with
 ``--registered N``, the start time (process start → subscribed) and RSS of the shipped ingest with a
 devices file of N devices.
 
@@ -454,9 +456,15 @@ def main() -> None:
     parser.add_argument("--messages-10", type=int, default=5000, help="backlog at 10 records/message (0: skip)")
     parser.add_argument("--messages-1", type=int, default=10000, help="backlog at 1 record/message (0: skip)")
     parser.add_argument(
-        "--latency-rate", type=float, default=2000, help="records/s offered for publish → stored (0: skip)"
+        "--latency-rate", type=float, default=10000, help="records/s offered for publish → stored (0: skip)"
     )
     parser.add_argument("--latency-s", type=float, default=20, help="how long that load is offered")
+    parser.add_argument(
+        "--overload",
+        type=float,
+        default=2.0,
+        help="then offer this many times each consumer's drain rate (10 per message) to it running (0: skip)",
+    )
     parser.add_argument("--registered", type=int, default=0, help="also: start time and RSS with this many devices")
     parser.add_argument("--only", choices=("shipped", "baseline"), help="run one consumer only (profiling)")
     parser.add_argument(
@@ -502,6 +510,7 @@ def main() -> None:
 
         if args.earlier:
             names.insert(1, "earlier")
+        sustainable: dict[int, dict[str, float]] = {}
         for per, messages in ((10, args.messages_10), (1, args.messages_1)):
             if not messages:
                 continue
@@ -539,11 +548,34 @@ def main() -> None:
                     f"  {name:8s}: drain {m.rate:8,.0f} records/s, {m.cpu_us:6.1f} µs CPU/record, "
                     f"peak RSS {m.rss_mb:4.0f} MB"
                 )
+            sustainable[per] = {name: m.rate for name, m in med.items()}
             if "baseline" in med:
                 b = med["baseline"]
                 for name in (n for n in med if n != "baseline"):
                     s = med[name]
                     print(f"  ratio {name}/baseline: drain {s.rate / b.rate:.3f}, CPU/record {s.cpu_us / b.cpu_us:.2f}")
+        if args.overload and 10 in sustainable:
+            per = 10
+            for name in names:
+                rate = args.overload * sustainable[10][name]
+                messages = int(rate * args.latency_s / per)
+                payloads = backlog(devices, messages, per, seed=3)
+                one = latency(
+                    consumer_for(name, f"over_{name}"),
+                    broker.port,
+                    http,
+                    f"over_{name}",
+                    payloads,
+                    per,
+                    rate,
+                    warm_lines(devices, payloads),
+                )
+                print(
+                    f"overload: {name:8s} offered {one.offered:,.0f} records/s for {args.latency_s:.0f} s "
+                    f"({args.overload:g}× its drain rate): {one.lost} lost; stored within p50 {one.p50_ms:,.0f} ms, "
+                    f"p99 {one.p99_ms:,.0f} ms of publishing",
+                    flush=True,
+                )
         if args.latency_rate:
             per = 10
             messages = int(args.latency_rate * args.latency_s / per)
