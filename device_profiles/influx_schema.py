@@ -16,6 +16,7 @@ million records. Keeping seq out of the tags keeps series cardinality at one per
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,9 @@ def _where(device: str, extra_tags: Mapping[str, str]) -> list[tuple[str, str]]:
     return sorted((k, f"{escape_tag(k)}={escape_tag(v)}") for k, v in tags.items() if v)
 
 
-def _line(device: str, seq: int, record: Mapping[str, Any], where: list[tuple[str, str]], keys: set[str]) -> str:
+def _line(
+    device: str, seq: int, record: Mapping[str, Any], where: list[tuple[str, str]], keys: frozenset[str] | set[str]
+) -> str:
     layout = _LAYOUTS[record["type"]]
     tags = where
     if layout.tags:
@@ -114,11 +117,18 @@ def record_line(device: str, seq: int, record: Mapping[str, Any], extra_tags: Ma
     return _line(device, seq, record, _where(device, extra_tags), {"device", *extra_tags})
 
 
+@functools.lru_cache(maxsize=65_536)
+def _device_tags(device: str, extra: tuple[tuple[str, str], ...]) -> tuple[list[tuple[str, str]], frozenset[str]]:
+    """A device's escaped, sorted tags and their keys, remembered for the devices that send now (escaping
+    and sorting them again for each message was 40 % of the line protocol's cost at one record per message)."""
+    return _where(device, dict(extra)), frozenset(("device", *(k for k, _ in extra)))
+
+
 def envelope_lines(
     device: str, first_seq: int, records: Iterable[Mapping[str, Any]], extra_tags: Mapping[str, str] = {}
 ) -> list[str]:
     """Lines for all records of one envelope (the device's tags escaped once for all of them)."""
-    where, keys = _where(device, extra_tags), {"device", *extra_tags}
+    where, keys = _device_tags(device, tuple(extra_tags.items()))
     return [_line(device, first_seq + i, rec, where, keys) for i, rec in enumerate(records)]
 
 

@@ -109,3 +109,13 @@ def test_lines_are_byte_for_byte_those_of_the_first_formatter(records: list[dict
     expected = [_reference_line("scale-0001", seq + i, r, place) for i, r in enumerate(records)]
     assert envelope_lines("scale-0001", seq, records, place) == expected
     assert [record_line("scale-0001", seq + i, r, place) for i, r in enumerate(records)] == expected
+
+
+def test_a_device_moved_to_another_stall_gets_its_new_tags_at_once() -> None:
+    """The device's escaped tags are remembered between messages; a registry change is never hidden by it."""
+    from device_profiles.influx_schema import envelope_lines
+    from device_profiles.records import EXAMPLE_SALE
+
+    before = envelope_lines("scale-0001", 1, [EXAMPLE_SALE], {"market": "futian-no1", "stall": "A-017"})
+    after = envelope_lines("scale-0001", 2, [EXAMPLE_SALE], {"market": "futian-no1", "stall": "B 002"})
+    assert ",stall=A-017" in before[0] and ",stall=B\\ 002" in after[0] and "A-017" not in after[0]
