@@ -81,6 +81,9 @@ class IngestSettings(BaseSettings):
         20, ge=1, description="a batch ends when no message has come for this long (the broker waits for our acks)"
     )
     queue_max_messages: int = Field(20_000, ge=1)
+    device_ack_interval_s: float = Field(
+        0.5, ge=0, description="end-to-end acknowledgements to a device at most this often (stored batches merged)"
+    )
 
     @model_validator(mode="after")
     def _client_id_of_the_account(self) -> IngestSettings:

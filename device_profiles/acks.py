@@ -1,7 +1,7 @@
 """The end-to-end acknowledgement: the cloud tells a device which of its records it has for good.
 
-Sent by the ingest on ``zhijian/v1/<device>/ack`` (QoS 1, not retained) after each batch it made
-durable, one message per device and batch::
+Sent by the ingest on ``zhijian/v1/<device>/ack`` (QoS 1, not retained) once the batches holding the
+records are durable, one message per device for the batches of the last ``device_ack_interval_s``::
 
     {"v":1,"ranges":[[41,57],[60,60]]}
 
