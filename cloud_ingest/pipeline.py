@@ -116,6 +116,7 @@ class Pipeline:
         self.unknown_grace_s = 0.0  # the shipped worker holds (ZHIJIAN_UNKNOWN_DEVICE_GRACE_S); 0: refuse at once
         self.on_unknown_device: Callable[[], object] | None = None  # e.g. LiveDevices.request_refresh
         self._acks: dict[str, list[tuple[int, int]]] = {}
+        self.checkpoint_seconds = 0.0  # what the last anti-cheat checkpoint took
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
         """Prepare and store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
@@ -279,7 +280,9 @@ class Pipeline:
             self.sequences.save()
             self.alert_book.save()
             if checkpoint:
+                started = time.monotonic()
                 self.state.put_checkpoint(self.engine.save())
+                self.checkpoint_seconds = time.monotonic() - started
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:

@@ -81,6 +81,12 @@ class IngestSettings(BaseSettings):
         20, ge=1, description="a batch ends when no message has come for this long (the broker waits for our acks)"
     )
     queue_max_messages: int = Field(20_000, ge=1)
+    broker_inflight_messages: int = Field(
+        1000,
+        ge=1,
+        description="the broker's inflight window for our session (Mosquitto's max_inflight_messages; ours: "
+        "1 000): once half of it waits for acknowledgement and nothing more has come, a checkpoint is taken at once",
+    )
     device_ack_interval_s: float = Field(
         0.5, ge=0, description="end-to-end acknowledgements to a device at most this often (stored batches merged)"
     )

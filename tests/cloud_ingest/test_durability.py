@@ -81,7 +81,9 @@ def test_acknowledgements_wait_for_the_interval_only_while_messages_keep_coming(
     state = tmp_path / "anti_cheat_state.npz"
     influx = InfluxClient("http://127.0.0.1:9", "unused")
     pipeline = Pipeline(key_for=lambda _d: None, engine=Engine(ScaleFacts()), store=influx, spool=Spool())
-    settings = IngestSettings(engine_state_path=state, state_save_interval_s=3600, batch_max_messages=1)
+    settings = IngestSettings(
+        engine_state_path=state, state_save_interval_s=3600, batch_max_messages=1, broker_inflight_messages=4
+    )
     worker = IngestWorker(settings, pipeline)
 
     class Message:
@@ -96,9 +98,12 @@ def test_acknowledgements_wait_for_the_interval_only_while_messages_keep_coming(
         worker._queue.put(Message(mid))  # type: ignore[arg-type]
     worker._batch_once()  # another message waits: the interval holds
     assert acked == [] and not state.exists()
-    worker._batch_once()  # none waits: saved and acknowledged now
+    worker._batch_once()  # none waits, half the broker's window unacknowledged: saved and acknowledged now
     assert acked == [1, 2] and state.exists()
-    assert pipeline.rejected["bad_topic"] == 2
+    worker._queue.put(Message(3))  # type: ignore[arg-type]
+    worker._batch_once()  # none waits, but the broker's window is far from full: the interval holds
+    assert acked == [1, 2]
+    assert pipeline.rejected["bad_topic"] == 3
     influx.close()
 
 
@@ -314,4 +319,25 @@ def test_a_device_gets_one_acknowledgement_for_the_batches_of_an_interval(monkey
     worker._acknowledge_devices({"scale-0003": [(5, 6)]})
     worker._acknowledge_devices({}, now=True)  # as at stop
     assert sent[-1] == ("zhijian/v1/scale-0003/ack", [(5, 6)]) and worker.device_acks == 3
+    influx.close()
+
+
+def test_checkpoints_of_a_large_fleet_come_no_more_often_than_twenty_times_their_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from anti_cheat import Engine, ScaleFacts
+    from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
+
+    clock = [1000.0]
+    monkeypatch.setattr("cloud_ingest.worker.time.monotonic", lambda: clock[0])
+    influx = InfluxClient("http://127.0.0.1:9", "unused")
+    pipeline = Pipeline(key_for=lambda _d: None, engine=Engine(ScaleFacts()), store=influx, spool=Spool())
+    worker = IngestWorker(IngestSettings(state_save_interval_s=2), pipeline)
+    worker._last_save, worker._save_cost_s = clock[0], 0.05
+    clock[0] += 2.0
+    assert worker._checkpoint_due()  # a cheap save: every 2 s
+    worker._save_cost_s = 0.5  # 100 000 scales or so
+    assert not worker._checkpoint_due()
+    clock[0] += 8.0
+    assert worker._checkpoint_due() and worker._checkpoint_due(force=True)
     influx.close()
