@@ -33,6 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -247,8 +248,20 @@ class IngestWorker:
             self.pipeline.engine.restore(path.read_bytes())
             log.info("anti-cheat state restored from %s", path)
         elif path is None and (saved := self.pipeline.state.checkpoint()) is not None:
-            self.pipeline.engine.restore(saved)
-            log.info("anti-cheat state restored from %s", self.pipeline.state.path)
+            try:
+                self.pipeline.engine.restore(saved)
+                log.info("anti-cheat state restored from %s", self.pipeline.state.path)
+            except Exception as exc:  # the records are safe; the scales' running sums start again
+                kept = Path(self.pipeline.state.path).with_name(f"anti_cheat_state.unreadable-{int(time.time())}.npz")
+                kept.write_bytes(saved)
+                self.pipeline.surprise("restoring the anti-cheat checkpoint", exc)
+                log.error(
+                    "the anti-cheat checkpoint in %s cannot be read (%s): the scales' CUSUMs and zero history start "
+                    "again; the checkpoint is kept in %s",
+                    self.pipeline.state.path,
+                    exc,
+                    kept,
+                )
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.settings.session_expiry_s

@@ -3,6 +3,7 @@ file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian d
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,8 +63,14 @@ def build_worker(
 ) -> IngestWorker:
     """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
     source = live or devices
-    state = open_store(settings.state_path)
-    import_earlier_files(state, settings)
+    try:
+        state = open_store(settings.state_path)
+        import_earlier_files(state, settings)
+    except sqlite3.DatabaseError as exc:
+        raise CliError(
+            f"{settings.state_path}: not a usable ingest state file ({exc}); move it aside to start with a new one "
+            "(the broker keeps what it has not been acknowledged)"
+        ) from exc
     pipeline = Pipeline(
         key_for=source.key_for,
         engine=Engine(devices.facts),

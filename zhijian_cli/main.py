@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from device_profiles import ProfileError, builtin_profiles, load_profile
@@ -172,7 +173,11 @@ def ingest_run(
         console.print(f"[red]devices: {exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
     influx = influx_client(settings)
-    worker = build_worker(settings, influx, devices, live)
+    try:
+        worker = build_worker(settings, influx, devices, live)
+    except CliError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(2) from exc
     try:  # in this order: see zhijian_cli/ingest_start.py
         metrics = bind_metrics(worker, settings)
         create_database(influx, settings)

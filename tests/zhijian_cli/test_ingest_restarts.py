@@ -154,6 +154,43 @@ def test_an_ingest_stopped_before_its_first_sale_starts_again(
     influx.close()
 
 
+def test_an_unreadable_state_file_stops_the_start_with_one_line(
+    mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, processes: list[IngestProcess]
+) -> None:
+    config = ingest_config(tmp_path, "w", MQTT_PORT=mosquitto.port, INFLUX_URL=influxd.url, INFLUX_DB="unused")
+    (tmp_path / "w" / "ingest_state.sqlite").write_bytes(b"this is not SQLite" * 100)
+    proc = IngestProcess(config).start()
+    processes.append(proc)
+    assert proc.wait_exit() == 2
+    out = proc.output()
+    assert "not a usable ingest state file" in out and "move it aside" in out and "Traceback" not in out, out
+
+
+def test_an_unreadable_checkpoint_is_kept_aside_and_the_ingest_runs_on(
+    mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, processes: list[IngestProcess]
+) -> None:
+    db = f"badcp_{tmp_path.name}"[:60]
+    config = ingest_config(
+        tmp_path, "w", MQTT_PORT=mosquitto.port, INFLUX_URL=influxd.url, INFLUX_DB=db, MQTT_CLIENT_ID=f"cp-{db}"
+    )
+    with contextlib.closing(sqlite3.connect(tmp_path / "w" / "ingest_state.sqlite")) as state:
+        state.execute("CREATE TABLE engine_checkpoint (id INTEGER PRIMARY KEY, state BLOB NOT NULL)")
+        state.execute("INSERT INTO engine_checkpoint VALUES (1, ?)", (b"garbage, not a save",))
+        state.commit()
+    proc = IngestProcess(config).start()
+    processes.append(proc)
+    proc.wait_connected()
+    publish(mosquitto.port, sale_messages(DEVICES[:2], 3))
+    influx = InfluxClient(influxd.url, db)
+    expected = sorted((d, s) for d in DEVICES[:2] for s in range(1, 4))
+    assert wait_for(lambda: stored_seqs(influx) == expected, 90), (stored_seqs(influx), proc.output())
+    assert proc.stop() == 0
+    assert "anti-cheat checkpoint" in proc.output() and "cannot be read" in proc.output()
+    kept = list((tmp_path / "w").glob("anti_cheat_state.unreadable-*.npz"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"garbage, not a save"
+    influx.close()
+
+
 def test_an_ingest_started_with_influxdb_down_stays_up_and_stores_everything_when_it_answers(
     mosquitto: MosquittoServer, tmp_path: Path, processes: list[IngestProcess]
 ) -> None:
