@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -77,9 +76,11 @@ def consumer_name(stream: str, partition: int) -> str:
 
 async def connect(settings: IngestSettings, name: str) -> NatsClient:
     """A client that reconnects for ever (a NATS restart must not end a worker or the router)."""
+    nc = NatsClient()
 
     async def on_disconnect() -> None:
-        log.warning("%s: disconnected from NATS; reconnecting", name)
+        if not nc.is_closed:  # closing ourselves calls this too
+            log.warning("%s: disconnected from NATS; reconnecting", name)
 
     async def on_reconnect() -> None:
         log.info("%s: reconnected to NATS", name)
@@ -87,7 +88,7 @@ async def connect(settings: IngestSettings, name: str) -> NatsClient:
     async def on_error(exc: Exception) -> None:
         log.debug("%s: NATS client error: %s", name, exc)
 
-    return await nats.connect(
+    await nc.connect(
         servers=settings.nats_url.split(","),
         name=name,
         max_reconnect_attempts=-1,
@@ -98,6 +99,7 @@ async def connect(settings: IngestSettings, name: str) -> NatsClient:
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    return nc
 
 
 async def ensure_stream(js: JetStreamContext, settings: IngestSettings) -> int:

@@ -208,7 +208,7 @@ class Router:
             except Exception as exc:  # NATS away or restarting: retried, never dropped
                 self.publish_retries += 1
                 if not self._retry_logged:
-                    log.warning("router: JetStream publish failed (%s); retrying, logged once per outage", exc)
+                    log.warning("router: JetStream publish failed (%s); retrying, logged once per outage", repr(exc))
                     self._retry_logged = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
