@@ -92,7 +92,7 @@ async def connect(settings: IngestSettings, name: str) -> NatsClient:
         servers=settings.nats_url.split(","),
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         connect_timeout=5,
         allow_reconnect=True,
         disconnected_cb=on_disconnect,
