@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this machine for Zhijian, idempotently: the Debian packages that provide the real servers
-# (mosquitto, influxd, nats-server) when their binaries are missing, then a virtual environment in .venv with the
-# project and its dev extras. Safe to run again; does nothing that is already done.
+# (mosquitto, influxd, nats-server) when their binaries are missing, then a virtual environment in .venv
+# with the project and its dev extras. Safe to run again; does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
