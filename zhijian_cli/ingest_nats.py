@@ -10,12 +10,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from prometheus_client.registry import Collector
 
 from cloud_ingest import IngestSettings
+from cloud_ingest.live_devices import LiveDevices
 from cloud_ingest.metrics import MetricsServer
 from cloud_ingest.nats_metrics import PartitionedCollector, RouterCollector, router_health, worker_health
 from cloud_ingest.router import Router
+from device_profiles.loops import Loop
 from device_registry.settings import RegistrySettings
 
 from .ingest_devices import build_partitioned_worker, ingest_devices, registry_devices
@@ -31,9 +37,13 @@ def _serve_until_sigterm(metrics: MetricsServer, stop: threading.Event) -> None:
     metrics.close()
 
 
-def _metrics(settings: IngestSettings, **kw: object) -> MetricsServer:
+def _metrics(
+    settings: IngestSettings, collector: Collector, health_of: Callable[[], tuple[int, dict[str, Any]]]
+) -> MetricsServer:
     try:
-        return MetricsServer(None, host=settings.metrics_host, port=settings.metrics_port, **kw)  # type: ignore[arg-type]
+        return MetricsServer(
+            None, host=settings.metrics_host, port=settings.metrics_port, collector=collector, health_of=health_of
+        )
     except OSError as exc:
         raise CliError(
             f"metrics: cannot listen on {settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc}); "
@@ -44,17 +54,20 @@ def _metrics(settings: IngestSettings, **kw: object) -> MetricsServer:
 def run_router(settings: IngestSettings, config: Path | None, say: object = print) -> None:
     devices, live = ingest_devices(settings, config)
     router = Router(settings, (live or devices).partition_key)
-    if live is not None:  # a market's new scale must be routed by its market, not its id: keep the view current
-        router_key = live.partition_key
-
-        def key(device: str) -> str:
-            live.refresh()
-            return router_key(device)
-
-        router.partition_key = key
-    metrics = _metrics(settings, collector=RouterCollector(router), health_of=lambda: router_health(router))
     stop = threading.Event()
+    follower = None
+    if live is not None:  # a market's new scale must be routed by its market, not its id: keep the view current
+        view = live
+
+        def follow() -> None:
+            if not stop.wait(settings.registry_refresh_s):
+                view.refresh()
+
+        follower = Loop("registry-follow", follow, stop=stop)
+    metrics = _metrics(settings, collector=RouterCollector(router), health_of=lambda: router_health(router))
     router.start()
+    if follower is not None:
+        follower.start()
     assert callable(say)
     say(
         f"router running ({router.partitions} partitions); metrics on http://{settings.metrics_host}:{metrics.port}/metrics"
@@ -62,6 +75,7 @@ def run_router(settings: IngestSettings, config: Path | None, say: object = prin
     try:
         _serve_until_sigterm(metrics, stop)
     finally:
+        stop.set()
         router.stop()
 
 
@@ -84,7 +98,7 @@ def run_partitioned(settings: IngestSettings, config: Path | None, say: object =
         influx.close()
 
 
-def _live_view(settings: IngestSettings, config: Path | None):  # type: ignore[no-untyped-def]
+def _live_view(settings: IngestSettings, config: Path | None) -> LiveDevices:
     """A registry view of its own for one partition's pipeline (a view follows one engine)."""
     assert settings.registry_url is not None
     secret = RegistrySettings(_env_file=config).key_secret_bytes()
