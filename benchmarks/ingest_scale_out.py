@@ -7,7 +7,8 @@ until they share the partitions; the router's persistent session is made, the ro
 ≥ 60 markets for 1 000 devices) published to its session; then the router is started again and timed from
 its subscription until InfluxDB counts every record. Printed: the drain rate (records/s, end to end
 through router and workers), how long the router alone took to move the backlog into the stream, and
-each worker's share (stream messages and records it received, partitions it owned).
+each worker's share (stream messages and records it received, partitions it owned). Interleaved with the
+same drain by the default, one `zhijian ingest run` subscribed to Mosquitto (row "direct").
 
     .venv/bin/python benchmarks/ingest_scale_out.py [--devices 1000] [--messages 6000] [--per 10]
         [--workers 1,2,3] [--partitions 16] [--runs 2]
@@ -27,7 +28,7 @@ from typing import Any
 
 import httpx
 import ingest_shipped
-from ingest_shipped import backlog, count, device_ids, publish, warm_lines, write_devices
+from ingest_shipped import backlog, count, device_ids, make_shipped, publish, warm_lines, write_devices
 from machine import describe, median
 
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer, free_port
@@ -158,6 +159,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+    http.post("/query", params={"q": f'DROP DATABASE "{db}"'})  # InfluxDB's index of earlier runs slows the next
     http.close()
     return {
         "workers": n,
@@ -166,6 +168,30 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
         "routed_s": routed_s or drain_s,
         "shares": shares,
     }
+
+
+def run_direct(args: argparse.Namespace, tmp: Path, servers: dict[str, Any], messages: list[Any]) -> float:
+    """The default for comparison: one `zhijian ingest run` subscribed to Mosquitto (no router, no NATS)."""
+    mosquitto, influx = servers["mosquitto"], servers["influx"]
+    name = f"direct_{int(time.time())}"
+    http = httpx.Client(base_url=influx.url, timeout=60)
+    http.post("/query", params={"q": f'CREATE DATABASE "{name}"'})
+    http.post("/write", params={"db": name}, content="\n".join(warm_lines(servers["devices"], messages)).encode())
+    consumer = make_shipped(tmp / name, servers["devices_file"], mosquitto.port, influx.url, name, f"ingest-{name}")
+    consumer.start()
+    consumer.wait_connected(0)
+    consumer.stop()
+    publish(mosquitto.port, messages)
+    after = len(consumer.output())
+    consumer.start()
+    subscribed = consumer.wait_connected(after)
+    while count(http, name) < len(messages) * args.per:
+        time.sleep(0.2)
+    drain_s = time.time() - subscribed
+    consumer.stop()
+    http.post("/query", params={"q": f'DROP DATABASE "{name}"'})
+    http.close()
+    return len(messages) * args.per / drain_s
 
 
 def main() -> None:
@@ -203,7 +229,13 @@ def main() -> None:
             }
             print(f"{'workers':>7} {'records/s':>10} {'drain s':>8} {'routed s':>9}  share per worker")
             rates: dict[int, list[float]] = {}
+            direct: list[float] = []
             for _ in range(args.runs):
+                direct.append(run_direct(args, tmp, servers, messages))
+                print(
+                    f"{'direct':>7} {direct[-1]:>10.0f}  one `zhijian ingest run` on Mosquitto (the default)",
+                    flush=True,
+                )
                 for n in (int(x) for x in args.workers.split(",")):
                     r = run(n, args, tmp, servers, messages)
                     rates.setdefault(n, []).append(r["rate"])
@@ -212,7 +244,10 @@ def main() -> None:
                         for w, s in r["shares"].items()
                     )
                     print(f"{n:>7} {r['rate']:>10.0f} {r['drain_s']:>8.1f} {r['routed_s']:>9.1f}  {share}", flush=True)
-            print("median drain, records/s: " + ", ".join(f"{n} worker(s) {median(v):.0f}" for n, v in rates.items()))
+            print(
+                f"median drain, records/s: direct {median(direct):.0f}; on NATS: "
+                + ", ".join(f"{n} worker(s) {median(v):.0f}" for n, v in rates.items())
+            )
 
 
 if __name__ == "__main__":
