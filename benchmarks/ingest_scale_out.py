@@ -6,9 +6,12 @@ until they share the partitions; the router's persistent session is made, the ro
 (--messages signed envelopes of --per sales, round robin over --devices scales in markets of 16, so
 ≥ 60 markets for 1 000 devices) published to its session; then the router is started again and timed from
 its subscription until InfluxDB counts every record. Printed: the drain rate (records/s, end to end
-through router and workers), how long the router alone took to move the backlog into the stream, and
-each worker's share (stream messages and records it received, partitions it owned). Interleaved with the
-same drain by the default, one `zhijian ingest run` subscribed to Mosquitto (row "direct").
+through router and workers), how long the router alone took to move the backlog into the stream, the CPU
+per record of all workers together and of the router (user + system, /proc), and each worker's share
+(stream messages and records it received, partitions it owned, its CPU seconds). Interleaved with the
+same drain by the default, one `zhijian ingest run` subscribed to Mosquitto (row "direct"). On a machine
+with fewer cores than processes the rate cannot grow with workers; the CPU per record says what each
+worker would add on cores (or hosts) of its own.
 
     .venv/bin/python benchmarks/ingest_scale_out.py [--devices 1000] [--messages 6000] [--per 10]
         [--workers 1,2,3] [--partitions 16] [--runs 2]
@@ -28,7 +31,7 @@ from typing import Any
 
 import httpx
 import ingest_shipped
-from ingest_shipped import backlog, count, device_ids, make_shipped, publish, warm_lines, write_devices
+from ingest_shipped import backlog, count, device_ids, make_shipped, proc_cpu_s, publish, warm_lines, write_devices
 from machine import describe, median
 
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer, free_port
@@ -105,8 +108,9 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
         return proc, port
 
     workers = {}
+    pids = {}
     for i in range(n):
-        _, port = spawn(
+        proc, port = spawn(
             f"w{i}",
             "run",
             ZHIJIAN_TRANSPORT="nats",
@@ -115,6 +119,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
             ZHIJIAN_NATS_STATE_DIR=str(tmp / f"{name}-w{i}"),
         )
         workers[f"w{i}"] = port
+        pids[f"w{i}"] = proc.pid
     share = -(-args.partitions // n)
 
     def balanced() -> bool:
@@ -133,6 +138,8 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
     router, rport = spawn("router-2", "route", ZHIJIAN_MQTT_CLIENT_ID=router_id)
     wait(lambda: health(rport)["connected"], 60, "router subscribed again")
     t0 = time.monotonic()
+    cpu0 = {w: proc_cpu_s(pid) for w, pid in pids.items()}
+    router_cpu0 = proc_cpu_s(router.pid)
     routed_s = None
     while True:
         if routed_s is None:
@@ -143,6 +150,8 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
             break
         time.sleep(0.2)
     drain_s = time.monotonic() - t0
+    worker_cpu = {w: proc_cpu_s(pid) - cpu0[w] for w, pid in pids.items()}
+    router_cpu = proc_cpu_s(router.pid) - router_cpu0
     shares = {}
     for wid, port in workers.items():
         m = metrics(port)
@@ -150,6 +159,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
             "messages": int(sum(v for k, v in m.items() if k.startswith("zhijian_ingest_partition_messages_total"))),
             "records": int(sum(v for k, v in m.items() if k.startswith("zhijian_ingest_records_accepted_total"))),
             "partitions": len(health(port)["partitions"]),
+            "cpu_s": worker_cpu[wid],
         }
     for proc in procs:
         if proc.poll() is None:
@@ -167,10 +177,14 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
         "drain_s": drain_s,
         "routed_s": routed_s or drain_s,
         "shares": shares,
+        "worker_us": sum(worker_cpu.values()) / records * 1e6,
+        "router_us": router_cpu / records * 1e6,
     }
 
 
-def run_direct(args: argparse.Namespace, tmp: Path, servers: dict[str, Any], messages: list[Any]) -> float:
+def run_direct(
+    args: argparse.Namespace, tmp: Path, servers: dict[str, Any], messages: list[Any]
+) -> tuple[float, float]:
     """The default for comparison: one `zhijian ingest run` subscribed to Mosquitto (no router, no NATS)."""
     mosquitto, influx = servers["mosquitto"], servers["influx"]
     name = f"direct_{int(time.time())}"
@@ -185,13 +199,16 @@ def run_direct(args: argparse.Namespace, tmp: Path, servers: dict[str, Any], mes
     after = len(consumer.output())
     consumer.start()
     subscribed = consumer.wait_connected(after)
+    assert consumer.proc is not None
+    cpu0 = proc_cpu_s(consumer.proc.pid)
     while count(http, name) < len(messages) * args.per:
         time.sleep(0.2)
     drain_s = time.time() - subscribed
+    cpu_us = (proc_cpu_s(consumer.proc.pid) - cpu0) / (len(messages) * args.per) * 1e6
     consumer.stop()
     http.post("/query", params={"q": f'DROP DATABASE "{name}"'})
     http.close()
-    return len(messages) * args.per / drain_s
+    return len(messages) * args.per / drain_s, cpu_us
 
 
 def main() -> None:
@@ -227,23 +244,32 @@ def main() -> None:
                 "devices": devices,
                 "devices_file": devices_file,
             }
-            print(f"{'workers':>7} {'records/s':>10} {'drain s':>8} {'routed s':>9}  share per worker")
+            print(
+                f"{'workers':>7} {'records/s':>10} {'drain s':>8} {'routed s':>9} {'µs/rec':>7} {'router':>7}"
+                "  share per worker (stream messages / records / partitions / CPU s)"
+            )
             rates: dict[int, list[float]] = {}
             direct: list[float] = []
             for _ in range(args.runs):
-                direct.append(run_direct(args, tmp, servers, messages))
+                rate, cpu_us = run_direct(args, tmp, servers, messages)
+                direct.append(rate)
                 print(
-                    f"{'direct':>7} {direct[-1]:>10.0f}  one `zhijian ingest run` on Mosquitto (the default)",
+                    f"{'direct':>7} {rate:>10.0f} {'':>8} {'':>9} {cpu_us:>7.0f} {'':>7}  one `zhijian ingest run` "
+                    "on Mosquitto",
                     flush=True,
                 )
                 for n in (int(x) for x in args.workers.split(",")):
                     r = run(n, args, tmp, servers, messages)
                     rates.setdefault(n, []).append(r["rate"])
                     share = ", ".join(
-                        f"{w}: {s['messages']} msgs / {s['records']} records / {s['partitions']} partitions"
+                        f"{w}: {s['messages']} / {s['records']} / {s['partitions']} / {s['cpu_s']:.1f}"
                         for w, s in r["shares"].items()
                     )
-                    print(f"{n:>7} {r['rate']:>10.0f} {r['drain_s']:>8.1f} {r['routed_s']:>9.1f}  {share}", flush=True)
+                    print(
+                        f"{n:>7} {r['rate']:>10.0f} {r['drain_s']:>8.1f} {r['routed_s']:>9.1f} {r['worker_us']:>7.0f} "
+                        f"{r['router_us']:>7.0f}  {share}",
+                        flush=True,
+                    )
             print(
                 f"median drain, records/s: direct {median(direct):.0f}; on NATS: "
                 + ", ".join(f"{n} worker(s) {median(v):.0f}" for n, v in rates.items())

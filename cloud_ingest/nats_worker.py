@@ -160,24 +160,35 @@ class PartitionedWorker:
     async def _in_pool(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._nc = await connect(self.settings, f"ingest-{self.worker_id}")
-                break
-            except Exception as exc:
-                log.warning("NATS at %s unreachable (%s); retrying", self.settings.nats_url, exc)
-                await asyncio.sleep(1.0)
-        if self._nc is None:
-            return
-        self._js = self._nc.jetstream()
-        self.partitions = await ensure_stream(self._js, self.settings)
+    async def _join(self) -> None:
+        """Connect; the stream, the lease bucket and the checkpoint store made if missing."""
         s = self.settings
+        if self._nc is None:
+            self._nc = await connect(s, f"ingest-{self.worker_id}")
+        self._js = self._nc.jetstream()
+        self.partitions = await ensure_stream(self._js, s)
         self._leases = await Leases.open(
             self._js, s.nats_stream, self.worker_id, self.partitions, s.nats_lease_s, s.nats_replicas
         )
         self._store = await CheckpointStore.open(self._js, s.nats_stream, replicas=s.nats_replicas)
+
+    async def _run(self) -> None:
+        s = self.settings
+        logged = False
+        while not self._stop.is_set():
+            try:
+                await self._join()
+                break
+            except Exception as exc:  # NATS away at our start: wait for it, logged once
+                if not logged:
+                    log.warning("NATS at %s: %s; retrying every second", s.nats_url, exc)
+                    logged = True
+                self.last_error = str(exc) or type(exc).__name__
+                await asyncio.sleep(1.0)
+        if self._nc is None or self._leases is None:
+            return
         self.connected.set()
+        self.last_error = ""
         log.info("worker %s joined stream %s (%d partitions)", self.worker_id, s.nats_stream, self.partitions)
         tick = s.nats_lease_s / 4
         first = True
@@ -192,7 +203,10 @@ class PartitionedWorker:
                 self.last_error = str(exc) or type(exc).__name__
             await asyncio.sleep(tick)
         for p in list(self.parts):
-            await self._release(p)
+            try:
+                await self._release(p)
+            except Exception as exc:  # NATS away: the lease expires and the next owner replays from the checkpoint
+                log.warning("partition %d not released (%s)", p, exc)
         await self._leases.retire()
         await never_raises("closing NATS", self._nc.close())
 

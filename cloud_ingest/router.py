@@ -121,15 +121,19 @@ class Router:
         return self
 
     async def _connect_nats(self) -> None:
+        logged = False
         while True:
             try:
-                self._nc = await connect(self.settings, f"router-{self.settings.mqtt_client_id}")
+                if self._nc is None:
+                    self._nc = await connect(self.settings, f"router-{self.settings.mqtt_client_id}")
+                self._js = self._nc.jetstream(publish_async_max_pending=self.settings.router_inflight + 1)
+                self.partitions = await ensure_stream(self._js, self.settings)
                 break
-            except Exception as exc:
-                log.warning("router: NATS at %s unreachable (%s); retrying", self.settings.nats_url, exc)
+            except Exception as exc:  # NATS away at our start: wait for it (logged once)
+                if not logged:
+                    log.warning("router: NATS at %s: %s; retrying every second", self.settings.nats_url, exc)
+                    logged = True
                 await asyncio.sleep(1.0)
-        self._js = self._nc.jetstream(publish_async_max_pending=self.settings.router_inflight + 1)
-        self.partitions = await ensure_stream(self._js, self.settings)
         self._max_payload = self._nc.max_payload
 
     def stop(self) -> None:
