@@ -7,11 +7,12 @@ until they share the partitions; the router's persistent session is made, the ro
 ≥ 60 markets for 1 000 devices) published to its session; then the router is started again and timed from
 its subscription until InfluxDB counts every record. Printed: the drain rate (records/s, end to end
 through router and workers), how long the router alone took to move the backlog into the stream, the CPU
-per record of all workers together and of the router (user + system, /proc), and each worker's share
-(stream messages and records it received, partitions it owned, its CPU seconds). Interleaved with the
-same drain by the default, one `zhijian ingest run` subscribed to Mosquitto (row "direct"). On a machine
-with fewer cores than processes the rate cannot grow with workers; the CPU per record says what each
-worker would add on cores (or hosts) of its own.
+per record (user + system, /proc) of all workers together, of the router, of influxd and of nats-server,
+and each worker's share (stream messages and records it received, partitions it owned, its CPU seconds).
+Interleaved with the same drain by the default, one `zhijian ingest run` subscribed to Mosquitto (row
+"direct"). On a machine with fewer cores than processes the rate cannot grow with workers (and on 2 cores
+influxd's CPU per record bounds it); the workers' CPU per record says what each worker adds on cores (or
+hosts) of its own.
 
     .venv/bin/python benchmarks/ingest_scale_out.py [--devices 1000] [--messages 6000] [--per 10]
         [--workers 1,2,3] [--partitions 16] [--runs 2]
@@ -140,6 +141,8 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
     t0 = time.monotonic()
     cpu0 = {w: proc_cpu_s(pid) for w, pid in pids.items()}
     router_cpu0 = proc_cpu_s(router.pid)
+    server_pids = {"influxd": influx._proc.pid, "nats": nats._proc.pid}
+    server_cpu0 = {k: proc_cpu_s(pid) for k, pid in server_pids.items()}
     routed_s = None
     while True:
         if routed_s is None:
@@ -152,6 +155,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
     drain_s = time.monotonic() - t0
     worker_cpu = {w: proc_cpu_s(pid) - cpu0[w] for w, pid in pids.items()}
     router_cpu = proc_cpu_s(router.pid) - router_cpu0
+    server_us = {k: (proc_cpu_s(pid) - server_cpu0[k]) / records * 1e6 for k, pid in server_pids.items()}
     shares = {}
     for wid, port in workers.items():
         m = metrics(port)
@@ -179,6 +183,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
         "shares": shares,
         "worker_us": sum(worker_cpu.values()) / records * 1e6,
         "router_us": router_cpu / records * 1e6,
+        "server_us": server_us,
     }
 
 
@@ -246,7 +251,7 @@ def main() -> None:
             }
             print(
                 f"{'workers':>7} {'records/s':>10} {'drain s':>8} {'routed s':>9} {'µs/rec':>7} {'router':>7}"
-                "  share per worker (stream messages / records / partitions / CPU s)"
+                f" {'influxd':>7} {'nats':>5}  share per worker (stream messages / records / partitions / CPU s)"
             )
             rates: dict[int, list[float]] = {}
             direct: list[float] = []
@@ -267,7 +272,8 @@ def main() -> None:
                     )
                     print(
                         f"{n:>7} {r['rate']:>10.0f} {r['drain_s']:>8.1f} {r['routed_s']:>9.1f} {r['worker_us']:>7.0f} "
-                        f"{r['router_us']:>7.0f}  {share}",
+                        f"{r['router_us']:>7.0f} {r['server_us']['influxd']:>7.0f} {r['server_us']['nats']:>5.0f}"
+                        f"  {share}",
                         flush=True,
                     )
             print(
