@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from device_profiles.loops import Loop
 
@@ -120,18 +121,38 @@ def health(worker: IngestWorker) -> tuple[int, dict[str, Any]]:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/health`` on ``host:port`` (port 0: any free port) in a background thread."""
+    """``/metrics`` and ``/health`` on ``host:port`` (port 0: any free port) in a background thread.
 
-    def __init__(self, worker: IngestWorker, *, host: str = "127.0.0.1", port: int = 9464) -> None:
+    Of an :class:`IngestWorker` by default; another process (the NATS router, a partitioned worker) passes
+    its own ``collector`` and ``health_of``."""
+
+    def __init__(
+        self,
+        worker: IngestWorker | None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        collector: Collector | None = None,
+        health_of: Callable[[], tuple[int, dict[str, Any]]] | None = None,
+    ) -> None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(IngestCollector(worker))
+        if collector is None or health_of is None:
+            assert worker is not None, "a worker, or a collector and a health function"
+            of_worker = worker
+
+            def health_of() -> tuple[int, dict[str, Any]]:
+                return health(of_worker)
+
+            collector = IngestCollector(worker)
+        registry.register(collector)
+        answer_health = health_of
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     body, status, kind = generate_latest(registry), 200, "text/plain; version=0.0.4"
                 elif self.path == "/health":
-                    status, doc = health(worker)
+                    status, doc = answer_health()
                     body, kind = json.dumps(doc).encode(), "application/json"
                 else:
                     body, status, kind = b"not found\n", 404, "text/plain"

@@ -90,6 +90,30 @@ class IngestSettings(BaseSettings):
     device_ack_interval_s: float = Field(
         0.5, ge=0, description="end-to-end acknowledgements to a device at most this often (stored batches merged)"
     )
+    # Scale-out on NATS JetStream (docs/scale_out.md): `zhijian ingest route` moves device traffic from
+    # Mosquitto into a stream cut into partitions by market; workers with transport=nats own partitions.
+    transport: Literal["mqtt", "nats"] = Field(
+        "mqtt", description="mqtt: one worker subscribed to Mosquitto (default); nats: partitions from JetStream"
+    )
+    nats_url: str = Field("nats://127.0.0.1:4222", description="comma-separated NATS server URLs")
+    nats_stream: str = Field("ZHIJIAN_INGEST", pattern=r"^[A-Za-z0-9_-]+$", description="the ingest stream")
+    nats_partitions: int = Field(
+        16, ge=1, le=1024, description="partitions of the stream (fixed when the stream is created)"
+    )
+    nats_replicas: int = Field(1, ge=1, le=5, description="stream, lease and checkpoint replicas (cluster)")
+    nats_max_age_s: float = Field(7 * 24 * 3600, gt=0, description="how long the stream keeps a message")
+    nats_duplicate_window_s: float = Field(
+        600, gt=0, description="the router's re-sends of one MQTT message within this are stored once"
+    )
+    nats_lease_s: float = Field(10.0, ge=1, description="a partition's lease lives this long unless renewed")
+    nats_worker_id: str = Field(
+        "", pattern=r"^[A-Za-z0-9_-]*$", description="names this worker in the leases; default host-pid"
+    )
+    nats_state_dir: Path = Field(Path("partitions"), description="one state directory per owned partition")
+    nats_checkpoint_max_s: float = Field(
+        2.0, gt=0, description="a partition's state is checkpointed (and its messages acked) at least this often"
+    )
+    router_inflight: int = Field(2_000, ge=1, description="messages the router has sent to JetStream, not yet acked")
 
     @model_validator(mode="after")
     def _client_id_of_the_account(self) -> IngestSettings:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this machine for Zhijian, idempotently: the Debian packages that provide the real servers
-# (mosquitto, influxd) when their binaries are missing, then a virtual environment in .venv with the
-# project and its dev extras. Safe to run again; does nothing that is already done.
+# (mosquitto, influxd, nats-server) when their binaries are missing, then a virtual environment in .venv
+# with the project and its dev extras. Safe to run again; does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
+have nats-server || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     sudo_cmd=""

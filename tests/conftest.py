@@ -1,4 +1,5 @@
-"""Session fixtures: a private Mosquitto and a private influxd on free ports, stopped after the run.
+"""Session fixtures: a private Mosquitto, a private influxd and a private nats-server (JetStream) on free ports,
+stopped after the run (never the NATS some machines run on 4222).
 
 A missing binary fails the tests with the package to install (never a silent skip).
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloud_ingest import InfluxClient
-from zhijian_cli.servers import InfluxServer, MosquittoServer
+from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +25,12 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     with InfluxServer(tmp_path_factory.mktemp("influxd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
         yield server
 
 

@@ -3,7 +3,10 @@ file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian d
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,6 +15,7 @@ from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.dead_letters import DeadLetters
 from cloud_ingest.live_devices import LiveDevices, Snapshot
+from cloud_ingest.nats_worker import PartitionedWorker
 from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
@@ -58,10 +62,10 @@ def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tupl
         raise CliError(str(exc)) from exc
 
 
-def build_worker(
+def build_pipeline(
     settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
-) -> IngestWorker:
-    """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
+) -> tuple[Pipeline, Callable[[], None]]:
+    """The pipeline for ``settings`` (its state in the files the settings name), and what closes them."""
     source = live or devices
     try:
         state = open_store(settings.state_path)
@@ -71,22 +75,27 @@ def build_worker(
             f"{settings.state_path}: not a usable ingest state file ({exc}); move it aside to start with a new one "
             "(the broker keeps what it has not been acknowledged)"
         ) from exc
+    dead_letters = DeadLetters(
+        settings.dead_letter_path or state,
+        device_quota_bytes=int(settings.dead_letter_device_quota_mb * MIB),
+        total_quota_bytes=int(settings.dead_letter_quota_mb * MIB),
+    )
+    spool = Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * MIB))
+    sequences = SequenceBook(
+        settings.sequence_path or state, window=settings.replay_window, max_ahead=settings.seq_max_ahead
+    )
+    alert_book = AlertBook(settings.alert_path or state)
+    state.close()  # the books hold it now: the last book's close closes the file
     pipeline = Pipeline(
         key_for=source.key_for,
         engine=Engine(devices.facts),
         store=influx,
-        dead_letters=DeadLetters(
-            settings.dead_letter_path or state,
-            device_quota_bytes=int(settings.dead_letter_device_quota_mb * MIB),
-            total_quota_bytes=int(settings.dead_letter_quota_mb * MIB),
-        ),
-        spool=Spool(settings.spool_path, quota_bytes=int(settings.spool_quota_mb * MIB)),
-        sequences=SequenceBook(
-            settings.sequence_path or state, window=settings.replay_window, max_ahead=settings.seq_max_ahead
-        ),
+        dead_letters=dead_letters,
+        spool=spool,
+        sequences=sequences,
         revoked=source.is_revoked,
         tags_for=source.tags_for,
-        alert_book=AlertBook(settings.alert_path or state),
+        alert_book=alert_book,
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
     )
     pipeline.unknown_grace_s = settings.unknown_device_grace_s
@@ -97,6 +106,46 @@ def build_worker(
     else:
         pipeline.alert_book.limits = devices.alert_limits()
         pipeline.alert_book.crops = devices.crops()
+
+    def close() -> None:
+        for store in (dead_letters, spool, sequences, alert_book):
+            closer = getattr(store, "close", None)
+            if closer is not None:
+                closer()
+
+    return pipeline, close
+
+
+def build_worker(
+    settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
+) -> IngestWorker:
+    """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
+    pipeline, _close = build_pipeline(settings, influx, devices, live)
     worker = IngestWorker(settings, pipeline)
-    worker.partition_key = source.partition_key
+    worker.partition_key = (live or devices).partition_key
     return worker
+
+
+def partition_settings(settings: IngestSettings, state_dir: Path) -> IngestSettings:
+    """``settings`` with every state file (each ``*_path`` setting) moved into ``state_dir``: a partition's
+    state is whatever files its pipeline keeps, all in its own directory (checkpointed as a whole)."""
+    moved = {
+        name: state_dir / value.name for name, value in settings if name.endswith("_path") and isinstance(value, Path)
+    }
+    return settings.model_copy(update=moved)
+
+
+def build_partitioned_worker(
+    settings: IngestSettings,
+    influx: InfluxClient,
+    devices: DeviceFile,
+    live_for: Callable[[], LiveDevices | None] = lambda: None,
+) -> PartitionedWorker:
+    """The NATS worker (not started): each partition it takes gets a pipeline over its own state directory
+    (``live_for`` gives each its own live registry view, or None for the devices file)."""
+
+    def factory(state_dir: Path) -> tuple[Pipeline, Callable[[], None]]:
+        return build_pipeline(partition_settings(settings, state_dir), influx, devices, live_for())
+
+    worker_id = settings.nats_worker_id or f"{socket.gethostname()}-{os.getpid()}".replace(".", "-")
+    return PartitionedWorker(settings, factory, worker_id=worker_id)

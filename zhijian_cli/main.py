@@ -147,7 +147,9 @@ def ingest_run(
     """Run one ingest worker until SIGTERM or Ctrl-C. Configure with ZHIJIAN_* environment variables
     (ZHIJIAN_MQTT_HOST, ZHIJIAN_INFLUX_URL, ZHIJIAN_DEVICES_FILE, …; see docs/operations.md) or a settings
     file; the environment wins over the file. With ZHIJIAN_REGISTRY_URL the devices come from the registry
-    (keys derived with its key secret: ZHIJIAN_KEY_SECRET_FILE), re-read when it changes."""
+    (keys derived with its key secret: ZHIJIAN_KEY_SECRET_FILE), re-read when it changes. With
+    ZHIJIAN_TRANSPORT=nats it takes its share of the partitions of the NATS JetStream ingest stream
+    (ZHIJIAN_NATS_URL) that `zhijian ingest route` fills (docs/scale_out.md)."""
 
     from cloud_ingest import IngestSettings
 
@@ -167,6 +169,15 @@ def ingest_run(
     except ValueError as exc:
         console.print(f"[red]settings: {exc}[/]", highlight=False)
         raise typer.Exit(2) from exc
+    if settings.transport == "nats":
+        from .ingest_nats import run_partitioned
+
+        try:
+            run_partitioned(settings, config, say=console.print)
+        except CliError as exc:
+            console.print(f"[red]{exc}[/]", highlight=False)
+            raise typer.Exit(2) from exc
+        return
     try:
         devices, live = ingest_devices(settings, config)
     except CliError as exc:
@@ -195,3 +206,36 @@ def ingest_run(
     metrics.close()
     worker.stop()
     influx.close()
+
+
+@ingest_app.command("route")
+def ingest_route(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="A settings file of ZHIJIAN_*=value lines (.env format).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    """Route device traffic from Mosquitto into the NATS JetStream ingest stream, partitioned by market, for
+    workers run with ZHIJIAN_TRANSPORT=nats (docs/scale_out.md). Same ZHIJIAN_* settings as `ingest run`
+    (ZHIJIAN_MQTT_*, ZHIJIAN_NATS_URL, ZHIJIAN_NATS_PARTITIONS, the devices file or registry for markets)."""
+    from cloud_ingest import IngestSettings
+
+    from .ingest_nats import run_router
+    from .registry_client import CliError
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config is not None and not config.is_file():
+        console.print(f"[red]{config}: no such settings file[/]")
+        raise typer.Exit(2)
+    try:
+        settings = IngestSettings(_env_file=config) if config else IngestSettings()
+        run_router(settings, config, say=console.print)
+    except ValueError as exc:
+        console.print(f"[red]settings: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
+    except CliError as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc

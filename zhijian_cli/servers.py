@@ -1,4 +1,4 @@
-"""Private Mosquitto and InfluxDB processes, for the demo and the tests.
+"""Private Mosquitto, InfluxDB and NATS (JetStream) processes, for the demo and the tests.
 
 Each server gets free ports on 127.0.0.1, a generated config and its state under a directory of ours,
 and is waited for until it answers. ``stop()`` terminates it (then kills it after a grace period); the
@@ -280,4 +280,60 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             return False
 
     def __enter__(self) -> InfluxServer:
+        return self.start()
+
+
+class NatsServer(_Server):
+    """A private ``nats-server`` with JetStream, its store under ``state_dir`` (kept across restarts).
+
+    Ready when the monitoring port's ``/healthz`` answers 200, which nats-server does only once JetStream
+    has recovered its streams: a client connecting earlier could find its stream missing.
+    """
+
+    name = "nats-server"
+
+    def __init__(self, state_dir: Path, *, port: int | None = None, max_payload: int = 1024 * 1024) -> None:
+        super().__init__()
+        self.binary = find_binary("nats-server", "nats-server")
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port or free_port()
+        self.http_port = free_port()
+        self.max_payload = max_payload
+        self.log_path = self.state_dir / "nats-server.log"
+        self.config_path = self.state_dir / "nats-server.conf"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def config_text(self) -> str:
+        return "\n".join(
+            [
+                f"server_name: zhijian-{self.port}",
+                f"listen: 127.0.0.1:{self.port}",
+                f"http: 127.0.0.1:{self.http_port}",
+                f"max_payload: {self.max_payload}",
+                "jetstream {",
+                f'  store_dir: "{self.state_dir}/jetstream"',
+                "  max_memory_store: 64MB",
+                "  max_file_store: 4GB",
+                "}",
+                "",
+            ]
+        )
+
+    def start(self) -> NatsServer:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self._spawn([self.binary, "-c", str(self.config_path)], self.state_dir)
+        self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __enter__(self) -> NatsServer:
         return self.start()
