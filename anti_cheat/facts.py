@@ -19,14 +19,18 @@ is the whole file (scales, optional verification history, commodity price priors
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .device_index import DeviceIndex
 from .mpe import CLASS_CODES
+
+if TYPE_CHECKING:
+    from .fact_columns import FactColumns
 
 I64 = npt.NDArray[np.int64]
 FROM_START = np.iinfo(np.int64).min + 1  # a verification known without its time: in force from the start
@@ -106,8 +110,7 @@ class ScaleFacts:
     )
 
     def __init__(self) -> None:
-        self.devices: list[str] = []
-        self.index: dict[str, int] = {}
+        self.index = DeviceIndex()
         self._medians: dict[str, int] = {}
         self.plu_codes: dict[str, int] = {"": 0}
         self.median_by_code: I64 = np.zeros(1, dtype=np.int64)
@@ -119,7 +122,8 @@ class ScaleFacts:
         self.latest = np.zeros(cap, dtype=np.intp)  # its newest version (0: none)
         self.n_versions = np.zeros(cap, dtype=np.int64)
         self.market_code: I64 = np.zeros(cap, dtype=np.int64)
-        self._versions: dict[int, list[tuple[int, int]]] = {}  # scale → [(from_ms, version)], for several
+        # scale → [(from_ms, version)]; a scale loaded from columns has none until it is set again
+        self._versions: dict[int, list[tuple[int, int]]] = {}
         # per version
         self._nv = 1
         self.known = np.zeros(cap, dtype=np.bool_)
@@ -143,6 +147,11 @@ class ScaleFacts:
     # -- growth ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def devices(self) -> Sequence[str]:
+        """The device of each dense index."""
+        return self.index.names
 
     @property
     def versions(self) -> int:
@@ -210,9 +219,8 @@ class ScaleFacts:
         if i is None:
             if self._n == len(self.latest):
                 self._grow_scales()
-            i = self.index[device] = self._n
+            i = self.index.add(device)
             self._n += 1
-            self.devices.append(device)
         return i
 
     def set(self, device: str, fact: ScaleFact) -> int:
@@ -221,7 +229,10 @@ class ScaleFacts:
         Returns the version."""
         i = self.index_of(device)
         from_ms = FROM_START if fact.verified_ms is None else int(fact.verified_ms)
-        versions = self._versions.setdefault(i, [])
+        versions = self._versions.get(i)
+        if versions is None:  # new, or its one version came from columns
+            latest = int(self.latest[i])
+            versions = self._versions[i] = [(int(self.v_from_ms[latest]), latest)] if latest else []
         v = next((ver for t, ver in versions if t == from_ms), 0)
         if v == 0:
             if self._nv == len(self.known):
@@ -377,3 +388,85 @@ class ScaleFacts:
         """Facts from a :class:`RegistryDocument` (validated; an error names the field)."""
         parsed = doc if isinstance(doc, RegistryDocument) else RegistryDocument.model_validate(doc)
         return cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)
+
+    @classmethod
+    def from_columns(
+        cls, index: DeviceIndex, columns: FactColumns, commodity_median: Mapping[str, int] | None = None
+    ) -> ScaleFacts:
+        """Facts of a whole fleet at once: ``columns`` row ``i`` belongs to device ``i`` of ``index`` (the
+        index is taken over, not copied). Validated vectorised with ScaleFact's bounds (raises
+        :class:`anti_cheat.fact_columns.FactError` naming the device and the field)."""
+        if len(columns) != len(index):
+            raise ValueError(f"{len(columns)} rows of facts for {len(index)} devices")
+        columns.validate(index.name)
+        facts = cls()
+        n, rows = len(index), np.flatnonzero(columns.has)
+        facts.index, facts._n, facts._nv = index, n, 1 + len(rows)
+        scales = max(16, n)
+        facts.latest = np.zeros(scales, dtype=np.intp)
+        facts.latest[rows] = np.arange(1, 1 + len(rows))
+        facts.n_versions = np.zeros(scales, dtype=np.int64)
+        facts.n_versions[rows] = 1
+        market = facts._codes(facts.market_codes, columns.markets)[columns.market]
+        facts.market_code = np.zeros(scales, dtype=np.int64)
+        facts.market_code[:n] = market
+        cap = max(16, facts._nv)
+        for name in ("known", "has_zero", "coefficient", *cls._VERSION_FIELDS):
+            old = getattr(facts, name)
+            new = np.ones(cap, dtype=old.dtype) if name == "coefficient" else np.zeros(cap, dtype=old.dtype)
+            new[0] = old[0]
+            setattr(facts, name, new)
+        for name, values in facts._version_values(columns, rows).items():
+            getattr(facts, name)[1 : facts._nv] = values
+        facts.commodity_median = dict(commodity_median or {})
+        return facts
+
+    def update_from_columns(self, ids: npt.NDArray[np.bytes_], columns: FactColumns) -> list[str]:
+        """Take over the facts of a fresh load (``columns`` row ``i`` is the device ``ids[i]``) where they
+        differ from those in force (a registry reload): only the devices that changed are set again, in
+        place. Validated as :meth:`from_columns`; returns the devices whose facts changed."""
+        columns.validate(lambda r: str(ids[r].decode()))
+        rows = np.flatnonzero(columns.has)
+        at = self.index.positions(ids[rows])
+        v = np.where(at >= 0, self.latest[np.maximum(at, 0)], 0)
+        same = (at >= 0) & (v > 0) & (self.market_code[np.maximum(at, 0)] == self._market_values(columns, rows))
+        values = self._version_values(columns, rows)
+        values["v_scale"] = at
+        for name, value in values.items():
+            same &= getattr(self, name)[v] == value
+        changed = [str(ids[r].decode()) for r in rows[~same].tolist()]
+        for device, r in zip(changed, rows[~same].tolist(), strict=True):
+            self.set(device, columns.fact(r))
+        return changed
+
+    @staticmethod
+    def _codes(codes: dict[str, int], table: list[str]) -> I64:
+        """Our codes for the strings of ``table`` (a column's own codes), added where new; "" is 0."""
+        return np.array([codes.setdefault(s, len(codes)) if s else 0 for s in table], dtype=np.int64)
+
+    def _market_values(self, columns: FactColumns, rows: npt.NDArray[np.intp]) -> I64:
+        values: I64 = self._codes(self.market_codes, columns.markets)[columns.market[rows]]
+        return values
+
+    def _version_values(self, columns: FactColumns, rows: npt.NDArray[np.intp]) -> dict[str, npt.NDArray[Any]]:
+        """The per-version arrays for ``rows`` of ``columns``, as :meth:`set` would store them."""
+        from .fact_columns import NONE
+
+        c = {name: col[rows] for name, col in columns.ints.items()}
+        zero = c["zero_counts"]
+        return {
+            "known": np.ones(len(rows), dtype=np.bool_),
+            "v_scale": rows.astype(np.int64),
+            "v_from_ms": np.where(c["verified_ms"] == NONE, FROM_START, c["verified_ms"]),
+            "coefficient": columns.coefficient[rows],
+            "e_mg": c["e_mg"],
+            "d_mg": np.where(c["d_mg"] == NONE, c["e_mg"], c["d_mg"]),
+            "max_mg": c["max_g"] * 1000,
+            "class_code": columns.class_code[rows].astype(np.int64),
+            "has_zero": zero != NONE,
+            "zero_counts": np.where(zero == NONE, 0, zero),
+            "calibration_events": c["calibration_events"],
+            "configuration_events": c["configuration_events"],
+            "verification_due_ms": np.where(c["verification_due_ms"] == NONE, _NEVER, c["verification_due_ms"]),
+            "approved_code": self._codes(self.software_codes, columns.software_ids)[columns.software[rows]],
+        }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -158,7 +158,7 @@ class EngineState:
         for name in self._HISTORY:
             getattr(self, name)[scale] = self._FILL.get(name, 0)
 
-    def to_bytes(self, devices: list[str]) -> bytes:
+    def to_bytes(self, devices: Sequence[str]) -> bytes:
         """The state of the first ``len(devices)`` scales, keyed by device id, and the rule ids that name
         the columns of ``flag_counts``.
 

@@ -1,8 +1,17 @@
 """How an ingest worker is put together: its devices (from the registry, kept current, or from a devices
-file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian demo` both build it here."""
+file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian demo` both build it here.
+
+With a snapshot path (`zhijian ingest run` puts one beside its state), devices come from the snapshot of
+the source's current revision when there is one (see :mod:`cloud_ingest.device_snapshot`), else from the
+source, and a snapshot is written for the next start (and after every registry reload, in the background).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
+import time
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -10,14 +19,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.dead_letters import DeadLetters
+from cloud_ingest.device_snapshot import load_snapshot, save_snapshot
+from cloud_ingest.device_table import DeviceRows, DeviceTable
 from cloud_ingest.live_devices import LiveDevices, Snapshot
+from cloud_ingest.registry_file import file_revision
 from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_registry import RegistryError
 from device_registry.db import connect, sessions
-from device_registry.ingest_view import ingest_view, registry_revision
+from device_registry.ingest_view import ingest_rows, registry_revision
 from device_registry.settings import RegistrySettings
 
 from .registry_client import CliError
@@ -25,39 +37,116 @@ from .registry_client import CliError
 MIB = 1024 * 1024
 
 
+log = logging.getLogger(__name__)
+
+
+def _save(path: Path, table: DeviceTable, revision: str) -> None:
+    """Write a snapshot; a failure is logged, never raised (the snapshot only saves time at the next start)."""
+    started = time.monotonic()
+    try:
+        save_snapshot(path, table, revision)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: device snapshot not written: %s", path, exc)
+        return
+    log.info("%s: device snapshot of %s written in %.1f s", path, revision, time.monotonic() - started)
+
+
+def file_devices(path: Path, snapshot: Path | None = None) -> DeviceTable:
+    """The devices file at ``path``: from ``snapshot`` when it is of the file's content, else read (and
+    the snapshot written)."""
+    try:
+        revision = file_revision(path)
+    except OSError as exc:
+        raise IngestError(f"{path}: not a usable devices file: {exc}") from exc
+    table = load_snapshot(snapshot, revision) if snapshot else None
+    if table is None:
+        started = time.monotonic()
+        table = DeviceFile.load(path)
+        log.info("%s: %d devices read in %.1f s", path, len(table), time.monotonic() - started)
+        if snapshot:
+            _save(snapshot, table, revision)
+    table.release_columns()
+    return table
+
+
 def registry_devices(
-    url: str, key_secret: bytes, *, refresh_s: float = 10.0, commodity_median: dict[str, int] | None = None
+    url: str,
+    key_secret: bytes,
+    *,
+    refresh_s: float = 10.0,
+    commodity_median: dict[str, int] | None = None,
+    snapshot: Path | None = None,
 ) -> LiveDevices:
-    """Devices from the registry at ``url``; keys are derived again from ``key_secret``."""
+    """Devices from the registry at ``url``; keys are derived again from ``key_secret``. With ``snapshot``,
+    the start reads it when it is of the registry's current revision, and every reload rewrites it."""
     make_session = sessions(connect(url))
+    source = hashlib.sha256(b"zhijian-devices\0" + url.encode() + b"\0" + key_secret).hexdigest()[:16]
 
     def revision() -> int:
         with make_session() as db:
             return registry_revision(db)
 
-    def load() -> Snapshot:
+    def load(with_facts: bool) -> Snapshot:
+        started = time.monotonic()
+        rows = DeviceRows()
         with make_session() as db:
-            view = ingest_view(db, key_secret)
-        return Snapshot(view.devices, view.revision, view.verification_ids)
+            rev, found = ingest_rows(db, key_secret)
+            for r in found:
+                rows.add_row(
+                    r.device,
+                    key=r.key,
+                    revoked=r.revoked,
+                    profile=r.profile,
+                    tags=r.tags,
+                    crop=r.crop,
+                    limits=r.limits,
+                    fact=r.fact,
+                    verification=r.verification,
+                )
+        table = rows.build(commodity_median, with_facts=with_facts)
+        log.info("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
+        return Snapshot(table, rev)
 
-    return LiveDevices(revision, load, refresh_s=refresh_s, commodity_median=commodity_median)
+    first = None
+    if snapshot is not None:
+        rev = revision()
+        table = load_snapshot(snapshot, f"registry:{source}:{rev}")
+        first = Snapshot(table, rev) if table is not None else None
+    writing = threading.Lock()
+
+    def write(snap: Snapshot) -> None:
+        if snapshot is not None and snap.table.fact_columns is not None:
+            with writing:
+                _save(snapshot, snap.table, f"registry:{source}:{snap.revision}")
+
+    def write_later(snap: Snapshot) -> None:  # off the batch thread; holds the columns until written
+        threading.Thread(target=write, args=(snap,), name="device-snapshot").start()
+
+    live = LiveDevices(revision, load, refresh_s=refresh_s, first=first, on_reload=write_later)
+    if first is None:
+        write(live.first)
+    live.first.table.release_columns()
+    return live
 
 
-def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tuple[DeviceFile, LiveDevices | None]:
+def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tuple[DeviceTable, LiveDevices | None]:
     """The ingest's devices: from the registry when ``ZHIJIAN_REGISTRY_URL`` is set (with the live view that
     keeps them current), else from the devices file. Raises :class:`CliError` saying what is wrong."""
+    snapshot = settings.devices_snapshot_path if settings.devices_snapshot else None
     try:
         if settings.registry_url:
             secret = RegistrySettings(_env_file=config).key_secret_bytes()
-            live = registry_devices(settings.registry_url, secret, refresh_s=settings.registry_refresh_s)
+            live = registry_devices(
+                settings.registry_url, secret, refresh_s=settings.registry_refresh_s, snapshot=snapshot
+            )
             return live.current, live
-        return DeviceFile.load(settings.devices_file), None
+        return file_devices(settings.devices_file, snapshot), None
     except (IngestError, RegistryError, SQLAlchemyError) as exc:
         raise CliError(str(exc)) from exc
 
 
 def build_worker(
-    settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
+    settings: IngestSettings, influx: InfluxClient, devices: DeviceTable, live: LiveDevices | None = None
 ) -> IngestWorker:
     """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
     source = live or devices

@@ -170,6 +170,9 @@ def ingest_run(
         settings = settings.model_copy(
             update={"engine_state_path": settings.spool_path.with_name("anti_cheat_state.npz")}
         )
+    if "devices_snapshot_path" not in settings.model_fields_set:
+        snapshot = settings.spool_path.with_name("devices_snapshot.npz")
+        settings = settings.model_copy(update={"devices_snapshot_path": snapshot})
     try:
         devices, live = ingest_devices(settings, config)
     except CliError as exc:
