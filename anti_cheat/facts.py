@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .fact_columns import FactColumns
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 FROM_START = np.iinfo(np.int64).min + 1  # a verification known without its time: in force from the start
 _NEVER = np.iinfo(np.int64).max
 _KEY_SHIFT = 42  # composite search key scale << 42 | time; times are below 2**42 ms (year 2109)
@@ -131,15 +132,16 @@ class ScaleFacts:
         self.coefficient = np.ones(cap, dtype=np.float64)
         self.v_scale: I64 = np.zeros(cap, dtype=np.int64)
         self.v_from_ms: I64 = np.zeros(cap, dtype=np.int64)
-        self.e_mg: I64 = np.zeros(cap, dtype=np.int64)
-        self.d_mg: I64 = np.zeros(cap, dtype=np.int64)
+        # the narrow types hold their bounds (ScaleFact: e, d ≤ 10**7): a million versions cost 19 MB less
+        self.e_mg: I32 = np.zeros(cap, dtype=np.int32)
+        self.d_mg: I32 = np.zeros(cap, dtype=np.int32)
         self.max_mg: I64 = np.zeros(cap, dtype=np.int64)
-        self.class_code: I64 = np.zeros(cap, dtype=np.int64)
+        self.class_code: npt.NDArray[np.int8] = np.zeros(cap, dtype=np.int8)
         self.zero_counts: I64 = np.zeros(cap, dtype=np.int64)
         self.calibration_events: I64 = np.zeros(cap, dtype=np.int64)
         self.configuration_events: I64 = np.zeros(cap, dtype=np.int64)
         self.verification_due_ms: I64 = np.zeros(cap, dtype=np.int64)
-        self.approved_code: I64 = np.zeros(cap, dtype=np.int64)
+        self.approved_code: I32 = np.zeros(cap, dtype=np.int32)
         self._set_unknown(0)
         self._search: tuple[I64, npt.NDArray[np.intp]] | None = None
         self._packed: I64 | None = None
