@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from anti_cheat import ScaleFacts
 from anti_cheat.device_index import HOT_MAX, DeviceIndex, check_ids
@@ -188,8 +189,12 @@ class DeviceRows:
         else:
             try:
                 self._facts.add(fact, market)
-            except ValueError as exc:  # pydantic's ValidationError, for an entry ScaleFact refuses
-                raise FactError(f"{device}: scale: {exc}") from exc
+            except ValidationError as exc:  # an entry ScaleFact refuses: its words, on one line
+                why = "; ".join(
+                    f"scale.{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']} (got {e.get('input')!r})"
+                    for e in exc.errors()
+                )
+                raise FactError(f"{device}: {why}") from exc
         if "\0" in device:
             raise ValueError(f"{device!r}: a device id may not hold a NUL character")
         self._ids.append(device.encode())

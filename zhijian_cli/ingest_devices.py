@@ -75,21 +75,21 @@ def registry_devices(
 ) -> LiveDevices:
     """Devices from the registry at ``url``; keys are derived again from ``key_secret``. With ``snapshot``,
     the start reads it when it is of the registry's current revision, and every reload rewrites it."""
-    from device_registry.db import connect, sessions  # the registry's stack only for an ingest that reads it
-    from device_registry.ingest_view import ingest_rows, registry_revision
+    from device_registry import ingest_view  # the registry's stack only for an ingest that reads it
+    from device_registry.db import connect, sessions
 
     make_session = sessions(connect(url))
     source = hashlib.sha256(b"zhijian-devices\0" + url.encode() + b"\0" + key_secret).hexdigest()[:16]
 
     def revision() -> int:
         with make_session() as db:
-            return registry_revision(db)
+            return ingest_view.registry_revision(db)
 
     def load(with_facts: bool) -> Snapshot:
         started = time.monotonic()
         rows = DeviceRows()
         with make_session() as db:
-            rev, found = ingest_rows(db, key_secret)
+            rev, found = ingest_view.ingest_rows(db, key_secret)
             for r in found:
                 rows.add_row(
                     r.device,
