@@ -43,18 +43,14 @@ class FactError(ValueError):
     """A device's scale facts break a bound of :class:`ScaleFact` (the message names device and field)."""
 
 
-def _bounds(name: str) -> tuple[float | None, bool, float | None]:
-    """(lower bound, whether it is strict, upper bound) of a numeric ScaleFact field."""
-    lo: float | None = None
-    strict, hi = False, None
-    for m in ScaleFact.model_fields[name].metadata:
-        if isinstance(m, at.Ge):
-            lo = float(m.ge)  # type: ignore[arg-type]
-        elif isinstance(m, at.Gt):
-            lo, strict = float(m.gt), True  # type: ignore[arg-type]
-        elif isinstance(m, at.Le):
-            hi = float(m.le)  # type: ignore[arg-type]
-    return lo, strict, hi
+def _bounds(name: str) -> tuple[float, bool, float]:
+    """(lower bound, whether it is strict, upper bound) of a numeric ScaleFact field (each has both)."""
+    meta = ScaleFact.model_fields[name].metadata
+    ge = [float(m.ge) for m in meta if isinstance(m, at.Ge)]  # type: ignore[arg-type]
+    gt = [float(m.gt) for m in meta if isinstance(m, at.Gt)]  # type: ignore[arg-type]
+    (hi,) = [float(m.le) for m in meta if isinstance(m, at.Le)]  # type: ignore[arg-type]
+    (lo,) = ge or gt
+    return lo, bool(gt), hi
 
 
 def _max_length(name: str) -> int:
@@ -99,11 +95,9 @@ class FactColumns:
         for name, col in checks:
             lo, strict, hi = _bounds(name)
             given = has if col.dtype.kind == "f" else has & (col != NONE)
-            if lo is not None:
-                low = col <= lo if strict else col < lo
-                self._raise_first(given & low, name_of, name, col, f"must be {'>' if strict else '≥'} {lo:g}")
-            if hi is not None:
-                self._raise_first(given & (col > hi), name_of, name, col, f"must be ≤ {hi:g}")
+            low = col <= lo if strict else col < lo
+            self._raise_first(given & low, name_of, name, col, f"must be {'>' if strict else '≥'} {lo:g}")
+            self._raise_first(given & (col > hi), name_of, name, col, f"must be ≤ {hi:g}")
         for name, codes, table in (("approved_software_id", self.software, self.software_ids),
                                    ("market", self.market, self.markets)):  # fmt: skip
             limit = _max_length(name)

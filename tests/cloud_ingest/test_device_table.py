@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from anti_cheat.fact_columns import FactError
-from cloud_ingest import DeviceFile, IngestError, write_device_file
-from cloud_ingest import registry_file
+from cloud_ingest import DeviceFile, IngestError, registry_file, write_device_file
 from cloud_ingest.device_table import DeviceRows, DeviceTable
 from tests.cloud_ingest.reference_devices import DictDevices
 
@@ -80,9 +79,8 @@ def same_answers(dense: DeviceTable, ref: DictDevices) -> None:
     scale = np.array([dense.facts.index_of(d) for d in names])
     ref_scale = np.array([ref.facts.index_of(d) for d in names])
     ts = np.full(len(names), 1_770_000_000_000)
-    np.testing.assert_array_equal(
-        dense.facts.take_packed(dense.facts.in_force(scale, ts)), ref.facts.take_packed(ref.facts.in_force(ref_scale, ts))
-    )
+    got = dense.facts.take_packed(dense.facts.in_force(scale, ts))
+    np.testing.assert_array_equal(got, ref.facts.take_packed(ref.facts.in_force(ref_scale, ts)))
 
 
 def test_the_dense_table_answers_as_the_dict_one() -> None:
