@@ -90,7 +90,7 @@ def load_snapshot(path: Path, revision: str, *, with_facts: bool = True) -> Devi
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("format") != FORMAT or meta.get("revision") != revision:
-                log.info("%s: device snapshot of another revision, not used", path)
+                log.debug("%s: device snapshot of another revision, not used", path)
                 return None
             names = set(z.files)
             columns = {n[2:]: z[n] for n in names if n.startswith("c_")}
@@ -123,5 +123,5 @@ def load_snapshot(path: Path, revision: str, *, with_facts: bool = True) -> Devi
     except (Exception, zipfile.BadZipFile) as exc:  # whatever a damaged file raises: it is only a cache
         log.warning("%s: device snapshot unreadable (%s); reading the source again", path, exc)
         return None
-    log.info("%s: %d devices from the snapshot of %s", path, len(table), revision)
+    log.debug("%s: %d devices from the snapshot of %s", path, len(table), revision)
     return table

@@ -33,7 +33,7 @@ from .registry_client import CliError
 MIB = 1024 * 1024
 
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__)  # where the devices came from is DEBUG (`-v`): a failed start says one line
 
 
 def _save(path: Path, table: DeviceTable, revision: str) -> None:
@@ -44,7 +44,7 @@ def _save(path: Path, table: DeviceTable, revision: str) -> None:
     except (OSError, ValueError) as exc:
         log.warning("%s: device snapshot not written: %s", path, exc)
         return
-    log.info("%s: device snapshot of %s written in %.1f s", path, revision, time.monotonic() - started)
+    log.debug("%s: device snapshot of %s written in %.1f s", path, revision, time.monotonic() - started)
 
 
 def file_devices(path: Path, snapshot: Path | None = None) -> DeviceTable:
@@ -58,7 +58,7 @@ def file_devices(path: Path, snapshot: Path | None = None) -> DeviceTable:
     if table is None:
         started = time.monotonic()
         table = DeviceFile.load(path)
-        log.info("%s: %d devices read in %.1f s", path, len(table), time.monotonic() - started)
+        log.debug("%s: %d devices read in %.1f s", path, len(table), time.monotonic() - started)
         if snapshot:
             _save(snapshot, table, revision)
     table.release_columns()
@@ -103,7 +103,7 @@ def registry_devices(
                     verification=r.verification,
                 )
         table = rows.build(commodity_median, with_facts=with_facts)
-        log.info("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
+        log.debug("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
         return Snapshot(table, rev)
 
     first = None
