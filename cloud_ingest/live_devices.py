@@ -124,7 +124,6 @@ class LiveDevices:
         if self.engine is not None and fresh.fact_columns is not None:
             facts = self.engine.facts  # only what changed: a reload costs little on the batch thread
             facts.update_from_columns(fresh.index.ids, fresh.fact_columns)
-            self.engine.state.ensure(len(facts))
             at = old.index.positions(fresh.index.ids)
             vid = fresh.verification.astype(np.int64)
             before = np.where(at >= 0, old.verification[np.maximum(at, 0)], 0).astype(np.int64)

@@ -3,7 +3,7 @@ file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian d
 
 With a snapshot path (`zhijian ingest run` puts one beside its state), devices come from the snapshot of
 the source's current revision when there is one (see :mod:`cloud_ingest.device_snapshot`), else from the
-source, and a snapshot is written for the next start (and after every registry reload, in the background).
+source, and a snapshot is written for the next start (and after every registry reload).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import hashlib
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -111,17 +110,13 @@ def registry_devices(
         rev = revision()
         table = load_snapshot(snapshot, f"registry:{source}:{rev}")
         first = Snapshot(table, rev) if table is not None else None
-    writing = threading.Lock()
-
     def write(snap: Snapshot) -> None:
+        # on the batch thread, after the reload it follows (which reads the whole registry anyway): no
+        # writer left behind at exit, and the file is of the revision the ingest now serves
         if snapshot is not None and snap.table.fact_columns is not None:
-            with writing:
-                _save(snapshot, snap.table, f"registry:{source}:{snap.revision}")
+            _save(snapshot, snap.table, f"registry:{source}:{snap.revision}")
 
-    def write_later(snap: Snapshot) -> None:  # off the batch thread; holds the columns until written
-        threading.Thread(target=write, args=(snap,), name="device-snapshot").start()
-
-    live = LiveDevices(revision, load, refresh_s=refresh_s, first=first, on_reload=write_later)
+    live = LiveDevices(revision, load, refresh_s=refresh_s, first=first, on_reload=write)
     if first is None:
         write(live.first)
     live.first.table.release_columns()

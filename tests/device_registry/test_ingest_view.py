@@ -47,8 +47,7 @@ def test_the_ingest_view_follows_the_registry(engine: Engine, registry_url: str)
     assert not live.refresh(), "nothing changed: no reload"
 
     # a verification: new facts, and the scale's baselines restart
-    i = engine_.facts.index_of("scale-0001")
-    engine_.state.ensure(len(engine_.facts))
+    i = engine_.state.row(engine_.facts.index_of("scale-0001"))
     engine_.state.reweigh_cusum[i] = 12_345
     engine_.state.digit_counts[i, 3] = 7
     reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
@@ -112,12 +111,12 @@ def test_the_snapshot_is_used_when_current_and_follows_reloads(
     # a reload from a snapshot start updates the facts in place, restarts baselines, rewrites the snapshot
     engine_ = AntiCheat(live.current.facts)
     live.attach(engine_, AlertBook())
-    i = engine_.facts.index_of("scale-0001")
-    engine_.state.ensure(len(engine_.facts))
+    scale_index = engine_.facts.index_of("scale-0001")
+    i = engine_.state.row(scale_index)
     engine_.state.reweigh_cusum[i] = 12_345
     reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
     assert live.refresh() and live.baselines_reset == 1 and engine_.state.reweigh_cusum[i] == 0
-    assert engine_.facts.n_versions[i] == 2, "the new verification is a version beside the one loaded"
+    assert engine_.facts.n_versions[scale_index] == 2, "the new verification is a version beside the one loaded"
     deadline = time.monotonic() + 10
     while snapshot_revision(snap) != written.rsplit(":", 1)[0] + f":{live.revision}":
         assert time.monotonic() < deadline, "the snapshot was not rewritten after the reload"
