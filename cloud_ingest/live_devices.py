@@ -57,7 +57,6 @@ class LiveDevices:
         self.on_reload = on_reload
         first = first or load(True)
         self.current = first.table
-        self.first = first
         self.revision = first.revision
         self._checked = time.monotonic()
         self.reloads = 0

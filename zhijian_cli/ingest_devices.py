@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from anti_cheat import Engine
+from anti_cheat.fact_columns import FactError
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.dead_letters import DeadLetters
 from cloud_ingest.device_snapshot import load_snapshot, save_snapshot
@@ -118,8 +119,8 @@ def registry_devices(
 
     live = LiveDevices(revision, load, refresh_s=refresh_s, first=first, on_reload=write)
     if first is None:
-        write(live.first)
-    live.first.table.release_columns()
+        write(Snapshot(live.current, live.revision))
+    live.current.release_columns()
     return live
 
 
@@ -140,7 +141,7 @@ def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tupl
     try:
         secret = RegistrySettings(_env_file=config).key_secret_bytes()
         live = registry_devices(settings.registry_url, secret, refresh_s=settings.registry_refresh_s, snapshot=snapshot)
-    except (IngestError, RegistryError, SQLAlchemyError) as exc:
+    except (IngestError, RegistryError, SQLAlchemyError, FactError) as exc:
         raise CliError(str(exc)) from exc
     return _trimmed(live.current), live
 
