@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -125,3 +126,17 @@ def test_no_snapshot_or_a_failed_write_only_costs_time(
         save_snapshot(tmp_path / "s.npz", table, "r")
     with pytest.raises(IngestError, match="not a usable devices file"):
         file_devices(tmp_path / "missing.json", tmp_path / "s.npz")
+
+
+def test_a_change_in_the_middle_with_its_time_set_back_is_a_new_revision(tmp_path: Path) -> None:
+    """The revision reads only the file's ends: a same-size write in between, its modification time set
+    back, is still told by the change time."""
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps({"devices": MIXED, "note": "x" * (3 << 20)}))
+    before, st = file_revision(path), path.stat()
+    with path.open("r+b") as f:
+        f.seek(st.st_size // 2)
+        f.write(b"y")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    assert file_revision(path) != before
