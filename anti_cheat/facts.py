@@ -19,7 +19,7 @@ is the whole file (scales, optional verification history, commodity price priors
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -418,7 +418,7 @@ class ScaleFacts:
             new = np.ones(cap, dtype=old.dtype) if name == "coefficient" else np.zeros(cap, dtype=old.dtype)
             new[0] = old[0]
             setattr(facts, name, new)
-        for name, values in facts._version_values(columns, rows).items():
+        for name, values in facts._version_values(columns, rows):  # one field at a time: a low peak
             getattr(facts, name)[1 : facts._nv] = values
         facts.commodity_median = dict(commodity_median or {})
         return facts
@@ -432,10 +432,8 @@ class ScaleFacts:
         at = self.index.positions(ids[rows])
         v = np.where(at >= 0, self.latest[np.maximum(at, 0)], 0)
         same = (at >= 0) & (v > 0) & (self.market_code[np.maximum(at, 0)] == self._market_values(columns, rows))
-        values = self._version_values(columns, rows)
-        values["v_scale"] = at
-        for name, value in values.items():
-            same &= getattr(self, name)[v] == value
+        for name, value in self._version_values(columns, rows):
+            same &= getattr(self, name)[v] == (at if name == "v_scale" else value)
         changed = [str(ids[r].decode()) for r in rows[~same].tolist()]
         for device, r in zip(changed, rows[~same].tolist(), strict=True):
             self.set(device, columns.fact(r))
@@ -450,25 +448,35 @@ class ScaleFacts:
         values: I64 = self._codes(self.market_codes, columns.markets)[columns.market[rows]]
         return values
 
-    def _version_values(self, columns: FactColumns, rows: npt.NDArray[np.intp]) -> dict[str, npt.NDArray[Any]]:
-        """The per-version arrays for ``rows`` of ``columns``, as :meth:`set` would store them."""
+    def _version_values(
+        self, columns: FactColumns, rows: npt.NDArray[np.intp]
+    ) -> Iterator[tuple[str, npt.NDArray[Any]]]:
+        """The per-version arrays for ``rows`` of ``columns``, as :meth:`set` would store them, one by one."""
         from .fact_columns import NONE
 
-        c = {name: col[rows] for name, col in columns.ints.items()}
-        zero = c["zero_counts"]
-        return {
-            "known": np.ones(len(rows), dtype=np.bool_),
-            "v_scale": rows.astype(np.int64),
-            "v_from_ms": np.where(c["verified_ms"] == NONE, FROM_START, c["verified_ms"]),
-            "coefficient": columns.coefficient[rows],
-            "e_mg": c["e_mg"],
-            "d_mg": np.where(c["d_mg"] == NONE, c["e_mg"], c["d_mg"]),
-            "max_mg": c["max_g"] * 1000,
-            "class_code": columns.class_code[rows].astype(np.int64),
-            "has_zero": zero != NONE,
-            "zero_counts": np.where(zero == NONE, 0, zero),
-            "calibration_events": c["calibration_events"],
-            "configuration_events": c["configuration_events"],
-            "verification_due_ms": np.where(c["verification_due_ms"] == NONE, _NEVER, c["verification_due_ms"]),
-            "approved_code": self._codes(self.software_codes, columns.software_ids)[columns.software[rows]],
-        }
+        def col(name: str) -> I64:
+            values: I64 = columns.ints[name][rows]
+            return values
+
+        yield "known", np.ones(len(rows), dtype=np.bool_)
+        yield "v_scale", rows.astype(np.int64)
+        verified = col("verified_ms")
+        yield "v_from_ms", np.where(verified == NONE, FROM_START, verified)
+        del verified
+        yield "coefficient", columns.coefficient[rows]
+        e, d = col("e_mg"), col("d_mg")
+        yield "e_mg", e
+        yield "d_mg", np.where(d == NONE, e, d)
+        del e, d
+        yield "max_mg", col("max_g") * 1000
+        yield "class_code", columns.class_code[rows]
+        zero = col("zero_counts")
+        yield "has_zero", zero != NONE
+        yield "zero_counts", np.where(zero == NONE, 0, zero)
+        del zero
+        yield "calibration_events", col("calibration_events")
+        yield "configuration_events", col("configuration_events")
+        due = col("verification_due_ms")
+        yield "verification_due_ms", np.where(due == NONE, _NEVER, due)
+        del due
+        yield "approved_code", self._codes(self.software_codes, columns.software_ids)[columns.software[rows]]
