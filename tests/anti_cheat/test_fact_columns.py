@@ -172,3 +172,11 @@ def test_the_index_block_must_be_sorted_unique_and_without_nul() -> None:
     with pytest.raises(ValueError, match="NUL"):
         sorted_ids(["a\0"])
     assert len(check_ids(np.array([b"a"]))) == 1
+
+
+def test_an_id_longer_or_shorter_than_the_block_is_not_another_device() -> None:
+    """The block is as wide as its longest id: an id that is one of them cut or extended matches none."""
+    index = DeviceIndex(sorted_ids(["scale-000001", "scale-000002"]))
+    assert [index.get(n) for n in ("scale-0000012", "scale-00000", "scale-000002")] == [None, None, 1]
+    asked = np.array([b"scale-0000012", b"scale-00000", b"scale-000002"])
+    assert index.positions(asked).tolist() == [-1, -1, 1]

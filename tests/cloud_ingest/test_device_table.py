@@ -176,3 +176,9 @@ def test_devices_the_facts_learn_later_are_not_devices_of_the_table() -> None:
     table.facts.index_of("scale-new")  # a scale first seen in a batch shares the index
     assert table.key_for("scale-new") is None and table.tags_for("scale-new") == {}
     assert not table.is_known("scale-new") and table.profile_for("scale-new") is None
+
+
+def test_an_id_extending_a_known_one_gets_nothing_of_it() -> None:
+    table = DeviceFile(MIXED)
+    for other in ("scale-00031", "scale-000", "scale-0003\u00a0"):
+        assert table.key_for(other) is None and not table.is_known(other) and table.tags_for(other) == {}
