@@ -111,6 +111,7 @@ def registry_devices(
         rev = revision()
         table = load_snapshot(snapshot, f"registry:{source}:{rev}")
         first = Snapshot(table, rev) if table is not None else None
+
     def write(snap: Snapshot) -> None:
         # on the batch thread, after the reload it follows (which reads the whole registry anyway): no
         # writer left behind at exit, and the file is of the revision the ingest now serves
