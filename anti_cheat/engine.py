@@ -245,7 +245,6 @@ class Engine:
 
     def score(self, b: Transactions) -> Findings:
         """Findings for batch ``b``; updates the per-scale state."""
-        self.state.ensure(len(self.facts))
         out = _Collector(self.judged)
         if len(b):
             version = self.facts.in_force(b.scale, b.ts, b.calibration_events, b.configuration_events)
@@ -439,22 +438,23 @@ class Engine:
         if len(versions) == 0:
             return
         scales, since = self.facts.v_scale[versions], self.facts.v_from_ms[versions]
-        newest = np.full(len(self.facts), NO_VALUE, dtype=np.int64)
-        np.maximum.at(newest, scales, since)
-        touched = np.unique(scales)
-        newer = touched[newest[touched] > self.state.since_ms[touched]]
-        self.state.reset(newer)
-        self.state.since_ms[newer] = newest[newer]
+        touched, inverse = np.unique(scales, return_inverse=True)
+        newest = np.full(len(touched), NO_VALUE, dtype=np.int64)
+        np.maximum.at(newest, inverse, since)
+        rows = self.state.rows(touched)
+        newer = newest > self.state.since_ms[rows]
+        self.state.reset_rows(rows[newer])
+        self.state.since_ms[rows[newer]] = newest[newer]
 
     def _histories(self, f: _InForce, mask: npt.NDArray[np.bool_]) -> tuple[Groups, I64, npt.NDArray[np.bool_]]:
-        """The rows where ``mask``, grouped by the verification in force, each group's scale, and whether the
-        group is the scale's current history (an older verification's rows start from nothing and leave no
-        state)."""
+        """The rows where ``mask``, grouped by the verification in force, each group's scale's state row,
+        and whether the group is the scale's current history (an older verification's rows start from
+        nothing and leave no state)."""
         assert f.groups is not None
         g = f.groups.subset(f.version.astype(np.int64), mask)
-        scale = self.facts.v_scale[g.keys]
-        current = self.facts.v_from_ms[g.keys] == self.state.since_ms[scale]
-        return g, scale, current
+        at = self.state.rows(self.facts.v_scale[g.keys])
+        current = self.facts.v_from_ms[g.keys] == self.state.since_ms[at]
+        return g, at, current
 
     def _cusum_step(self, milli: F64) -> I64:
         """A CUSUM's step for errors in thousandths of their tolerance: less the slack (one tolerance), and
@@ -468,13 +468,13 @@ class Engine:
         mask, tolerance = self._reweighs(b, f)
         if not mask.any():
             return
-        g, scale, current = self._histories(f, mask)
+        g, at, current = self._histories(f, mask)
         ordered = g.order
         tol = tolerance[ordered]
         error = (b.net_mg - b.reference_mg)[ordered]
         y = self._cusum_step(error * 1000 / tol)
-        s = cusum(g, y, np.where(current, self.state.reweigh_cusum[scale], 0))
-        self.state.reweigh_cusum[scale[current]] = s[g.ends][current]
+        s = cusum(g, y, np.where(current, self.state.reweigh_cusum[at], 0))
+        self.state.reweigh_cusum[at[current]] = s[g.ends][current]
         h = self.t.reweigh_cusum_h_milli
         out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), s > h, s / 1000, h / 1000, rows=ordered)
 
@@ -482,15 +482,15 @@ class Engine:
         err, tol, has = self._counts_tolerance(b, f)
         if not has.any():
             return
-        g, scale, current = self._histories(f, has)
+        g, at, current = self._histories(f, has)
         ordered = g.order
         # in units of the tolerance at the gross, like the per-row rule: a real scale's firmware linearises
         # and compensates, so counts / coefficient and the indication may differ within the MPE honestly
         units = err[ordered] * 1000 / tol[ordered]
-        hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[scale], 0))
-        lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[scale], 0))
-        self.state.coef_cusum_hi[scale[current]] = hi[g.ends][current]
-        self.state.coef_cusum_lo[scale[current]] = lo[g.ends][current]
+        hi = cusum(g, self._cusum_step(units), np.where(current, self.state.coef_cusum_hi[at], 0))
+        lo = cusum(g, self._cusum_step(-units), np.where(current, self.state.coef_cusum_lo[at], 0))
+        self.state.coef_cusum_hi[at[current]] = hi[g.ends][current]
+        self.state.coef_cusum_lo[at[current]] = lo[g.ends][current]
         worst = np.maximum(hi, lo)
         h = self.t.coefficient_cusum_h_milli
         out.add("coefficient_cusum", np.ones(len(ordered), np.bool_), worst > h, worst / 1000, h / 1000, rows=ordered)
@@ -504,10 +504,10 @@ class Engine:
         if not mask.any():
             return
         w = self.t.digit_window
-        g, scale, current = self._histories(f, mask)
+        g, at, current = self._histories(f, mask)
         ordered = g.order
         digit = (b.net_mg[ordered] // f.d[ordered]) % 10
-        before = np.where(current, self.state.digit_total[scale], 0)
+        before = np.where(current, self.state.digit_total[at], 0)
         position = g.cumsum(np.ones(len(ordered), dtype=np.int64), before)  # 1-based count of sales per history
         window = (position - 1) // w
         width = int(window.max()) + 1
@@ -519,7 +519,7 @@ class Engine:
         hist = np.zeros((len(uniq), 10), dtype=np.int64)
         np.add.at(hist, (inverse, digit), 1)
         first_window = np.searchsorted(uniq, group * width + before // w)
-        hist[first_window] += np.where(current[:, None], self.state.digit_counts[scale], 0)
+        hist[first_window] += np.where(current[:, None], self.state.digit_counts[at], 0)
         done = np.flatnonzero(position % w == 0)  # a window completes: one row in w
         expected = w / len(_DIGITS)
         chi2 = ((hist[inverse[done]][:, _DIGITS] - expected) ** 2).sum(axis=1) / expected
@@ -528,26 +528,26 @@ class Engine:
         last = inverse[g.ends]
         finished = (position[g.ends] % w) == 0
         counts = np.where(finished[:, None], 0, hist[last])
-        self.state.digit_counts[scale[current]] = counts[current]
-        self.state.digit_total[scale[current]] = position[g.ends][current]
+        self.state.digit_counts[at[current]] = counts[current]
+        self.state.digit_total[at[current]] = position[g.ends][current]
 
     def _zero_jump(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         mask = (b.kind == SALE) & f.known & _has(b.zero_counts)
         if not mask.any():
             return
-        g, scale, current = self._histories(f, mask)
+        g, at, current = self._histories(f, mask)
         ordered = g.order
         zero, events = b.zero_counts[ordered], b.zero_set_events[ordered]
         previous = np.r_[np.int64(NO_VALUE), zero[:-1]]
-        previous[g.starts] = np.where(current, self.state.last_zero[scale], NO_VALUE)
+        previous[g.starts] = np.where(current, self.state.last_zero[at], NO_VALUE)
         previous_events = np.r_[np.int64(NO_VALUE), events[:-1]]
-        previous_events[g.starts] = np.where(current, self.state.last_zero_events[scale], NO_VALUE)
+        previous_events[g.starts] = np.where(current, self.state.last_zero_events[at], NO_VALUE)
         ts = b.ts[ordered]
         previous_ts = np.r_[np.int64(0), ts[:-1]]
-        previous_ts[g.starts] = np.where(current, self.state.last_zero_ts[scale], 0)
-        self.state.last_zero[scale[current]] = zero[g.ends][current]
-        self.state.last_zero_events[scale[current]] = events[g.ends][current]
-        self.state.last_zero_ts[scale[current]] = ts[g.ends][current]
+        previous_ts[g.starts] = np.where(current, self.state.last_zero_ts[at], 0)
+        self.state.last_zero[at[current]] = zero[g.ends][current]
+        self.state.last_zero_events[at[current]] = events[g.ends][current]
+        self.state.last_zero_ts[at[current]] = ts[g.ends][current]
         # judged only where the scale reports its zero settings (without them a power-on zero looks the same)
         has = _has(previous) & _has(events) & _has(previous_events) & (events == previous_events)
         moved = (zero - _or0(previous)) * f.mg_per_count[ordered]
@@ -557,15 +557,14 @@ class Engine:
 
     def _status(self, b: Transactions, findings: Findings) -> None:
         if len(findings):
-            scales = b.scale[findings.row]
-            np.add.at(self.state.flag_counts, (scales, findings.rule), 1)
-            np.maximum.at(self.state.last_flag_ts, scales, b.ts[findings.row])
+            rows = self.state.rows(b.scale[findings.row])
+            np.add.at(self.state.flag_counts, (rows, findings.rule), 1)
+            np.maximum.at(self.state.last_flag_ts, rows, b.ts[findings.row])
 
     # -- per scale -------------------------------------------------------------------------------------
     def status(self, device: str) -> dict[str, Any]:
         """A supervisor's view of one scale: flags so far by rule, worst severity, last flag time."""
-        i = self.facts.index_of(device)
-        self.state.ensure(len(self.facts))
+        i = self.state.row(self.facts.index_of(device))
         counts = {RULES[k].id: int(n) for k, n in enumerate(self.state.flag_counts[i]) if n}
         order = {"high": 3, "medium": 2, "low": 1}
         worst = max((RULES[RULE_INDEX[r]].severity for r in counts), key=order.__getitem__, default="none")

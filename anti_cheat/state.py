@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -95,7 +95,10 @@ def cusum(groups: Groups, y: I64, s0: I64) -> I64:
 
 @dataclass
 class EngineState:
-    """What the stateful rules remember per scale; grows with the facts' index."""
+    """What the stateful rules remember per scale, one row per scale a batch has scored: a fleet of a
+    million registered scales of which a few thousand sell pays for the few thousand (~300 bytes each),
+    and its checkpoint holds those rows only. :meth:`rows` maps the facts' scale indexes to rows, giving
+    new scales theirs."""
 
     reweigh_cusum: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     coef_cusum_hi: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -110,6 +113,11 @@ class EngineState:
     last_zero_ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the verification (its ``verified_ms``) the history above belongs to; a newer one starts it again
     since_ms: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    #: the row of each scale index (-1: none yet) and the scale of each row
+    row_of: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    scale_of: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_rows: int = 0
 
     _ARRAYS = (
         "reweigh_cusum",
@@ -139,37 +147,65 @@ class EngineState:
     )
 
     def __len__(self) -> int:
-        return len(self.digit_total)
+        """Rows in use: the scales with state."""
+        return self.n_rows
 
     def ensure(self, n: int) -> None:
-        """Room for scales ``0 … n-1``."""
-        if n <= len(self):
+        """Room for rows ``0 … n-1``."""
+        if n <= len(self.digit_total):
             return
-        cap = max(n, 2 * len(self), 16)
-        for name in self._ARRAYS:
+        cap = max(n, 2 * len(self.digit_total), 16)
+        for name in (*self._ARRAYS, "scale_of"):
             old = getattr(self, name)
             new = np.full((cap, *old.shape[1:]), self._FILL.get(name, 0), dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
+    def rows(self, scales: npt.NDArray[np.intp] | npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """The row of each scale index, new scales getting theirs (their state starts from nothing)."""
+        scales = np.asarray(scales, dtype=np.intp)
+        if len(scales) == 0:
+            return scales
+        top = int(scales.max()) + 1
+        if top > len(self.row_of):
+            grown = np.full(max(top, 2 * len(self.row_of)), -1, dtype=np.int32)
+            grown[: len(self.row_of)] = self.row_of
+            self.row_of = grown
+        found = self.row_of[scales]
+        if bool((found < 0).any()):
+            new = np.unique(scales[found < 0])
+            first = self.n_rows
+            self.ensure(first + len(new))
+            self.row_of[new] = np.arange(first, first + len(new), dtype=np.int32)
+            self.scale_of[first : first + len(new)] = new
+            self.n_rows += len(new)
+            found = self.row_of[scales]
+        return found.astype(np.intp)
+
+    def row(self, scale: int) -> int:
+        """The row of one scale index (given one if new)."""
+        return int(self.rows(np.array([scale]))[0])
+
     def reset(self, scale: int | npt.NDArray[np.intp]) -> None:
-        """Forget a scale's history (after a recorded verification, its baselines start again); its flag
-        counts stay."""
+        """Forget scales' history (after a recorded verification, their baselines start again); their flag
+        counts stay. ``scale``: scale indexes; a scale without a row has no history to forget."""
+        scales = np.atleast_1d(np.asarray(scale, dtype=np.intp))
+        rows = self.row_of[scales[scales < len(self.row_of)]].astype(np.intp)
+        self.reset_rows(rows[rows >= 0])
+
+    def reset_rows(self, rows: npt.NDArray[np.intp]) -> None:
         for name in self._HISTORY:
-            getattr(self, name)[scale] = self._FILL.get(name, 0)
+            getattr(self, name)[rows] = self._FILL.get(name, 0)
 
-    def to_bytes(self, devices: list[str]) -> bytes:
-        """The state of the first ``len(devices)`` scales, keyed by device id, and the rule ids that name
-        the columns of ``flag_counts``.
-
-        Scales known to the facts but never scored have no row yet (the arrays grow only when a batch is
-        scored); they are left out, as their state is all zeros anyway.
-        """
-        n = min(len(devices), len(self))
+    def to_bytes(self, devices: Sequence[str]) -> bytes:
+        """The state of every scale with a row, keyed by device id (``devices[i]``: the device of scale
+        index ``i``), and the rule ids that name the columns of ``flag_counts``. Scales never scored have
+        no row: their state is all zeros anyway."""
+        n = self.n_rows
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
-            devices=np.array(json.dumps(devices[:n])),
+            devices=np.array(json.dumps([devices[s] for s in self.scale_of[:n].tolist()])),
             rules=np.array(json.dumps([r.id for r in RULES])),
             **{name: getattr(self, name)[:n] for name in self._ARRAYS},
         )
@@ -189,8 +225,7 @@ class EngineState:
             rules: list[str] | None = json.loads(str(saved["rules"])) if "rules" in saved.files else None
             arrays = {name: saved[name] for name in cls._ARRAYS if name in saved.files}
         state = cls()
-        rows = np.array([index_of(d) for d in devices], dtype=np.intp)
-        state.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        rows = state.rows(np.array([index_of(d) for d in devices], dtype=np.intp))
         flags = arrays.pop("flag_counts", state.flag_counts[:0])
         for name, values in arrays.items():
             getattr(state, name)[rows[: len(values)]] = values

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
 
 from anti_cheat import Engine
 
-from .registry_file import DeviceFile, scale_fact
+from .device_table import DeviceTable
 from .sensor_alerts import AlertBook
 
 log = logging.getLogger(__name__)
@@ -25,32 +26,38 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Snapshot:
-    devices: Mapping[str, Mapping[str, Any]]
+    """What a source gives: its devices as a table (its fact columns kept, not built into facts) and
+    the revision they are of."""
+
+    table: DeviceTable
     revision: int
-    verification_ids: Mapping[str, int]
 
 
 class LiveDevices:
-    """A :class:`DeviceFile` that follows its source. Build the engine on ``current.facts``, pass the
-    methods below to the pipeline and worker, call :meth:`attach`, and :meth:`refresh` between batches."""
+    """A :class:`DeviceTable` that follows its source. Build the engine on ``current.facts``, pass the
+    methods below to the pipeline and worker, call :meth:`attach`, and :meth:`refresh` between batches.
+
+    ``first``: the table to start from (a current snapshot), instead of loading the source;
+    ``on_reload``: called with each reloaded snapshot, before its fact columns are released (the
+    ingest writes its snapshot file there)."""
 
     def __init__(
         self,
         revision: Callable[[], int],
-        load: Callable[[], Snapshot],
+        load: Callable[[bool], Snapshot],
         *,
         refresh_s: float = 10.0,
-        commodity_median: Mapping[str, int] | None = None,
+        first: Snapshot | None = None,
+        on_reload: Callable[[Snapshot], object] | None = None,
     ) -> None:
+        """``load(with_facts)`` reads the source (``with_facts``: build the table's facts too)."""
         self._revision = revision
         self._load = load
         self.refresh_s = refresh_s
-        self._medians = dict(commodity_median or {})
-        first = load()
-        self.current = DeviceFile(first.devices, self._medians)
-        self._scales = {d: doc["scale"] for d, doc in first.devices.items() if "scale" in doc}
+        self.on_reload = on_reload
+        first = first or load(True)
+        self.current = first.table
         self.revision = first.revision
-        self.verification_ids = dict(first.verification_ids)
         self._checked = time.monotonic()
         self.reloads = 0
         self.min_refresh_s = 1.0  # how soon after a look a device we do not know may make us look again
@@ -100,33 +107,33 @@ class LiveDevices:
         try:
             if self._revision() == self.revision and not force:
                 return False
-            snap = self._load()
-            fresh = DeviceFile(snap.devices, self._medians, with_facts=False)
+            snap = self._load(False)
+            self._apply(snap)
         except Exception:  # the source is a database: keep the last good view
             self.reload_errors += 1
             log.exception("device registry reload failed; keeping the previous view")
             return False
-        self._apply(snap, fresh)
+        if self.on_reload is not None:
+            self.on_reload(snap)
+        snap.table.release_columns()
         return True
 
-    def _apply(self, snap: Snapshot, fresh: DeviceFile) -> None:
-        if self.engine is not None:
-            facts = self.engine.facts
-            for device, doc in snap.devices.items():  # only what changed: a reload costs little on the batch thread
-                scale = doc.get("scale")
-                if scale is not None and scale != self._scales.get(device):
-                    facts.set(device, scale_fact(doc))
-            self.engine.state.ensure(len(facts))
-            for device, vid in snap.verification_ids.items():
-                if self.verification_ids.get(device) != vid:
-                    self.engine.state.reset(facts.index_of(device))
-                    self.baselines_reset += 1
-                    log.info("%s: new verification %d, anti-cheat baselines restart", device, vid)
+    def _apply(self, snap: Snapshot) -> None:
+        fresh, old = snap.table, self.current
+        if self.engine is not None and fresh.fact_columns is not None:
+            facts = self.engine.facts  # only what changed: a reload costs little on the batch thread
+            facts.update_from_columns(fresh.index.ids, fresh.fact_columns)
+            at = old.index.positions(fresh.index.ids)
+            vid = fresh.verification.astype(np.int64)
+            before = np.where(at >= 0, old.verification[np.maximum(at, 0)], 0).astype(np.int64)
+            for row in np.flatnonzero((vid != 0) & (vid != before)).tolist():
+                device = fresh.index.name(row)
+                self.engine.state.reset(facts.index_of(device))
+                self.baselines_reset += 1
+                log.info("%s: new verification %d, anti-cheat baselines restart", device, int(vid[row]))
         if self.alert_book is not None:
             self.alert_book.limits = fresh.alert_limits()
             self.alert_book.crops = fresh.crops()
         self.current = fresh
-        self._scales = {d: doc["scale"] for d, doc in snap.devices.items() if "scale" in doc}
         self.revision = snap.revision
-        self.verification_ids = dict(snap.verification_ids)
         self.reloads += 1

@@ -12,21 +12,29 @@ Format (``devices.json``)::
 
 ``scale`` holds what was read at the device's last verification; devices without it get only the
 anti-cheat rules that need no registry facts.
+
+The file is read as a stream, one device entry at a time, into a :class:`DeviceTable` (no document of
+the whole file in memory: a million devices are 350 MB of JSON); :func:`file_revision` names its
+content, for the ingest's snapshot of the table (:mod:`cloud_ingest.device_snapshot`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from anti_cheat import ScaleFact, ScaleFacts
-from device_profiles.envelope import TAG_VALUE_RE
-from device_profiles.influx_schema import ENRICHMENT_TAGS
+from anti_cheat import ScaleFact
 
+from .device_table import DeviceRows, DeviceTable
 from .errors import IngestError
-from .sensor_alerts import Limit
+
+CHUNK = 1 << 20  # characters read at a time
+HEAD = 1 << 20  # bytes of each end of a devices file in its revision
+_WS = " \t\r\n"
 
 
 def scale_fact(device: Mapping[str, Any]) -> ScaleFact:
@@ -38,8 +46,8 @@ def scale_fact(device: Mapping[str, Any]) -> ScaleFact:
     return ScaleFact(**fact)
 
 
-class DeviceFile:
-    """Keys and facts read from a devices file."""
+class DeviceFile(DeviceTable):
+    """Keys and facts of a devices file (or of a mapping in its format, for tests and small fleets)."""
 
     def __init__(
         self,
@@ -49,60 +57,123 @@ class DeviceFile:
         with_facts: bool = True,
     ) -> None:
         """``with_facts=False`` skips building :attr:`facts` (a reload that updates an engine's facts in place)."""
-        self._keys = {d: bytes.fromhex(v["key"]) for d, v in devices.items() if v.get("key")}
-        self._revoked = {d for d, v in devices.items() if v.get("revoked")}
-        self._profiles = {d: str(v["profile"]) for d, v in devices.items() if v.get("profile")}
-        self._crops = {d: str(v["crop"]) for d, v in devices.items() if "crop" in v}
-        self._limits: dict[str, dict[str, dict[str, Any]]] = {
-            d: v["limits"] for d, v in devices.items() if "limits" in v
-        }
-        self._tags = {
-            d: {
-                k: str(t)
-                for k, t in v.get("tags", {}).items()
-                if k in ENRICHMENT_TAGS and TAG_VALUE_RE.fullmatch(str(t))
-            }
-            for d, v in devices.items()
-        }
-        scales = {d: scale_fact(v) for d, v in devices.items() if "scale" in v} if with_facts else {}
-        self.facts = ScaleFacts.from_mapping(scales, commodity_median)
+        rows = DeviceRows()
+        for device, entry in devices.items():
+            rows.add(device, entry)
+        super().__init__(**rows.parts(commodity_median, with_facts=with_facts))
 
     @classmethod
-    def load(cls, path: str | Path) -> DeviceFile:
+    def load(cls, path: str | Path) -> DeviceTable:
+        """The devices of the file at ``path``, read entry by entry."""
         try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(doc["devices"], doc.get("commodity_median"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            rows, medians = DeviceRows(), {}
+            with Path(path).open(encoding="utf-8") as f:
+                for name, value in _entries(f):
+                    if name == "commodity_median":
+                        medians = {str(k): int(v) for k, v in value.items()}
+                    else:
+                        rows.add(name, value)
+            return rows.build(medians)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IngestError(f"{path}: not a usable devices file: {exc}") from exc
 
-    def key_for(self, device: str) -> bytes | None:
-        return self._keys.get(device)
 
-    def is_revoked(self, device: str) -> bool:
-        return device in self._revoked
+def file_revision(path: str | Path) -> str:
+    """Names a devices file's content without reading all of it (a start must not read 350 MB, perhaps
+    from a cold disk, to learn that nothing changed): its size, inode, modification and change times (the
+    change time moves with every write and cannot be set back by a copy tool), and a SHA-256 of its first
+    and last MiB."""
+    with Path(path).open("rb") as f:
+        st = os.fstat(f.fileno())
+        digest = hashlib.sha256(f.read(HEAD))
+        if st.st_size > HEAD:
+            f.seek(max(HEAD, st.st_size - HEAD))
+            digest.update(f.read(HEAD))
+    return f"file:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{digest.hexdigest()[:32]}"
 
-    def is_known(self, device: str) -> bool:
-        return device in self._keys
 
-    def profile_for(self, device: str) -> str | None:
-        """The device's profile id, which says what records it may send (None: the file names none)."""
-        return self._profiles.get(device)
+class _Stream:
+    """A JSON text read in chunks; :meth:`value` decodes the next value without the whole text."""
 
-    def alert_limits(self) -> dict[str, dict[str, Limit]]:
-        """Per-base alert limits (``"limits": {"soil.moisture_pct": {"low": 20, "high": 45, …}}``)."""
-        return {d: {ch: Limit(**spec) for ch, spec in lim.items()} for d, lim in self._limits.items()}
+    def __init__(self, f: TextIO) -> None:
+        self._f, self.buf, self.pos, self._eof = f, "", 0, False
+        self._decoder = json.JSONDecoder()
 
-    def crops(self) -> dict[str, str]:
-        """The crop grown at each base that names one (``"crop": "tomato"``)."""
-        return self._crops
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = self._f.read(CHUNK)
+        self._eof = not chunk
+        self.buf, self.pos = self.buf[self.pos :] + chunk, 0
+        return bool(chunk)
 
-    def partition_key(self, device: str) -> str:
-        """What ingest partitions are cut by: the device's market when the registry knows it."""
-        return self._tags.get(device, {}).get("market") or device
+    def skip_ws(self) -> str:
+        """The next character that is not white space ("" at the end)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _WS:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._fill():
+                return ""
 
-    def tags_for(self, device: str) -> dict[str, str]:
-        """Where the device is installed (district, market, stall, base, vehicle), for InfluxDB tags."""
-        return self._tags.get(device, {})
+    def expect(self, chars: str) -> str:
+        c = self.skip_ws()
+        if not c or c not in chars:
+            raise ValueError(f"expected one of {chars!r} at character {self.pos} of a chunk, found {c!r}")
+        self.pos += 1
+        return c
+
+    def value(self) -> Any:
+        self.skip_ws()
+        while True:
+            if len(self.buf) - self.pos < CHUNK // 4:  # a number cut at the chunk's end would decode short
+                self._fill()
+            try:
+                value, end = self._decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if not self._fill():
+                    raise
+                continue
+            self.pos = end
+            return value
+
+
+def _entries(f: TextIO) -> Iterator[tuple[str, Any]]:
+    """(device id, entry) for each device of the file, then ("commodity_median", prices) if present."""
+    s = _Stream(f)
+    s.expect("{")
+    if s.skip_ws() == "}":
+        raise KeyError("devices")
+    seen_devices = False
+    while True:
+        key = s.value()
+        s.expect(":")
+        if key == "devices":
+            seen_devices = True
+            s.expect("{")
+            if s.skip_ws() == "}":
+                s.pos += 1
+            else:
+                while True:
+                    device = s.value()
+                    s.expect(":")
+                    entry = s.value()
+                    if not isinstance(device, str) or not isinstance(entry, dict):
+                        raise TypeError(f"device {device!r}: an entry must be an object")
+                    yield device, entry
+                    if s.expect(",}") == "}":
+                        break
+        elif key == "commodity_median":
+            yield key, s.value()
+        else:
+            s.value()
+        if s.expect(",}") == "}":
+            break
+    if s.skip_ws():
+        raise ValueError("extra data after the devices document")
+    if not seen_devices:
+        raise KeyError("devices")
 
 
 def write_device_file(

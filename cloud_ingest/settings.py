@@ -40,6 +40,12 @@ class IngestSettings(BaseSettings):
     registry_url: str | None = Field(
         None, description="read devices from this registry database (instead of devices_file), kept current"
     )
+    devices_snapshot: bool = Field(
+        True, description="keep a snapshot of the devices beside the state, for a fast start (see Large fleets)"
+    )
+    devices_snapshot_path: Path = Field(
+        Path("devices_snapshot.npz"), description="`zhijian ingest run` puts it beside the spool"
+    )
     registry_refresh_s: float = Field(10.0, gt=0, description="how often to look for registry changes")
     unknown_device_grace_s: float = Field(
         600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"

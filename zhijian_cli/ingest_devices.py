@@ -1,69 +1,169 @@
 """How an ingest worker is put together: its devices (from the registry, kept current, or from a devices
-file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian demo` both build it here."""
+file) and the pipeline and worker over them. `zhijian ingest run` and `zhijian demo` both build it here.
+
+With a snapshot path (`zhijian ingest run` puts one beside its state), devices come from the snapshot of
+the source's current revision when there is one (see :mod:`cloud_ingest.device_snapshot`), else from the
+source, and a snapshot is written for the next start (and after every registry reload).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import hashlib
+import logging
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from anti_cheat import Engine
+from anti_cheat.fact_columns import FactError
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.dead_letters import DeadLetters
+from cloud_ingest.device_snapshot import load_snapshot, save_snapshot
+from cloud_ingest.device_table import DeviceRows, DeviceTable
 from cloud_ingest.live_devices import LiveDevices, Snapshot
 from cloud_ingest.nats_worker import PartitionedWorker
+from cloud_ingest.registry_file import file_revision
 from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from cloud_ingest.state_store import import_earlier_files, open_store
-from device_registry import RegistryError
-from device_registry.db import connect, sessions
-from device_registry.ingest_view import ingest_view, registry_revision
-from device_registry.settings import RegistrySettings
 
 from .registry_client import CliError
 
 MIB = 1024 * 1024
 
 
+log = logging.getLogger(__name__)  # where the devices came from is DEBUG (`-v`): a failed start says one line
+
+
+def _save(path: Path, table: DeviceTable, revision: str) -> None:
+    """Write a snapshot; a failure is logged, never raised (the snapshot only saves time at the next start)."""
+    started = time.monotonic()
+    try:
+        save_snapshot(path, table, revision)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: device snapshot not written: %s", path, exc)
+        return
+    log.debug("%s: device snapshot of %s written in %.1f s", path, revision, time.monotonic() - started)
+
+
+def file_devices(path: Path, snapshot: Path | None = None) -> DeviceTable:
+    """The devices file at ``path``: from ``snapshot`` when it is of the file's content, else read (and
+    the snapshot written)."""
+    try:
+        revision = file_revision(path)
+    except OSError as exc:
+        raise IngestError(f"{path}: not a usable devices file: {exc}") from exc
+    table = load_snapshot(snapshot, revision) if snapshot else None
+    if table is None:
+        started = time.monotonic()
+        table = DeviceFile.load(path)
+        log.debug("%s: %d devices read in %.1f s", path, len(table), time.monotonic() - started)
+        if snapshot:
+            _save(snapshot, table, revision)
+    table.release_columns()
+    return table
+
+
 def registry_devices(
-    url: str, key_secret: bytes, *, refresh_s: float = 10.0, commodity_median: dict[str, int] | None = None
+    url: str,
+    key_secret: bytes,
+    *,
+    refresh_s: float = 10.0,
+    commodity_median: dict[str, int] | None = None,
+    snapshot: Path | None = None,
 ) -> LiveDevices:
-    """Devices from the registry at ``url``; keys are derived again from ``key_secret``."""
+    """Devices from the registry at ``url``; keys are derived again from ``key_secret``. With ``snapshot``,
+    the start reads it when it is of the registry's current revision, and every reload rewrites it."""
+    from device_registry import ingest_view  # the registry's stack only for an ingest that reads it
+    from device_registry.db import connect, sessions
+
     make_session = sessions(connect(url))
+    source = hashlib.sha256(b"zhijian-devices\0" + url.encode() + b"\0" + key_secret).hexdigest()[:16]
 
     def revision() -> int:
         with make_session() as db:
-            return registry_revision(db)
+            return ingest_view.registry_revision(db)
 
-    def load() -> Snapshot:
+    def load(with_facts: bool) -> Snapshot:
+        started = time.monotonic()
+        rows = DeviceRows()
         with make_session() as db:
-            view = ingest_view(db, key_secret)
-        return Snapshot(view.devices, view.revision, view.verification_ids)
+            rev, found = ingest_view.ingest_rows(db, key_secret)
+            for r in found:
+                rows.add_row(
+                    r.device,
+                    key=r.key,
+                    revoked=r.revoked,
+                    profile=r.profile,
+                    tags=r.tags,
+                    crop=r.crop,
+                    limits=r.limits,
+                    fact=r.fact,
+                    verification=r.verification,
+                )
+        table = rows.build(commodity_median, with_facts=with_facts)
+        log.debug("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
+        return Snapshot(table, rev)
 
-    return LiveDevices(revision, load, refresh_s=refresh_s, commodity_median=commodity_median)
+    first = None
+    if snapshot is not None:
+        rev = revision()
+        table = load_snapshot(snapshot, f"registry:{source}:{rev}")
+        first = Snapshot(table, rev) if table is not None else None
+
+    def write(snap: Snapshot) -> None:
+        # on the batch thread, after the reload it follows (which reads the whole registry anyway): no
+        # writer left behind at exit, and the file is of the revision the ingest now serves
+        if snapshot is not None and snap.table.fact_columns is not None:
+            _save(snapshot, snap.table, f"registry:{source}:{snap.revision}")
+
+    live = LiveDevices(revision, load, refresh_s=refresh_s, first=first, on_reload=write)
+    if first is None:
+        write(Snapshot(live.current, live.revision))
+    live.current.release_columns()
+    return live
 
 
-def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tuple[DeviceFile, LiveDevices | None]:
+def ingest_devices(settings: IngestSettings, config: Path | None = None) -> tuple[DeviceTable, LiveDevices | None]:
     """The ingest's devices: from the registry when ``ZHIJIAN_REGISTRY_URL`` is set (with the live view that
     keeps them current), else from the devices file. Raises :class:`CliError` saying what is wrong."""
+    snapshot = settings.devices_snapshot_path if settings.devices_snapshot else None
+    if not settings.registry_url:  # an ingest without a registry does not import its stack (30 MB)
+        try:
+            return _trimmed(file_devices(settings.devices_file, snapshot)), None
+        except IngestError as exc:
+            raise CliError(str(exc)) from exc
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from device_registry import RegistryError
+    from device_registry.settings import RegistrySettings
+
     try:
-        if settings.registry_url:
-            secret = RegistrySettings(_env_file=config).key_secret_bytes()
-            live = registry_devices(settings.registry_url, secret, refresh_s=settings.registry_refresh_s)
-            return live.current, live
-        return DeviceFile.load(settings.devices_file), None
-    except (IngestError, RegistryError, SQLAlchemyError) as exc:
+        secret = RegistrySettings(_env_file=config).key_secret_bytes()
+        live = registry_devices(settings.registry_url, secret, refresh_s=settings.registry_refresh_s, snapshot=snapshot)
+    except (IngestError, RegistryError, SQLAlchemyError, FactError) as exc:
         raise CliError(str(exc)) from exc
+    return _trimmed(live.current), live
+
+
+def _trimmed(table: DeviceTable) -> DeviceTable:
+    """``table``, once the memory its load freed is given back to the system: glibc keeps freed blocks
+    below its mmap threshold in the heap, where a load's temporaries (~200 MB for a million devices)
+    would otherwise stay in the RSS."""
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
+    return table
 
 
 def build_pipeline(
-    settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
+    settings: IngestSettings, influx: InfluxClient, devices: DeviceTable, live: LiveDevices | None = None
 ) -> tuple[Pipeline, Callable[[], None]]:
     """The pipeline for ``settings`` (its state in the files the settings name), and what closes them."""
     source = live or devices
@@ -117,7 +217,7 @@ def build_pipeline(
 
 
 def build_worker(
-    settings: IngestSettings, influx: InfluxClient, devices: DeviceFile, live: LiveDevices | None = None
+    settings: IngestSettings, influx: InfluxClient, devices: DeviceTable, live: LiveDevices | None = None
 ) -> IngestWorker:
     """The worker (not started) for ``settings``, storing into ``influx``; with ``live``, it follows the registry."""
     pipeline, _close = build_pipeline(settings, influx, devices, live)
@@ -138,7 +238,7 @@ def partition_settings(settings: IngestSettings, state_dir: Path) -> IngestSetti
 def build_partitioned_worker(
     settings: IngestSettings,
     influx: InfluxClient,
-    devices: DeviceFile,
+    devices: DeviceTable,
     live_for: Callable[[], LiveDevices | None] = lambda: None,
 ) -> PartitionedWorker:
     """The NATS worker (not started): each partition it takes gets a pipeline over its own state directory

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from .device_cmd import app as device_app
 from .registry_cmd import app as registry_app
 from .servers import ServerError
 from .sim_cmd import app as sim_app
+
+if TYPE_CHECKING:  # imported when a command runs: keeps `zhijian --help` quick
+    from cloud_ingest import IngestSettings
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -137,6 +140,25 @@ def profiles_check(
         raise typer.Exit(1)
 
 
+def _ingest_settings(config: Path | None) -> IngestSettings:
+    """The ingest's settings (environment over ``config``), the devices snapshot beside the spool unless set;
+    a bad file or value is one red line and exit status 2."""
+    from cloud_ingest import IngestSettings
+
+    if config is not None and not config.is_file():
+        console.print(f"[red]{config}: no such settings file[/]")
+        raise typer.Exit(2)
+    try:
+        settings = IngestSettings(_env_file=config) if config else IngestSettings()
+    except ValueError as exc:
+        console.print(f"[red]settings: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
+    if "devices_snapshot_path" not in settings.model_fields_set:
+        snapshot = settings.spool_path.with_name("devices_snapshot.npz")
+        settings = settings.model_copy(update={"devices_snapshot_path": snapshot})
+    return settings
+
+
 @ingest_app.command("run")
 def ingest_run(
     config: Annotated[
@@ -151,8 +173,6 @@ def ingest_run(
     ZHIJIAN_TRANSPORT=nats it takes its share of the partitions of the NATS JetStream ingest stream
     (ZHIJIAN_NATS_URL) that `zhijian ingest route` fills (docs/scale_out.md)."""
 
-    from cloud_ingest import IngestSettings
-
     from .ingest_devices import build_worker, ingest_devices
     from .ingest_start import bind_metrics, create_database, influx_client
     from .registry_client import CliError
@@ -161,14 +181,7 @@ def ingest_run(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if config is not None and not config.is_file():
-        console.print(f"[red]{config}: no such settings file[/]")
-        raise typer.Exit(2)
-    try:
-        settings = IngestSettings(_env_file=config) if config else IngestSettings()
-    except ValueError as exc:
-        console.print(f"[red]settings: {exc}[/]", highlight=False)
-        raise typer.Exit(2) from exc
+    settings = _ingest_settings(config)
     if settings.transport == "nats":
         from .ingest_nats import run_partitioned
 

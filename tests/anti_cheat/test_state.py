@@ -62,17 +62,20 @@ def test_state_grows_resets_saves_and_restores_by_device_id() -> None:
         for i in range(3)
     ]
     engine.score(Transactions.from_rows(facts, rows))
-    before = int(engine.state.reweigh_cusum[1])
+    b = engine.state.row(1)  # the state row of b-001, the only scale scored
+    assert b == 0 and len(engine.state) == 1
+    before = int(engine.state.reweigh_cusum[b])
     assert before > 0
     saved = engine.save()
     other = ScaleFacts()
     other.index_of("zz-999")  # the device indices differ on the other worker
     restored = Engine(other)
     restored.restore(saved)
-    assert int(restored.state.reweigh_cusum[other.index_of("b-001")]) == before
-    flags = engine.state.flag_counts[1].copy()
-    engine.state.reset(1)  # a new verification: the history starts again, the scale's flag record stays
-    assert int(engine.state.reweigh_cusum[1]) == 0 and (engine.state.flag_counts[1] == flags).all()
+    assert int(restored.state.reweigh_cusum[restored.state.row(other.index_of("b-001"))]) == before
+    flags = engine.state.flag_counts[b].copy()
+    engine.state.reset(np.array([1, 0, 99]))  # a new verification: the history starts again, the flags stay
+    assert int(engine.state.reweigh_cusum[b]) == 0 and (engine.state.flag_counts[b] == flags).all()
+    assert len(engine.state) == 1, "scales without a row (a-001, one never seen) have nothing to reset"
     assert len(EngineState.from_bytes(EngineState().to_bytes([]), other.index_of)) == 0
 
 
@@ -133,16 +136,18 @@ def test_saves_of_older_versions_are_read() -> None:
         "flag_counts": flags,
     }
     state = EngineState.from_bytes(_old_save(["b-001", "c-001"], arrays), facts.index_of)
-    b, c = facts.index_of("b-001"), facts.index_of("c-001")
+    b, c = state.row(facts.index_of("b-001")), state.row(facts.index_of("c-001"))
     assert state.reweigh_cusum[b] == 7 and state.reweigh_cusum[c] == 0 and state.digit_total[b] == 10
     assert state.flag_counts[b, 3] == 2 and not state.last_flag_ts.any()
     # a save from before a rule was added: its columns cannot be told apart, so its counts are not moved
     arrays["flag_counts"] = np.full((1, len(RULES) - 1), 5, dtype=np.int64)
     state = EngineState.from_bytes(_old_save(["b-001"], arrays), facts.index_of)
+    b = state.row(facts.index_of("b-001"))
     assert state.reweigh_cusum[b] == 7 and not state.flag_counts.any()
     # a save without flag counts at all
     del arrays["flag_counts"]
     state = EngineState.from_bytes(_old_save(["b-001"], arrays), facts.index_of)
+    b = state.row(facts.index_of("b-001"))
     assert state.digit_total[b] == 10 and not state.flag_counts.any()
 
 
@@ -156,8 +161,21 @@ def test_flag_counts_follow_their_rule_ids_across_rule_changes() -> None:
     saved["last_flag_ts"] = np.array([123], dtype=np.int64)
     data = _old_save(["a-001"], saved, rules=np.array(json.dumps(names)))
     state = EngineState.from_bytes(data, facts.index_of)
-    a = facts.index_of("a-001")
+    a = state.row(facts.index_of("a-001"))
     assert state.flag_counts[a, 2] == 4 and state.flag_counts[a, 0] == 1 and state.flag_counts[a].sum() == 5
     # and today's saves carry today's rule ids, read back unchanged
     again = EngineState.from_bytes(state.to_bytes(facts.devices), facts.index_of)
-    assert (again.flag_counts == state.flag_counts[: len(again)]).all() and again.last_flag_ts[a] == 123
+    assert len(again) == len(state) == 1 and again.last_flag_ts[a] == 123
+    assert (again.flag_counts[: len(again)] == state.flag_counts[: len(state)]).all()
+
+
+def test_rows_are_given_to_the_scales_scored_only() -> None:
+    """A million registered scales cost state only for those a batch scores."""
+    state = EngineState()
+    assert state.rows(np.zeros(0, dtype=np.intp)).tolist() == [] and len(state) == 0
+    assert state.rows(np.array([999_999, 5, 999_999])).tolist() == [1, 0, 1], "new scales in index order"
+    assert state.rows(np.array([7, 5])).tolist() == [2, 0] and len(state) == 3 and len(state.digit_total) == 16
+    assert state.scale_of[: len(state)].tolist() == [5, 999_999, 7]
+    state.reweigh_cusum[state.row(7)] = 3
+    again = EngineState.from_bytes(state.to_bytes({5: "a", 7: "c", 999_999: "b"}), {"a": 0, "b": 1, "c": 2}.__getitem__)
+    assert again.reweigh_cusum[again.row(2)] == 3 and len(again) == 3

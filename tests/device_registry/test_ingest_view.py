@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine
 
 from anti_cheat import Engine as AntiCheat
+from cloud_ingest.device_snapshot import snapshot_revision
 from cloud_ingest.sensor_alerts import AlertBook
+from device_registry import ingest_view
 from device_registry.credentials import derive_integrity_key
 from device_registry.schemas import BaseIn, DeviceIn, LimitIn, ProvisionIn, RevokeIn
 from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
@@ -44,8 +47,7 @@ def test_the_ingest_view_follows_the_registry(engine: Engine, registry_url: str)
     assert not live.refresh(), "nothing changed: no reload"
 
     # a verification: new facts, and the scale's baselines restart
-    i = engine_.facts.index_of("scale-0001")
-    engine_.state.ensure(len(engine_.facts))
+    i = engine_.state.row(engine_.facts.index_of("scale-0001"))
     engine_.state.reweigh_cusum[i] = 12_345
     engine_.state.digit_counts[i, 3] = 7
     reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
@@ -79,3 +81,47 @@ def test_a_failed_reload_keeps_the_last_view(
     monkeypatch.setattr(live, "_revision", broken)  # the database goes away
     assert not live.refresh() and live.reload_errors == 1
     assert live.key_for("scale-0001") == key
+
+
+def test_the_snapshot_is_used_when_current_and_follows_reloads(
+    engine: Engine, registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.provision("scale-0001", ProvisionIn())
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
+    snap = tmp_path / "devices_snapshot.npz"
+    first = registry_devices(registry_url, KEY_SECRET, refresh_s=0, snapshot=snap)
+    written = snapshot_revision(snap)
+    assert written is not None and written.endswith(f":{first.revision}")
+
+    real_rows = ingest_view.ingest_rows
+
+    def not_read(db: object, key_secret: bytes) -> None:
+        raise AssertionError("the registry was read: the snapshot was not used")
+
+    monkeypatch.setattr(ingest_view, "ingest_rows", not_read)
+    live = registry_devices(registry_url, KEY_SECRET, refresh_s=0, snapshot=snap)
+    assert live.key_for("scale-0001") == first.key_for("scale-0001")
+    assert live.tags_for("scale-0001") == first.tags_for("scale-0001")
+    assert live.current.facts.current("scale-0001") == first.current.facts.current("scale-0001")
+    monkeypatch.setattr(ingest_view, "ingest_rows", real_rows)
+
+    # a reload from a snapshot start updates the facts in place, restarts baselines, rewrites the snapshot
+    engine_ = AntiCheat(live.current.facts)
+    live.attach(engine_, AlertBook())
+    scale_index = engine_.facts.index_of("scale-0001")
+    i = engine_.state.row(scale_index)
+    engine_.state.reweigh_cusum[i] = 12_345
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
+    assert live.refresh() and live.baselines_reset == 1 and engine_.state.reweigh_cusum[i] == 0
+    assert engine_.facts.n_versions[scale_index] == 2, "the new verification is a version beside the one loaded"
+    deadline = time.monotonic() + 10
+    while snapshot_revision(snap) != written.rsplit(":", 1)[0] + f":{live.revision}":
+        assert time.monotonic() < deadline, "the snapshot was not rewritten after the reload"
+        time.sleep(0.05)
+
+    # a change while the ingest is away: the snapshot is of an older revision and not used
+    reg.revoke("scale-0001", RevokeIn(reason="seal broken"))
+    assert registry_devices(registry_url, KEY_SECRET, refresh_s=0, snapshot=snap).is_revoked("scale-0001")
