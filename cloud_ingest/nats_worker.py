@@ -24,7 +24,6 @@ pool, one batch at a time per partition, so the loop never waits on InfluxDB.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -44,10 +43,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_profiles.acks import encode_ack
-from device_profiles.topics import parse, topic, valid_device_id
+from device_profiles.topics import parse, topic
 
 from . import mqtt_properties
 from .checkpoints import Checkpoint, CheckpointStore, LostCheckpoint, restore, snapshot
+from .device_messages import publish_alert, take_reply
 from .errors import StoreUnavailable
 from .leases import Leases
 from .nats_stream import TOPIC_HEADER, LoopThread, connect, consumer_name, ensure_stream, never_raises, subject
@@ -400,24 +400,7 @@ class PartitionedWorker:
         self.partition_messages[part.number] += len(msgs)
 
     def _on_reply(self, pipeline: Pipeline, device: str, payload: bytes) -> None:
-        """A device's command reply; an ``ack_alert`` closes the alert it names (as the single worker)."""
-        try:
-            doc = json.loads(payload)
-            ack = doc.get("ack_alert") if isinstance(doc, dict) else None
-            alert_id = ack.get("alert_id") if isinstance(ack, dict) else None
-        except (ValueError, RecursionError):
-            pipeline.rejected["bad_reply"] += 1
-            return
-        if isinstance(alert_id, str) and pipeline.alert_book.acknowledge(device, alert_id):
-            log.info("%s acknowledged alert %s", device, alert_id)
+        take_reply(pipeline, device, payload)
 
     def _publish_alert(self, alert: Alert) -> None:
-        """Retained on the subject's alert topic; a base's alert also on its command topic (as the single worker)."""
-        if not valid_device_id(alert.subject):
-            return
-        doc = alert.as_dict()
-        payload = json.dumps(doc, ensure_ascii=False).encode()
-        self._mqtt.publish(topic(alert.subject, "alert"), payload, qos=1, retain=True)
-        if alert.kind.startswith("sensor_"):
-            command = {"id": alert.id, "cmd": "alert", "args": doc}
-            self._mqtt.publish(topic(alert.subject, "cmd"), json.dumps(command, ensure_ascii=False).encode(), qos=1)
+        publish_alert(self._mqtt, alert)

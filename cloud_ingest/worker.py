@@ -2,16 +2,20 @@
 
 - The session is persistent (``clean_start=False`` with a session expiry), so the broker keeps QoS 1
   messages for us while we restart, and across a broker restart.
-- Scale-out: N workers each take ``partition k of N``: every worker receives every message and keeps the
-  devices whose id hashes (CRC-32) to its partition, acknowledging the others at once. A device's records
-  therefore always meet the same worker, in order, so per-scale state (CUSUMs, digit windows, sequence
-  checks) gives the same results with 1 or N workers. We measured why not MQTT 5 shared subscriptions
-  (``share_group``, still available for brokers that persist them): on Mosquitto 2.0 a shared
+- Scale-out is on NATS JetStream (:mod:`cloud_ingest.router`, :mod:`cloud_ingest.nats_worker`,
+  docs/scale_out.md): each worker receives only its partitions' messages. Here, for a small city without
+  NATS, N workers may each take ``partition k of N`` of one broker: every worker receives every message and
+  keeps the markets whose name hashes (CRC-32) to its partition, acknowledging the others at once (broker
+  egress grows with N). Either way a market's records meet one worker, in order, so per-scale state
+  (CUSUMs, digit windows, sequence checks) gives the same results with 1 or N workers. Why not MQTT 5
+  shared subscriptions (``share_group``, still available for brokers that persist them): on Mosquitto 2.0 a shared
   subscription does not survive a broker restart, and the messages published before the worker
   re-subscribes are lost (tests/cloud_ingest/test_worker.py shows both); and a shared subscription
   spreads one device's records over workers, so per-scale state would diverge.
-- Acknowledgements are manual: a message's PUBACK is sent only after its batch is stored. If InfluxDB is
-  down, the batch is retried and nothing is acknowledged, so the broker keeps the messages.
+- Acknowledgements are manual: a message's PUBACK is sent only after its batch is stored and its state
+  (sequences, alerts, dead letters and, at a checkpoint, the anti-cheat state) committed in one
+  transaction of the state file (:mod:`cloud_ingest.state_store`). If InfluxDB is down, the batch is
+  retried and nothing is acknowledged, so the broker keeps the messages.
 - The hand-off queue is bounded; when full, paho's network thread waits, and the broker holds back
   (MQTT flow control) instead of anything being dropped.
 
@@ -25,7 +29,6 @@ the batch in hand is kept until it is stored, so nothing received is dropped una
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import sys
@@ -44,9 +47,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device_profiles.acks import encode_ack
 from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
-from device_profiles.topics import parse, subscription, topic, valid_device_id
+from device_profiles.topics import parse, subscription, topic
 
 from . import mqtt_properties
+from .device_messages import publish_alert, take_reply
 from .errors import StoreUnavailable
 from .handoff import Handoff
 from .pipeline import Pipeline, Prepared
@@ -118,6 +122,9 @@ class IngestWorker:
                     settings.mqtt_username,
                 )
         self._client.reconnect_delay_set(min_delay=1, max_delay=15)
+        # our own publishes (device acknowledgements, alerts) in flight at once: paho's default of 20 paced a
+        # flush to 1 000 devices 20 at a time and dropped what was still queued at a disconnect
+        self._client.max_inflight_messages_set(settings.broker_inflight_messages)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
         self._unreachable_since: float | None = None  # when the broker stopped answering (logged once)
@@ -139,32 +146,15 @@ class IngestWorker:
         self.device_acks = 0  # acknowledgement messages sent to devices
         self._device_acks: dict[str, list[tuple[int, int]]] = {}  # stored, not yet told to the device
         self._acks_sent_at = time.monotonic()
+        self._ack_infos: list[mqtt.MQTTMessageInfo] = []  # the last flush's publishes
         self._held_since = time.monotonic()
 
     def _publish_alert(self, alert: Alert) -> None:
-        """Retained on the subject's alert topic, so a stall's or base's screen shows it when it connects;
-        a planting base's alert also goes to the base's command topic, for its agent to sound and confirm."""
-        if not valid_device_id(alert.subject):
-            return
-        doc = alert.as_dict()
-        payload = json.dumps(doc, ensure_ascii=False).encode()
-        self._client.publish(topic(alert.subject, "alert"), payload, qos=1, retain=True)
-        if alert.kind.startswith("sensor_"):
-            command = {"id": alert.id, "cmd": "alert", "args": doc}
-            self._client.publish(topic(alert.subject, "cmd"), json.dumps(command, ensure_ascii=False).encode(), qos=1)
+        publish_alert(self._client, alert)
 
     def _on_reply(self, device: str, payload: bytes) -> None:
-        """A device's command reply; an ``ack_alert`` closes (or marks acknowledged) the alert it names."""
-        try:
-            doc = json.loads(payload)
-            ack = doc.get("ack_alert") if isinstance(doc, dict) else None
-            alert_id = ack.get("alert_id") if isinstance(ack, dict) else None
-        except (ValueError, RecursionError):
-            self.pipeline.rejected["bad_reply"] += 1
-            return
-        if isinstance(alert_id, str) and self.pipeline.alert_book.acknowledge(device, alert_id):
+        if take_reply(self.pipeline, device, payload):
             self.acknowledged_alerts += 1
-            log.info("%s acknowledged alert %s", device, alert_id)
 
     @property
     def loops(self) -> list[Loop]:
@@ -287,6 +277,7 @@ class IngestWorker:
         self.replayer.join(timeout_s=30)
         self._checkpoint(force=True)
         self._acknowledge_devices({}, now=True)
+        self._wait_published(timeout_s=10)  # the acknowledgements just sent reach the broker before we go
         props = None
         if end_session and self._v5:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
@@ -392,10 +383,20 @@ class IngestWorker:
         if not self._device_acks or not (now or due):
             return
         pending, self._device_acks = self._device_acks, {}
-        for device, ranges in pending.items():
-            self._client.publish(topic(device, "ack"), encode_ack(ranges), qos=1)
-            self.device_acks += 1
+        self._ack_infos = [
+            self._client.publish(topic(device, "ack"), encode_ack(ranges), qos=1) for device, ranges in pending.items()
+        ]
+        self.device_acks += len(pending)
         self._acks_sent_at = time.monotonic()
+
+    def _wait_published(self, *, timeout_s: float) -> None:
+        """Until the broker has the last acknowledgements sent (PUBACK), or ``timeout_s``, or disconnected."""
+        deadline = time.monotonic() + timeout_s
+        for info in self._ack_infos:
+            while not info.is_published() and self.connected.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(timeout=0.2)
+        self._ack_infos = []
 
     def stalled(self, *, after_s: float = 60.0) -> str:
         """Why the batcher makes no progress while messages wait ('' when it does): a batch in hand for

@@ -140,6 +140,13 @@ def profiles_check(
         raise typer.Exit(1)
 
 
+def _log_to_stderr(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
 def _ingest_settings(config: Path | None) -> IngestSettings:
     """The ingest's settings (environment over ``config``), the devices snapshot beside the spool unless set;
     a bad file or value is one red line and exit status 2."""
@@ -177,10 +184,7 @@ def ingest_run(
     from .ingest_start import bind_metrics, create_database, influx_client
     from .registry_client import CliError
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _log_to_stderr(verbose)
     settings = _ingest_settings(config)
     if settings.transport == "nats":
         from .ingest_nats import run_partitioned
@@ -231,24 +235,13 @@ def ingest_route(
     """Route device traffic from Mosquitto into the NATS JetStream ingest stream, partitioned by market, for
     workers run with ZHIJIAN_TRANSPORT=nats (docs/scale_out.md). Same ZHIJIAN_* settings as `ingest run`
     (ZHIJIAN_MQTT_*, ZHIJIAN_NATS_URL, ZHIJIAN_NATS_PARTITIONS, the devices file or registry for markets)."""
-    from cloud_ingest import IngestSettings
-
     from .ingest_nats import run_router
     from .registry_client import CliError
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if config is not None and not config.is_file():
-        console.print(f"[red]{config}: no such settings file[/]")
-        raise typer.Exit(2)
+    _log_to_stderr(verbose)
+    settings = _ingest_settings(config)
     try:
-        settings = IngestSettings(_env_file=config) if config else IngestSettings()
         run_router(settings, config, say=console.print)
-    except ValueError as exc:
-        console.print(f"[red]settings: {exc}[/]", highlight=False)
-        raise typer.Exit(2) from exc
     except CliError as exc:
         console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from exc

@@ -588,3 +588,45 @@ def test_every_rejection_reason_through_the_broker(
     finally:
         pub.loop_stop()
         worker.stop(end_session=True)
+
+
+def test_acknowledgements_waiting_at_stop_reach_every_device(
+    mosquitto: MosquittoServer, influx: InfluxClient, tmp_path: Path
+) -> None:
+    """A clean stop sends what waits for the acknowledgement interval, to each of many devices, and the
+    broker has all of it before the worker disconnects (paho's own limit of 20 in flight dropped the rest)."""
+    from device_profiles.acks import decode_ack
+
+    devices = [f"scale-{i:04d}" for i in range(100, 220)]
+    keys = {d: secrets.token_bytes(32) for d in devices}
+    files = DeviceFile({d: {"key": k.hex()} for d, k in keys.items()})
+    pipeline = Pipeline(key_for=files.key_for, engine=Engine(ScaleFacts()), store=influx, spool=Spool())
+    settings = IngestSettings(
+        mqtt_port=mosquitto.port, mqtt_client_id=f"stop-{tmp_path.name}", batch_max_ms=50, device_ack_interval_s=3600
+    )
+    worker = IngestWorker(settings, pipeline).start()
+    acks: dict[str, list[tuple[int, int]]] = {}
+    watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda _c, _u, m: acks.setdefault(m.topic.split("/")[2], decode_ack(m.payload))
+    watcher.connect("127.0.0.1", mosquitto.port)
+    watcher.subscribe("zhijian/v1/+/ack", qos=1)
+    watcher.loop_start()
+    try:
+        assert worker.connected.wait(30)
+        publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        publisher.connect("127.0.0.1", mosquitto.port)
+        publisher.loop_start()
+        for d in devices:
+            payload = encode(device=d, boot=BOOT, seq=1, sent_ms=1, records=[sale(txn=1)], key=keys[d])
+            publisher.publish(f"zhijian/v1/{d}/data", payload, qos=1).wait_for_publish(10)
+        publisher.loop_stop()
+        assert wait_until(lambda: pipeline.records_by_type["sale"] == len(devices), 60)
+        assert acks == {}  # the interval holds them
+    finally:
+        worker.stop(end_session=True)
+    try:
+        assert wait_until(lambda: len(acks) == len(devices), 30), len(acks)
+        assert all(ranges == [(1, 1)] for ranges in acks.values())
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
