@@ -134,20 +134,34 @@ EARLIER_CHECKPOINT = "anti_cheat_state.npz"
 
 def import_earlier_files(store: StateStore, settings: IngestSettings) -> list[Path]:
     """Move an earlier version's state files (beside the state file, where that version's defaults put
-    them) into ``store``, once: each is copied in one transaction, then renamed ``*.imported`` (kept, not
-    deleted). A book the settings still give a file of its own is left there. Returns what was imported."""
+    them) into ``store``: each is copied in one transaction that also records it as imported (by name,
+    size and modification time: a file is never imported twice, even after a crash before its rename),
+    then renamed ``*.imported`` (``*.imported.2``, … : an earlier copy is never overwritten). A book the
+    settings still give a file of its own is left there. Merging, not replacing: dead letters get new
+    ids (none of the state file's is overwritten), a device's highest seq, gaps and late counts are the
+    larger of both, digests and alert rows the file's (an earlier version that ran last saw them last).
+    Returns what was imported."""
     folder = Path(store.path).parent
     own = {
         "sequences.sqlite": settings.sequence_path,
         "alerts.sqlite": settings.alert_path,
         "dead_letters.sqlite": settings.dead_letter_path,
     }
-    done = []
+    done: list[Path] = []
+    if store.path == MEMORY:
+        return done
+    store.db.execute("CREATE TABLE IF NOT EXISTS imported_file (name TEXT, size INTEGER, mtime_ns INTEGER)")
     for name, tables in EARLIER_FILES.items():
         path = folder / name
-        if own[name] is not None or not path.is_file() or store.path == MEMORY:
+        if own[name] is not None or not path.is_file():
             continue
+        seen = (name, path.stat().st_size, path.stat().st_mtime_ns)
         with store.lock:
+            if store.db.execute(
+                "SELECT 1 FROM imported_file WHERE name = ? AND size = ? AND mtime_ns = ?", seen
+            ).fetchone():
+                log.warning("%s was imported before; left as it is", path)
+                continue
             store.db.execute("ATTACH DATABASE ? AS earlier", (str(path),))
             try:
                 with store.transaction() as db:
@@ -156,19 +170,45 @@ def import_earlier_files(store: StateStore, settings: IngestSettings) -> list[Pa
                             "SELECT 1 FROM earlier.sqlite_master WHERE type = 'table' AND name = ?", (table,)
                         ).fetchone():
                             _copy_table(db, table)
+                    db.execute("INSERT INTO imported_file VALUES (?, ?, ?)", seen)
             finally:
                 store.db.execute("DETACH DATABASE earlier")
-        path.rename(path.with_name(name + ".imported"))
+        path.rename(_free_name(path, ".imported"))
         done.append(path)
     checkpoint = folder / EARLIER_CHECKPOINT
-    if settings.engine_state_path is None and checkpoint.is_file() and store.checkpoint() is None:
-        store.put_checkpoint(checkpoint.read_bytes())
-        checkpoint.rename(checkpoint.with_name(EARLIER_CHECKPOINT + ".imported"))
-        done.append(checkpoint)
+    if settings.engine_state_path is None and checkpoint.is_file():
+        if store.checkpoint() is None:
+            store.put_checkpoint(checkpoint.read_bytes())
+            checkpoint.rename(_free_name(checkpoint, ".imported"))
+            done.append(checkpoint)
+        else:
+            log.warning(
+                "%s not imported: %s has an anti-cheat checkpoint of its own (the file is left as it is)",
+                checkpoint,
+                store.path,
+            )
     if done:
         fsync_directory(folder)
         log.info("imported the state of an earlier version into %s: %s", store.path, ", ".join(p.name for p in done))
     return done
+
+
+def _free_name(path: Path, suffix: str) -> Path:
+    """``path`` + ``suffix``, or with ``.2``, ``.3``, … after it: the first name not taken."""
+    candidate, n = path.with_name(path.name + suffix), 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}{suffix}.{n}")
+    return candidate
+
+
+#: how rows of an earlier file merge into the state file's table
+_MERGE = {
+    "dead_letter": "INSERT INTO main.dead_letter ({cols}) SELECT {cols} FROM earlier.dead_letter ORDER BY id",
+    "device_seq": "INSERT INTO main.device_seq ({cols}) SELECT {cols} FROM earlier.device_seq WHERE true"
+    " ON CONFLICT(device) DO UPDATE SET highest = MAX(highest, excluded.highest),"
+    " gaps = MAX(gaps, excluded.gaps), late = MAX(late, excluded.late)",
+}
 
 
 def _copy_table(db: sqlite3.Connection, table: str) -> None:
@@ -178,8 +218,10 @@ def _copy_table(db: sqlite3.Connection, table: str) -> None:
         db.execute(sql[0])
     ours = {row[1] for row in db.execute(f"PRAGMA main.table_info({table})")}
     theirs = [row[1] for row in db.execute(f"PRAGMA earlier.table_info({table})")]
-    columns = ", ".join(c for c in theirs if c in ours)
-    db.execute(f"INSERT OR REPLACE INTO main.{table} ({columns}) SELECT {columns} FROM earlier.{table}")  # noqa: S608
+    shared = [c for c in theirs if c in ours and not (table == "dead_letter" and c == "id")]  # new ids
+    cols = ", ".join(shared)
+    default = "INSERT OR REPLACE INTO main.{table} ({cols}) SELECT {cols} FROM earlier.{table}"
+    db.execute(_MERGE.get(table, default).format(table=table, cols=cols))
 
 
 _open: dict[str, StateStore] = {}

@@ -341,3 +341,47 @@ def test_checkpoints_of_a_large_fleet_come_no_more_often_than_twenty_times_their
     clock[0] += 8.0
     assert worker._checkpoint_due() and worker._checkpoint_due(force=True)
     influx.close()
+
+
+def test_going_back_to_an_earlier_version_and_forward_again_merges_and_overwrites_nothing(tmp_path: Path) -> None:
+    """The outside review's case: upgraded, then the earlier version ran again on fresh files of its own,
+    then upgraded again. Its dead letters are added (none of the state file's replaced), a device's highest
+    seq is the larger, each copy of the earlier files is kept, and no file is imported twice."""
+    from cloud_ingest import IngestSettings
+
+    settings = IngestSettings(state_path=tmp_path / "ingest_state.sqlite")
+
+    def earlier_run(letters: list[bytes], highest: int) -> None:
+        seq, dead = SequenceBook(tmp_path / "sequences.sqlite"), DeadLetters(tmp_path / "dead_letters.sqlite")
+        seq.observe("scale-0001", 1, highest, list(range(highest)))
+        seq.save()
+        for payload in letters:
+            dead.add("zhijian/v1/scale-0009/data", "bad_tag", "forged", payload)
+        seq.close()
+        dead.close()
+
+    earlier_run([b"first evidence"], highest=50)
+    store = open_store(settings.state_path)
+    assert len(import_earlier_files(store, settings)) == 2
+    sequences, letters = SequenceBook(store), DeadLetters(store)
+    sequences.observe("scale-0001", 51, 50, list(range(50)))  # the new version moves on to seq 100
+    sequences.save()
+    letters.add("zhijian/v1/scale-0009/data", "bad_tag", "forged", b"second evidence")
+    letters.flush()
+    earlier_run([b"rolled back 0", b"rolled back 1"], highest=20)  # back, on fresh files
+    assert len(import_earlier_files(store, settings)) == 2
+    assert [p for _, _, p in letters.rows()] == [
+        b"first evidence",
+        b"second evidence",
+        b"rolled back 0",
+        b"rolled back 1",
+    ]
+    assert store.db.execute("SELECT highest FROM device_seq WHERE device = 'scale-0001'").fetchone() == (100,)
+    assert sorted(p.name for p in tmp_path.glob("*.imported*")) == [
+        "dead_letters.sqlite.imported",
+        "dead_letters.sqlite.imported.2",
+        "sequences.sqlite.imported",
+        "sequences.sqlite.imported.2",
+    ]
+    for book in (sequences, letters):
+        book.close()
