@@ -8,6 +8,11 @@ that floods bad payloads must neither fill the disk nor push out what other devi
 - all dead letters together have a quota (``total_quota_bytes``): past it, the oldest dead letter of the
   device holding the most bytes is evicted, so the biggest sender pays first.
 
+The same refusal again (same reason, topic, detail and bytes: a message the broker redelivers because
+the ingest crashed after keeping its letter and before acknowledging it, or a device sending one bad
+payload over and over) is counted on the letter already kept (``times``, ``last_at_ms``), not kept
+twice; after an operator's replay, a refusal of it is a new letter.
+
 Evictions are counted per device (exported as a metric, logged once per device). Letters are buffered in
 memory and written by :meth:`DeadLetters.flush` in one transaction (the pipeline flushes before a batch is
 acknowledged), so a flood of bad payloads costs one disk sync per batch, not one per payload.
@@ -21,6 +26,7 @@ until its quota evicts it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import time
@@ -38,8 +44,8 @@ from .state_store import StateStore, open_store
 
 log = logging.getLogger(__name__)
 
-#: (at_ms, topic, device, reason, detail, payload, size): a letter waiting to be written
-_Row = tuple[int, str, str, str, str, bytes, int]
+#: (at_ms, topic, device, reason, detail, payload, size, digest): a letter waiting to be written
+_Row = tuple[int, str, str, str, str, bytes, int, bytes]
 MAX_LETTER_BYTES = MAX_PAYLOAD_BYTES  # the largest payload the contract admits; beyond it only the start is kept
 NO_DEVICE = "(none)"  # letters whose topic names no device (a bad topic, the spool, derived points)
 _ROW_OVERHEAD = 64  # bytes per row besides topic, detail and payload, roughly what SQLite spends
@@ -89,6 +95,14 @@ class DeadLetters:
                 )
         if "replayed_at" not in columns:  # when an operator last published it again (None: never)
             self._db.execute("ALTER TABLE dead_letter ADD COLUMN replayed_at INTEGER")
+        if "digest" not in columns:  # the same refusal again (a redelivery after a crash) is counted, not kept twice
+            self._db.execute("ALTER TABLE dead_letter ADD COLUMN digest BLOB")
+            self._db.execute("ALTER TABLE dead_letter ADD COLUMN times INTEGER NOT NULL DEFAULT 1")
+            self._db.execute("ALTER TABLE dead_letter ADD COLUMN last_at_ms INTEGER")
+        # once replayed, a letter leaves the index: what the ingest refuses again after a replay is a new letter
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS dead_letter_unreplayed ON dead_letter (digest) WHERE replayed_at IS NULL"
+        )
         self._db.execute("CREATE INDEX IF NOT EXISTS dead_letter_device ON dead_letter (device, id)")
         for device, size in self._db.execute("SELECT device, SUM(size) FROM dead_letter GROUP BY device"):
             self.kept_bytes[device] = int(size)
@@ -106,8 +120,12 @@ class DeadLetters:
             detail = f"{detail} (first {MAX_LETTER_BYTES} of {len(payload)} bytes kept)"
             payload = payload[:MAX_LETTER_BYTES]
         size = len(topic) + len(detail) + len(payload) + _ROW_OVERHEAD
+        what = b"\0".join((reason.encode(), topic.encode(), detail.encode("utf-8", "surrogatepass"), payload))
+        digest = hashlib.blake2b(what, digest_size=16).digest()
         with self._lock:
-            self._pending.append((int(time.time() * 1000), topic, _device_of(topic), reason, detail, payload, size))
+            self._pending.append(
+                (int(time.time() * 1000), topic, _device_of(topic), reason, detail, payload, size, digest)
+            )
 
     def flush(self) -> None:
         """Write buffered letters in one transaction and evict what exceeds the quotas."""
@@ -118,12 +136,8 @@ class DeadLetters:
             kept, evicted = self.kept_bytes.copy(), self.evicted.copy()
             try:
                 with self.store.transaction() as db:
-                    db.executemany(
-                        "INSERT INTO dead_letter (at_ms, topic, device, reason, detail, payload, size)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    for row in rows:
+                    new = self._again(db, rows)
+                    for row in new:
                         self.kept_bytes[row[2]] += row[6]
                     for device in {row[2] for row in rows}:
                         if self.kept_bytes[device] > self.device_quota_bytes:
@@ -138,6 +152,34 @@ class DeadLetters:
             if self._freed_since_vacuum > 4 * 1024 * 1024 and not self.store.in_transaction:
                 self._db.execute("PRAGMA incremental_vacuum")
                 self._freed_since_vacuum = 0
+
+    def _again(self, db: sqlite3.Connection, rows: list[_Row]) -> list[_Row]:
+        """Write ``rows``: each refusal once (same reason, topic, detail and bytes: a message redelivered after a
+        crash, a flood of one payload), a letter already kept (and not replayed since) counting it again
+        (``times``, ``last_at_ms``) instead of a second copy. Returns the rows written as new letters."""
+        first: dict[bytes, _Row] = {}
+        times: Counter[bytes] = Counter()
+        for row in rows:
+            first.setdefault(row[7], row)
+            times[row[7]] += 1
+        kept: set[bytes] = set()
+        digests = list(first)
+        for i in range(0, len(digests), 500):
+            chunk = digests[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT digest FROM dead_letter WHERE replayed_at IS NULL AND digest IN ({marks})"  # noqa: S608
+            kept.update(d for (d,) in db.execute(query, chunk))
+        new = [row for d, row in first.items() if d not in kept]
+        db.executemany(
+            "INSERT INTO dead_letter (at_ms, topic, device, reason, detail, payload, size, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            new,
+        )
+        again = [(times[d] - (d not in kept), rows[-1][0], d) for d in first if times[d] - (d not in kept)]
+        db.executemany(
+            "UPDATE dead_letter SET times = times + ?, last_at_ms = ? WHERE digest = ? AND replayed_at IS NULL", again
+        )
+        return new
 
     def _put_back(self, rows: list[_Row], kept: Counter[str], evicted: Counter[str]) -> None:
         """Rolled back: the letters wait for the next flush, the counts as they were."""

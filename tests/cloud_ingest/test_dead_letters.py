@@ -21,9 +21,9 @@ def test_a_flood_evicts_only_the_flooders_own_letters(tmp_path: Path) -> None:
     dead = DeadLetters(tmp_path / "d.sqlite", device_quota_bytes=50_000, total_quota_bytes=10**9)
     dead.add(topic("scale-0002"), "bad_tag", "x", b"evidence of scale-0002")
     dead.flush()
-    for _ in range(10):  # 1 MB from one device
-        for _ in range(100):
-            dead.add(topic("scale-0001"), "bad_record", "y", b"g" * 1_000)
+    for n in range(10):  # 1 MB from one device, each payload its own
+        for k in range(100):
+            dead.add(topic("scale-0001"), "bad_record", "y", b"g" * 1_000 + b"%d-%d" % (n, k))
         dead.flush()
     assert dead.kept_bytes["scale-0001"] <= 50_000
     assert dead.evicted["scale-0001"] > 900 and "scale-0002" not in dead.evicted
@@ -34,9 +34,9 @@ def test_a_flood_evicts_only_the_flooders_own_letters(tmp_path: Path) -> None:
 def test_the_total_quota_takes_from_the_biggest_sender(tmp_path: Path) -> None:
     dead = DeadLetters(tmp_path / "d.sqlite", device_quota_bytes=10**6, total_quota_bytes=30_000)
     for i in range(40):  # about 42 kB from scale-0001, 8.5 kB from scale-0003
-        dead.add(topic("scale-0001"), "bad_record", "", b"a" * 1_000)
+        dead.add(topic("scale-0001"), "bad_record", "", b"a" * 1_000 + b"%d" % i)
         if i % 5 == 0:
-            dead.add(topic("scale-0003"), "bad_record", "", b"b" * 1_000)
+            dead.add(topic("scale-0003"), "bad_record", "", b"b" * 1_000 + b"%d" % i)
         dead.flush()
     assert dead.total_bytes <= 30_000
     assert dead.evicted["scale-0001"] > 0 and dead.evicted["scale-0003"] == 0
@@ -133,12 +133,12 @@ def test_on_disk_the_store_stays_near_its_quota_whatever_the_batch(tmp_path: Pat
     1 500 payloads of 250 kB in one batch."""
     path = tmp_path / "d.sqlite"
     dead = DeadLetters(path, device_quota_bytes=1_000_000)
-    for _ in range(1_500):  # one batch: 375 MB offered
-        dead.add(topic("scale-0101"), "bad_record", "", b"x" * 250_000)
+    for i in range(1_500):  # one batch: 375 MB offered
+        dead.add(topic("scale-0101"), "bad_record", "", b"x" * 250_000 + b"%d" % i)
     dead.flush()
-    for _ in range(20):  # then 20 more batches of 5 MB
-        for _ in range(20):
-            dead.add(topic("scale-0101"), "bad_record", "", b"y" * 250_000)
+    for n in range(20):  # then 20 more batches of 5 MB
+        for k in range(20):
+            dead.add(topic("scale-0101"), "bad_record", "", b"y" * 250_000 + b"%d-%d" % (n, k))
         dead.flush()
     on_disk = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("d.sqlite"))
     assert dead.kept_bytes["scale-0101"] <= 1_000_000
@@ -151,3 +151,28 @@ def test_a_letter_larger_than_any_payload_keeps_its_start(tmp_path: Path) -> Non
     dead.add(topic("scale-0001"), "oversized", "too big", b"z" * 1_000_000)
     ((_, _, payload),) = dead.rows()
     assert len(payload) == 256 * 1024
+
+
+def test_the_same_refusal_again_is_counted_not_kept_twice(tmp_path: Path) -> None:
+    """A message refused, committed, then redelivered after a crash (not yet acknowledged to the broker) is
+    refused again: one letter, counted twice, its bytes charged once to the device's quota."""
+    from cloud_ingest.dead_letters import DeadLetters
+
+    letters = DeadLetters(tmp_path / "ingest_state.sqlite")
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload A")
+    letters.flush()
+    charged = letters.kept_bytes["scale-0001"]
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload A")  # the redelivery
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload B")
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload B")  # twice in one batch
+    letters.add("zhijian/v1/scale-0001/data", "oversized", "x", b"payload A")  # another reason: its own letter
+    letters.flush()
+    rows = letters._db.execute("SELECT payload, reason, times FROM dead_letter ORDER BY id").fetchall()
+    assert rows == [(b"payload A", "bad_tag", 2), (b"payload B", "bad_tag", 2), (b"payload A", "oversized", 1)]
+    assert letters.kept_bytes["scale-0001"] < 4 * charged
+    with DeadLetterFile(tmp_path / "ingest_state.sqlite") as store:  # an operator replays letter 1
+        store.mark_replayed([1], at_ms=5)
+    letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload A")  # refused again after the replay
+    letters.flush()
+    assert letters._db.execute("SELECT COUNT(*) FROM dead_letter WHERE payload = ?", (b"payload A",)).fetchone() == (3,)
+    letters.close()

@@ -212,8 +212,8 @@ def test_a_dead_letter_flood_stays_within_its_quota_and_evicts_nobody_elses(
     try:
         forged = encode(device="scale-0002", boot=BOOT, seq=1, sent_ms=1, records=[sale(1)], key=b"w" * 32)
         other.send(forged)  # a forged tag: evidence to keep
-        junk = signed("scale-0001", 1, [sale(1, plu="x" * 17)])  # bad_record, about 500 bytes
-        infos = [flooder.client.publish("zhijian/v1/scale-0001/data", junk, qos=1) for _ in range(2_000)]
+        junk = [signed("scale-0001", i + 1, [sale(1, plu="x" * 17)]) for i in range(2_000)]  # bad_record, ~500 B
+        infos = [flooder.client.publish("zhijian/v1/scale-0001/data", j, qos=1) for j in junk]
         for info in infos:
             info.wait_for_publish(30)
         flooder.send(signed("scale-0001", 1, [sale(1)]))
