@@ -50,3 +50,20 @@ def influx(influxd: InfluxServer) -> Iterator[InfluxClient]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_state_left_in_the_checkout() -> Iterator[None]:
+    """Tests keep their state under tmp_path: an ingest started without a state path writes its state file
+    into the working directory, where the next run would find it (a test once did, and another run's
+    sequences and checkpoint leaked into it)."""
+    root = Path(__file__).resolve().parent.parent
+    state = ("*.sqlite", "*.sqlite-wal", "*.npz", "*.imported")
+
+    def found() -> set[str]:
+        return {p.name for pattern in state for p in root.glob(pattern)}
+
+    before = found()
+    yield
+    left = found() - before
+    assert not left, f"tests left state files in {root}: {sorted(left)}"

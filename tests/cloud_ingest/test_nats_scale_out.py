@@ -156,10 +156,10 @@ class Cluster:
             "ZHIJIAN_NATS_LEASE_S": str(LEASE_S),
             "ZHIJIAN_NATS_CHECKPOINT_MAX_S": "1",
             "ZHIJIAN_INFLUX_URL": influxd.url,
-            "ZHIJIAN_INFLUX_DB": name,
+            "ZHIJIAN_INFLUX_DB": f"nats_{name}",
             "ZHIJIAN_DEVICES_FILE": str(devices),
         }
-        self.influx = InfluxClient(influxd.url, name)
+        self.influx = InfluxClient(influxd.url, f"nats_{name}")
         self.influx.create_database()
         self.mqtt_port = mosquitto.port
         self.router: subprocess.Popen[bytes] | None = None

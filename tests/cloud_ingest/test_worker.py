@@ -234,7 +234,7 @@ def test_sigkill_the_worker_repeatedly_stores_every_record_once(
         "ZHIJIAN_METRICS_PORT": "0",
         "ZHIJIAN_MQTT_CLIENT_ID": "ingest-sigkill",
         "ZHIJIAN_SPOOL_PATH": str(tmp_path / "spool.sqlite"),
-        "ZHIJIAN_DEAD_LETTER_PATH": str(tmp_path / "dead.sqlite"),
+        "ZHIJIAN_STATE_PATH": str(tmp_path / "ingest_state.sqlite"),
         "ZHIJIAN_BATCH_MAX_MS": "50",
     }
     argv = [sys.executable, "-m", "zhijian_cli", "ingest", "run"]
