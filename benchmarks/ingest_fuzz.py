@@ -45,10 +45,8 @@ def main() -> None:
         )
         settings = IngestSettings(
             influx_url=influxd.url,
-            dead_letter_path=tmp / "dead_letters.sqlite",
+            state_path=tmp / "ingest_state.sqlite",
             spool_path=tmp / "spool.sqlite",
-            sequence_path=tmp / "sequences.sqlite",
-            alert_path=tmp / "alerts.sqlite",
             metrics_port=0,
         )
         influx = InfluxClient(influxd.url, settings.influx_db)
