@@ -47,7 +47,7 @@ def test_router_and_worker_follow_the_registry(
         config.write_text(common + extra)
         with (tmp_path / f"{name}.log").open("wb") as log:
             argv = [sys.executable, "-m", "zhijian_cli", "ingest", command, "--config", str(config)]
-            procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
     influx = InfluxClient(influxd.url, "nats_registry")
     try:
         assert wait_for(lambda: "router connected" in (tmp_path / "router.log").read_text(), 30)

@@ -172,7 +172,8 @@ class Cluster:
         self._logs.append(log)
         argv = [sys.executable, "-m", "zhijian_cli", "ingest", command]
         extra = {"ZHIJIAN_METRICS_PORT": str(port), **env}
-        return subprocess.Popen(argv, env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT), port
+        proc = subprocess.Popen(argv, env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        return proc, port
 
     def start_router(self) -> None:
         self.router, self.router_port = self._spawn("router", "route", ZHIJIAN_MQTT_CLIENT_ID=f"router-{self.name}")
