@@ -280,9 +280,7 @@ class Pipeline:
             self.sequences.save()
             self.alert_book.save()
             if checkpoint:
-                started = time.monotonic()
-                self.state.put_checkpoint(self.engine.save())
-                self.checkpoint_seconds = time.monotonic() - started
+                self._put_checkpoint()
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:
@@ -297,7 +295,12 @@ class Pipeline:
         """The anti-cheat engine's state saved on its own (no batch in hand), with whatever books changed."""
         with self.state.transaction():
             self.dead_letters.flush()
-            self.state.put_checkpoint(self.engine.save())
+            self._put_checkpoint()
+
+    def _put_checkpoint(self) -> None:
+        started = time.monotonic()
+        self.state.put_checkpoint(self.engine.save())
+        self.checkpoint_seconds = time.monotonic() - started
 
     def _write(self, lines: list[str]) -> None:
         """To InfluxDB, or behind whatever already waits in the spool (so order is kept)."""

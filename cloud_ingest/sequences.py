@@ -169,12 +169,10 @@ class SequenceBook:
             )
             db.executemany("INSERT OR REPLACE INTO record_digest (device, seq, digest) VALUES (?, ?, ?)", digests)
             db.executemany("DELETE FROM record_digest WHERE device = ? AND seq < ?", prune)
-            written = set(self._pending)
 
-            def forget() -> None:
+            def forget() -> None:  # nothing is observed between a save and its commit (one batch thread)
                 self._dirty.clear()
-                for key in written:
-                    self._pending.pop(key, None)
+                self._pending.clear()
                 self._pruned_below.update(prune)
 
             self.store.after_commit(forget)

@@ -54,7 +54,6 @@ class StateStore:
         self._depth = 0
         self._after: list[Callable[[], None]] = []
         self._undo: list[Callable[[], None]] = []
-        self.commits = 0
         self.users = 0  # books holding it (open_store counts them, close releases one)
 
     @contextmanager
@@ -79,7 +78,6 @@ class StateStore:
             self._depth -= 1
             if outer:
                 self.db.execute("COMMIT")
-                self.commits += 1
                 self._undo.clear()
                 after, self._after = self._after, []
                 for forget in after:

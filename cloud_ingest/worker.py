@@ -422,22 +422,24 @@ class IngestWorker:
         """Acknowledge stored messages once the anti-cheat state that has seen them is on disk.
 
         The engine's per-scale state (CUSUMs, digit windows) moves with every batch. It is saved at most
-        every ``state_save_interval_s`` while messages keep arriving, and after a batch that leaves none
-        waiting (``force``): in the batch's own transaction of the state store (``saved``: already done),
-        or, with ``engine_state_path`` set, in that file. Messages are acknowledged only after a save that
+        every ``state_save_interval_s`` (see :meth:`_checkpoint_due`), and at once (``force``) after a batch
+        that leaves none waiting while half the broker's inflight window waits for acknowledgement: in the
+        batch's own transaction of the state store (``saved``: already done), or, with
+        ``engine_state_path`` set, in that file. Messages are acknowledged only after a save that
         includes them: after a crash the broker redelivers exactly the messages the saved state has not
         seen, so results are the same as without the crash.
         """
         if not saved:
             if not self._checkpoint_due(force=force):
                 return
-            started = time.monotonic()
             path = self.settings.engine_state_path
             if path is not None:
+                started = time.monotonic()
                 replace_durably(path, self.pipeline.engine.save())  # fsync'ed: the acknowledgements wait for it
+                self._save_cost_s = time.monotonic() - started
             else:
                 self.pipeline.checkpoint()
-            self._save_cost_s = time.monotonic() - started
+                self._save_cost_s = self.pipeline.checkpoint_seconds
         self._last_save = time.monotonic()
         for m in self._unacked:
             self._client.ack(m.mid, m.qos)
