@@ -141,7 +141,7 @@ def run(n: int, args: argparse.Namespace, tmp: Path, servers: dict[str, Any], me
     t0 = time.monotonic()
     cpu0 = {w: proc_cpu_s(pid) for w, pid in pids.items()}
     router_cpu0 = proc_cpu_s(router.pid)
-    server_pids = {"influxd": influx._proc.pid, "nats": nats._proc.pid}
+    server_pids = {"influxd": influx.pid, "nats": nats.pid}
     server_cpu0 = {k: proc_cpu_s(pid) for k, pid in server_pids.items()}
     routed_s = None
     while True:

@@ -533,8 +533,7 @@ def main() -> None:
                 continue
             payloads = backlog(devices, messages, per)
             warm = warm_lines(devices, payloads)
-            assert broker._proc is not None and influx._proc is not None
-            servers = {"mosquitto": broker._proc.pid, "influxd": influx._proc.pid}
+            servers = {"mosquitto": broker.pid, "influxd": influx.pid}
             n = messages * per
             results: dict[str, list[Drain]] = {name: [] for name in names}
             for run in range(args.runs):

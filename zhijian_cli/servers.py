@@ -101,6 +101,13 @@ class _Server(ABC):
         raise ServerError(f"{self.name} did not answer on port {self.port} within {timeout_s} s")
 
     @property
+    def pid(self) -> int:
+        """The server's process id (for /proc figures); ServerError when it is not running."""
+        if self._proc is None:
+            raise ServerError(f"{self.name} is not running")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
