@@ -255,6 +255,8 @@ class DeadLetter:
     payload: bytes  # exactly the bytes that were refused
     size: int  # what it counts against the quotas
     replayed_at_ms: int | None  # when it was last published again; None: never
+    times: int = 1  # how often this refusal came (a redelivery, one payload over and over)
+    last_at_ms: int | None = None  # when it last came, if more than once
 
     @property
     def replayable(self) -> bool:
@@ -328,8 +330,13 @@ class DeadLetterFile:
         device = "device" if "device" in self._columns else "''"
         size = "size" if "size" in self._columns else "0"
         replayed = "replayed_at" if "replayed_at" in self._columns else "NULL"
+        times = "times" if "times" in self._columns else "1"
+        last = "last_at_ms" if "last_at_ms" in self._columns else "NULL"
         # only column names we chose: no value is ever formatted into SQL
-        return f"SELECT id, at_ms, topic, {device}, reason, detail, payload, {size}, {replayed} FROM dead_letter"  # noqa: S608
+        return (
+            f"SELECT id, at_ms, topic, {device}, reason, detail, payload, {size}, {replayed}, {times}, {last}"  # noqa: S608
+            " FROM dead_letter"
+        )
 
     def letters(self, query: LetterQuery = LetterQuery()) -> Iterator[DeadLetter]:
         """The letters ``query`` selects, oldest first, read in chunks."""
@@ -383,7 +390,7 @@ class DeadLetterFile:
 
 
 def _letter(row: Any) -> DeadLetter:  # a row of DeadLetterFile._select()
-    row_id, at_ms, topic, device, reason, detail, payload, size, replayed = row
+    row_id, at_ms, topic, device, reason, detail, payload, size, replayed, times, last_at_ms = row
     topic, detail, payload = topic or "", detail or "", bytes(payload or b"")
     return DeadLetter(
         id=row_id,
@@ -395,6 +402,8 @@ def _letter(row: Any) -> DeadLetter:  # a row of DeadLetterFile._select()
         payload=payload,
         size=size or len(topic) + len(detail) + len(payload) + _ROW_OVERHEAD,
         replayed_at_ms=replayed,
+        times=times or 1,
+        last_at_ms=last_at_ms,
     )
 
 

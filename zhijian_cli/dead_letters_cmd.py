@@ -149,6 +149,8 @@ def _doc(letter: DeadLetter) -> dict[str, Any]:
         "size": letter.size,
         "replayed_at": _utc(letter.replayed_at_ms),
         "replayable": letter.replayable,
+        "times": letter.times,
+        "last_at": _utc(letter.last_at_ms),
     }
 
 
@@ -164,8 +166,9 @@ def list_letters(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List dead letters, oldest first: id, time (UTC), device, reason, detail, payload size, when replayed;
-    then how many letters each reason holds among all that match the filters.
+    """List dead letters, oldest first: id, time (UTC), device, reason, detail, payload size, how many times
+    the same refusal came (a redelivery or one payload sent over and over is counted on the letter kept),
+    when replayed; then how many letters each reason holds among all that match the filters.
 
     Filters combine: `zhijian ingest dead-letters list --device scale-0001 --reason bad_tag --days 2`.
     The reasons are in docs/contract.md ("Rejections")."""
@@ -186,6 +189,7 @@ def _render_list(doc: dict[str, Any]) -> None:
     table.add_column("reason", no_wrap=True)
     table.add_column("detail", overflow="fold", min_width=16, max_width=60)
     table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("times", justify="right", no_wrap=True)  # the same refusal again is counted, not kept twice
     table.add_column("replayed (UTC)", min_width=10)
     for row in doc["letters"]:
         detail = row["detail"] if len(row["detail"]) <= 120 else row["detail"][:119] + "…"
@@ -196,6 +200,7 @@ def _render_list(doc: dict[str, Any]) -> None:
             Text(row["reason"]),
             Text(detail),
             f"{row['payload_bytes']:,}",
+            f"{row['times']:,}",
             (row["replayed_at"] or "")[:19].replace("T", " "),
         )
     console.print(table)
@@ -270,7 +275,18 @@ def _render_letter(doc: dict[str, Any], payload: bytes) -> None:
     table = Table(show_header=False, title=f"dead letter {doc['id']}")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    for name in ("at", "topic", "device", "reason", "detail", "payload_bytes", "size", "replayed_at"):
+    for name in (
+        "at",
+        "topic",
+        "device",
+        "reason",
+        "detail",
+        "payload_bytes",
+        "size",
+        "times",
+        "last_at",
+        "replayed_at",
+    ):
         table.add_row(name, Text("" if doc[name] is None else str(doc[name])))  # Text: a device's bytes, no markup
     if not doc["replayable"]:
         table.add_row("replayable", "no: not a device data topic")

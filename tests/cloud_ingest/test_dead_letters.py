@@ -170,7 +170,9 @@ def test_the_same_refusal_again_is_counted_not_kept_twice(tmp_path: Path) -> Non
     rows = letters._db.execute("SELECT payload, reason, times FROM dead_letter ORDER BY id").fetchall()
     assert rows == [(b"payload A", "bad_tag", 2), (b"payload B", "bad_tag", 2), (b"payload A", "oversized", 1)]
     assert letters.kept_bytes["scale-0001"] < 4 * charged
-    with DeadLetterFile(tmp_path / "ingest_state.sqlite") as store:  # an operator replays letter 1
+    with DeadLetterFile(tmp_path / "ingest_state.sqlite") as store:  # an operator sees it, then replays letter 1
+        seen = [(letter.times, letter.last_at_ms is not None) for letter in store.letters()]
+        assert seen == [(2, True), (2, True), (1, False)]
         store.mark_replayed([1], at_ms=5)
     letters.add("zhijian/v1/scale-0001/data", "bad_tag", "forged", b"payload A")  # refused again after the replay
     letters.flush()

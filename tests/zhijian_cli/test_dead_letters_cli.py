@@ -148,6 +148,8 @@ def test_letters_off_a_device_data_topic_are_not_replayed_and_say_why(tmp_path: 
     dead = DeadLetters(tmp_path / "dead.sqlite")
     dead.add("(spool)", "store_rejected", "400: field type conflict", b"sale,device=scale-0001 net_mg=1 1")
     dead.add("zhijian/[/v1]/x/data", "bad_topic", "[/bold] [red]markup", b"{}")  # shown as sent, not as markup
+    dead.flush()
+    dead.add("zhijian/[/v1]/x/data", "bad_topic", "[/bold] [red]markup", b"{}")  # again: counted on letter 2
     dead.close()
     store = str(tmp_path / "dead.sqlite")
     code, out, _ = zhijian("ingest", "dead-letters", "replay", "1", "2", "--store", store)
@@ -155,8 +157,13 @@ def test_letters_off_a_device_data_topic_are_not_replayed_and_say_why(tmp_path: 
     assert "'(spool)'" in out and "'zhijian/[/v1]/x/data'" in out, out
     code, out, _ = zhijian("ingest", "dead-letters", "list", "--store", store)
     assert code == 0 and "[/bold] [red]markup" in out and "bad_topic 1, store_rejected 1" in out, out
+    assert [
+        row["times"]
+        for row in json.loads(zhijian("ingest", "dead-letters", "list", "--store", store, "--json")[1])["letters"]
+    ] == [1, 2]
     code, out, _ = zhijian("ingest", "dead-letters", "show", "2", "--store", store)
     assert code == 0 and "zhijian/[/v1]/x/data" in out and "[/bold] [red]markup" in out, out
+    assert any(ln.split()[:3] == ["│", "times", "│"] and "2" in ln for ln in out.splitlines()), out
     code, out, _ = zhijian("ingest", "dead-letters", "show", "1", "--store", store)
     assert code == 0 and "no: not a device data topic" in out and "73 61 6c 65" in out, out  # hex dump: "sale"
     code, out, _ = zhijian("ingest", "dead-letters", "show", "3", "--store", store)
