@@ -74,7 +74,7 @@ class IngestCollector:
         )
         yield labelled("zhijian_ingest_held", "messages of devices not known yet, held (not refused)", "device", p.held)
         yield CounterMetricFamily(
-            "zhijian_ingest_device_acks", "end-to-end acknowledgements sent to devices", value=w.device_acks
+            "zhijian_ingest_device_acks", "end-to-end acknowledgements sent to devices", value=w.acks.sent
         )
         yield labelled(
             "zhijian_ingest_unprocessable",

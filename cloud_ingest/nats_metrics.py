@@ -44,7 +44,7 @@ class PartitionedCollector:
             "zhijian_ingest_points_stored", "points written (or spooled)", value=c["stored_points"]
         )
         yield CounterMetricFamily(
-            "zhijian_ingest_device_acks", "end-to-end acknowledgements sent to devices", value=w.device_acks
+            "zhijian_ingest_device_acks", "end-to-end acknowledgements sent to devices", value=w.acks.sent
         )
         yield GaugeMetricFamily(
             "zhijian_ingest_connected", "1 when connected to NATS", value=1.0 if w.connected.is_set() else 0.0

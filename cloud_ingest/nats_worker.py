@@ -42,12 +42,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_profiles.acks import encode_ack
-from device_profiles.topics import parse, topic
+from device_profiles.topics import parse
 
 from . import mqtt_properties
 from .checkpoints import Checkpoint, CheckpointStore, LostCheckpoint, restore, snapshot
-from .device_messages import publish_alert, take_reply
+from .device_messages import DeviceAcks, publish_alert, take_reply
 from .errors import StoreUnavailable
 from .leases import Leases
 from .nats_stream import TOPIC_HEADER, LoopThread, connect, consumer_name, ensure_stream, never_raises, subject
@@ -96,7 +95,6 @@ class PartitionedWorker:
         self.takeovers = 0
         self.totals: Counter[str] = Counter()  # counters of pipelines of partitions no longer ours
         self.retired_by: dict[str, Counter[str]] = {"records_by_type": Counter(), "rejected": Counter()}
-        self.device_acks = 0
         self.connected = threading.Event()
         self.ready = threading.Event()  # leases surveyed once: the worker holds its share
         self.last_error = ""
@@ -117,6 +115,10 @@ class PartitionedWorker:
         if settings.mqtt_username:
             self._mqtt.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._mqtt.reconnect_delay_set(min_delay=1, max_delay=15)
+        self._mqtt_connected = threading.Event()
+        self._mqtt.on_connect = lambda *_: self._mqtt_connected.set()
+        self._mqtt.on_disconnect = lambda *_: self._mqtt_connected.clear()
+        self.acks = DeviceAcks(self._mqtt, settings.device_ack_interval_s)
 
     # --- lifecycle (any thread) -----------------------------------------------------------------
 
@@ -136,6 +138,8 @@ class PartitionedWorker:
             log.warning("ingest stopped with an error: %s", exc)
         self._loop.stop()
         self._pool.shutdown(wait=True)
+        self.acks.flush(now=True)
+        self.acks.wait_published(self._mqtt_connected, timeout_s=10)  # they reach the broker before we go
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
 
@@ -347,6 +351,7 @@ class PartitionedWorker:
             fresh = [m for m in msgs if m.metadata.sequence.stream > part.done_seq]
             if fresh:
                 await self._in_pool(lambda: self._process(part, fresh))
+        self.acks.flush()  # what waits for the interval, once it has passed (also when nothing comes)
         due = time.monotonic() - part.checkpointed_at >= s.nats_checkpoint_max_s
         if part.done_seq > part.checkpoint.sequence and (due or not msgs):
             await self._checkpoint(part)
@@ -393,9 +398,7 @@ class PartitionedWorker:
                     log.warning("partition %d: store unavailable, batch held for retry: %s", part.number, exc)
                     time.sleep(delay)
                     delay = min(delay * 2, 10.0)
-            for device, ranges in prepared.acks.items():
-                self._mqtt.publish(topic(device, "ack"), encode_ack(ranges), qos=1)
-                self.device_acks += 1
+            self.acks.add(prepared.acks)
         part.done_seq = max(m.metadata.sequence.stream for m in msgs)
         self.partition_messages[part.number] += len(msgs)
 

@@ -44,13 +44,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device_profiles.acks import encode_ack
 from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
-from device_profiles.topics import parse, subscription, topic
+from device_profiles.topics import parse, subscription
 
 from . import mqtt_properties
-from .device_messages import publish_alert, take_reply
+from .device_messages import DeviceAcks, publish_alert, take_reply
 from .errors import StoreUnavailable
 from .handoff import Handoff
 from .pipeline import Pipeline, Prepared
@@ -143,10 +142,7 @@ class IngestWorker:
         self._last_save = time.monotonic()
         self._save_cost_s = 0.0  # what the last checkpoint took
         self.acknowledged_alerts = 0
-        self.device_acks = 0  # acknowledgement messages sent to devices
-        self._device_acks: dict[str, list[tuple[int, int]]] = {}  # stored, not yet told to the device
-        self._acks_sent_at = time.monotonic()
-        self._ack_infos: list[mqtt.MQTTMessageInfo] = []  # the last flush's publishes
+        self.acks = DeviceAcks(self._client, settings.device_ack_interval_s)
         self._held_since = time.monotonic()
 
     def _publish_alert(self, alert: Alert) -> None:
@@ -276,8 +272,8 @@ class IngestWorker:
         self.batcher.join(timeout_s=30)
         self.replayer.join(timeout_s=30)
         self._checkpoint(force=True)
-        self._acknowledge_devices({}, now=True)
-        self._wait_published(timeout_s=10)  # the acknowledgements just sent reach the broker before we go
+        self.acks.flush(now=True)
+        self.acks.wait_published(self.connected, timeout_s=10)  # they reach the broker before we go
         props = None
         if end_session and self._v5:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
@@ -337,7 +333,7 @@ class IngestWorker:
             if not self._held:
                 if self._unacked:
                     self._checkpoint()
-                self._acknowledge_devices({})  # what waits for the interval, once it has passed
+                self.acks.flush()  # what waits for the interval, once it has passed
                 return
         started = time.monotonic()
         if self._held_prepared is None:
@@ -362,7 +358,7 @@ class IngestWorker:
         self._retry_delay = 0.5
         if in_store:
             self._save_cost_s = self.pipeline.checkpoint_seconds
-        self._acknowledge_devices(self._held_prepared.acks)
+        self.acks.add(self._held_prepared.acks)
         self._unacked.extend(self._held)
         self._held, self._held_prepared = [], None
         if checkpoint:
@@ -370,33 +366,6 @@ class IngestWorker:
         self.batches += 1
         self.last_batch_ms = (time.monotonic() - started) * 1000
         self.batch_seconds.observe(self.last_batch_ms / 1000)
-
-    def _acknowledge_devices(self, acks: dict[str, list[tuple[int, int]]], *, now: bool = False) -> None:
-        """Tell each device which of its seqs the cloud now has for good (end-to-end acknowledgement): one
-        QoS 1 message per device, ``{"v":1,"ranges":[[first,last],…]}``, on its ``ack`` topic, for the
-        batches stored in the last ``device_ack_interval_s`` (a device sending many messages gets one
-        acknowledgement for several batches: one publish per batch and device was 7 % of the CPU at one
-        record per message)."""
-        for device, ranges in acks.items():
-            self._device_acks.setdefault(device, []).extend(ranges)
-        due = time.monotonic() - self._acks_sent_at >= self.settings.device_ack_interval_s
-        if not self._device_acks or not (now or due):
-            return
-        pending, self._device_acks = self._device_acks, {}
-        self._ack_infos = [
-            self._client.publish(topic(device, "ack"), encode_ack(ranges), qos=1) for device, ranges in pending.items()
-        ]
-        self.device_acks += len(pending)
-        self._acks_sent_at = time.monotonic()
-
-    def _wait_published(self, *, timeout_s: float) -> None:
-        """Until the broker has the last acknowledgements sent (PUBACK), or ``timeout_s``, or disconnected."""
-        deadline = time.monotonic() + timeout_s
-        for info in self._ack_infos:
-            while not info.is_published() and self.connected.is_set() and time.monotonic() < deadline:
-                with contextlib.suppress(RuntimeError, ValueError):
-                    info.wait_for_publish(timeout=0.2)
-        self._ack_infos = []
 
     def stalled(self, *, after_s: float = 60.0) -> str:
         """Why the batcher makes no progress while messages wait ('' when it does): a batch in hand for

@@ -299,26 +299,26 @@ def test_a_device_gets_one_acknowledgement_for_the_batches_of_an_interval(monkey
     from device_profiles.acks import decode_ack
 
     clock = [100.0]
-    monkeypatch.setattr("cloud_ingest.worker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("cloud_ingest.device_messages.time.monotonic", lambda: clock[0])
     influx = InfluxClient("http://127.0.0.1:9", "unused")
     pipeline = Pipeline(key_for=lambda _d: None, engine=Engine(ScaleFacts()), store=influx, spool=Spool())
     worker = IngestWorker(IngestSettings(device_ack_interval_s=0.5), pipeline)
     sent: list[tuple[str, list[tuple[int, int]]]] = []
     worker._client.publish = lambda t, p, qos: sent.append((t, decode_ack(p)))  # type: ignore[method-assign]
-    worker._acks_sent_at = clock[0]
-    worker._acknowledge_devices({"scale-0001": [(1, 10)], "scale-0002": [(1, 1)]})
+    worker.acks._sent_at = clock[0]
+    worker.acks.add({"scale-0001": [(1, 10)], "scale-0002": [(1, 1)]})
     clock[0] += 0.2
-    worker._acknowledge_devices({"scale-0001": [(11, 20)]})
+    worker.acks.add({"scale-0001": [(11, 20)]})
     assert sent == []  # within the interval: waiting
     clock[0] += 0.4
-    worker._acknowledge_devices({"scale-0001": [(30, 30)]})
+    worker.acks.add({"scale-0001": [(30, 30)]})
     assert sorted(sent) == [
         ("zhijian/v1/scale-0001/ack", [(1, 20), (30, 30)]),
         ("zhijian/v1/scale-0002/ack", [(1, 1)]),
     ]
-    worker._acknowledge_devices({"scale-0003": [(5, 6)]})
-    worker._acknowledge_devices({}, now=True)  # as at stop
-    assert sent[-1] == ("zhijian/v1/scale-0003/ack", [(5, 6)]) and worker.device_acks == 3
+    worker.acks.add({"scale-0003": [(5, 6)]})
+    worker.acks.flush(now=True)  # as at stop
+    assert sent[-1] == ("zhijian/v1/scale-0003/ack", [(5, 6)]) and worker.acks.sent == 3
     influx.close()
 
 

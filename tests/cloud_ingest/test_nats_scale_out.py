@@ -4,7 +4,9 @@ ZHIJIAN_TRANSPORT=nats, on a private nats-server, Mosquitto and influxd.
 - 1, 2 and 3 workers store the same sales and raise the same flags as one in-process pipeline fed the
   messages in order; each worker receives only the messages of the partitions it owns;
 - a SIGKILLed worker's partitions are taken by the others within a bound, and nothing is lost or doubled;
-- a NATS restart under load loses nothing.
+- a NATS restart under load loses nothing;
+- every device is told end to end which of its seqs are stored (coalesced acknowledgements, as the
+  single worker sends them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, Pipeline, write_device_file
 from cloud_ingest.nats_stream import partition_of_key
 from device_profiles import builtin, encode
+from device_profiles.acks import decode_ack, merge_ranges
 from firmware_sim import Cheat, ScaleFirmware
 from tests.device_profiles.test_envelope import BOOT
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer, free_port
@@ -138,6 +141,35 @@ def wait_until(predicate: Any, timeout_s: float, what: str = "") -> None:
             pass
         time.sleep(0.2)
     assert predicate(), f"not within {timeout_s} s: {what}"
+
+
+class AckListener:
+    """What devices are told on their ``ack`` topics: the seqs the cloud has for good, per device."""
+
+    def __init__(self, port: int) -> None:
+        self.ranges: dict[str, list[tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe("zhijian/v1/+/ack", qos=1)
+        assert subscribed.wait(30)
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        device = msg.topic.split("/")[2]
+        with self._lock:
+            self.ranges[device] = merge_ranges(self.ranges.get(device, []) + decode_ack(msg.payload))
+
+    def covers(self, highest: dict[str, int]) -> bool:
+        with self._lock:
+            return all(self.ranges.get(d) == [(1, last)] for d, last in highest.items())
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Cluster:
@@ -281,8 +313,14 @@ def test_n_workers_store_and_flag_what_one_pipeline_does(cluster: Any, reference
     c.start_router()
     wait_until(c.balanced, 40, f"{workers} workers sharing {PARTITIONS} partitions")
     owned = c.owned()
+    acks = AckListener(c.mqtt_port)
     c.publish(FLEET.messages)
     wait_until(c.all_stored, 50, "every sale stored")
+    highest: dict[str, int] = {}
+    for device, _ in FLEET.messages:
+        highest[device] = highest.get(device, 0) + 1  # one record a message, seqs from 1
+    wait_until(lambda: acks.covers(highest), 30, "every device told that all its seqs are stored")
+    acks.close()
     time.sleep(1.0)  # the last batches' flags are in the same writes; let any stragglers land
     assert results(c.influx) == reference
     assert c.owned() == owned, "no partition moved during the run"
