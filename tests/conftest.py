@@ -2,6 +2,10 @@
 stopped after the run (never the NATS some machines run on 4222).
 
 A missing binary fails the tests with the package to install (never a silent skip).
+
+Hypothesis runs with no deadline and without its "too slow" and "too large" health checks: on a busy
+2-core machine generating examples takes longer than Hypothesis expects, and that is no fault of the
+code under test (a test's own ``@settings`` still sets its number of examples).
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cloud_ingest import InfluxClient
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer
+
+settings.register_profile(
+    "busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile("busy-machine")
 
 
 @pytest.fixture(scope="session")

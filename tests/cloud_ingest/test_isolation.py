@@ -90,7 +90,11 @@ json_values = st.recursive(
 
 
 @given(data=st.data())
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    database=None,
+    suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture],
+)
 def test_any_signed_bytes_or_json_end_as_records_or_dead_letters(influx: InfluxClient, data: Any) -> None:
     pipe, honest = pipeline(influx), Honest()
     batch: list[tuple[str, bytes]] = []
