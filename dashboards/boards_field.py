@@ -239,9 +239,9 @@ def planting_bases() -> Board:
         table(
             "告警处理 Alert state (open, acknowledged, closed)",
             Query(
-                'SELECT last("state") AS state, last("open") AS open, last("by") AS by FROM "alert_state"'
+                'SELECT last("state") AS state, last("open") AS open, last("actor") AS actor FROM "alert_state"'
                 f' WHERE "kind" =~ /^sensor_/ AND {where} GROUP BY "id", "base"',
-                ("state", "open", "by", "id", "base"),
+                ("state", "open", "actor", "id", "base"),
                 fmt="table",
                 demo=False,
             ),

@@ -176,10 +176,10 @@ SERIES: dict[str, Series] = {
         Series(
             "alert_state",
             ("id", "kind", "severity", "district", "market", "stall", "base", "vehicle"),
-            {"state": "string", "open": "integer", "by": "string"},
+            {"state": "string", "open": "integer", "actor": "string"},
             "expected",
             "the life of an alert as a case: one point per transition (state open | acknowledged | assigned |"
-            " closed; open 1 while nobody acknowledged it, else 0; by: who). id is the alert's id, a tag:"
+            " closed; open 1 while nobody acknowledged it, else 0; actor: who made the change). id is the alert's id, a tag:"
             " alerts are few, and the latest state of each must be found",
         ),
     )
