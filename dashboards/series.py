@@ -168,10 +168,11 @@ SERIES: dict[str, Series] = {
         Series(
             "place",
             ("kind", "id", "name", "district"),
-            {"lat": "float", "lon": "float"},
+            {"lat": "float", "lon": "float", "open_flags": "integer", "open_alerts": "integer"},
             "expected",
-            "a position from the registry (kind market | base; WGS-84 degrees), written by the ingest when"
-            " the registry changes and at least daily so any dashboard time range holds one",
+            "a position from the registry (kind market | base; WGS-84 degrees) with what is open there (flags"
+            " of its scales and alerts whose case is not closed; until cases exist, those of the last 24 h),"
+            " written by the ingest every few minutes so any dashboard time range holds one",
         ),
         Series(
             "alert_state",
@@ -179,8 +180,8 @@ SERIES: dict[str, Series] = {
             {"state": "string", "open": "integer", "actor": "string"},
             "expected",
             "the life of an alert as a case: one point per transition (state open | acknowledged | assigned |"
-            " closed; open 1 while nobody acknowledged it, else 0; actor: who made the change). id is the alert's id, a tag:"
-            " alerts are few, and the latest state of each must be found",
+            " closed; open 1 while nobody acknowledged it, else 0; actor: who made the change). id is the"
+            " alert's id, a tag: alerts are few, and the latest state of each must be found",
         ),
     )
 }
