@@ -142,3 +142,16 @@ def test_alert_rule_queries_run_as_the_backend_expands_them(loaded: Loaded) -> N
     both = {i for i in open_now if open_now[i] and open_then.get(i)}
     assert both == {"base-0001:a"}, (open_now, open_then)
     assert by_rule["zj-rapid-positive"]["A"], "the positive written a minute ago is in the 5-minute window"
+
+
+def test_the_demo_writes_provisioning_for_its_influxdb(loaded: Loaded, influxd: InfluxServer) -> None:
+    import yaml
+
+    directory = loaded.data_dir / "grafana"
+    assert "GF_PATHS_PROVISIONING" in loaded.printed and "zhijian dashboards push" in loaded.printed
+    sources = yaml.safe_load((directory / "datasources" / "zhijian.yaml").read_text())["datasources"]
+    assert sources[0]["url"] == influxd.url and sources[0]["jsonData"]["dbName"] == "dash_demo"
+    provider = yaml.safe_load((directory / "dashboards" / "zhijian.yaml").read_text())["providers"][0]
+    assert sorted(p.name for p in Path(provider["options"]["path"]).glob("*.json")) == sorted(
+        f"{b.uid}.json" for b in boards()
+    )
