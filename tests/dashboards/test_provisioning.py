@@ -161,3 +161,18 @@ def test_cli_write_and_help(tmp_path: Path) -> None:
     blocker.write_text("x")
     result = runner.invoke(app, ["dashboards", "write", str(blocker)])
     assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_the_supervisors_doc_names_every_dashboard_rule_and_expected_series() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "supervisors.md").read_text(encoding="utf-8")
+    for board in boards():
+        assert f"`{board.uid}`" in text and board.title in text, board.uid
+    for rule in rules():
+        assert rule.title.split(" ")[0] in text, rule.uid
+    for series in SERIES.values():
+        if series.written == "expected":
+            assert f"`{series.measurement}`" in text
+            for name in (*series.tags, *series.fields):
+                assert f"`{name}`" in text, f"{series.measurement}.{name}"
+        for name in (*series.expected_tags, *series.expected_fields):
+            assert f"`{name}`" in text, f"{series.measurement}.{name}"
