@@ -14,6 +14,7 @@ from .model import (
     barchart,
     dashboard_link,
     data_link,
+    first_rows,
     hide_fields,
     join_on,
     sort_by,
@@ -137,9 +138,14 @@ def city() -> Board:
                 fmt="table",
                 demo=False,
             ),
-            transformations=[join_on("device"), hide_fields("Time", "Time 1", "Time 2"), sort_by("flags")],
+            transformations=[
+                join_on("device"),
+                hide_fields("Time", "Time 1", "Time 2"),
+                sort_by("flags"),
+                first_rows(20),
+            ],
             links=[TO_SCALE],
-            description="Scales ranked by flags in the time range, with their stall and vendor (vendor from the"
+            description="The 20 scales ranked by flags in the time range, with their stall and vendor (vendor from the"
             " per-scale status series).",
         ),
         table(

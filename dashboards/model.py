@@ -226,6 +226,11 @@ def sort_by(field_name: str, *, desc: bool = True) -> dict[str, Any]:
     return {"id": "sortBy", "options": {"sort": [{"field": field_name, "desc": desc}]}}
 
 
+def first_rows(n: int) -> dict[str, Any]:
+    """Grafana's "limit" transformation: the first ``n`` rows (after sorting: the top ``n``)."""
+    return {"id": "limit", "options": {"limitField": n}}
+
+
 def hide_fields(*names: str) -> dict[str, Any]:
     return {"id": "organize", "options": {"excludeByName": dict.fromkeys(names, True)}}
 

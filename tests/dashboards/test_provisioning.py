@@ -176,3 +176,16 @@ def test_the_supervisors_doc_names_every_dashboard_rule_and_expected_series() ->
                 assert f"`{name}`" in text, f"{series.measurement}.{name}"
         for name in (*series.expected_tags, *series.expected_fields):
             assert f"`{name}`" in text, f"{series.measurement}.{name}"
+
+
+def test_variables_inside_regexes_are_multi_value() -> None:
+    """Grafana escapes a single value inside `=~ /…/` only when written `$name`; ours are written `${name}`,
+    so a variable used in a regex must be multi-value (always escaped), or a value with a dot or a slash
+    would change the regex."""
+    for board in boards():
+        multi = {v.name for v in board.variables if v.multi}
+        texts = [q.text for p in board.panels for q in p.queries] + [v.query for v in board.variables]
+        for text in texts:
+            for regex in re.findall(r"=~ /([^/]*)/", text):
+                for name in re.findall(r"\$\{(\w+)\}", regex):
+                    assert name in multi, f"{board.uid}: ${{{name}}} in a regex: {text}"
