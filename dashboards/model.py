@@ -98,21 +98,21 @@ class Var:
     include_all: bool = True
 
     def render(self) -> dict[str, Any]:
-        current = {"text": ["All"], "value": ["$__all"]} if self.include_all else {}
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "label": self.label,
             "type": "query",
             "datasource": DATASOURCE,
             "query": self.query,
-            "definition": self.query,
             "refresh": 2,  # on time range change: new stalls and scales appear without a reload
             "multi": self.multi,
             "includeAll": self.include_all,
-            "current": current,
             "sort": 1,
             "options": [],
         }
+        if self.include_all:  # else Grafana selects the first value
+            out["current"] = {"text": ["All"], "value": ["$__all"]}
+        return out
 
 
 def datasource_variable(default_uid: str) -> dict[str, Any]:
@@ -133,6 +133,7 @@ def dashboard_link(title: str, uid: str, *, keep_vars: bool = True) -> dict[str,
     """A link to another dashboard of ours, carrying the time range and the variables it shares."""
     return {
         "title": title,
+        "tooltip": title,
         "type": "link",
         "url": f"/d/{uid}",
         "keepTime": True,
