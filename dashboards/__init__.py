@@ -6,7 +6,7 @@ The legacy :data:`QUERIES` (plain InfluxQL read by the demo's summary) stay besi
 
 from .errors import DashboardError, ExpandError, ProvisioningError, PushError
 from .expand import Expansion, Variable
-from .provisioning import COMMITTED, boards, render, write
+from .generate import COMMITTED, boards, render, write
 from .queries import QUERIES
 from .series import SERIES
 

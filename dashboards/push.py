@@ -19,7 +19,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 
 from .alerting import FOLDER_TITLE, FOLDER_UID, GROUP, contact_points, policy, rule_document, rules
 from .errors import PushError
-from .provisioning import INFLUX1_UID, boards, datasources
+from .generate import INFLUX1_UID, boards, datasources
 
 log = logging.getLogger(__name__)
 

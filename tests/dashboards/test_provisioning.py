@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from dashboards import COMMITTED, SERIES, ProvisioningError, boards, render, write
 from dashboards.alerting import rules
+from dashboards.generate import DEFAULT_DASHBOARDS_PATH
 from dashboards.model import DS_VARIABLE, GRID_WIDTH
-from dashboards.provisioning import DEFAULT_DASHBOARDS_PATH
 from zhijian_cli.main import app
 
 REGENERATE = (

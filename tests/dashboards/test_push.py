@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dashboards import PushError, boards
 from dashboards.alerting import rules
-from dashboards.provisioning import INFLUX1_UID, INFLUX2_UID
+from dashboards.generate import INFLUX1_UID, INFLUX2_UID
 from dashboards.push import PushTarget, push
 from tests.dashboards.grafana_standin import GrafanaStandIn
 from zhijian_cli.main import app

@@ -1,4 +1,4 @@
-"""Grafana provisioning files generated from the Python definitions: datasources, the dashboard provider,
+"""Grafana provisioning files generated from the Python definitions (committed under ./provisioning/):
 the dashboards' JSON, alert rules, contact points and the notification policy.
 
 Layout (Grafana reads ``<provisioning>/{datasources,dashboards,alerting}/*.yaml``)::
