@@ -189,3 +189,18 @@ def test_variables_inside_regexes_are_multi_value() -> None:
             for regex in re.findall(r"=~ /([^/]*)/", text):
                 for name in re.findall(r"\$\{(\w+)\}", regex):
                     assert name in multi, f"{board.uid}: ${{{name}}} in a regex: {text}"
+
+
+def test_overrides_and_transformations_name_columns_of_their_queries() -> None:
+    """A unit override, a join or a sort on a column no query returns would silently do nothing."""
+    for board in boards():
+        for panel in board.panels:
+            columns = {c for q in panel.queries for c in q.columns} | {"Time"}
+            named = [o["matcher"]["options"] for o in panel.overrides]
+            for t in panel.transformations:
+                if t["id"] == "joinByField":
+                    named.append(t["options"]["byField"])
+                    assert all(t["options"]["byField"] in q.columns for q in panel.queries), panel.title
+                if t["id"] == "sortBy":
+                    named += [s["field"] for s in t["options"]["sort"]]
+            assert set(named) <= columns, f"{board.uid} / {panel.title}: {sorted(set(named) - columns)}"
