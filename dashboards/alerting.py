@@ -11,7 +11,8 @@ stall, market or base):
   time clause, and it narrows a subquery to the outer query's time range, so the test is made in Grafana's
   expressions instead.)
 
-Contact points: DingTalk (钉钉, Grafana type ``dingding``) and WeCom (企业微信, ``wecom``) group robots,
+Contact points: DingTalk (钉钉, Grafana type ``dingding``, an actionCard message: Grafana sends actionCard or
+link) and WeCom (企业微信, ``wecom``, markdown) group robots,
 their webhook URLs from the environment Grafana runs in (``$ZHIJIAN_DINGTALK_WEBHOOK``,
 ``$ZHIJIAN_WECOM_WEBHOOK``). The policy sends everything to DingTalk and high-severity alerts to WeCom as
 well. Alert queries run in Grafana's backend, which expands only ``$timeFilter`` and the interval macros;
@@ -206,7 +207,7 @@ def contact_points() -> list[dict[str, Any]]:
                 {
                     "uid": "zj-dingtalk",
                     "type": "dingding",
-                    "settings": {"url": "$ZHIJIAN_DINGTALK_WEBHOOK", "msgType": "markdown", "message": message},
+                    "settings": {"url": "$ZHIJIAN_DINGTALK_WEBHOOK", "msgType": "actionCard", "message": message},
                     "disableResolveMessage": False,
                 }
             ],
