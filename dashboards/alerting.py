@@ -17,6 +17,10 @@ their webhook URLs from the environment Grafana runs in (``$ZHIJIAN_DINGTALK_WEB
 ``$ZHIJIAN_WECOM_WEBHOOK``). The policy sends everything to DingTalk and high-severity alerts to WeCom as
 well. Alert queries run in Grafana's backend, which expands only ``$timeFilter`` and the interval macros;
 ``intervalMs`` and ``maxDataPoints`` are given explicitly.
+
+Grafana expands ``$VAR`` from its environment in a provisioning file's labels and contact-point settings,
+not in annotations or a rule's queries and expressions: so ``{{ $labels.market }}``, ``$timeFilter`` and
+``$C * $D`` stay as written, and none of our labels holds a ``$``.
 """
 
 from __future__ import annotations
