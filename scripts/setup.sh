@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up this machine for Zhijian, idempotently: the Debian packages that provide the real servers
-# (mosquitto, influxd, nats-server) when their binaries are missing, then a virtual environment in .venv
+# (mosquitto, influxd, nats-server) and npm (a dashboards test) when their binaries are missing, then a virtual environment in .venv
 # with the project and its dev extras. Safe to run again; does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have nats-server || missing+=(nats-server)
+have npm || missing+=(npm)  # tests/dashboards/test_schema_ts.py: TypeScript over Grafana's schema
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     sudo_cmd=""

@@ -32,6 +32,7 @@ from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
+from .demo_grafana import write_demo_provisioning
 from .demo_registry import DemoRegistry, provision_demo
 from .ingest_devices import build_worker, registry_devices
 from .servers import InfluxServer, MosquittoServer, free_port
@@ -115,6 +116,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         )
         _run_market(opts, console, market, agents, pipeline)
         stored = _summary(console, market, influx, influx_url, opts.influx_db)
+        write_demo_provisioning(console, opts.data_dir, influx_url, opts.influx_db)
         if opts.keep_serving:
             for agent in agents:  # the market is closed; keep only broker, ingest and InfluxDB
                 agent.stop()
@@ -298,5 +300,4 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
         highlight=False,
         markup=False,
     )
-    console.print("These queries live in the dashboards package; Grafana provisioning over them is still to come.")
     return stored
