@@ -1,0 +1,60 @@
+"""Delivering a device's new credentials: where the bundle may go (checked before anything changes) and
+writing it there: a file (mode 600), the device over its serial line, QR text, or JSON for a script."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from edge_agent.private_file import write_private
+
+from .cli_common import console, emit
+from .registry_client import CliError
+
+
+def check_delivery(out: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
+    """Refuse before any credential changes when the new secrets would have nowhere to go: the registry
+    keeps only hashes, so secrets not delivered now are lost, and the device's working bundle with them."""
+    if out is None and not qr and serial_port is None and not as_json:
+        raise CliError(
+            "nowhere to deliver the new credentials: give --out FILE, --qr or --write-serial PORT "
+            "(nothing was changed; the device's current bundle still works)"
+        )
+    if out is not None:
+        if out.is_dir():
+            raise CliError(f"--out {out}: is a folder; give a file name (nothing was changed)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise CliError(f"--out {out}: cannot write in {out.parent} (nothing was changed)")
+    if serial_port is not None and "://" not in serial_port and not Path(serial_port).exists():
+        raise CliError(f"--write-serial {serial_port}: no such serial port (nothing was changed)")
+
+
+def write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True))
+    if serial_port is not None:
+        from edge_agent.provisioning_line import send_bundle
+
+        device, fingerprint = send_bundle(serial_port, out["qr_text"])
+        if (device, fingerprint) != (out["device_id"], out["key_fingerprint"]):
+            raise CliError(f"the device on {serial_port} reports {device} / {fingerprint}, not what was issued")
+    if as_json:
+        emit(out, True, print)
+        return
+    console.print(
+        f"[green]provisioned[/] {out['device_id']}: key v{out['key_version']}, fingerprint {out['key_fingerprint']}",
+        highlight=False,
+    )
+    if path is not None:
+        console.print(f"bundle written to {path} (mode 600; it holds the device's password and key)")
+    if serial_port is not None:
+        console.print(f"bundle written to the device on {serial_port}; it confirmed the key fingerprint")
+    if qr:
+        console.print("QR text (encode it as a QR code; the agent reads it as a bundle file too):")
+        typer.echo(out["qr_text"])
