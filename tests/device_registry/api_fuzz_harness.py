@@ -7,7 +7,9 @@ Two rules of the API no JSON Schema can state, so that the "positive data accept
 
 - a business licence's last character is a check character over the other 17 (GB 32100-2015; the
   document marks such fields ``format: uscc``): the harness puts the right one on generated codes;
-- an alert limit's ``low`` must be below its ``high``: the harness orders generated pairs.
+- an alert limit's ``low`` must be below its ``high``: the harness orders generated pairs;
+- a device moved (PATCH) goes where its kind may be (device_registry.placement; for registering, the
+  document states the rule): the harness leaves out a move to a place of the wrong kind.
 
 Both are refused with a 422 the document describes on the operations concerned. Nothing is excluded.
 The fuzzer may revoke the very token it calls with (it lists tokens, then revokes what it found), so the
@@ -30,6 +32,7 @@ from device_profiles import builtin
 from device_registry import Principal, Role
 from device_registry import models as m
 from device_registry.db import sessions
+from device_registry.placement import placement_problem
 from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, StallIn, TokenIn
 from device_registry.service import Registry
 from device_registry.uscc import check_character
@@ -101,7 +104,22 @@ class BeyondSchema:
                 _ordered_limits(body)
             if case.operation.path == "/v1/devices/{device_id}/verifications":
                 self._metrology(str((case.path_parameters or {}).get("device_id")), body)
+            if case.operation.path == "/v1/devices/{device_id}" and case.method.upper() == "PATCH":
+                self._placement(str((case.path_parameters or {}).get("device_id")), body)
         return case
+
+    def _placement(self, device_id: str, body: dict[str, Any]) -> None:
+        """A move keeps to where the device's kind may be (the body cannot say its kind: the profile is
+        the registered device's), else the move is left out and the rest of the update stays."""
+        with sessions(self.engine)() as db:
+            device = db.get(m.Device, device_id)
+        if device is None:
+            return
+        kind = "stall" if body.get("market_id") is not None else "base" if body.get("base_id") is not None else None
+        kind = kind or ("vehicle" if body.get("vehicle_id") is not None else None)
+        if kind is not None and placement_problem(device.profile, device.kind, kind):
+            for name in ("market_id", "stall_code", "base_id", "vehicle_id"):
+                body.pop(name, None)
 
     def _metrology(self, device_id: str, body: dict[str, Any]) -> None:
         with sessions(self.engine)() as db:

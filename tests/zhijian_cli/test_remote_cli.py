@@ -70,7 +70,7 @@ def test_remote_provisioning_with_a_token(api: tuple[str, str], tmp_path: Path) 
     assert json.loads(out)["key_version"] == 1 and "password" in bundle.read_text()
     code, out = cli(f"registry {remote} token create tech --role viewer --json")
     viewer = json.loads(out)["token"]
-    code, out = cli(f"device --api {url} --token {viewer} revoke scale-0001 --reason because")
+    code, out = cli(f"device --api {url} --token {viewer} revoke scale-0001 --reason because --yes")
     assert code == 1 and "role viewer may not revoke (HTTP 403)" in out
     code, out = cli(f"device --api {url} --token zjt_000000000000_{'x' * 32} list")
     assert code == 1 and "invalid or revoked API token (HTTP 401)" in out
