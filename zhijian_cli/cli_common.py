@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from edge_agent.errors import AgentError
@@ -86,4 +87,9 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[st
         t.add_column(name)
     for row in rows:
         t.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+        return
+    # into a pipe or a file Rich assumes 80 columns and cuts ids to "scale-00…": print every cell whole
+    wide = Measurement.get(console, console.options.update(width=10_000), t).maximum
+    Console(file=console.file, width=max(console.width, wide)).print(t)

@@ -27,7 +27,10 @@ def check_delivery(out: Path | None, qr: bool, serial_port: str | None, as_json:
     if out is not None:
         if out.is_dir():
             raise CliError(f"--out {out}: is a folder; give a file name (nothing was changed)")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"--out {out}: cannot make {out.parent} ({exc.strerror}; nothing was changed)") from exc
         if not os.access(out.parent, os.W_OK):
             raise CliError(f"--out {out}: cannot write in {out.parent} (nothing was changed)")
     if serial_port is not None and "://" not in serial_port and not Path(serial_port).exists():

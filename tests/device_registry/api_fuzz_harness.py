@@ -26,6 +26,7 @@ from typing import Any
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
+from schemathesis.generation.modes import GenerationMode
 from sqlalchemy import Engine
 
 from device_profiles import builtin
@@ -38,6 +39,7 @@ from device_registry.service import Registry
 from device_registry.uscc import check_character
 
 ALL_CHECKS = "all"
+_PLACE_FIELDS = ("market_id", "stall_code", "base_id", "vehicle_id")
 _USCC_BODY = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 
@@ -104,7 +106,7 @@ class BeyondSchema:
                 _ordered_limits(body)
             if case.operation.path == "/v1/devices/{device_id}/verifications":
                 self._metrology(str((case.path_parameters or {}).get("device_id")), body)
-            if case.operation.path == "/v1/devices/{device_id}" and case.method.upper() == "PATCH":
+            if case.operation.path == "/v1/devices/{device_id}" and case.method.upper() == "PATCH" and _positive(case):
                 self._placement(str((case.path_parameters or {}).get("device_id")), body)
         return case
 
@@ -115,11 +117,15 @@ class BeyondSchema:
             device = db.get(m.Device, device_id)
         if device is None:
             return
-        kind = "stall" if body.get("market_id") is not None else "base" if body.get("base_id") is not None else None
-        kind = kind or ("vehicle" if body.get("vehicle_id") is not None else None)
+        named = {k: v for k in _PLACE_FIELDS if (v := body.get(k)) is not None}
+        if not all(isinstance(v, str) for v in named.values()):
+            return  # a case breaking the schema stays as it is: it must be refused for that
+        kind = {("market_id", "stall_code"): "stall", ("base_id",): "base", ("vehicle_id",): "vehicle"}.get(
+            tuple(k for k in _PLACE_FIELDS if k in named)
+        )
         if kind is not None and placement_problem(device.profile, device.kind, kind):
-            for name in ("market_id", "stall_code", "base_id", "vehicle_id"):
-                body.pop(name, None)
+            for name in named:
+                del body[name]
 
     def _metrology(self, device_id: str, body: dict[str, Any]) -> None:
         with sessions(self.engine)() as db:
@@ -141,6 +147,12 @@ def _seeded_for_nulls(case: Any) -> None:
     for name, value in list(params.items()):
         if value in ("None", None) and name in _SEEDED:  # a stateful link that followed a null: not a real id
             params[name] = _SEEDED[name]
+
+
+def _positive(case: Any) -> bool:
+    """A case generated to fit the schema (a negative one must stay as it was made: refused for itself)."""
+    meta = getattr(case, "meta", None)
+    return meta is None or meta.generation.mode == GenerationMode.POSITIVE
 
 
 def _licences(body: dict[str, Any]) -> None:
