@@ -49,11 +49,9 @@ def client(ctx: typer.Context, api: str | None = None, token: str | None = None)
     return open_client(api or obj.get("api"), token or obj.get("token"))
 
 
-def confirm(question: str, yes: bool) -> None:
-    """Go on if ``yes`` (``--yes``) or the user answers y at a terminal; else stop with status 1. Without a
-    terminal (a script, a pipe) and without ``--yes`` it refuses rather than read an answer nobody typed."""
-    if yes:
-        return
+def confirm(question: str) -> None:
+    """Go on if the user answers y at a terminal; else stop with status 1. Without a terminal (a script, a
+    pipe) it refuses rather than read an answer nobody typed: the caller asks only without ``--yes``."""
     if not sys.stdin.isatty():
         raise CliError(f"{question.rstrip('?')}: not confirmed (no terminal to ask at); add --yes to go ahead")
     if not typer.confirm(question, default=False, err=True):

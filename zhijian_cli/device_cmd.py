@@ -157,7 +157,7 @@ def issue(
         check_delivery(out, qr, write_serial, as_json)
         registry = client(ctx, api, token)
         d = registry.call("GET", f"/v1/devices/{device_id}")
-        if d["key_version"]:  # it has working credentials: this ends them
+        if d["key_version"] and not yes:  # it has working credentials: this ends them; say so and ask
             err_console.print(
                 escape(
                     f"{action}: {describe_device(registry, d)}\n  replaces key v{d['key_version']} "
@@ -165,7 +165,7 @@ def issue(
                 ),
                 highlight=False,
             )
-            confirm(f"{action} {device_id}?", yes)
+            confirm(f"{action} {device_id}?")
         result = registry.call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
         write_bundle(result, out, qr, write_serial, as_json)
 
@@ -198,10 +198,10 @@ def revoke(
     A revoked device id cannot be provisioned again."""
     with friendly_errors():
         registry = client(ctx, api, token)
-        d = registry.call("GET", f"/v1/devices/{device_id}")
-        if not d.get("revoked_at"):  # revoked already: the API says so, nothing to confirm
+        d = None if yes else registry.call("GET", f"/v1/devices/{device_id}")
+        if d is not None and not d.get("revoked_at"):  # revoked already: the API says so, nothing to ask
             err_console.print(escape(f"revoke: {describe_device(registry, d)}\n  reason: {reason}"), highlight=False)
-            confirm(f"revoke {device_id} for good?", yes)
+            confirm(f"revoke {device_id} for good?")
         out = registry.call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
     emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
 
