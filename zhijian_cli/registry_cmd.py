@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from .cli_common import (
     ApiOption,
@@ -195,7 +196,7 @@ def _add(
 ) -> None:
     with friendly_errors():
         out = client(ctx, api, token).call("POST", path, {k: v for k, v in body.items() if v is not None})
-    emit(out, as_json, lambda o: console.print(f"added {what} {o.get('id')}", highlight=False))
+    emit(out, as_json, lambda o: console.print(escape(f"added {what} {o.get('id')}"), highlight=False))
 
 
 Name = Annotated[str, typer.Option(help="Display name.")]
@@ -270,7 +271,11 @@ def change_vendor(
         out = client(ctx, api, token).call(
             "PUT", f"/v1/markets/{market}/stalls/{code}/vendor", {"vendor": vendor, "business_licence": licence}
         )
-    emit(out, as_json, lambda o: console.print(f"stall {market}/{code}: {o['vendor']} ({o['business_licence']})"))
+    emit(out, as_json, lambda o: console.print(escape(f"stall {market}/{code}: {_holder(o)}"), highlight=False))
+
+
+def _holder(stall: dict[str, Any]) -> str:
+    return f"{stall['vendor']} ({stall['business_licence']})"
 
 
 @add_app.command("base")

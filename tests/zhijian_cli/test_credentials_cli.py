@@ -188,3 +188,18 @@ def test_at_a_terminal_the_technician_is_asked(field: tuple[MosquittoServer, Pat
     code, out = _at_a_terminal(revoke, "y", bundle.parent)
     assert code == 0 and "revoked scale-0001" in out, out
     assert eventually_refused(broker.port, "scale-0001", _password(bundle)) == "Not authorized"
+
+
+def test_a_serial_line_that_fails_says_the_old_bundle_is_gone_and_what_to_do(
+    field: tuple[MosquittoServer, Path],
+) -> None:
+    controller, terminal = pty.openpty()  # a serial port nobody answers on
+    try:
+        code, out = cli(f"device rotate scale-0001 --write-serial {os.ttyname(terminal)} --qr --yes")
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert code == 1
+    assert "ZJB1:" in out  # the QR text came first: the new secrets are not lost
+    assert "did not take its new bundle, and its old one no longer works" in out
+    assert "then `zhijian device rotate scale-0001` again" in out and "kept nowhere" not in out
