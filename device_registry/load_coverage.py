@@ -1,18 +1,21 @@
 """Whether the loads weighed at a verification cover the scale's range: a warning for each gap.
 
 A verification judges each reading against the MPE (:mod:`.verification`); whether it passed says nothing
-about the loads nobody weighed. The weighing test of a verification applies loads from zero up to Max and
-includes Min, Max and the loads at or near which the MPE changes, at least five of them (OIML R76-1
-A.4.4.1, which JJG 539 follows) [report: the clause as read in the standard's text; the count is
-configurable below]. One reading at 1 kg on a 30 kg scale passes and proves little: it is recorded, with
-a warning, not refused (a re-verification after a repair may rightly be partial).
+about the loads nobody weighed. Weighing tests go up to capacity (Max) with at least five known test
+weights, chosen by the capacity, the verification scale interval and the turning points of the tolerances
+(where the MPE changes): Measurement Canada's laboratory manual LG-3.01 says so in those words [report:
+read at ic.gc.ca, "Linearity, hysteresis and repeatability"]; OIML R76-1's weighing test (A.4.4.1, which
+JJG 539 follows) asks the same, loads from zero to Max including Min, Max and the loads at or near which
+the MPE changes [unsure: the clause not read here]. The count and the nearness are configurable below.
+One reading at 1 kg on a 30 kg scale passes and proves little: it is recorded, with warnings, not refused
+(a re-verification after a repair may rightly be partial).
 """
 
 from __future__ import annotations
 
 from anti_cheat.mpe import MPE_TABLE
 
-MIN_LOADS = 5  # test loads at a verification [report: OIML R76-1 A.4.4.1]; configurable
+MIN_LOADS = 5  # test loads at a verification [report: Measurement Canada LG-3.01; R76-1 A.4.4.1 unsure]
 NEAR_MAX = 0.9  # a load at 90 % of Max or more counts as "at Max" (reference weights come in steps)
 NEAR_EDGE = 0.05  # a load within 5 % of a point where the MPE changes is "at or near" it: covers both sides
 
