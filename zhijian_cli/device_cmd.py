@@ -156,8 +156,8 @@ def issue(
     with friendly_errors():
         check_delivery(out, qr, write_serial, as_json)
         registry = client(ctx, api, token)
-        d = registry.call("GET", f"/v1/devices/{device_id}")
-        if d["key_version"] and not yes:  # it has working credentials: this ends them; say so and ask
+        d = None if yes else registry.call("GET", f"/v1/devices/{device_id}")
+        if d is not None and d["key_version"]:  # it has working credentials: this ends them; say so and ask
             err_console.print(
                 escape(
                     f"{action}: {describe_device(registry, d)}\n  replaces key v{d['key_version']} "
