@@ -6,7 +6,7 @@ This package depends on nothing else of ours; everything else depends on it. See
 
 from .envelope import SCHEMA_VERSION, Envelope, check_record, decode, encode
 from .errors import REJECT_REASONS, ContractError, EnvelopeError, FrameError, IntegrityError, ProfileError
-from .loader import builtin, builtin_profiles, load_dir, load_profile, parse_profile
+from .loader import builtin, builtin_profiles, did_you_mean, load_dir, load_profile, parse_profile
 from .records import RECORD_TYPES, FieldSpec, RecordType, amount_fen
 from .schema import Metrology, Profile
 
@@ -29,6 +29,7 @@ __all__ = [
     "builtin_profiles",
     "check_record",
     "decode",
+    "did_you_mean",
     "encode",
     "load_dir",
     "load_profile",

@@ -6,6 +6,8 @@ pointing :func:`load_dir` at a folder of their own.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -71,4 +73,11 @@ def builtin(profile_id: str) -> Profile:
         return builtin_profiles()[profile_id]
     except KeyError:
         known = ", ".join(sorted(builtin_profiles()))
-        raise ProfileError("builtin", "id", f"no profile {profile_id!r}; known: {known}") from None
+        hint = did_you_mean(profile_id, builtin_profiles())
+        raise ProfileError("builtin", "id", f"no profile {profile_id!r}{hint}; known: {known}") from None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'zj-pcs-30'?"`` for the closest of ``candidates`` to a mistyped ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -35,6 +35,7 @@ from .broker_sync import BrokerSync
 from .credentials import secret_matches, split_token
 from .db import sessions
 from .errors import InvalidInput, RegistryError, Unauthenticated
+from .plain_errors import plain
 from .schemas import (
     AuditOut,
     BaseIn,
@@ -201,7 +202,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's shape; a lone surrogate (JSON "\\ud800") echoed back could not be encoded: replaced
-        return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+        return JSONResponse({"detail": _encodable(jsonable_encoder(plain(list(exc.errors()))))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -328,7 +329,10 @@ def list_devices(
     )
 
 
-@router.post("/v1/devices", status_code=201, tags=["devices"], responses=_BODY)
+_PLACED = _body("a place where the device's kind does not belong (a scale at a planting base)")
+
+
+@router.post("/v1/devices", status_code=201, tags=["devices"], responses=_PLACED)
 def register_device(reg: Caller, body: DeviceIn) -> DeviceOut:
     return reg.register(body)
 
@@ -338,7 +342,7 @@ def show_device(reg: Caller, device_id: DevicePath) -> DeviceOut:
     return reg.device(device_id)
 
 
-@router.patch("/v1/devices/{device_id}", tags=["devices"], responses=_BODY)
+@router.patch("/v1/devices/{device_id}", tags=["devices"], responses=_PLACED)
 def update_device(reg: Caller, device_id: DevicePath, body: DeviceUpdate) -> DeviceOut:
     """Change firmware version, software id, serial, production or repair code, or move the device."""
     return reg.update(device_id, body)

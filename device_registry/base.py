@@ -11,6 +11,8 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from device_profiles import did_you_mean
+
 from . import models as m
 from .auth import Principal
 from .errors import Conflict, NotFound
@@ -108,8 +110,14 @@ class RegistryBase:
     def _device(self, device_id: str) -> m.Device:
         d = self.db.get(m.Device, device_id)
         if d is None or not self.who.sees(*district_market(d)):
-            raise NotFound(NOT_FOUND.format(what="device", key=device_id))
+            raise NotFound(NOT_FOUND.format(what="device", key=device_id) + self._close_device_ids(device_id))
         return d
+
+    def _close_device_ids(self, device_id: str) -> str:
+        """ "; did you mean …?" over the ids of the devices the caller sees (never one outside its scope).
+        Only on the error path; the ids share the mistyped one's first letter, which bounds the scan."""
+        q, _ = self._devices_where(select(m.Device.id).where(m.Device.id.startswith(device_id[:1], autoescape=True)))
+        return did_you_mean(device_id, self.db.scalars(q.limit(100_000)))
 
     def _devices_where(self, q: Select[Any]) -> tuple[Select[Any], Any]:
         """``q`` joined to each device's place and limited to the caller's scope; and the district column."""

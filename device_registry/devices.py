@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from device_profiles import ProfileError, builtin
+from device_profiles import ProfileError, builtin, builtin_profiles, did_you_mean
 
 from . import models as m
 from .base import VERIFICATION_PERIOD, RegistryBase, district_market
 from .broker_files import SERVICE_PREFIX, reserved_name
 from .errors import Conflict, InvalidInput
+from .placement import placement_problem
 from .schemas import (
     DeviceIn,
     DeviceOut,
@@ -40,10 +41,12 @@ class Devices(RegistryBase):
         try:
             profile = builtin(data.profile)
         except ProfileError as exc:
+            hint = did_you_mean(data.profile, builtin_profiles())
             raise InvalidInput(
-                f"profile {data.profile!r} is not a shipped profile (see `zhijian profiles list`)"
+                f"profile {data.profile!r} is not a shipped profile{hint} (see `zhijian profiles list`)"
             ) from exc
         place = self._place_ids(data)
+        _check_placement(data.profile, profile.kind, place)
         if self.db.get(m.Device, data.id):
             raise Conflict(f"device {data.id!r} is registered already")
         fields = data.model_dump(exclude={"market_id", "stall_code", "base_id", "vehicle_id"})
@@ -69,7 +72,9 @@ class Devices(RegistryBase):
         if data.names_a_place:
             district, market = district_market(d)
             before = d.stall.code if d.stall else d.base_id or d.vehicle_id
-            for name, value in self._place_ids(data).items():
+            place = self._place_ids(data)
+            _check_placement(d.profile, d.kind, place)
+            for name, value in place.items():
                 setattr(d, name, value)
             self.db.flush()
             self.db.refresh(d)
@@ -171,7 +176,8 @@ class Devices(RegistryBase):
 
     def verify(self, device_id: str, data: VerificationIn) -> VerificationOut:
         """Record a verification from the readings taken on site. A passed one becomes the scale's facts for
-        the anti-cheat engine (coefficient, zero, counters, due date) and restarts its baselines."""
+        the anti-cheat engine (coefficient, zero, counters, due date) and restarts its baselines; a failed one
+        is recorded with no due date (``due_on`` given is ignored) and changes no facts."""
         self.who.require("verify")
         d = self._device(device_id)
         metrology = builtin(d.profile).metrology
@@ -180,16 +186,18 @@ class Devices(RegistryBase):
         cls = data.accuracy_class or (metrology.accuracy_class if metrology else "III")
         e_mg = data.e_mg or (metrology.e_mg if metrology else 0)
         readings = judge_readings(data.readings, accuracy_class=cls, e_mg=e_mg)
+        passed = all(r.within_mpe for r in readings)
         row = m.Verification(
             device_id=d.id,
             **data.model_dump(exclude={"readings", "accuracy_class", "max_g", "e_mg", "d_mg", "due_on"}),
-            due_on=data.due_on or data.verified_on + VERIFICATION_PERIOD,
+            # only a pass earns a next due date: a failed scale is due again as soon as it is repaired
+            due_on=(data.due_on or data.verified_on + VERIFICATION_PERIOD) if passed else None,
             accuracy_class=cls,
             max_g=data.max_g or (metrology.max_g if metrology else 0),
             e_mg=e_mg,
             d_mg=data.d_mg or (metrology.d_mg if metrology else e_mg),
             reference_weights=[r.model_dump() for r in readings],
-            passed=all(r.within_mpe for r in readings),
+            passed=passed,
         )
         self.db.add(row)
         self.db.flush()
@@ -203,3 +211,11 @@ class Devices(RegistryBase):
         self._device(device_id)
         q = select(m.Verification).where(m.Verification.device_id == device_id).order_by(m.Verification.id.desc())
         return self._page(q, limit, offset, VerificationOut)
+
+
+def _check_placement(profile_id: str, kind: str, place: dict[str, Any]) -> None:
+    """Refuse a device at a kind of place it does not belong at (a soil sensor at a stall)."""
+    where = "stall" if place["stall_id"] is not None else "base" if place["base_id"] is not None else "vehicle"
+    problem = placement_problem(profile_id, kind, where)
+    if problem:
+        raise InvalidInput(problem)

@@ -132,7 +132,7 @@ class Verification(Base):
     certificate_no: Mapped[str] = mapped_column(String(64))
     verifying_body: Mapped[str] = mapped_column(String(200))
     verified_on: Mapped[dt.date] = mapped_column(Date)
-    due_on: Mapped[dt.date] = mapped_column(Date)
+    due_on: Mapped[dt.date | None] = mapped_column(Date, doc="None for a failed verification")
     seal_no: Mapped[str] = mapped_column(String(64))
     accuracy_class: Mapped[str] = mapped_column(String(4))
     max_g: Mapped[int] = mapped_column(Integer)

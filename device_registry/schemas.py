@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 from pydantic.config import JsonDict, JsonValue
 from pydantic.json_schema import SkipJsonSchema
 
 from device_profiles.topics import DEVICE_ID_RE
 
 from .auth import Role
+from .load_coverage import coverage_warnings
+from .placement import profiles_allowed_at
 from .wire_types import (
     JSON_INTEGER,
     JSON_NUMBER,
@@ -145,6 +147,19 @@ def _place(*given: str) -> JsonDict:
 
 # the place rules as JSON Schema, so that the published document states them too
 _ONE_PLACE: list[JsonValue] = [_place("market_id", "stall_code"), _place("base_id"), _place("vehicle_id")]
+_PLACE_KINDS = ("stall", "base", "vehicle")  # in the order of _ONE_PLACE
+
+
+def _one_place_for_its_kind(schema: JsonDict) -> None:
+    """Registering: exactly one place, and one where the profile's kind of device may be (:mod:`.placement`);
+    read when the document is made, not at import."""
+    alternatives: list[JsonValue] = []
+    for alternative, kind in zip(_ONE_PLACE, _PLACE_KINDS, strict=True):
+        assert isinstance(alternative, dict) and isinstance(alternative["properties"], dict)
+        allowed: list[JsonValue] = list(profiles_allowed_at(kind))
+        properties: JsonDict = {**alternative["properties"], "profile": {"enum": allowed}}
+        alternatives.append({**alternative, "properties": properties})
+    schema["anyOf"] = alternatives
 
 
 class _PlaceIn(_In):
@@ -168,7 +183,7 @@ class _PlaceIn(_In):
 class DeviceIn(_PlaceIn):
     """A device to register, at exactly one place: a stall (market + stall code), a base or a vehicle."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": _ONE_PLACE})
+    model_config = ConfigDict(json_schema_extra=_one_place_for_its_kind)
 
     id: DeviceId
     profile: ProfileId
@@ -256,7 +271,7 @@ class VerificationOut(_Out):
     certificate_no: str
     verifying_body: str
     verified_on: dt.date
-    due_on: dt.date
+    due_on: dt.date | None = Field(description="the next verification's; none when this one failed")
     seal_no: str
     technician: str
     accuracy_class: str
@@ -271,6 +286,16 @@ class VerificationOut(_Out):
     reference_weights: list[ReadingOut]
     passed: bool
     recorded_at: dt.datetime
+
+    @computed_field(description="ranges of the scale its loads left out (several loads up to Max are needed)")  # type: ignore[prop-decorator]
+    @property
+    def warnings(self) -> list[str]:
+        return coverage_warnings(
+            [r.reference_g for r in self.reference_weights],
+            accuracy_class=self.accuracy_class,
+            e_mg=self.e_mg,
+            max_g=self.max_g,
+        )
 
 
 class DeviceOut(BaseModel):

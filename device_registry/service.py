@@ -4,8 +4,10 @@ the areas: places (:mod:`.places`), devices (:mod:`.devices`), access (:mod:`.ac
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import models as m
 from .access import Access
 from .auth import Principal, Role
 from .base import BundleDefaults
@@ -13,7 +15,7 @@ from .devices import Devices
 from .places import Places
 from .schemas import TOKEN_DAYS, TokenCreated, TokenIn
 
-__all__ = ["BundleDefaults", "Registry", "bootstrap_admin_token"]
+__all__ = ["BundleDefaults", "Registry", "admin_token_count", "bootstrap_admin_token"]
 
 
 class Registry(Places, Devices, Access):
@@ -27,3 +29,9 @@ def bootstrap_admin_token(
     ``never_expires`` (``--no-expiry``), which the audit entry records."""
     reg = Registry(db, Principal(actor, Role.ADMIN))
     return reg.create_token(TokenIn(name=name, role=Role.ADMIN, expires_days=expires_days), never_expires=never_expires)
+
+
+def admin_token_count(db: Session) -> int:
+    """Admin tokens ever made (revoked and expired ones too): none means ``zhijian registry init`` has not
+    yet handed out the first, so running it again must not mint a second one unasked."""
+    return db.scalar(select(func.count()).select_from(m.ApiToken).where(m.ApiToken.role == Role.ADMIN.value)) or 0

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
-from device_profiles import builtin_profiles
+from device_profiles import builtin_profiles, did_you_mean
 
 from .uscc import uscc_problem
 
@@ -66,7 +66,8 @@ Uscc = Annotated[
 
 def _known_profile(value: str) -> str:
     if value not in builtin_profiles():
-        raise ValueError(f"profile {value!r} is not a shipped profile (see `zhijian profiles list`)")
+        hint = did_you_mean(value, builtin_profiles())
+        raise ValueError(f"profile {value!r} is not a shipped profile{hint} (see `zhijian profiles list`)")
     return value
 
 
@@ -116,20 +117,20 @@ def _iso_day(value: Any) -> Any:
     return value
 
 
-def _years(pattern: str) -> tuple[AfterValidator, Any]:
+def _years(pattern: str, words: str) -> tuple[AfterValidator, Any]:
     year = re.compile(pattern)
 
     def check(value: dt.date) -> dt.date:
         if not year.fullmatch(value.isoformat()):
-            raise ValueError(f"the date must match {pattern}")
+            raise ValueError(f"the date must be {words}")
         return value
 
     return AfterValidator(check), Field(json_schema_extra={"pattern": pattern})
 
 
 _ISO_DAY = BeforeValidator(_iso_day)
-_IN_2000S = _years(r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}$")
-_IN_2000S_OR_2100 = _years(r"^(?:20[0-9]{2}|2100)-[0-9]{2}-[0-9]{2}$")
+_IN_2000S = _years(r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}$", "from 2000-01-01 to 2099-12-31")
+_IN_2000S_OR_2100 = _years(r"^(?:20[0-9]{2}|2100)-[0-9]{2}-[0-9]{2}$", "from 2000-01-01 to 2100-12-31")
 # a calendar date written YYYY-MM-DD (RFC 3339 full-date): never a timestamp
 Day = Annotated[dt.date, _ISO_DAY]
 DayIn2000s = Annotated[dt.date, _ISO_DAY, *_IN_2000S]

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -42,7 +43,7 @@ def run(
         bundle = load_bundle(config)
         agent = build_agent(bundle, bundle_dir=config.parent)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -61,7 +62,7 @@ def status(
     try:
         bundle = load_bundle(config)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     try:
         doc = json.loads(bundle.status_path.read_text(encoding="utf-8"))
@@ -116,7 +117,7 @@ def dead_letters(
     try:
         bundle = load_bundle(config)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     path = bundle.state_dir / "outbox.sqlite"
     if not path.exists():
@@ -151,6 +152,6 @@ def receive_bundle_cmd(
     try:
         bundle = receive_bundle(port, out, baudrate=baudrate, timeout_s=timeout)
     except (ConfigError, DeviceError, OSError) as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from exc
     console.print(f"stored the bundle of {bundle.device_id} in {out}")

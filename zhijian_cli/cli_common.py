@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from edge_agent.errors import AgentError
@@ -29,15 +32,31 @@ ApiOption = Annotated[
 ]
 TokenOption = Annotated[str | None, typer.Option("--token", envvar="ZHIJIAN_API_TOKEN", help="API token for --api.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts; needed without a terminal).")
+]
 
 
 def remember_connection(ctx: typer.Context, api: str | None, token: str | None) -> None:
     ctx.obj = {"api": api, "token": token}
 
 
-def client(ctx: typer.Context) -> RegistryClient:
+def client(ctx: typer.Context, api: str | None = None, token: str | None = None) -> RegistryClient:
+    """The registry the command talks to: ``--api``/``--token`` given to the command itself
+    (``zhijian device list --api …``), else to its group (``zhijian device --api … list``), else the
+    environment (both options read ZHIJIAN_API_URL and ZHIJIAN_API_TOKEN), else the local database."""
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}  # set by the group's callback, inherited by commands
-    return open_client(obj.get("api"), obj.get("token"))
+    return open_client(api or obj.get("api"), token or obj.get("token"))
+
+
+def confirm(question: str) -> None:
+    """Go on if the user answers y at a terminal; else stop with status 1. Without a terminal (a script, a
+    pipe) it refuses rather than read an answer nobody typed: the caller asks only without ``--yes``."""
+    if not sys.stdin.isatty():
+        raise CliError(f"{question.rstrip('?')}: not confirmed (no terminal to ask at); add --yes to go ahead")
+    if not typer.confirm(question, default=False, err=True):
+        err_console.print("nothing changed", highlight=False)
+        raise typer.Exit(1)
 
 
 @contextmanager
@@ -48,7 +67,8 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except (CliError, RegistryError, AgentError, OSError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        # escaped: messages quote patterns and input ("[a-z0-9]…"), which Rich would take for markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -65,4 +85,9 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[st
         t.add_column(name)
     for row in rows:
         t.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+        return
+    # into a pipe or a file Rich assumes 80 columns and cuts ids to "scale-00…": print every cell whole
+    wide = Measurement.get(console, console.options.update(width=10_000), t).maximum
+    Console(file=console.file, width=max(console.width, wide)).print(t)

@@ -9,14 +9,34 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from device_profiles import builtin
-from edge_agent.private_file import write_private
 
-from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
+from .cli_common import (
+    ApiOption,
+    JsonOption,
+    TokenOption,
+    YesOption,
+    client,
+    confirm,
+    console,
+    emit,
+    err_console,
+    friendly_errors,
+    remember_connection,
+)
 from .cli_common import table as print_table
+from .credential_delivery import check_delivery, write_bundle
+from .device_view import (
+    VERIFICATION_FAILED_EXIT,
+    describe_device,
+    last_verified,
+    place_text,
+    render_verification,
+    show_device,
+)
 from .registry_client import CliError
 
 app = typer.Typer(
@@ -30,27 +50,6 @@ app = typer.Typer(
 @app.callback()
 def _connection(ctx: typer.Context, api: ApiOption = None, token: TokenOption = None) -> None:
     remember_connection(ctx, api, token)
-
-
-def _place(d: dict[str, Any]) -> str:
-    p = d["place"]
-    if p["kind"] == "stall":
-        return f"{p['market_id']}/{p['stall_code']}"
-    return str(p.get("base_id") or p.get("vehicle_id"))
-
-
-def _show_device(d: dict[str, Any]) -> None:
-    v = d.get("last_verification")
-    lines = [
-        f"[bold]{d['id']}[/]  {d['kind']} ({d['profile']}), serial {d['serial_no']}",
-        f"  at          {d['place']['kind']} {_place(d)} in {d['place']['district_id']}",
-        f"  credentials {'key v' + str(d['key_version']) + ', fingerprint ' + d['key_fingerprint'] if d['key_version'] else 'not provisioned'}",  # noqa: E501
-        f"  software    {d.get('approved_software_id') or '-'} approved, firmware {d.get('firmware_version') or '-'}",
-        f"  verified    {v['verified_on'] + ' cert ' + v['certificate_no'] + (' PASSED' if v['passed'] else ' FAILED') + ', due ' + v['due_on'] if v else 'never'}",  # noqa: E501
-    ]
-    if d.get("revoked_at"):
-        lines.append(f"  [red]REVOKED at {d['revoked_at']}[/]")
-    console.print("\n".join(lines), highlight=False)
 
 
 @app.command("register")
@@ -68,6 +67,8 @@ def register(
     software_id: Annotated[str | None, typer.Option(help="Type-approved legally relevant software id.")] = None,
     firmware: Annotated[str | None, typer.Option(help="Firmware version installed.")] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Register a device at a stall (--market and --stall), a planting base (--base) or a vehicle (--vehicle)."""
     body = {
@@ -84,8 +85,8 @@ def register(
         "firmware_version": firmware,
     }
     with friendly_errors():
-        out = client(ctx).call("POST", "/v1/devices", {k: v for k, v in body.items() if v is not None})
-    emit(out, as_json, _show_device)
+        out = client(ctx, api, token).call("POST", "/v1/devices", {k: v for k, v in body.items() if v is not None})
+    emit(out, as_json, show_device)
 
 
 @app.command("update")
@@ -102,6 +103,8 @@ def update(
     base: Annotated[str | None, typer.Option(help="Move to this planting base.")] = None,
     vehicle: Annotated[str | None, typer.Option(help="Move to this rapid-test vehicle.")] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Change what a device has installed (firmware, software id), its codes, or move it to another place.
     The audit log keeps old and new values; the ingest tags its records with the new place."""
@@ -117,36 +120,9 @@ def update(
         "vehicle_id": vehicle,
     }
     with friendly_errors():
-        out = client(ctx).call("PATCH", f"/v1/devices/{device_id}", {k: v for k, v in body.items() if v is not None})
-    emit(out, as_json, _show_device)
-
-
-def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True))
-    if serial_port is not None:
-        from edge_agent.provisioning_line import send_bundle
-
-        device, fingerprint = send_bundle(serial_port, out["qr_text"])
-        if (device, fingerprint) != (out["device_id"], out["key_fingerprint"]):
-            raise CliError(f"the device on {serial_port} reports {device} / {fingerprint}, not what was issued")
-    if as_json:
-        emit(out, True, print)
-        return
-    console.print(
-        f"[green]provisioned[/] {out['device_id']}: key v{out['key_version']}, fingerprint {out['key_fingerprint']}",
-        highlight=False,
-    )
-    if path is not None:
-        console.print(f"bundle written to {path} (mode 600; it holds the device's password and key)")
-    if serial_port is not None:
-        console.print(f"bundle written to the device on {serial_port}; it confirmed the key fingerprint")
-    if qr:
-        console.print("QR text (encode it as a QR code; the agent reads it as a bundle file too):")
-        typer.echo(out["qr_text"])
-    if path is None and not qr and serial_port is None:
-        console.print("[yellow]nothing saved: use --out, --qr or --write-serial (the secrets are shown only now)[/]")
+        patch = {k: v for k, v in body.items() if v is not None}
+        out = client(ctx, api, token).call("PATCH", f"/v1/devices/{device_id}", patch)
+    emit(out, as_json, show_device)
 
 
 OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Write the agent's bundle (YAML) here.")]
@@ -171,22 +147,39 @@ def issue(
     qr: QrOption = False,
     write_serial: SerialOption = None,
     port: PortOption = None,
+    yes: YesOption = False,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     action = ctx.info_name or "provision"  # `provision` or `rotate`: the same call, recorded as such
     with friendly_errors():
-        result = client(ctx).call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
-        _write_bundle(result, out, qr, write_serial, as_json)
+        check_delivery(out, qr, write_serial, as_json)
+        registry = client(ctx, api, token)
+        d = None if yes else registry.call("GET", f"/v1/devices/{device_id}")
+        if d is not None and d["key_version"]:  # it has working credentials: this ends them; say so and ask
+            err_console.print(
+                escape(
+                    f"{action}: {describe_device(registry, d)}\n  replaces key v{d['key_version']} "
+                    f"(fingerprint {d['key_fingerprint']}): the device's current bundle stops working at once"
+                ),
+                highlight=False,
+            )
+            confirm(f"{action} {device_id}?")
+        result = registry.call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
+        write_bundle(result, out, qr, write_serial, as_json)
 
 
 app.command(
     "provision",
-    help="Issue the device's credentials (MQTT password, integrity key) and its agent bundle. The secrets "
-    "appear only in this bundle; the registry keeps hashes. Provisioning again replaces them.",
+    help="Issue the device's credentials (MQTT password, integrity key) and its agent bundle, delivered with "
+    "--out, --qr, --write-serial or --json (refused without one: the secrets appear only in this bundle; the "
+    "registry keeps hashes). Provisioning again replaces them: it shows the device and asks first (--yes).",
 )(issue)
 app.command(
     "rotate",
-    help="Replace the device's password and key (a new bundle); the old ones stop working at once.",
+    help="Replace the device's password and key (a new bundle, delivered as for provision); the old ones stop "
+    "working at once. Shows the device and asks first (--yes for scripts).",
 )(issue)
 
 
@@ -195,11 +188,21 @@ def revoke(
     ctx: typer.Context,
     device_id: str,
     reason: Annotated[str, typer.Option(help="Why (recorded in the audit log), e.g. 'seal broken'.")],
+    yes: YesOption = False,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Revoke a device: the broker refuses it and ends its session; the ingest rejects its records."""
+    """Revoke a device: the broker refuses it and ends its session; the ingest rejects its records. Shows
+    the device, its place and vendor and asks first (--yes for scripts; without a terminal --yes is needed).
+    A revoked device id cannot be provisioned again."""
     with friendly_errors():
-        out = client(ctx).call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
+        registry = client(ctx, api, token)
+        d = None if yes else registry.call("GET", f"/v1/devices/{device_id}")
+        if d is not None and not d.get("revoked_at"):  # revoked already: the API says so, nothing to ask
+            err_console.print(escape(f"revoke: {describe_device(registry, d)}\n  reason: {reason}"), highlight=False)
+            confirm(f"revoke {device_id} for good?")
+        out = registry.call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
     emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
 
 
@@ -242,16 +245,23 @@ def verify(
     configuration_events: Annotated[int | None, typer.Option(help="Configuration event counter read.")] = None,
     software_id: Annotated[str | None, typer.Option(help="Software id shown by the scale.")] = None,
     on: Annotated[str | None, typer.Option("--date", help="Date verified, YYYY-MM-DD (default today).")] = None,
-    due: Annotated[str | None, typer.Option(help="Next verification due, YYYY-MM-DD (default one year on).")] = None,
+    due: Annotated[
+        str | None,
+        typer.Option(help="Next verification due, YYYY-MM-DD (default one year on; none if the scale fails)."),
+    ] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Record a verification (检定) from readings taken on site; each is judged against the MPE.
 
     With --from-scale, the scale's coefficient, zero, event counters and software id are read from it
     over its serial line (MT-SICS); otherwise give them. A passed verification restarts the anti-cheat
-    baselines of the scale."""
+    baselines of the scale and sets its next due date. A failed one is recorded (FAILED in `device list`),
+    sets no due date, and exits with status 3. Weigh several loads from Min up to Max: fewer than five, or
+    none near Max, is recorded with a warning."""
     with friendly_errors():
-        api = client(ctx)
+        registry = client(ctx, api, token)
         doc: dict[str, Any] = {
             "certificate_no": certificate,
             "verifying_body": body,
@@ -267,30 +277,15 @@ def verify(
             "due_on": due,
         }
         if from_scale:
-            state = _read_scale(api.call("GET", f"/v1/devices/{device_id}")["profile"], from_scale)
+            state = _read_scale(registry.call("GET", f"/v1/devices/{device_id}")["profile"], from_scale)
             for name in ("coefficient", "zero_counts", "calibration_events", "configuration_events", "software_id"):
                 doc[name] = doc[name] if doc[name] is not None else state.get(name)
-        out = api.call(
+        out = registry.call(
             "POST", f"/v1/devices/{device_id}/verifications", {k: v for k, v in doc.items() if v is not None}
         )
-
-    def render(v: dict[str, Any]) -> None:
-        rows = v["reference_weights"]
-        print_table(
-            rows,
-            [
-                ("reference g", lambda r: r["reference_g"]),
-                ("indicated g", lambda r: r["indicated_g"]),
-                ("error g", lambda r: f"{r['error_g']:+g}"),
-                ("MPE g", lambda r: f"±{r['mpe_g']:g}"),
-                ("", lambda r: "ok" if r["within_mpe"] else "[red]OUT[/]"),
-            ],
-            f"{device_id}: verification {v['certificate_no']}",
-        )
-        verdict = "[green]PASSED[/]" if v["passed"] else "[red]FAILED[/]"
-        console.print(f"{verdict}; coefficient {v['coefficient']:g}, next due {v['due_on']}", highlight=False)
-
-    emit(out, as_json, render)
+    emit(out, as_json, lambda v: render_verification(device_id, v))
+    if not out["passed"]:
+        raise typer.Exit(VERIFICATION_FAILED_EXIT)
 
 
 @app.command("list")
@@ -305,11 +300,13 @@ def list_devices(
         typer.Option(min=0, max=3650, help="Only scales to (re-)verify within this many days (0: overdue now)."),
     ] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """List devices (all pages), with where they are and their verification status."""
     due_by = (dt.date.today() + dt.timedelta(days=due_within)).isoformat() if due_within is not None else None
     with friendly_errors():
-        items = client(ctx).pages(
+        items = client(ctx, api, token).pages(
             "/v1/devices", market=market, district=district, kind=kind, revoked=revoked, due_by=due_by
         )
     emit(
@@ -321,10 +318,10 @@ def list_devices(
                 ("device", lambda d: d["id"]),
                 ("kind", lambda d: d["kind"]),
                 ("profile", lambda d: d["profile"]),
-                ("at", _place),
+                ("at", place_text),
                 ("key", lambda d: f"v{d['key_version']}" if d["key_version"] else "-"),
-                ("verified", lambda d: (d["last_verification"] or {}).get("verified_on", "never")),
-                ("due", lambda d: (d["last_verification"] or {}).get("due_on", "")),
+                ("verified", lambda d: last_verified(d["last_verification"])),
+                ("due", lambda d: (d["last_verification"] or {}).get("due_on") or ""),
                 ("state", lambda d: "REVOKED" if d["revoked_at"] else "active"),
             ],
             f"{len(rows)} devices",
@@ -333,11 +330,13 @@ def list_devices(
 
 
 @app.command("show")
-def show(ctx: typer.Context, device_id: str, as_json: JsonOption = False) -> None:
+def show(
+    ctx: typer.Context, device_id: str, as_json: JsonOption = False, api: ApiOption = None, token: TokenOption = None
+) -> None:
     """One device: place, credentials (fingerprint only), last verification, revocation."""
     with friendly_errors():
-        out = client(ctx).call("GET", f"/v1/devices/{device_id}")
-    emit(out, as_json, _show_device)
+        out = client(ctx, api, token).call("GET", f"/v1/devices/{device_id}")
+    emit(out, as_json, show_device)
 
 
 IMPORT_COLUMNS = ("id", "profile", "serial_no")
@@ -350,12 +349,14 @@ def import_csv(
         Path, typer.Argument(help="CSV with a header row (columns below).", exists=True, dir_okay=False)
     ],
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Register many devices from a CSV file, with a progress bar; bad rows are reported, the rest imported.
 
     Columns: id, profile, serial_no, and market_id + stall_code, or base_id, or vehicle_id; optional: production_code, repair_code, approved_software_id, firmware_version."""  # noqa: E501
     with friendly_errors():
-        api = client(ctx)
+        registry = client(ctx, api, token)
         with csv_file.open(newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
         if rows and not set(IMPORT_COLUMNS) <= set(rows[0]):
@@ -373,7 +374,7 @@ def import_csv(
             for line, row in enumerate(rows, start=2):
                 body = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
                 try:
-                    api.call("POST", "/v1/devices", body)
+                    registry.call("POST", "/v1/devices", body)
                 except CliError as exc:
                     failures.append({"line": line, "id": row.get("id"), "error": str(exc)})
                 progress.advance(task)
@@ -386,4 +387,4 @@ def import_csv(
 def _print_import(s: dict[str, Any], path: Path) -> None:
     console.print(f"{path}: {s['imported']} of {s['rows']} devices registered", highlight=False)
     for f in s["failed"]:
-        console.print(f"  [red]line {f['line']}[/] {f['id']}: {f['error']}", highlight=False)
+        console.print(f"  [red]line {f['line']}[/] {escape(str(f['id']))}: {escape(f['error'])}", highlight=False)

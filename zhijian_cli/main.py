@@ -51,6 +51,24 @@ app.add_typer(dashboards_app, name="dashboards")
 console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"zhijian {version('zhijian')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Zhijian (智监): telemetry for food-safety market supervision."""
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -108,7 +126,7 @@ def demo(
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill`, systemd, docker stop: clean up as for Ctrl-C
         stored = run_demo(opts, console)
     except ServerError as exc:
-        console.print(f"[red]Cannot start the local stack:[/] {exc}")
+        console.print(f"[red]Cannot start the local stack:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if stored == 0:
         console.print("[red]No sale reached InfluxDB.[/]")
@@ -135,7 +153,7 @@ def profiles_check(
             profile = load_profile(path)
         except ProfileError as exc:
             failed += 1
-            console.print(f"[red]✗[/] {exc}", highlight=False)
+            console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False)
         else:
             console.print(f"[green]✓[/] {path}: {profile.id} ({profile.kind}, {profile.protocol})")
     if failed:
@@ -160,7 +178,7 @@ def _ingest_settings(config: Path | None) -> IngestSettings:
     try:
         settings = IngestSettings(_env_file=config) if config else IngestSettings()
     except ValueError as exc:
-        console.print(f"[red]settings: {exc}[/]", highlight=False)
+        console.print(f"[red]settings: {escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     if "devices_snapshot_path" not in settings.model_fields_set:
         snapshot = settings.spool_path.with_name("devices_snapshot.npz")
@@ -194,13 +212,13 @@ def ingest_run(
         try:
             run_partitioned(settings, config, say=console.print)
         except CliError as exc:
-            console.print(f"[red]{exc}[/]", highlight=False)
+            console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
             raise typer.Exit(2) from exc
         return
     try:
         devices, live = ingest_devices(settings, config)
     except CliError as exc:
-        console.print(f"[red]devices: {exc}[/]", highlight=False)
+        console.print(f"[red]devices: {escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     influx = influx_client(settings)
     try:
@@ -212,7 +230,7 @@ def ingest_run(
         metrics = bind_metrics(worker, settings)
         create_database(influx, settings)
     except CliError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc
     done = threading.Event()
     # before the worker starts: a SIGTERM the moment it is connected must stop it cleanly, not kill it
@@ -245,5 +263,5 @@ def ingest_route(
     try:
         run_router(settings, config, say=console.print)
     except CliError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from exc

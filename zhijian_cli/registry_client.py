@@ -62,6 +62,18 @@ class RegistryClient:
                 return items
 
 
+def check_api_url(api: str) -> None:
+    """Refuse, with the fix, the two base URLs people write by mistake: without a scheme, and with the
+    API's version path (the CLI adds ``/v1/…`` itself; ``…/v1`` would call ``/v1/v1/…``, a bare 404)."""
+    if not api.startswith(("http://", "https://")):
+        raise CliError(f"--api {api!r}: give the registry's URL with http:// or https://, e.g. https://{api}")
+    trimmed = api.rstrip("/")
+    if trimmed.endswith("/v1"):
+        raise CliError(
+            f"--api {api!r}: give the registry's base URL without /v1 (the CLI adds it): --api {trimmed[:-3]}"
+        )
+
+
 def open_client(api: str | None, token: str | None, settings: RegistrySettings | None = None) -> RegistryClient:
     """A client on the remote API if ``api`` is given, else on the local registry database."""
     from device_registry import Principal, RegistryError, Role
@@ -70,6 +82,7 @@ def open_client(api: str | None, token: str | None, settings: RegistrySettings |
     from device_registry.settings import RegistrySettings
 
     if api:
+        check_api_url(api)
         if not token:
             raise CliError("--api needs a token: --token or ZHIJIAN_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"}

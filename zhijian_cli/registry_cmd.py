@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from .cli_common import (
     ApiOption,
@@ -77,17 +78,25 @@ def init(
             help="Make the first admin token never expire (recorded in the audit log); only here, for bootstrapping.",
         ),
     ] = False,
+    new_admin_token: Annotated[
+        bool,
+        typer.Option(
+            "--new-admin-token",
+            help="On a registry initialised already: mint another admin token anyway (e.g. the first one is lost).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create or migrate the registry database (ZHIJIAN_REGISTRY_URL) to the latest schema; create the key
     secret file if there is none (mode 600); print a first admin API token (shown once), which expires after
-    --expires-days unless --no-expiry."""
+    --expires-days unless --no-expiry. Run again, it migrates and checks, says the registry is initialised
+    already and prints no new token (exit status 0) unless --new-admin-token."""
     with friendly_errors():
         _check_days(expires_days)
     settings = _settings()
     from device_registry.credentials import new_key_secret
     from device_registry.db import connect, sessions, upgrade
-    from device_registry.service import bootstrap_admin_token
+    from device_registry.service import admin_token_count, bootstrap_admin_token
     from edge_agent.private_file import write_private
 
     with friendly_errors():
@@ -100,24 +109,39 @@ def init(
         settings.key_secret_bytes()  # usable?
         engine = connect(settings.registry_url)
         with sessions(engine)() as db:
-            admin = bootstrap_admin_token(
-                db, admin_name, f"local:{getpass.getuser()}", expires_days=expires_days, never_expires=no_expiry
-            )
+            existing = admin_token_count(db)
+            admin = None
+            if existing == 0 or new_admin_token:
+                admin = bootstrap_admin_token(
+                    db, admin_name, f"local:{getpass.getuser()}", expires_days=expires_days, never_expires=no_expiry
+                )
         engine.dispose()
-    expires = admin.expires_at.isoformat() if admin.expires_at else None
     doc: dict[str, Any] = {"registry_url": settings.registry_url, "key_secret_file": str(settings.key_secret_file)}
-    doc |= {"created_key_secret": created_secret, "admin_token": admin.token, "admin_token_expires_at": expires}
-    emit(
-        doc,
-        as_json,
-        lambda d: console.print(
-            f"registry ready at {d['registry_url']}\n"
-            f"key secret {'created in' if d['created_key_secret'] else 'kept in'} {d['key_secret_file']} "
-            "(back it up; the ingest needs it too)\n"
-            f"admin API token (shown once): [bold]{d['admin_token']}[/]\n"
-            f"it expires {d['admin_token_expires_at'] or 'never (--no-expiry; recorded in the audit log)'}",
+    doc |= {"created_key_secret": created_secret, "already_initialised": existing > 0, "admin_token": None}
+    if admin is not None:
+        doc |= {"admin_token": admin.token, "admin_token_expires_at": admin.expires_at and admin.expires_at.isoformat()}
+    emit(doc, as_json, _print_init)
+
+
+def _print_init(d: dict[str, Any]) -> None:
+    ready = "initialised already" if d["already_initialised"] else "ready"
+    console.print(
+        f"registry {ready} at {d['registry_url']} (schema up to date)\n"
+        f"key secret {'created in' if d['created_key_secret'] else 'kept in'} {d['key_secret_file']} "
+        "(back it up; the ingest needs it too)",
+        highlight=False,
+    )
+    if d["admin_token"] is None:
+        console.print(
+            "no new admin token: the first one was printed when the registry was initialised. Another: "
+            "`zhijian registry token create NAME --role admin`, or `zhijian registry init --new-admin-token`",
             highlight=False,
-        ),
+        )
+        return
+    console.print(
+        f"admin API token (shown once): [bold]{d['admin_token']}[/]\n"
+        f"it expires {d['admin_token_expires_at'] or 'never (--no-expiry; recorded in the audit log)'}",
+        highlight=False,
     )
 
 
@@ -161,10 +185,18 @@ def broker_files() -> None:
     console.print(f"wrote {sync.passwd_file} ({n} devices) and {sync.acl_file}", highlight=False)
 
 
-def _add(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool, what: str) -> None:
+def _add(
+    ctx: typer.Context,
+    path: str,
+    body: dict[str, Any],
+    as_json: bool,
+    what: str,
+    api: str | None = None,
+    token: str | None = None,
+) -> None:
     with friendly_errors():
-        out = client(ctx).call("POST", path, {k: v for k, v in body.items() if v is not None})
-    emit(out, as_json, lambda o: console.print(f"added {what} {o.get('id')}", highlight=False))
+        out = client(ctx, api, token).call("POST", path, {k: v for k, v in body.items() if v is not None})
+    emit(out, as_json, lambda o: console.print(escape(f"added {what} {o.get('id')}"), highlight=False))
 
 
 Name = Annotated[str, typer.Option(help="Display name.")]
@@ -178,9 +210,16 @@ LicenceOpt = Annotated[
 
 
 @add_app.command("district")
-def add_district(ctx: typer.Context, district_id: str, name: Name, as_json: JsonOption = False) -> None:
+def add_district(
+    ctx: typer.Context,
+    district_id: str,
+    name: Name,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
+) -> None:
     """A district (区) of the city."""
-    _add(ctx, "/v1/districts", {"id": district_id, "name": name}, as_json, "district")
+    _add(ctx, "/v1/districts", {"id": district_id, "name": name}, as_json, "district", api, token)
 
 
 @add_app.command("market")
@@ -192,10 +231,12 @@ def add_market(
     operator: Annotated[str, typer.Option(help="Company running the market (市场开办方).")],
     operator_licence: Annotated[str | None, typer.Option(help="Its unified social credit code.")] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """A market (农贸市场) and its operator."""
     body = {"id": market_id, "name": name, "district_id": district, "operator": operator}
-    _add(ctx, "/v1/markets", body | {"operator_licence": operator_licence}, as_json, "market")
+    _add(ctx, "/v1/markets", body | {"operator_licence": operator_licence}, as_json, "market", api, token)
 
 
 @add_app.command("stall")
@@ -206,10 +247,12 @@ def add_stall(
     vendor: VendorOpt,
     licence: LicenceOpt,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """A stall in a market, with its vendor and business licence (the check character is verified)."""
     body = {"market_id": market, "code": code, "vendor": vendor, "business_licence": licence}
-    _add(ctx, "/v1/stalls", body, as_json, f"stall {market}/{code}, id")
+    _add(ctx, "/v1/stalls", body, as_json, f"stall {market}/{code}, id", api, token)
 
 
 @app.command("change-vendor")
@@ -220,13 +263,19 @@ def change_vendor(
     vendor: VendorOpt,
     licence: LicenceOpt,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """A stall changed hands: record its new vendor and licence (the previous ones stay in the audit log)."""
     with friendly_errors():
-        out = client(ctx).call(
+        out = client(ctx, api, token).call(
             "PUT", f"/v1/markets/{market}/stalls/{code}/vendor", {"vendor": vendor, "business_licence": licence}
         )
-    emit(out, as_json, lambda o: console.print(f"stall {market}/{code}: {o['vendor']} ({o['business_licence']})"))
+    emit(out, as_json, lambda o: console.print(escape(f"stall {market}/{code}: {_holder(o)}"), highlight=False))
+
+
+def _holder(stall: dict[str, Any]) -> str:
+    return f"{stall['vendor']} ({stall['business_licence']})"
 
 
 @add_app.command("base")
@@ -244,12 +293,14 @@ def add_base(
         ),
     ] = None,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """A planting base (种植基地), its crops and its sensor alert limits."""
     with friendly_errors():
         limits = dict(_parse_limit(text) for text in limit or [])
     body = {"id": base_id, "name": name, "district_id": district, "crops": crop or [], "alert_limits": limits}
-    _add(ctx, "/v1/bases", body, as_json, "base")
+    _add(ctx, "/v1/bases", body, as_json, "base", api, token)
 
 
 def _parse_limit(text: str) -> tuple[str, dict[str, float]]:
@@ -271,9 +322,12 @@ def add_vehicle(
     plate: Annotated[str, typer.Option(help="Licence plate.")],
     district: District,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """A rapid-test vehicle (快检车)."""
-    _add(ctx, "/v1/vehicles", {"id": vehicle_id, "plate": plate, "district_id": district}, as_json, "vehicle")
+    body = {"id": vehicle_id, "plate": plate, "district_id": district}
+    _add(ctx, "/v1/vehicles", body, as_json, "vehicle", api, token)
 
 
 @token_app.command("create")
@@ -285,13 +339,15 @@ def token_create(
     market: Annotated[list[str] | None, typer.Option(help="Limit to this market; repeat.")] = None,
     expires_days: ExpiresDays = TOKEN_DAYS,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Create an API token; its text is printed once (only its hash is kept). Supervisors need a scope.
     Every token expires (after 90 days unless --expires-days says otherwise)."""
     body = {"name": name, "role": role, "districts": district or [], "markets": market or []}
     with friendly_errors():
         _check_days(expires_days)
-        out = client(ctx).call("POST", "/v1/tokens", body | {"expires_days": expires_days})
+        out = client(ctx, api, token).call("POST", "/v1/tokens", body | {"expires_days": expires_days})
     emit(
         out,
         as_json,
@@ -300,10 +356,12 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def token_list(
+    ctx: typer.Context, as_json: JsonOption = False, api: ApiOption = None, token: TokenOption = None
+) -> None:
     """API tokens (never their secrets)."""
     with friendly_errors():
-        items = client(ctx).pages("/v1/tokens")
+        items = client(ctx, api, token).pages("/v1/tokens")
     emit(
         items,
         as_json,
@@ -323,10 +381,12 @@ def token_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(ctx: typer.Context, token_id: str, as_json: JsonOption = False) -> None:
+def token_revoke(
+    ctx: typer.Context, token_id: str, as_json: JsonOption = False, api: ApiOption = None, token: TokenOption = None
+) -> None:
     """Revoke an API token at once."""
     with friendly_errors():
-        out = client(ctx).call("POST", f"/v1/tokens/{token_id}/revoke")
+        out = client(ctx, api, token).call("POST", f"/v1/tokens/{token_id}/revoke")
     emit(out, as_json, lambda o: console.print(f"token {o['id']} revoked"))
 
 
@@ -338,11 +398,14 @@ def audit(
     days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Newest entries to show.")] = 50,
     as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """The audit log, newest first: who changed what, when."""
     with friendly_errors():
         since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat() if days else None
-        page = client(ctx).call("GET", "/v1/audit", entity_id=entity_id, actor=actor, since=since, limit=limit)
+        registry = client(ctx, api, token)
+        page = registry.call("GET", "/v1/audit", entity_id=entity_id, actor=actor, since=since, limit=limit)
     emit(
         page["items"],
         as_json,

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -39,7 +40,7 @@ def scale(
     try:
         firmware = ScaleFirmware(builtin(profile), seed=seed, cheat=Cheat(cheat) if cheat else None)
     except (ProfileError, ValueError) as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from exc
     lock = threading.Lock()
     rng = random.Random(seed)

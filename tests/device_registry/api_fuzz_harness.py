@@ -7,7 +7,9 @@ Two rules of the API no JSON Schema can state, so that the "positive data accept
 
 - a business licence's last character is a check character over the other 17 (GB 32100-2015; the
   document marks such fields ``format: uscc``): the harness puts the right one on generated codes;
-- an alert limit's ``low`` must be below its ``high``: the harness orders generated pairs.
+- an alert limit's ``low`` must be below its ``high``: the harness orders generated pairs;
+- a device moved (PATCH) goes where its kind may be (device_registry.placement; for registering, the
+  document states the rule): the harness leaves out a move to a place of the wrong kind.
 
 Both are refused with a 422 the document describes on the operations concerned. Nothing is excluded.
 The fuzzer may revoke the very token it calls with (it lists tokens, then revokes what it found), so the
@@ -24,17 +26,20 @@ from typing import Any
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
+from schemathesis.generation.modes import GenerationMode
 from sqlalchemy import Engine
 
 from device_profiles import builtin
 from device_registry import Principal, Role
 from device_registry import models as m
 from device_registry.db import sessions
+from device_registry.placement import placement_problem
 from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, StallIn, TokenIn
 from device_registry.service import Registry
 from device_registry.uscc import check_character
 
 ALL_CHECKS = "all"
+_PLACE_FIELDS = ("market_id", "stall_code", "base_id", "vehicle_id")
 _USCC_BODY = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 
@@ -101,7 +106,26 @@ class BeyondSchema:
                 _ordered_limits(body)
             if case.operation.path == "/v1/devices/{device_id}/verifications":
                 self._metrology(str((case.path_parameters or {}).get("device_id")), body)
+            if case.operation.path == "/v1/devices/{device_id}" and case.method.upper() == "PATCH" and _positive(case):
+                self._placement(str((case.path_parameters or {}).get("device_id")), body)
         return case
+
+    def _placement(self, device_id: str, body: dict[str, Any]) -> None:
+        """A move keeps to where the device's kind may be (the body cannot say its kind: the profile is
+        the registered device's), else the move is left out and the rest of the update stays."""
+        with sessions(self.engine)() as db:
+            device = db.get(m.Device, device_id)
+        if device is None:
+            return
+        named = {k: v for k in _PLACE_FIELDS if (v := body.get(k)) is not None}
+        if not all(isinstance(v, str) for v in named.values()):
+            return  # a case breaking the schema stays as it is: it must be refused for that
+        kind = {("market_id", "stall_code"): "stall", ("base_id",): "base", ("vehicle_id",): "vehicle"}.get(
+            tuple(k for k in _PLACE_FIELDS if k in named)
+        )
+        if kind is not None and placement_problem(device.profile, device.kind, kind):
+            for name in named:
+                del body[name]
 
     def _metrology(self, device_id: str, body: dict[str, Any]) -> None:
         with sessions(self.engine)() as db:
@@ -123,6 +147,12 @@ def _seeded_for_nulls(case: Any) -> None:
     for name, value in list(params.items()):
         if value in ("None", None) and name in _SEEDED:  # a stateful link that followed a null: not a real id
             params[name] = _SEEDED[name]
+
+
+def _positive(case: Any) -> bool:
+    """A case generated to fit the schema (a negative one must stay as it was made: refused for itself)."""
+    meta = getattr(case, "meta", None)
+    return meta is None or meta.generation.mode == GenerationMode.POSITIVE
 
 
 def _licences(body: dict[str, Any]) -> None:

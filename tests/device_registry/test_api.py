@@ -131,8 +131,11 @@ def test_a_supervisor_sees_only_their_market(api: Api) -> None:
     assert [d["id"] for d in devices["items"]] == ["scale-nanshan"]
     assert api.call("sup-nanshan", "GET", "/v1/devices?market=futian-no1")["total"] == 0
     hidden = api.call("sup-nanshan", "GET", "/v1/devices/scale-futian", expect=404)
-    absent = api.call("sup-nanshan", "GET", "/v1/devices/scale-absent", expect=404)
-    assert hidden["detail"].replace("futian", "?") == absent["detail"].replace("absent", "?")
+    absent = api.call("sup-nanshan", "GET", "/v1/devices/scale-gutian", expect=404)  # as close to theirs
+    assert hidden["detail"].replace("futian", "?") == absent["detail"].replace("gutian", "?")
+    assert "did you mean 'scale-nanshan'?" in absent["detail"]  # a suggestion from what they see ...
+    typo = api.call("sup-nanshan", "GET", "/v1/devices/scale-futiam", expect=404)
+    assert "scale-futian" not in typo["detail"]  # ... never from what they do not
     api.call("sup-nanshan", "POST", "/v1/devices/scale-futian/revoke", {"reason": "tampered"}, 404)
     api.call("sup-nanshan", "POST", "/v1/devices/scale-nanshan/revoke", {"reason": "tampered"}, 200)
     audit = api.call("sup-nanshan", "GET", "/v1/audit")

@@ -121,7 +121,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                 assert fact is not None and fact.coefficient == firmware.coefficient
 
                 # revocation: the broker drops the live session and refuses the next connection
-                zhijian("device revoke scale-0001 --reason 'seal broken'")
+                zhijian("device revoke scale-0001 --reason 'seal broken' --yes")
                 assert wait_for(lambda: not agent.publisher.connected.is_set(), 10)
                 time.sleep(1.5)
                 assert not agent.publisher.connected.is_set()
