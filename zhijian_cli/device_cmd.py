@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from device_profiles import builtin
 from edge_agent.private_file import write_private
 
+from .broker_note import broker_note
 from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
 from .cli_common import table as print_table
 from .registry_client import CliError
@@ -177,6 +178,7 @@ def issue(
     with friendly_errors():
         result = client(ctx).call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
         _write_bundle(result, out, qr, write_serial, as_json)
+        broker_note(result, what="the new credentials are in force")
 
 
 app.command(
@@ -201,6 +203,8 @@ def revoke(
     with friendly_errors():
         out = client(ctx).call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
     emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
+    with friendly_errors():
+        broker_note(out, what="it is refused from now on")
 
 
 def _parse_reading(text: str) -> dict[str, float]:
