@@ -347,6 +347,7 @@ class PartitionedWorker:
             fresh = [m for m in msgs if m.metadata.sequence.stream > part.done_seq]
             if fresh:
                 await self._in_pool(lambda: self._process(part, fresh))
+        part.pipeline.rejection_log.flush()  # a summary is due even when the rejections have stopped
         due = time.monotonic() - part.checkpointed_at >= s.nats_checkpoint_max_s
         if part.done_seq > part.checkpoint.sequence and (due or not msgs):
             await self._checkpoint(part)
