@@ -14,14 +14,16 @@ from .cli_common import err_console
 from .registry_client import CliError
 
 
-def broker_note(out: dict[str, Any], *, what: str) -> None:
-    """Print the broker's part of ``out`` (a provision, rotation or revocation result) to stderr; raises
-    CliError (exit 1) if the broker has not applied it."""
+def broker_note(out: dict[str, Any], *, what: str, as_json: bool = False) -> None:
+    """Print the broker's part of ``out`` (a provision, rotation or revocation result) to stderr, unless
+    ``as_json`` (the JSON holds it); raises CliError (exit 1) if the broker has not applied it."""
     broker = out.get("broker") or {}
     state, detail = broker.get("state"), str(broker.get("detail", ""))
     if state == "failed":
         hint = "" if "broker-files" in detail else "; fix that and run `zhijian registry broker-files`"
         raise CliError(detail + hint)
+    if as_json:
+        return
     if state == "confirmed":
         err_console.print(f"broker: {escape(detail)} ({what})", highlight=False)
     elif state == "written":

@@ -178,7 +178,7 @@ def issue(
     with friendly_errors():
         result = client(ctx).call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
         _write_bundle(result, out, qr, write_serial, as_json)
-        broker_note(result, what="the new credentials are in force")
+        broker_note(result, what="the new credentials are in force", as_json=as_json)
 
 
 app.command(
@@ -204,7 +204,7 @@ def revoke(
         out = client(ctx).call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
     emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
     with friendly_errors():
-        broker_note(out, what="it is refused from now on")
+        broker_note(out, what="it is refused from now on", as_json=as_json)
 
 
 def _parse_reading(text: str) -> dict[str, float]:

@@ -146,7 +146,19 @@ def test_a_revocation_the_broker_applied_says_it_is_refused_from_now_on(
     _cli_env(monkeypatch, tmp_path, registry, broker)
     monkeypatch.setenv("ZHIJIAN_BROKER_PID_FILE", str(broker.pid_path))
     monkeypatch.setenv("ZHIJIAN_BROKER_CHECK_TIMEOUT_S", str(GENEROUS_S))
-    code, out = cli("device revoke scale-0001 --reason 'seal broken' --json")
+    code, out = cli("device revoke scale-0001 --reason 'seal broken'")
     assert code == 0, out
-    assert '"state": "confirmed"' in out
-    assert "it is refused from now on" in out
+    said = " ".join(out.split())
+    assert "revoked scale-0001" in said
+    assert f"broker: the broker at 127.0.0.1:{broker.port} works from the new files (it is refused from now on)" in said
+
+
+def test_a_new_bundle_whose_broker_update_failed_is_saved_and_the_command_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry: str, broker: MosquittoServer
+) -> None:
+    _cli_env(monkeypatch, tmp_path, registry, broker)  # nobody reloads Mosquitto
+    bundle = tmp_path / "out" / "bundle.yaml"
+    code, out = cli(f"device rotate scale-0001 --out {bundle}")
+    assert code == 1, out
+    assert "the broker has not applied the new credentials" in " ".join(out.split())
+    assert "password:" in bundle.read_text()  # the only copy of the new secrets is not lost
