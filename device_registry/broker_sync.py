@@ -115,7 +115,12 @@ class BrokerSync:
         """Write both files and have them applied; raises :class:`BrokerFilesStale` if they could not be
         written, or the broker did not (or could not be told to) re-read them."""
         devices = device_accounts(db)
-        service = read_service_accounts(self.service_accounts)
+        try:
+            service = read_service_accounts(self.service_accounts)
+        except OSError as exc:  # a caller must learn that the broker is stale, whatever the cause
+            raise BrokerFilesStale(f"the service accounts could not be read ({exc})") from exc
+        except RegistryError as exc:
+            raise BrokerFilesStale(str(exc)) from exc
         probe = secrets.token_urlsafe(18) if self.check else None
         accounts = {**service, **devices} | ({PROBE_USER: hash_password(probe)} if probe else {})
         roles = {user: service_role(user) for user in service}
