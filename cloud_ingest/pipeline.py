@@ -36,6 +36,7 @@ from .dead_letters import DeadLetters
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
 from .rapid_tests import Alert, PositionBook, judge
+from .rejection_log import RejectionLog
 from .senders import SenderRules
 from .sensor_alerts import AlertBook
 from .sequences import SequenceBook
@@ -110,6 +111,7 @@ class Pipeline:
         self.flagged = 0
         self.flags_by_rule: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.rejection_log = RejectionLog(log)  # the first at once, then a summary a minute
         self.surprises: Counter[str] = Counter()  # errors of ours survived, by kind (exported as a metric)
         self.held: Counter[str] = Counter()  # messages of not-yet-known devices held, by device
         self._unknown_since: dict[str, float] = {}
@@ -384,8 +386,7 @@ class Pipeline:
             self.surprise(what, exc)
 
     def _reject(self, topic_name: str, reason: str, detail: str, payload: bytes) -> None:
-        if self.rejected[reason] == 0:
-            log.warning("rejected a payload on %s: %s: %s (logged once per reason)", topic_name, reason, detail)
+        self.rejection_log.add(topic_name, reason, detail)
         self.rejected[reason] += 1
         self.dead_letters.add(topic_name, reason, detail, payload)
 

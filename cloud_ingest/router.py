@@ -44,6 +44,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device_profiles.envelope import MAX_PAYLOAD_BYTES
+from device_profiles.mqtt_reasons import disconnect_words
 from device_profiles.topics import parse, subscription
 
 from . import mqtt_properties
@@ -162,9 +163,12 @@ class Router:
         log.info("router connected to %s:%d and subscribed", self.settings.mqtt_host, self.settings.mqtt_port)
         self.connected.set()
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: Properties | None) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, flags: mqtt.DisconnectFlags, rc: ReasonCode, _p: Properties | None
+    ) -> None:
         if self.connected.is_set() and not self._stop.is_set():
-            log.warning("router disconnected from broker: %s", rc)
+            words = disconnect_words(rc, from_broker=flags.is_disconnect_packet_from_server)
+            log.warning("router disconnected from broker: %s; reconnecting", words)
         self.connected.clear()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:

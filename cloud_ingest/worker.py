@@ -46,6 +46,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device_profiles.durable import replace_durably
 from device_profiles.loops import Loop
+from device_profiles.mqtt_reasons import disconnect_words
 from device_profiles.topics import parse, subscription
 
 from . import mqtt_properties
@@ -199,10 +200,11 @@ class IngestWorker:
         self.connected.set()
 
     def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+        self, _c: mqtt.Client, _u: object, flags: mqtt.DisconnectFlags, reason: ReasonCode, _p: Properties | None
     ) -> None:
         if self.connected.is_set() and not self._stop.is_set():
-            log.warning("ingest disconnected from broker: %s", reason)
+            words = disconnect_words(reason, from_broker=flags.is_disconnect_packet_from_server)
+            log.warning("ingest disconnected from broker %s:%d: %s; reconnecting", *self._broker, words)
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -326,6 +328,7 @@ class IngestWorker:
         retries it with a growing delay; if anything unexpected raises, the loop logs it, backs off and
         the next step retries the same batch, so nothing received is dropped from memory unacknowledged.
         """
+        self.pipeline.rejection_log.flush()  # a summary is due even when the rejections have stopped
         if not self._held:
             self._held = self._next_batch()
             self._held_prepared = None

@@ -34,12 +34,13 @@ from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .broker_sync import BrokerSync
 from .credentials import secret_matches, split_token
 from .db import sessions
-from .errors import InvalidInput, RegistryError, Unauthenticated
+from .errors import BrokerFilesStale, InvalidInput, RegistryError, Unauthenticated
 from .plain_errors import plain
 from .schemas import (
     AuditOut,
     BaseIn,
     BaseOut,
+    BrokerOut,
     DeviceIn,
     DeviceOut,
     DeviceUpdate,
@@ -128,7 +129,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "the caller's role may not do this"},
     404: {"model": ErrorOut, "description": "not found, or outside the caller's scope (not told apart)"},
     409: {"model": ErrorOut, "description": "exists already, or its state forbids the change"},
-    502: {"model": ErrorOut, "description": "recorded, but the broker's files could not be rewritten"},
+    502: {"model": ErrorOut, "description": "recorded, but the broker has not applied it (its files or reload failed)"},
 }
 router = APIRouter(responses=_ERRORS)
 _INVALID = "the body breaks the schema"
@@ -148,11 +149,24 @@ _BODY = _body()
 _LICENCE = _body("a business licence whose check character (GB 32100-2015) is wrong")
 
 
-def credentials_changed(reg: Registry, request: Request) -> None:
-    """Re-write the broker files (and signal Mosquitto) after credentials were issued or revoked."""
+def credentials_changed(reg: Registry, request: Request) -> BrokerOut:
+    """Re-write the broker files and have Mosquitto apply them after credentials were issued or revoked;
+    raises :class:`BrokerFilesStale` if the broker has not applied them."""
     broker: BrokerSync | None = request.app.state.registry.broker
-    if broker is not None:
-        broker.apply(reg.db)
+    if broker is None:
+        return BrokerOut(state="off", detail="this registry keeps no broker files (ZHIJIAN_BROKER_PASSWD_FILE unset)")
+    update = broker.apply(reg.db)
+    return BrokerOut(state="confirmed" if update.state == "confirmed" else "written", detail=update.detail)
+
+
+def _issued(reg: Registry, request: Request, out: ProvisionOut) -> ProvisionOut:
+    # the bundle is the only copy of the new secrets and the old ones are retired: a broker failure is
+    # reported beside it, not instead of it
+    try:
+        broker = credentials_changed(reg, request)
+    except BrokerFilesStale as exc:
+        broker = BrokerOut(state="failed", detail=f"the broker has not applied the new credentials: {exc}")
+    return out.model_copy(update={"broker": broker})
 
 
 def create_app(
@@ -351,25 +365,28 @@ def update_device(reg: Caller, device_id: DevicePath, body: DeviceUpdate) -> Dev
 @router.post("/v1/devices/{device_id}/provision", tags=["devices"], responses=_BODY)
 def provision_device(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
     """New credentials and the agent's bundle (shown once). Replaces earlier credentials."""
-    out = reg.provision(device_id, body)
-    credentials_changed(reg, request)
-    return out
+    return _issued(reg, request, reg.provision(device_id, body))
 
 
 @router.post("/v1/devices/{device_id}/rotate", tags=["devices"], responses=_BODY)
 def rotate_credentials(request: Request, reg: Caller, device_id: DevicePath, body: ProvisionIn) -> ProvisionOut:
     """Like provision, recorded as a rotation: the old password and key stop working."""
-    out = reg.provision(device_id, body, action="rotate")
-    credentials_changed(reg, request)
-    return out
+    return _issued(reg, request, reg.provision(device_id, body, action="rotate"))
 
 
 @router.post("/v1/devices/{device_id}/revoke", tags=["devices"], responses=_BODY)
 def revoke_device(request: Request, reg: Caller, device_id: DevicePath, body: RevokeIn) -> RevocationOut:
-    """The broker refuses the device and ends its session; the ingest rejects its records."""
+    """The broker refuses the device and ends its session; the ingest rejects its records. Answers 502 if
+    the revocation is recorded but the broker has not applied it (the device may still connect)."""
     out = reg.revoke(device_id, body)
-    credentials_changed(reg, request)
-    return out
+    try:
+        broker = credentials_changed(reg, request)
+    except BrokerFilesStale as exc:
+        raise BrokerFilesStale(
+            f"{device_id} is revoked in the registry, but the broker has not applied it, so the device may still "
+            f"connect: {exc}"
+        ) from exc
+    return out.model_copy(update={"broker": broker})
 
 
 @router.post(

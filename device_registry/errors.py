@@ -7,7 +7,7 @@ RegistryError (400)          anything the registry refuses
 ├── Unauthenticated (401)    no token, or an unknown, expired or revoked one
 ├── Forbidden (403)          the caller's role may not do this
 ├── BodyTooLarge (413)       a request body over the API's bound (ZHIJIAN_API_MAX_BODY_BYTES)      (caller wrong)
-└── BrokerFilesStale (502)   recorded, but the broker's files could not be written                (we are wrong)
+└── BrokerFilesStale (502)   recorded, but the broker has not applied it (files or reload failed) (we are wrong)
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class BodyTooLarge(RegistryError):
 
 
 class BrokerFilesStale(RegistryError):
-    """The change is recorded, but the broker's password file or ACL could not be rewritten."""
+    """The change is recorded, but the broker has not applied it: its password file or ACL could not be
+    rewritten, Mosquitto could not be told to re-read them, or it did not confirm it had."""
 
     status = 502

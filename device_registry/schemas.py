@@ -321,12 +321,28 @@ class ProvisionIn(_In):
     )
 
 
+BrokerState = Literal["confirmed", "written", "off", "failed"]
+
+
+class BrokerOut(BaseModel):
+    """What became of the broker's copy of a credential change."""
+
+    state: BrokerState = Field(
+        description="confirmed: the broker works from the new files; written: files written, not confirmed "
+        "(no broker check configured); off: this registry keeps no broker files; failed: the broker has "
+        "not applied the change (detail says why)"
+    )
+    detail: str
+
+
 class ProvisionOut(BaseModel):
     device_id: str
     key_version: int
     key_fingerprint: str
     bundle: dict[str, Any] = Field(description="the agent's bundle; holds the password and key: shown once")
     qr_text: str = Field(description="the same bundle as text for a QR code")
+    # a failed broker update does not withhold the bundle: the old credentials are retired already
+    broker: BrokerOut = Field(default_factory=lambda: BrokerOut(state="off", detail="no broker files kept"))
 
 
 class RevokeIn(_In):
@@ -338,6 +354,7 @@ class RevocationOut(_Out):
     reason: str
     revoked_by: str
     revoked_at: dt.datetime
+    broker: BrokerOut = Field(default_factory=lambda: BrokerOut(state="off", detail="no broker files kept"))
 
 
 TOKEN_DAYS = 90  # what a token lives unless told otherwise

@@ -32,7 +32,17 @@ class RegistrySettings(BaseSettings):
     broker_passwd_file: Path | None = Field(None, description="Mosquitto password file to keep current")
     broker_acl_file: Path | None = Field(None, description="Mosquitto ACL file to keep current")
     broker_service_accounts: Path | None = Field(None, description="password-file lines for ingest/admin accounts")
-    broker_pid_file: Path | None = Field(None, description="Mosquitto's pid file: sent SIGHUP after each change")
+    broker_pid_file: Path | None = Field(
+        None, description="Mosquitto's pid file, sent SIGHUP after each change (only if it runs as this user)"
+    )
+    broker_files_group: str | None = Field(
+        None, description="Mosquitto's group: the broker files are written 0640 in it (else 0600)"
+    )
+    broker_check_host: str | None = Field(
+        None, description="the broker's service listener, asked after each change whether it applied the files"
+    )
+    broker_check_port: int = Field(1883, gt=0, lt=65536)
+    broker_check_timeout_s: float = Field(10.0, gt=0, le=300, description="how long to wait for the broker")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, gt=0, lt=65536)
     api_max_body_bytes: int = Field(

@@ -44,6 +44,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device_profiles import EnvelopeError, encode
 from device_profiles.acks import decode_ack, merge_ranges
 from device_profiles.loops import Loop
+from device_profiles.mqtt_reasons import disconnect_words
 from device_profiles.topics import topic
 
 from .delivery import InFlight
@@ -217,11 +218,12 @@ class Publisher:
         self.wake.set()
 
     def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+        self, _c: mqtt.Client, _u: object, flags: mqtt.DisconnectFlags, reason: ReasonCode, _p: Properties | None
     ) -> None:
         if self.connected.is_set() and not self._stop.is_set():
-            log.warning("%s: lost the broker: %s", self.device_id, reason)
-            self.last_error = f"disconnected: {reason}"
+            words = disconnect_words(reason, from_broker=flags.is_disconnect_packet_from_server)
+            log.warning("%s: lost the broker: %s; reconnecting, records stay in the outbox", self.device_id, words)
+            self.last_error = f"disconnected: {words}"
         self.connected.clear()
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties | None) -> None:

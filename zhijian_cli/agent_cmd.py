@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import signal
 import threading
 import time
@@ -19,6 +18,8 @@ from rich.text import Text
 
 from edge_agent.bundle import build_agent, load_bundle
 from edge_agent.errors import ConfigError, DeviceError
+
+from .log_setup import configure_logging
 
 app = typer.Typer(
     rich_markup_mode="markdown", help="Run the edge agent of a device, or read its live status.", no_args_is_help=True
@@ -36,9 +37,7 @@ def run(
 
     Records already accepted survive any stop, even SIGKILL or a power cut: they wait in the outbox
     under the bundle's state_dir and are sent when the agent runs again."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)  # the HTTP client's request lines held at WARNING
     try:
         bundle = load_bundle(config)
         agent = build_agent(bundle, bundle_dir=config.parent)

@@ -77,8 +77,10 @@ class DemoRegistry:
             "ZHIJIAN_BROKER_ACL_FILE": str(self.acl_file),
             "ZHIJIAN_BROKER_SERVICE_ACCOUNTS": str(self.service_accounts),
         }
-        if pid_file is not None:
+        if pid_file is not None:  # the demo's broker runs as this user: the registry may signal it
             env["ZHIJIAN_BROKER_PID_FILE"] = str(pid_file)
+            # and asks it whether it applied each change (its one listener; docs/operations.md)
+            env |= {"ZHIJIAN_BROKER_CHECK_HOST": "127.0.0.1", "ZHIJIAN_BROKER_CHECK_PORT": str(broker_port)}
         return env
 
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from device_profiles import builtin
 
+from .broker_note import broker_note
 from .cli_common import (
     ApiOption,
     JsonOption,
@@ -168,6 +169,7 @@ def issue(
             confirm(f"{action} {device_id}?")
         result = registry.call("POST", f"/v1/devices/{device_id}/{action}", {"port": port} if port else {})
         write_bundle(result, out, qr, write_serial, as_json)
+        broker_note(result, what="the new credentials are in force", as_json=as_json)
 
 
 app.command(
@@ -204,6 +206,8 @@ def revoke(
             confirm(f"revoke {device_id} for good?")
         out = registry.call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
     emit(out, as_json, lambda o: console.print(f"[red]revoked[/] {o['device_id']} at {o['revoked_at']}"))
+    with friendly_errors():
+        broker_note(out, what="it is refused from now on", as_json=as_json)
 
 
 def _parse_reading(text: str) -> dict[str, float]:

@@ -161,10 +161,9 @@ def profiles_check(
 
 
 def _log_to_stderr(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .log_setup import configure_logging
+
+    configure_logging(verbose)
 
 
 def _ingest_settings(config: Path | None) -> IngestSettings:

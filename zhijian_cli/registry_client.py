@@ -126,13 +126,18 @@ def bundle_defaults(settings: RegistrySettings) -> BundleDefaults | None:
 
 
 def broker_sync(settings: RegistrySettings) -> BrokerSync | None:
-    from device_registry.broker_sync import BrokerSync
+    from device_registry.broker_sync import BrokerCheck, BrokerSync
 
     if settings.broker_passwd_file is None or settings.broker_acl_file is None:
         return None
+    check = None
+    if settings.broker_check_host:
+        check = BrokerCheck(settings.broker_check_host, settings.broker_check_port, settings.broker_check_timeout_s)
     return BrokerSync(
         passwd_file=settings.broker_passwd_file,
         acl_file=settings.broker_acl_file,
         service_accounts=settings.broker_service_accounts,
         pid_file=settings.broker_pid_file,
+        group=settings.broker_files_group,
+        check=check,
     )

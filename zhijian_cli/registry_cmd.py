@@ -167,10 +167,20 @@ def serve(
 
 
 @app.command("broker-files")
-def broker_files() -> None:
-    """Write the Mosquitto password file and ACL from the registry now and signal Mosquitto to reload
-    (ZHIJIAN_BROKER_PASSWD_FILE, _ACL_FILE, _SERVICE_ACCOUNTS, _PID_FILE). The API and the CLI also do
-    this after every provision, rotation and revocation."""
+def broker_files(
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check", help="Write the files only; do not wait for the broker (e.g. before it first starts)."
+        ),
+    ] = False,
+) -> None:
+    """Write the Mosquitto password file and ACL from the registry now and have Mosquitto apply them
+    (ZHIJIAN_BROKER_PASSWD_FILE, _ACL_FILE, _SERVICE_ACCOUNTS, _FILES_GROUP, _PID_FILE, _CHECK_HOST). The API
+    and the CLI also do this after every provision, rotation and revocation. Exits 1 if the broker did not
+    confirm it applied them (with ZHIJIAN_BROKER_CHECK_HOST set)."""
+    import dataclasses
+
     settings = _settings()
     from device_registry.db import connect, sessions
 
@@ -178,11 +188,38 @@ def broker_files() -> None:
         sync = broker_sync(settings)
         if sync is None:
             raise CliError("set ZHIJIAN_BROKER_PASSWD_FILE and ZHIJIAN_BROKER_ACL_FILE")
+        if no_check:
+            sync = dataclasses.replace(sync, check=None)
         engine = connect(settings.registry_url)
-        with sessions(engine)() as db:
-            n = sync.apply(db)
-        engine.dispose()
-    console.print(f"wrote {sync.passwd_file} ({n} devices) and {sync.acl_file}", highlight=False)
+        try:
+            with sessions(engine)() as db:
+                update = sync.apply(db)
+        finally:
+            engine.dispose()
+    console.print(
+        f"wrote {sync.passwd_file} ({update.devices} devices) and {sync.acl_file}: {update.detail}", highlight=False
+    )
+
+
+@app.command("broker-reloader")
+def broker_reloader(
+    watch: Annotated[
+        list[Path], typer.Option("--watch", help="A broker file the registry writes (password file, ACL); repeat.")
+    ],
+    pid_file: Annotated[Path, typer.Option(help="Mosquitto's pid file.")] = Path("/run/mosquitto/mosquitto.pid"),
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the files.")] = 0.5,
+) -> None:
+    """Run as Mosquitto's user (deploy/systemd/zhijian-broker-reloader.service): signal Mosquitto to re-read
+    its files whenever the registry rewrites them, after checking that the pid file names Mosquitto. The
+    registry, running as another user, may not signal it itself."""
+    import contextlib
+    import logging
+
+    from device_registry.broker_reload import watch as watch_files
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C when run by hand; systemd stops it with SIGTERM
+        watch_files(watch, pid_file, interval_s=interval)
 
 
 def _add(

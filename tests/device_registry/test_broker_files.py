@@ -159,7 +159,7 @@ def test_broker_files_name_service_accounts_by_role_and_refuse_names_a_device_co
     workers = {u: hash_password("pw") for u in ("zhijian-ingest-0", "zhijian-ingest-1", "zhijian-admin")}
     write_private(service, password_file_text(workers))
     sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
-    assert sync.apply(reg.db) == 1
+    assert sync.apply(reg.db).devices == 1
     users = [line.split(":")[0] for line in sync.passwd_file.read_text().splitlines()]
     assert users == ["scale-0001", "zhijian-admin", "zhijian-ingest-0", "zhijian-ingest-1"]
     acl = sync.acl_file.read_text()

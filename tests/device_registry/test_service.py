@@ -200,9 +200,19 @@ def test_broker_files_that_cannot_be_written_are_reported_not_hidden(engine: Eng
     reg.register(scale())
     sync = BrokerSync(passwd_file=tmp_path / "missing-dir" / "passwd", acl_file=tmp_path / "acl")
     app = create_app(engine, bundles=BundleDefaults(key_secret=KEY_SECRET), broker=sync, local_principal=reg.who)
-    r = TestClient(app).post("/v1/devices/scale-0001/provision", json={})
-    assert r.status_code == 502 and "zhijian registry broker-files" in r.json()["detail"]
+    api = TestClient(app)
+    r = api.post("/v1/devices/scale-0001/provision", json={})
+    # the bundle is the only copy of the new secrets: delivered, with the broker's failure beside it
+    assert r.status_code == 200 and r.json()["bundle"]["broker"]["password"]
+    assert r.json()["broker"]["state"] == "failed"
+    assert "zhijian registry broker-files" in r.json()["broker"]["detail"]
     assert reg.device("scale-0001").key_version == 1  # the change itself is recorded
+    r = api.post("/v1/devices/scale-0001/revoke", json={"reason": "seal broken"})
+    assert r.status_code == 502, r.text
+    assert "revoked in the registry, but the broker has not applied it" in r.json()["detail"]
+    assert "zhijian registry broker-files" in r.json()["detail"]
+    reg.db.expire_all()
+    assert reg.device("scale-0001").revoked_at is not None
 
 
 def test_the_technicians_list_of_scales_to_verify(engine: Engine) -> None:

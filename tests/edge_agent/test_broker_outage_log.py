@@ -46,3 +46,31 @@ def test_an_unreachable_broker_is_logged_once_and_once_more_when_reached(
     finally:
         publisher.stop()
         outbox.close()
+
+
+def test_a_broker_that_stops_is_logged_in_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A clean broker shutdown closes the socket without a DISCONNECT, which paho calls "Unspecified error";
+    the agent's log and status say what it means instead."""
+    caplog.set_level(logging.INFO, logger="edge_agent.publisher")
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    broker = MosquittoServer(tmp_path / "broker").start()
+    publisher = Publisher(
+        device_id="scale-0902",
+        key=secrets.token_bytes(32),
+        boot="0" * 32,
+        outbox=outbox,
+        broker=BrokerConfig(port=broker.port, backoff_min_s=0.2, backoff_max_s=0.5),
+    )
+    publisher.start()
+    try:
+        assert publisher.connected.wait(60)
+        broker.stop()
+        assert wait_for(lambda: any("lost the broker" in r.getMessage() for r in caplog.records), 60)
+        line = next(r.getMessage() for r in caplog.records if "lost the broker" in r.getMessage())
+        assert "Unspecified error" not in line and "Unspecified error" not in publisher.last_error
+        assert "scale-0902: lost the broker: the connection was closed without a word from the broker" in line
+        assert line.endswith("reconnecting, records stay in the outbox")
+    finally:
+        publisher.stop()
+        outbox.close()
+        broker.stop()

@@ -260,8 +260,8 @@ def shipped_config(tmp_path: Path, fleet: Fleet, ports: tuple[int, int]) -> tupl
     server = ca.issue("broker", hosts=("127.0.0.1", "localhost"))
     text = (ROOT / "deploy" / "mosquitto" / "zhijian.conf").read_text()
     swaps = {
-        "/etc/mosquitto/zhijian.passwd": str(fleet.sync.passwd_file),
-        "/etc/mosquitto/zhijian.acl": str(fleet.sync.acl_file),
+        "/etc/mosquitto/zhijian/passwd": str(fleet.sync.passwd_file),
+        "/etc/mosquitto/zhijian/acl": str(fleet.sync.acl_file),
         "/etc/zhijian/ca/ca.pem": str(ca.cert_path),
         "/etc/zhijian/ca/broker.pem": str(server.cert),
         "/etc/zhijian/ca/broker.key": str(server.key),
