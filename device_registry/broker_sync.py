@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edge_agent.private_file import write_private
+from device_profiles.private_file import write_private
 
 from . import models as m
 from .broker_files import acl_text, password_file_text, reserved_name, service_role

@@ -13,7 +13,8 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from device_profiles import builtin
-from edge_agent.private_file import write_private
+from device_profiles.bundle import Bundle
+from device_profiles.private_file import write_private
 
 from .cli_common import ApiOption, JsonOption, TokenOption, client, console, emit, friendly_errors, remember_connection
 from .cli_common import table as print_table
@@ -124,7 +125,8 @@ def update(
 def _write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: str | None, as_json: bool) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True))
+        bundle = Bundle.model_validate(out["bundle"]).model_dump(mode="json", exclude_none=True)  # checked, no nulls
+        write_private(path, yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True))
     if serial_port is not None:
         from edge_agent.provisioning_line import send_bundle
 

@@ -85,10 +85,10 @@ def init(
     with friendly_errors():
         _check_days(expires_days)
     settings = _settings()
+    from device_profiles.private_file import write_private
     from device_registry.credentials import new_key_secret
     from device_registry.db import connect, sessions, upgrade
     from device_registry.service import bootstrap_admin_token
-    from edge_agent.private_file import write_private
 
     with friendly_errors():
         upgrade(settings.registry_url)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts
+from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import DeviceFile, InfluxClient, Pipeline, StoreUnavailable
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import encode
+from device_profiles.metrology import ScaleFact
 from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
 
 TOPIC = "zhijian/v1/scale-0001/data"

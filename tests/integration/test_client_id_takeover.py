@@ -29,13 +29,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_ingest import InfluxClient
+from device_profiles.private_file import write_private
 from device_profiles.records import EXAMPLE_SALE
 from device_registry.broker_files import hash_password, password_file_text
 from device_registry.broker_sync import BrokerSync
 from device_registry.schemas import DeviceIn, ProvisionIn
 from edge_agent import BrokerConfig
 from edge_agent.outbox import Outbox
-from edge_agent.private_file import write_private
 from edge_agent.publisher import Publisher
 from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
 from tests.integration.test_walking_skeleton import wait_for
@@ -74,8 +74,9 @@ def fleet(tmp_path: Path) -> Fleet:
     for device, market in ((VICTIM, "futian-no1"), (ATTACKER, "nanshan-no2")):
         reg.register(DeviceIn(id=device, profile="zj-pcs-30", serial_no="S", market_id=market, stall_code="A-017"))
         bundle = reg.provision(device, ProvisionIn()).bundle
-        out.passwords[device] = bundle["broker"]["password"]
-        out.keys[device] = bytes.fromhex(bundle["key_hex"])
+        assert bundle.broker.password is not None
+        out.passwords[device] = bundle.broker.password
+        out.keys[device] = bundle.key
     sync.apply(reg.db)
     reg.db.close()
     engine.dispose()

@@ -181,8 +181,8 @@ def test_a_scale_started_at_once_after_provisioning_loses_nothing(
         engine.dispose()
         broker.reload()
         seller.selling.set()
-        key = bytes.fromhex(bundle["key_hex"])
-        agent = AgentProcess(tmp_path, "scale-0003", broker.port, bundle["broker"]["password"], key, seller)
+        assert bundle.broker.password is not None
+        agent = AgentProcess(tmp_path, "scale-0003", broker.port, bundle.broker.password, bundle.key, seller)
         assert wait_for(lambda: seller.sold >= 40, 60)
         seller.selling.clear()
         assert wait_for(lambda: stored_txns(influx, "scale-0003") == sold_txns(seller), 120), (

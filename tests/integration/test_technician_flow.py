@@ -18,9 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from anti_cheat import Engine
 from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
 from device_profiles import builtin
+from device_profiles.private_file import write_private
 from device_registry.broker_files import acl_text, hash_password, password_file_text
-from edge_agent.bundle import build_agent, load_bundle
-from edge_agent.private_file import write_private
+from edge_agent.bundle_file import build_agent, load_bundle
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
 from tests.integration.test_walking_skeleton import wait_for
@@ -188,8 +188,9 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
         reg.register(DeviceIn(id="scale-0007", profile="zj-pcs-30", serial_no="S", market_id="m1", stall_code="A-1"))
         issued = reg.provision("scale-0007", ProvisionIn(port=pty.port))
         sync.apply(db)
-        tls_doc = issued.bundle["broker"]["tls"]
-        assert tls_doc["ca_pem"].startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in tls_doc["key_pem"]
+        tls_doc = issued.bundle.broker.tls
+        assert tls_doc is not None and tls_doc.ca_pem is not None and tls_doc.key_pem is not None
+        assert tls_doc.ca_pem.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in tls_doc.key_pem
         bundle_file = tmp_path / "bundle.txt"
         bundle_file.write_text(issued.qr_text)  # the QR text form, as a gateway may receive it
         with MosquittoServer(tmp_path / "broker", tls=tls, auth=(sync.passwd_file, sync.acl_file)) as broker:
@@ -211,7 +212,7 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
             finally:
                 agent.stop()
                 sub.loop_stop()
-            password = issued.bundle["broker"]["password"]
+            password = issued.bundle.broker.password
             good = ca.issue("scale-0007-probe", client=True)
             other = LocalCA(tmp_path / "other", name="someone else").issue("scale-0007", client=True)
             assert _tls_connect(tls.port, ca.cert_path, good, "not-the-password") == "Not authorized"
