@@ -24,7 +24,7 @@ from device_registry.broker_files import (
 from device_registry.broker_sync import BrokerSync
 from device_registry.errors import InvalidInput, RegistryError
 from device_registry.schemas import DeviceIn, ProvisionIn
-from tests.device_registry.conftest import open_registry, seed_places
+from tests.support.registry import open_registry, seed_places
 from zhijian_cli.servers import LISTENER_LINES, MosquittoServer
 
 pytestmark = pytest.mark.integration

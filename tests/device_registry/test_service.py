@@ -15,37 +15,8 @@ from device_registry import models as m
 from device_registry.broker_files import verify_password
 from device_registry.broker_sync import device_accounts
 from device_registry.credentials import derive_integrity_key, key_fingerprint
-from device_registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
-
-
-def scale(device_id: str = "scale-0001", market: str = "futian-no1") -> DeviceIn:
-    return DeviceIn(
-        id=device_id,
-        profile="zj-pcs-30",
-        serial_no="SN-1",
-        production_code="(粤)制00000001",
-        approved_software_id="PCS-1.2",
-        market_id=market,
-        stall_code="A-017",
-    )
-
-
-def verification(*indicated_g: float, on: dt.date = dt.date(2026, 11, 20)) -> VerificationIn:
-    references = (100.0, 2500.0, 10000.0, 30000.0)
-    return VerificationIn(
-        certificate_no="SZJL-2026-0001",
-        verifying_body="Shenzhen Institute of Metrology",
-        verified_on=on,
-        seal_no="SEAL-77",
-        technician="Wang Wu",
-        coefficient=20_000.0,
-        zero_counts=120_000,
-        calibration_events=3,
-        configuration_events=7,
-        software_id="PCS-1.2",
-        readings=[ReadingIn(reference_g=r, indicated_g=i) for r, i in zip(references, indicated_g, strict=True)],
-    )
+from device_registry.schemas import BaseIn, DeviceIn, ProvisionIn, RevokeIn, VehicleIn
+from tests.support.registry import KEY_SECRET, open_registry, scale, seed_places, verification
 
 
 def test_register_a_scale_at_a_stall_and_show_it(engine: Engine) -> None:

@@ -23,8 +23,8 @@ from device_registry.broker_files import acl_text, hash_password, password_file_
 from edge_agent.bundle_file import build_agent, load_bundle
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.cli_helpers import cli
+from tests.support.cli_helpers import cli
+from tests.support.waiting import wait_until
 from zhijian_cli.ingest_devices import registry_devices
 from zhijian_cli.servers import MosquittoServer
 
@@ -106,7 +106,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                     series = influx.query(query)
                     return int(series[0]["values"][0][1]) if series else 0
 
-                assert wait_for(lambda: stored() == 12, 30), stored()
+                assert wait_until(lambda: stored() == 12, 30), stored()
                 assert agent.publisher.connected.is_set()
 
                 # a verification on site restarts the scale's anti-cheat baselines
@@ -116,13 +116,13 @@ def test_provision_run_verify_and_revoke_a_scale(
                 )
                 with lock:
                     firmware.sell(ts_ms=1_764_000_100_000, plu="1001", true_net_mg=300_000, unit_price_fen_per_kg=1200)
-                assert wait_for(lambda: live.baselines_reset == 1, 15)
+                assert wait_until(lambda: live.baselines_reset == 1, 15)
                 fact = pipeline.engine.facts.current("scale-0001")
                 assert fact is not None and fact.coefficient == firmware.coefficient
 
                 # revocation: the broker drops the live session and refuses the next connection
                 zhijian("device revoke scale-0001 --reason 'seal broken'")
-                assert wait_for(lambda: not agent.publisher.connected.is_set(), 10)
+                assert wait_until(lambda: not agent.publisher.connected.is_set(), 10)
                 time.sleep(1.5)
                 assert not agent.publisher.connected.is_set()
                 refused: list[str] = []
@@ -133,7 +133,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                 c.on_connect = lambda _c, _u, _f, reason, _p: refused.append(str(reason))
                 c.connect("127.0.0.1", broker.port)
                 c.loop_start()
-                assert wait_for(lambda: bool(refused), 5)
+                assert wait_until(lambda: bool(refused), 5)
                 c.loop_stop()
                 assert refused == ["Not authorized"]
                 assert live.refresh(force=True) and live.is_revoked("scale-0001")
@@ -207,7 +207,7 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
             try:
                 with lock:
                     firmware.sell(ts_ms=1_764_000_000_000, plu="1001", true_net_mg=400_000, unit_price_fen_per_kg=900)
-                assert wait_for(lambda: "zhijian/v1/scale-0007/data" in got, 20)
+                assert wait_until(lambda: "zhijian/v1/scale-0007/data" in got, 20)
                 assert agent.publisher.connected.is_set()
             finally:
                 agent.stop()
@@ -232,7 +232,7 @@ def _tls_connect(port: int, ca_file: Path, cert, password: str) -> str:
     try:
         probe.connect("127.0.0.1", port)
         probe.loop_start()
-        wait_for(lambda: bool(answer), 5)
+        wait_until(lambda: bool(answer), 5)
         probe.loop_stop()
         probe.disconnect()
     except (ssl.SSLError, OSError):

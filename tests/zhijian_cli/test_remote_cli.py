@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from edge_agent.bundle_file import load_bundle
-from tests.zhijian_cli.cli_helpers import cli, seed_market
+from tests.support.cli_helpers import cli, seed_market
 from zhijian_cli.servers import free_port
 
 
