@@ -10,12 +10,11 @@ behind each number are in docs/metrology.md.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 # class: (band upper limits in e, MPE in e for each band), initial verification
 MPE_TABLE: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
@@ -61,7 +60,9 @@ class ScaleFact(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    coefficient: float = Field(gt=0, le=1e9, description="calibrated ADC counts per kg of gross load")
+    coefficient: float = Field(
+        gt=0, le=1e9, allow_inf_nan=False, description="calibrated ADC counts per kg of gross load"
+    )
     e_mg: int = Field(ge=1, le=10**7, description="verification scale interval e")
     d_mg: int | None = Field(default=None, ge=1, le=10**7, description="actual scale interval d (default: e)")
     max_g: int = Field(default=30_000, ge=1, le=10**7, description="maximum capacity Max")
@@ -77,10 +78,3 @@ class ScaleFact(BaseModel):
         default=None, max_length=64, description="the market the scale stands in (for learned prices)"
     )
     verified_ms: int | None = Field(default=None, ge=0, le=2**42, description="when this verification took force")
-
-    @field_validator("coefficient")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v

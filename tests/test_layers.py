@@ -89,17 +89,38 @@ def later():
 
 _PROBE = """
 import json, sys
-import device_registry.api
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+import {module}
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
 """
+
+
+def loaded_by(module: str) -> set[str]:
+    """The top-level packages a fresh interpreter holds after importing ``module``."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module=module)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    assert module.partition(".")[0] in loaded  # the probe did import it
+    return loaded
+
+
+DEVICE_STACK = {"paho", "serial", "pymodbus"}
 
 
 def test_the_registry_api_loads_no_device_stack() -> None:
     """The registry process serves HTTP; MQTT, serial and Modbus clients are the agent's and the ingest's."""
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout))
-    assert "device_registry" in loaded and "fastapi" in loaded  # the probe did import the API
-    assert loaded & {"paho", "serial", "pymodbus", "edge_agent", "anti_cheat", "cloud_ingest"} == set()
+    loaded = loaded_by("device_registry.api")
+    assert "fastapi" in loaded
+    assert loaded & (DEVICE_STACK | {"edge_agent", "anti_cheat", "cloud_ingest"}) == set()
+
+
+def test_the_agent_package_loads_its_stack_only_when_used() -> None:
+    """``import edge_agent`` (for its errors, say) does not start paho, pyserial and pymodbus."""
+    assert loaded_by("edge_agent") & DEVICE_STACK == set()
+    assert loaded_by("edge_agent.agent") >= {"paho", "serial"}  # the probe sees them when they load
