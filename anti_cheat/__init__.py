@@ -1,10 +1,10 @@
 """The anti-cheating metrology engine: vectorised rules over batches of scale transactions, per-scale
-state, and evidence a supervisor can read. Pure computation; see :mod:`anti_cheat.engine`."""
+state, and evidence a supervisor can read. Pure computation; see :mod:`anti_cheat.engine`. The MPE table
+and :class:`ScaleFact` (a verification's facts) are the contract's, in :mod:`device_profiles.metrology`."""
 
 from .columns import CHECK, REWEIGH, SALE, Transactions
 from .engine import Engine, Findings, Flag
-from .facts import ScaleFact, ScaleFacts
-from .mpe import MPE_TABLE, mpe_mg
+from .facts import ScaleFacts
 from .rules import RULES, Rule
 from .state import EngineState
 from .thresholds import DEFAULT, Thresholds
@@ -12,7 +12,6 @@ from .thresholds import DEFAULT, Thresholds
 __all__ = [
     "CHECK",
     "DEFAULT",
-    "MPE_TABLE",
     "REWEIGH",
     "RULES",
     "SALE",
@@ -21,9 +20,7 @@ __all__ = [
     "Findings",
     "Flag",
     "Rule",
-    "ScaleFact",
     "ScaleFacts",
     "Thresholds",
     "Transactions",
-    "mpe_mg",
 ]

@@ -217,37 +217,44 @@ class Transactions:
     def from_records(cls, facts: ScaleFacts, rows: Iterable[tuple[str, int, Mapping[str, Any]]]) -> Transactions:
         """Columns from contract records ``(device, seq, record)``: sales, re-weighs, check weighings and
         scale states; other record types are skipped."""
-        flat: list[dict[str, Any]] = []
-        for device, seq, rec in rows:
-            kind = rec["type"]
-            if kind == "sale":
-                flat.append({**rec, "device": device, "seq": seq})
-            elif kind == "reweigh":
-                flat.append(
-                    {
-                        "kind": "reweigh",
-                        "device": rec["stall_device"],
-                        "source": device,
-                        "seq": seq,
-                        "ts": rec["ts"],
-                        "plu": rec.get("plu"),
-                        "net_mg": rec["claimed_mg"],
-                        "tare_mg": rec.get("claimed_tare_mg"),
-                        "reference_mg": rec["net_mg"],
-                    }
-                )
-            elif kind == "check_weighing":
-                flat.append(
-                    {
-                        "kind": "check",
-                        "device": rec["scale_device"],
-                        "source": device,
-                        "seq": seq,
-                        "ts": rec["ts"],
-                        "net_mg": rec["indicated_mg"],
-                        "reference_mg": rec["reference_mg"],
-                    }
-                )
-            elif kind == "scale_state":
-                flat.append({**rec, "kind": "state", "device": device, "seq": seq})
-        return cls.from_rows(facts, flat)
+        return cls.from_rows(facts, rows_of_records(rows))
+
+
+def rows_of_records(records: Iterable[tuple[str, int, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Input rows (the keys of the table above) of contract records ``(device, seq, record)``: what
+    :meth:`Transactions.from_records` scores, and what a file for ``zhijian anti-cheat score`` holds.
+    Sales, re-weighs, check weighings and scale states; other record types are skipped."""
+    flat: list[dict[str, Any]] = []
+    for device, seq, rec in records:
+        kind = rec["type"]
+        if kind == "sale":
+            flat.append({**rec, "device": device, "seq": seq})
+        elif kind == "reweigh":
+            flat.append(
+                {
+                    "kind": "reweigh",
+                    "device": rec["stall_device"],
+                    "source": device,
+                    "seq": seq,
+                    "ts": rec["ts"],
+                    "plu": rec.get("plu"),
+                    "net_mg": rec["claimed_mg"],
+                    "tare_mg": rec.get("claimed_tare_mg"),
+                    "reference_mg": rec["net_mg"],
+                }
+            )
+        elif kind == "check_weighing":
+            flat.append(
+                {
+                    "kind": "check",
+                    "device": rec["scale_device"],
+                    "source": device,
+                    "seq": seq,
+                    "ts": rec["ts"],
+                    "net_mg": rec["indicated_mg"],
+                    "reference_mg": rec["reference_mg"],
+                }
+            )
+        elif kind == "scale_state":
+            flat.append({**rec, "kind": "state", "device": device, "seq": seq})
+    return flat

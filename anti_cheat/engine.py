@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from device_profiles.metrology import mpe_mg
+
 from .columns import CHECK, NO_VALUE, REWEIGH, SALE, STATE, WEIGHED, Transactions
 from .facts import ScaleFacts
-from .mpe import mpe_mg
 from .prices import PriceBook, bin_price
 from .rules import RULE_INDEX, RULES
 from .state import EngineState, Groups, cusum
@@ -264,6 +266,12 @@ class Engine:
         findings = out.findings()
         self._status(b, findings)
         return findings
+
+    def flag_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[Flag]:
+        """Flags of one batch given as dict rows (the keys of :mod:`anti_cheat.columns`), in arrival order:
+        for callers that hold rows, not columns (evaluations, files)."""
+        batch = Transactions.from_rows(self.facts, rows)
+        return self.score(batch).flags(batch, self.facts)
 
     # -- physics shared by several rules -------------------------------------------------------------
     def _counts_tolerance(self, b: Transactions, f: _InForce) -> tuple[F64, F64, npt.NDArray[np.bool_]]:

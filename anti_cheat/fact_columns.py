@@ -1,6 +1,6 @@
 """Scale facts of a whole fleet as columns, for :meth:`anti_cheat.ScaleFacts.from_columns`: one row per
 device (rows without facts marked), built from plain mappings or registry rows without one pydantic
-object per device, and validated vectorised with the bounds of :class:`anti_cheat.ScaleFact` (read from
+object per device, and validated vectorised with the bounds of :class:`device_profiles.metrology.ScaleFact` (read from
 its fields, so the two cannot drift apart). An error names the device and the field, as ScaleFact's do.
 
 An entry that is not plain (a string where a number belongs, an unknown field, a missing one) goes
@@ -18,8 +18,7 @@ import annotated_types as at
 import numpy as np
 import numpy.typing as npt
 
-from .facts import ScaleFact
-from .mpe import CLASS_CODES
+from device_profiles.metrology import CLASS_CODES, ScaleFact
 
 I64 = npt.NDArray[np.int64]
 NONE = np.iinfo(np.int64).min  # an optional integer the entry leaves out

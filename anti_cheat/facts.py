@@ -11,23 +11,24 @@ know still get an index; their rows get version 0 (no facts), and rules that nee
 Fair scales (公平秤) and inspectors' check scales are devices with facts of their own: a re-weigh's
 tolerance uses the fair scale's class, e and d, not the stall's.
 
-:class:`ScaleFact` is the one typed document for a verification's facts: the registry's export, the
-ingest's devices file and ``zhijian anti-cheat score --registry`` all read it; :class:`RegistryDocument`
+:class:`ScaleFact` (from the contract, :mod:`device_profiles.metrology`) is the one typed document for a
+verification's facts: the registry's export, the ingest's devices file and ``zhijian anti-cheat score
+--registry`` all read it; :class:`RegistryDocument`
 is the whole file (scales, optional verification history, commodity price priors).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from device_profiles.metrology import CLASS_CODES, ScaleFact
 
 from .device_index import DeviceIndex
-from .mpe import CLASS_CODES
 
 if TYPE_CHECKING:
     from .fact_columns import FactColumns
@@ -37,37 +38,6 @@ I32 = npt.NDArray[np.int32]
 FROM_START = np.iinfo(np.int64).min + 1  # a verification known without its time: in force from the start
 _NEVER = np.iinfo(np.int64).max
 _KEY_SHIFT = 42  # composite search key scale << 42 | time; times are below 2**42 ms (year 2109)
-
-
-class ScaleFact(BaseModel):
-    """One verification of one scale (all masses in mg or g as named; the coefficient in ADC counts per kg
-    of *gross* load on the load receptor)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    coefficient: float = Field(gt=0, le=1e9, description="calibrated ADC counts per kg of gross load")
-    e_mg: int = Field(ge=1, le=10**7, description="verification scale interval e")
-    d_mg: int | None = Field(default=None, ge=1, le=10**7, description="actual scale interval d (default: e)")
-    max_g: int = Field(default=30_000, ge=1, le=10**7, description="maximum capacity Max")
-    accuracy_class: Literal["I", "II", "III", "IIII"] = "III"
-    zero_counts: int | None = Field(default=None, ge=0, le=2**40, description="ADC counts of the verified zero")
-    calibration_events: int = Field(default=0, ge=0, le=2**53)
-    configuration_events: int = Field(default=0, ge=0, le=2**53)
-    verification_due_ms: int | None = Field(
-        default=None, ge=0, le=2**42, description="when the next verification is due (UTC ms)"
-    )
-    approved_software_id: str | None = Field(default=None, max_length=64)
-    market: str | None = Field(
-        default=None, max_length=64, description="the market the scale stands in (for learned prices)"
-    )
-    verified_ms: int | None = Field(default=None, ge=0, le=2**42, description="when this verification took force")
-
-    @field_validator("coefficient")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
 
 class Verification(ScaleFact):

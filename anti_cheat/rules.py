@@ -18,7 +18,7 @@ from dataclasses import dataclass
 class Rule:
     id: str
     severity: str  # high: the customer is being cheated or a seal is broken; medium: suspicious; low: paperwork
-    fact: str  # the legal or physical basis (docs/anti_cheat.md, "The rules", says more)
+    fact: str  # the legal or physical basis, with its source in docs/metrology.md
     needs: tuple[str, ...]  # input columns; "facts": the scale's verification
     en: str
     zh: str

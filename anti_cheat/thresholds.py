@@ -1,8 +1,8 @@
-"""Every number the rules use, in one place, each with its basis (docs/anti_cheat.md, "Tolerances from the law").
+"""Every number the rules use, in one place, each with its basis (docs/metrology.md gives the sources).
 
 [law] values come from OIML R76-1 / JJG 539 and may not be loosened; [unsure] values are our defaults for
 facts the texts do not fix, and are the knobs to tune on real data. Tolerances are not numbers here: each
-comes from the MPE table at the load in question (:mod:`anti_cheat.mpe`); the statistics below count in
+comes from the MPE table at the load in question (:mod:`device_profiles.metrology`); the statistics below count in
 units of that tolerance.
 """
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from machine import describe
 
+from anti_cheat import Engine, ScaleFacts
 from firmware_sim.labelled import CONDITIONS, METHODS, Condition, remote_trial
 from firmware_sim.labelled.dataset import generate
 from firmware_sim.labelled.evaluation import (
@@ -52,7 +53,12 @@ def run_condition(cond: Condition, args: argparse.Namespace) -> Figures:
         market = generate(cond, seed=seed)
         if args.write:
             market.write(Path(args.write) / f"{name}-seed{seed}")
-        total.merge(measure(market, score(market, batch_rows=args.batch)))
+        total.merge(
+            measure(
+                market,
+                score(market, Engine(ScaleFacts.from_document(market.registry)).flag_rows, batch_rows=args.batch),
+            )
+        )
     stalls = cond.markets * cond.scales_per_market
     print(
         f"\n== {name}: {cond.about} — {args.seeds} seed(s) × {stalls} stalls × {cond.days} days, "

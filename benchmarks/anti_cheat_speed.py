@@ -17,9 +17,10 @@ import time
 import numpy as np
 from machine import describe, median
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.columns import NO_VALUE
 from anti_cheat.engine import round_half_up_price
+from device_profiles.metrology import ScaleFact
 
 T0 = 1_764_000_000_000
 

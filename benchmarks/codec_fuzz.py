@@ -1,6 +1,6 @@
 """Codec fuzz: hostile, random and mutated inputs through every codec, checked for surprises and for time.
 
-Each input (from ``tests/device_profiles/fuzz_inputs.py``: a third random bytes, a third mutated valid
+Each input (from ``tests/support/fuzz_inputs.py``: a third random bytes, a third mutated valid
 frames, a third hostile patterns such as long runs of token characters before a tab or a quote and
 lines at the codec's limit) is drained through a fresh :class:`FrameBuffer` of the codec. Prints per
 codec: inputs, bytes, unexpected exceptions (anything but a frame or our FrameError; goal 0), median
@@ -37,7 +37,7 @@ from machine import describe
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics
 from device_profiles.codecs.frame_buffer import FrameBuffer
-from tests.device_profiles.fuzz_inputs import Target, inputs, run, targets
+from tests.support.fuzz_inputs import Target, inputs, run, targets
 
 KEEP_SLOWEST = 20
 KEEP_FAILURES = 5

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from machine import describe, median
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles.durable import replace_durably
+from device_profiles.metrology import ScaleFact
 
 BATCH_RECORDS = 20_000  # a 2 000-message batch of 10 records, the ingest's default bound
 

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness lives with the tests
 
 from device_registry.db import connect, upgrade
-from tests.device_registry.api_fuzz_harness import Tally, run, seed_registry
+from tests.support.api_fuzz_harness import Tally, run, seed_registry
 from zhijian_cli.servers import free_port
 
 POSTGRES = os.environ.get("ZHIJIAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

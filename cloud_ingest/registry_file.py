@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from anti_cheat import ScaleFact
+from device_profiles.metrology import ScaleFact
 
 from .device_table import DeviceRows, DeviceTable
 from .errors import IngestError

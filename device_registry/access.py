@@ -4,12 +4,13 @@ API tokens, and reading the audit log."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from pathlib import Path
 
 from sqlalchemy import select
 
 from device_profiles import builtin
-from edge_agent.bundle_text import qr_text
+from device_profiles.bundle import BrokerSection, Bundle, SourceSection, TlsSection
+from device_profiles.bundle_text import qr_text
 
 from . import models as m
 from .base import NOT_FOUND, RegistryBase, as_utc
@@ -66,25 +67,23 @@ class Access(RegistryBase):
             device_id=d.id, key_version=version, key_fingerprint=fingerprint, bundle=bundle, qr_text=qr_text(bundle)
         )
 
-    def _bundle(self, d: m.Device, key: bytes, password: str, data: ProvisionIn) -> dict[str, Any]:
+    def _bundle(self, d: m.Device, key: bytes, password: str, data: ProvisionIn) -> Bundle:
         assert self.bundles is not None
         b = self.bundles
-        broker: dict[str, Any] = {"host": b.broker_host, "port": b.broker_port, "username": d.id, "password": password}
+        tls = None
         if b.ca_pem:
-            broker["tls"] = {"ca_pem": b.ca_pem}
+            cert_pem = key_pem = None
             if b.client_ca is not None:
                 cert_pem, key_pem = b.client_ca.issue_pem(d.id, client=True, days=825)
-                broker["tls"] |= {"cert_pem": cert_pem, "key_pem": key_pem}
-        source: dict[str, Any] = {"profile": d.profile, "port": data.port or "/dev/ttyUSB0"}
-        if builtin(d.profile).protocol == "modbus":
-            source["unit_id"] = 1
-        return {
-            "device_id": d.id,
-            "key_hex": key.hex(),
-            "broker": broker,
-            "state_dir": b.state_dir.format(device=d.id),
-            "sources": [source],
-        }
+            tls = TlsSection(ca_pem=b.ca_pem, cert_pem=cert_pem, key_pem=key_pem)
+        unit_id = 1 if builtin(d.profile).protocol == "modbus" else None
+        return Bundle(
+            device_id=d.id,
+            key_hex=key.hex(),
+            broker=BrokerSection(host=b.broker_host, port=b.broker_port, username=d.id, password=password, tls=tls),
+            state_dir=Path(b.state_dir.format(device=d.id)),
+            sources=[SourceSection(profile=d.profile, port=data.port or "/dev/ttyUSB0", unit_id=unit_id)],
+        )
 
     def revoke(self, device_id: str, data: RevokeIn) -> RevocationOut:
         """Revoke a device: its credentials are retired (the broker refuses it and ends its session once the

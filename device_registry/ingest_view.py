@@ -1,7 +1,7 @@
 """What the ingest needs from the registry, in the shape of a devices file (:mod:`cloud_ingest.registry_file`):
 keys (derived again from the key secret), revocations, where each device is (enrichment tags), crops and
 alert limits of planting bases, and each scale's facts from its last passed verification (an
-:class:`anti_cheat.ScaleFact`, in force from when it was recorded). The registry's
+:class:`device_profiles.metrology.ScaleFact`, in force from when it was recorded). The registry's
 revision (the newest audit-log entry) tells the ingest when to read it again.
 
 :func:`ingest_rows` gives one plain row per device (no ORM or pydantic object: a million devices are read
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from anti_cheat.facts import ScaleFact
+from device_profiles.metrology import ScaleFact
 
 from . import models as m
 from .base import with_places

@@ -13,7 +13,7 @@ One reading at 1 kg on a 30 kg scale passes and proves little: it is recorded, w
 
 from __future__ import annotations
 
-from anti_cheat.mpe import MPE_TABLE
+from device_profiles.metrology import MPE_TABLE
 
 MIN_LOADS = 5  # test loads at a verification [report: Measurement Canada LG-3.01; R76-1 A.4.4.1 unsure]
 NEAR_MAX = 0.9  # a load at 90 % of Max or more counts as "at Max" (reference weights come in steps)

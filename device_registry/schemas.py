@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_f
 from pydantic.config import JsonDict, JsonValue
 from pydantic.json_schema import SkipJsonSchema
 
+from device_profiles.bundle import Bundle
 from device_profiles.topics import DEVICE_ID_RE
 
 from .auth import Role
@@ -339,7 +340,7 @@ class ProvisionOut(BaseModel):
     device_id: str
     key_version: int
     key_fingerprint: str
-    bundle: dict[str, Any] = Field(description="the agent's bundle; holds the password and key: shown once")
+    bundle: Bundle = Field(description="the agent's bundle; holds the password and key: shown once")
     qr_text: str = Field(description="the same bundle as text for a QR code")
     # a failed broker update does not withhold the bundle: the old credentials are retired already
     broker: BrokerOut = Field(default_factory=lambda: BrokerOut(state="off", detail="no broker files kept"))

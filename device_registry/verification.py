@@ -1,11 +1,11 @@
 """Judging a verification (检定) from the readings taken on site: each reference weight's error against the
-maximum permissible error at verification (OIML R76 / JJG 539, the table in :mod:`anti_cheat.mpe`)."""
+maximum permissible error at verification (OIML R76 / JJG 539, the table in :mod:`device_profiles.metrology`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from anti_cheat.mpe import CLASS_CODES, mpe_mg
+from device_profiles.metrology import CLASS_CODES, mpe_mg
 
 from .schemas import ReadingIn, ReadingOut
 

@@ -18,12 +18,12 @@ from typing import NoReturn
 import serial
 from pydantic import ValidationError
 
+from device_profiles.bundle import Bundle
+from device_profiles.bundle_text import QR_PREFIX, from_qr_text
 from device_profiles.envelope import key_fingerprint
+from device_profiles.private_file import write_private
 
-from .bundle import Bundle
-from .bundle_text import QR_PREFIX, from_qr_text
 from .errors import ConfigError, DeviceTimeout
-from .private_file import write_private
 
 MAX_LINE = 16_384
 RESEND_S = 2.0

@@ -11,7 +11,7 @@ echo "== mypy"
 .venv/bin/mypy
 if [ $# -eq 0 ]; then
     echo "== branch coverage of the anti-cheat rules (must be 100 %)"
-    .venv/bin/pytest -q tests/anti_cheat --cov=anti_cheat --cov-fail-under=100 --no-header
+    .venv/bin/pytest -q tests/anti_cheat --cov=anti_cheat --cov=device_profiles --cov-fail-under=100 --no-header
 fi
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -62,6 +62,14 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def _working_directory_is_temporary(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in a temporary folder of its own (not its ``tmp_path``, which tests list): a state path
+    left at its default, relative to the working directory, lands there and never in the checkout, in the
+    test's process and in every process it starts."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_state_left_in_the_checkout() -> Iterator[None]:
     """Tests keep their state under tmp_path: an ingest started without a state path writes its state file

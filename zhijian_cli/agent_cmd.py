@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.bundle import build_agent, load_bundle
+from edge_agent.bundle_file import build_agent, load_bundle
 from edge_agent.errors import ConfigError, DeviceError
 
 from .log_setup import configure_logging

@@ -10,8 +10,9 @@ from typing import Any
 import typer
 import yaml
 
+from device_profiles.bundle import Bundle
+from device_profiles.private_file import write_private
 from edge_agent.errors import AgentError
-from edge_agent.private_file import write_private
 
 from .cli_common import console, emit
 from .registry_client import CliError
@@ -44,7 +45,8 @@ def write_bundle(out: dict[str, Any], path: Path | None, qr: bool, serial_port: 
     asked for, and the message says what else to do."""
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, yaml.safe_dump(out["bundle"], sort_keys=False, allow_unicode=True))
+        bundle = Bundle.model_validate(out["bundle"]).model_dump(mode="json", exclude_none=True)  # checked, no nulls
+        write_private(path, yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True))
     if qr and not as_json:
         console.print("QR text (encode it as a QR code; the agent reads it as a bundle file too):")
         typer.echo(out["qr_text"])

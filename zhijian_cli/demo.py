@@ -5,6 +5,12 @@ do), starts (unless told to use existing ones) a private Mosquitto enforcing the
 ACL and a private influxd, an ingest worker reading the registry, a market of simulated MT-SICS scales on
 pseudo-terminals (some cheating), and one edge agent per scale; shows live progress, then stops
 everything it started.
+
+Its data goes to its own InfluxDB database (``zhijian_demo``), so a demo pointed at an InfluxDB that
+also holds real data (``--influx-url``) writes nothing into the production database ``zhijian``, and its
+summary counts only its own devices since it started (a second run finds the first one's points).
+``--export DIR`` writes what it stored in the input format of ``zhijian anti-cheat score``
+(:mod:`zhijian_cli.demo_export`).
 """
 
 from __future__ import annotations
@@ -31,13 +37,18 @@ from device_registry.broker_files import INGEST_USER
 from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim import Market
 
+from .demo_export import export_run, registry_facts
 from .demo_field import BASE_ID, VEHICLE_ID, start_base, start_vehicle
 from .demo_grafana import write_demo_provisioning
 from .demo_registry import DemoRegistry, provision_demo
+from .demo_view import SEP, logs_to_file, show_table
 from .ingest_devices import build_worker, registry_devices
 from .servers import InfluxServer, MosquittoServer, free_port
 
 log = logging.getLogger(__name__)
+DRAIN_S = 10.0  # after the market closes, the last sales may take this long to reach InfluxDB
+PLAIN_EVERY_S = 5.0  # without a terminal, a progress line this often
+DEMO_DB = "zhijian_demo"  # never the production default `zhijian`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,10 +61,32 @@ class DemoOptions:
     mqtt_host: str | None = None
     mqtt_port: int = 1883
     influx_url: str | None = None
-    influx_db: str = "zhijian"
+    influx_db: str = DEMO_DB
     seed: int = 2026
     keep_serving: bool = False
     field_devices: bool = True
+    export_dir: Path | None = None  # write the run's scale data here for `zhijian anti-cheat score`
+
+
+def _start_field_agents(
+    stack: ExitStack,
+    opts: DemoOptions,
+    market: Market,
+    keys: dict[str, bytes],
+    to_broker: Callable[[str], BrokerConfig],
+) -> list[Agent]:
+    """The planting base's sensor gateway and the rapid-test vehicle touring the market's stalls."""
+    stalls = [s.device_id for s in market.stalls]
+    base = start_base(stack, opts.data_dir, keys[BASE_ID], to_broker(BASE_ID), interval_s=2.0)
+    vehicle = start_vehicle(
+        stack,
+        opts.data_dir,
+        keys[VEHICLE_ID],
+        to_broker(VEHICLE_ID),
+        stalls=stalls,
+        sample_every_s=max(3.0, opts.duration_s / 6),
+    )
+    return [base, vehicle]
 
 
 def run_demo(opts: DemoOptions, console: Console) -> int:
@@ -61,7 +94,9 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     if opts.data_dir.exists():
         shutil.rmtree(opts.data_dir)  # each demo starts fresh: simulated scales restart their counters
     opts.data_dir.mkdir(parents=True)
+    started_ms = int(time.time() * 1000)
     with ExitStack() as stack:
+        stack.enter_context(logs_to_file(opts.data_dir / "demo.log", console))  # not over the live view
         mqtt_host, mqtt_port = opts.mqtt_host or "127.0.0.1", opts.mqtt_port
         if opts.mqtt_host is None:
             mqtt_port = free_port()
@@ -96,27 +131,16 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         keys = {device: key for device, (key, _password) in reg.credentials.items()}
         agents = _start_agents(stack, market, keys, opts.data_dir, to_broker)
         if opts.field_devices:
-            stalls = [s.device_id for s in market.stalls]
-            agents.append(start_base(stack, opts.data_dir, keys[BASE_ID], to_broker(BASE_ID), interval_s=2.0))
-            sample_every_s = max(3.0, opts.duration_s / 6)
-            agents.append(
-                start_vehicle(
-                    stack,
-                    opts.data_dir,
-                    keys[VEHICLE_ID],
-                    to_broker(VEHICLE_ID),
-                    stalls=stalls,
-                    sample_every_s=sample_every_s,
-                )
-            )
+            agents += _start_field_agents(stack, opts, market, keys, to_broker)
 
         console.print(
             f"Market of {opts.scales} scales ({opts.cheaters} cheating), about {opts.sales_per_s:g} sales/s, "
-            f"for {opts.duration_s:g} s. Ctrl-C stops early."
+            f"for {_span(opts)}. Ctrl-C stops early."
         )
         _run_market(opts, console, market, agents, pipeline)
-        stored = _summary(console, market, influx, influx_url, opts.influx_db)
+        stored = _summary(console, market, influx, influx_url, opts.influx_db, _scope(started_ms, _own(market)))
         write_demo_provisioning(console, opts.data_dir, influx_url, opts.influx_db)
+        _export(console, opts.export_dir, reg, market, influx, started_ms)
         if opts.keep_serving:
             for agent in agents:  # the market is closed; keep only broker, ingest and InfluxDB
                 agent.stop()
@@ -131,6 +155,44 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
                     time.sleep(1)
     console.print("All demo processes stopped.")
     return stored
+
+
+def _own(market: Market) -> list[str]:
+    """This demo's devices: the summary and the export count these and nothing else in the database."""
+    return [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]
+
+
+def _export(
+    console: Console, out: Path | None, reg: DemoRegistry, market: Market, influx: InfluxClient, since_ms: int
+) -> None:
+    """``--export``: the run's scale data for `zhijian anti-cheat score`."""
+    if out is None:
+        return
+    facts = registry_facts(reg.url, reg.key_secret, market.commodity_medians())
+    done = export_run(influx, _own(market), since_ms, facts, out)
+    console.print(
+        f"Exported {done.rows} rows and the facts of {done.scales} scales to {out}; score them "
+        f"with: zhijian anti-cheat score {done.transactions} --registry {done.registry}",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _span(opts: DemoOptions) -> str:
+    return f"{opts.duration_s:g} s of sales + up to {DRAIN_S:g} s drain"
+
+
+def _scope(since_ms: int, devices: list[str]) -> str:
+    """An InfluxQL condition for this run's points of its own devices (ids are letters, digits, '-')."""
+    return f'time >= {since_ms * 1_000_000} AND "device" =~ /^({"|".join(devices)})$/'
+
+
+def _within(query: str, scope: str) -> str:
+    """``query`` (a dashboards query) restricted to ``scope``."""
+    if " WHERE " in query:
+        return query.replace(" WHERE ", f" WHERE {scope} AND ", 1)
+    head, group, tail = query.partition(" GROUP BY ")
+    return f"{head} WHERE {scope}{group}{tail}"
 
 
 def _start_ingest(
@@ -167,21 +229,49 @@ def _run_market(opts: DemoOptions, console: Console, market: Market, agents: lis
     started = time.monotonic()
     interval = 1.0 / opts.sales_per_s
     next_sale = started
+    title = f"Zhijian demo ({_span(opts)})"
+    if not console.is_terminal:  # a pipe or a log: plain lines, never cut or wrapped
+        return _run_plain(opts, console, market, agents, pipeline)
     try:
         with Live(console=console, refresh_per_second=4) as live:
             while (now := time.monotonic()) - started < opts.duration_s:
                 while next_sale <= now:
                     market.tick()
                     next_sale += interval
-                live.update(_progress(market, agents, pipeline, now - started))
+                live.update(_progress(market, agents, pipeline, now - started, title))
                 time.sleep(0.05)
             # let the last sales reach InfluxDB before the summary
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + DRAIN_S
             while time.monotonic() < deadline and _in_flight(market, agents, pipeline):
-                live.update(_progress(market, agents, pipeline, time.monotonic() - started))
+                live.update(_progress(market, agents, pipeline, time.monotonic() - started, title))
                 time.sleep(0.1)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted; stopping.[/]")
+
+
+def _run_plain(opts: DemoOptions, console: Console, market: Market, agents: list[Agent], pipeline: Pipeline) -> None:
+    """The market without a terminal: one line of counts every few seconds."""
+    started = time.monotonic()
+    interval = 1.0 / opts.sales_per_s
+    next_sale = next_line = started
+    console.out(SEP.join(("elapsed_s", *_COUNTS)), highlight=False)
+    try:
+        while (now := time.monotonic()) - started < opts.duration_s + DRAIN_S:
+            selling = now - started < opts.duration_s
+            if not selling and not _in_flight(market, agents, pipeline):
+                break
+            while selling and next_sale <= now:
+                market.tick()
+                next_sale += interval
+            if now >= next_line:
+                counts = _counts(market, agents, pipeline)
+                console.out(SEP.join((f"{now - started:.1f}", *counts)), highlight=False)
+                next_line += PLAIN_EVERY_S
+            time.sleep(0.05)
+        counts = _counts(market, agents, pipeline)
+        console.out(SEP.join((f"{time.monotonic() - started:.1f}", *counts)), highlight=False)
+    except KeyboardInterrupt:
+        console.print("Interrupted; stopping.")
 
 
 def _start_agents(
@@ -211,17 +301,12 @@ def _in_flight(market: Market, agents: list[Agent], pipeline: Pipeline) -> bool:
     return pipeline.records_by_type["sale"] < sum(s.sales for s in market.stalls)
 
 
-def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: float) -> Group:
-    made = sum(s.sales for s in market.stalls)
-    table = Table(
-        title=f"Zhijian demo — {elapsed:5.1f} s",
-        caption="sales made · taken into outboxes · waiting in outboxes · MQTT messages received · "
-        "records accepted · points stored · sales flagged · payloads rejected",
-    )
-    for col in ("sales", "taken", "outbox", "messages", "records", "points", "flagged", "rejected"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(made),
+_COUNTS = ("sales", "taken", "outbox", "messages", "records", "points", "flagged", "rejected")
+
+
+def _counts(market: Market, agents: list[Agent], pipeline: Pipeline) -> tuple[str, ...]:
+    return (
+        str(sum(s.sales for s in market.stalls)),
         str(sum(a.taken for a in agents)),
         str(sum(a.outbox.depth for a in agents)),
         str(pipeline.received),
@@ -230,6 +315,17 @@ def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: 
         str(pipeline.flagged),
         str(sum(pipeline.rejected.values())),
     )
+
+
+def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: float, title: str) -> Group:
+    table = Table(
+        title=f"{title} — {elapsed:5.1f} s",
+        caption="sales made · taken into outboxes · waiting in outboxes · MQTT messages received · "
+        "records accepted · points stored · sales flagged · payloads rejected",
+    )
+    for col in _COUNTS:
+        table.add_column(col, justify="right")
+    table.add_row(*_counts(market, agents, pipeline))
     rules = Table(title="flags by rule", show_header=True)
     rules.add_column("rule")
     rules.add_column("flags", justify="right")
@@ -243,28 +339,29 @@ def _progress(market: Market, agents: list[Agent], pipeline: Pipeline, elapsed: 
     return Group(table, Columns([rules, types]))
 
 
-def _summary(console: Console, market: Market, influx: InfluxClient, url: str, db: str) -> int:
-    sales = {r["device"]: r for r in influx.rows(QUERIES["sales_per_scale"])}
-    flags = influx.rows(QUERIES["flagged_scales"])
+def _summary(console: Console, market: Market, influx: InfluxClient, url: str, db: str, scope: str) -> int:
+    sales = {r["device"]: r for r in influx.rows(_within(QUERIES["sales_per_scale"], scope))}
+    flags = influx.rows(_within(QUERIES["flagged_scales"], scope))
     by_device: dict[str, Counter[str]] = {}
     for row in flags:
         by_device.setdefault(row["device"], Counter())[row["rule"]] += row["flags"]
     console.print()
-    table = Table(title="Per scale, from InfluxDB")
-    for col in ("scale", "cheat (truth)", "sales made", "sales stored", "turnover ¥", "flags by rule"):
-        table.add_column(col)
+    rows = []
     for stall in market.stalls:
         row = sales.get(stall.device_id, {})
         found = ", ".join(f"{k} {v}" for k, v in sorted(by_device.get(stall.device_id, Counter()).items()))
-        table.add_row(
-            stall.device_id,
-            stall.cheat.kind if stall.cheat else "honest",
-            str(stall.sales),
-            str(row.get("sales", 0)),
-            f"{row.get('fen', 0) / 100:.2f}",
-            found or "-",
+        rows.append(
+            (
+                stall.device_id,
+                stall.cheat.kind if stall.cheat else "honest",
+                str(stall.sales),
+                str(row.get("sales", 0)),
+                f"{row.get('fen', 0) / 100:.2f}",
+                found or "-",
+            )
         )
-    console.print(table)
+    columns = ("scale", "cheat (truth)", "sales made", "sales stored", "turnover ¥", "flags by rule")
+    show_table(console, "Per scale, from InfluxDB (this run)", columns, rows)
     unseen = sorted({s.cheat.kind for s in market.stalls if s.cheat and not by_device.get(s.device_id)})
     if unseen:
         console.print(
@@ -273,16 +370,16 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
             "engine's rules over zero offsets, market price medians, re-weighs and per-stall change detection."
         )
     counts: Counter[str] = Counter()
-    for series in influx.query(QUERIES["field_records"]):
+    for series in influx.query(_within(QUERIES["field_records"], scope)):
         counts[series["name"]] = max(v for v in series["values"][0][1:] if v is not None)
-    positives = sum(r["count"] for r in influx.rows(QUERIES["positive_rapid_tests"]))
+    positives = sum(r["count"] for r in influx.rows(_within(QUERIES["positive_rapid_tests"], scope)))
     if counts:
         console.print(
             f"Planting base: {counts['soil']} soil and {counts['air']} air readings, {counts['sensor_fault']} "
             f"sensor faults. Vehicle: {counts['gps']} GPS fixes, {counts['rapid_test']} rapid tests, "
             f"{positives} positive."
         )
-    stored = sum(int(r.get("sales", 0)) for r in sales.values())
+    stored = sum(int(sales.get(s.device_id, {}).get("sales", 0)) for s in market.stalls)  # ours only
     short = {s.device_id: s.sales - int(sales.get(s.device_id, {}).get("sales", 0)) for s in market.stalls}
     missing = {d: n for d, n in short.items() if n}
     if missing:

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device_profiles.private_file import write_private
 from device_registry import BundleDefaults, Principal, Registry, Role
 from device_registry.broker_files import INGEST_USER, hash_password, password_file_text
 from device_registry.broker_sync import BrokerSync
@@ -31,7 +32,6 @@ from device_registry.schemas import (
     VerificationIn,
 )
 from device_registry.uscc import check_character
-from edge_agent.private_file import write_private
 from firmware_sim import Market
 
 from .demo_field import BASE_ID, VEHICLE_ID
@@ -122,7 +122,9 @@ def provision_demo(data_dir: Path, market: Market, *, broker_host: str, broker_p
         reg.register(DeviceIn(id=VEHICLE_ID, profile="zj-rt-12", serial_no="RT-0001", vehicle_id="rt-van-01"))
         for device in [*(s.device_id for s in market.stalls), market.fair.device_id, BASE_ID, VEHICLE_ID]:
             issued = reg.provision(device, ProvisionIn())
-            out.credentials[device] = (bytes.fromhex(issued.bundle["key_hex"]), issued.bundle["broker"]["password"])
+            password = issued.bundle.broker.password
+            assert password is not None  # the registry issues every bundle with the device's password
+            out.credentials[device] = (issued.bundle.key, password)
         out.broker_sync().apply(db)
     engine.dispose()
     return out

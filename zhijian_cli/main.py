@@ -92,7 +92,13 @@ def demo(
     mqtt_host: Annotated[str | None, typer.Option(help="Use this broker instead of starting one.")] = None,
     mqtt_port: Annotated[int, typer.Option(help="Port of --mqtt-host.")] = 1883,
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (1.x API) instead of starting one.")] = None,
-    influx_db: Annotated[str, typer.Option(help="InfluxDB database to write to.")] = "zhijian",
+    influx_db: Annotated[
+        str, typer.Option(help="InfluxDB database to write to (the demo's own: never the production `zhijian`).")
+    ] = "zhijian_demo",
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Write the run's scale data here, as input for `zhijian anti-cheat score`."),
+    ] = None,
     field_devices: Annotated[
         bool, typer.Option(help="Also run a planting base (Modbus sensors) and a rapid-test vehicle (GPS, analyzer).")
     ] = True,
@@ -121,6 +127,7 @@ def demo(
         influx_db=influx_db,
         keep_serving=keep_serving,
         field_devices=field_devices,
+        export_dir=export,
     )
     try:
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill`, systemd, docker stop: clean up as for Ctrl-C

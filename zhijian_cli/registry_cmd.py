@@ -94,10 +94,10 @@ def init(
     with friendly_errors():
         _check_days(expires_days)
     settings = _settings()
+    from device_profiles.private_file import write_private
     from device_registry.credentials import new_key_secret
     from device_registry.db import connect, sessions, upgrade
     from device_registry.service import admin_token_count, bootstrap_admin_token
-    from edge_agent.private_file import write_private
 
     with friendly_errors():
         upgrade(settings.registry_url)

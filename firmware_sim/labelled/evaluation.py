@@ -1,19 +1,21 @@
 """Scoring the anti-cheating engine on labelled markets, and the figures and goals of issue 12.
 
-The one module of :mod:`firmware_sim` that imports the engine. :func:`score` feeds a market's rows to the engine
-in arrival order in batches, through its documented batch API, and matches every flag back to the row it is
-about; :func:`measure` turns that into :class:`Figures` (per method recall per sale, per scale share caught and
-delay, remote-control scales caught within 50 re-weighs per re-weigh rate, precision, false positives per
-10 000 honest rows by rule), which add up over seeds; :func:`goals` says which of the done-when goals they meet.
+:func:`score` feeds a market's rows (labels removed) in arrival order in batches to a judge, the engine's
+``Engine.flag_rows`` (the caller builds the engine, so firmware_sim imports nothing of the engine: the
+simulator and the engine it measures stand side by side on the contract), and matches every flag back to
+the row it is about; :func:`measure` turns that into :class:`Figures` (per method recall per sale, per scale
+share caught and delay, remote-control scales caught within 50 re-weighs per re-weigh rate, precision, false
+positives per 10 000 honest rows by rule), which add up over seeds;
+:func:`goals` says which of the done-when goals they meet.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-
-from anti_cheat import Engine, ScaleFacts, Transactions
+from typing import Any, Protocol
 
 from .conditions import METHODS
 from .dataset import LABELS, LabelledMarket
@@ -21,6 +23,22 @@ from .dataset import LABELS, LabelledMarket
 BATCH_ROWS = 5_000
 WITHIN_REWEIGHS = 50
 RowKey = tuple[str, str, int]  # (scale, sending device, seq)
+
+
+class FlagLike(Protocol):
+    """What :func:`score` reads of a flag (``anti_cheat.Flag`` has it)."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def record_device(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+
+
+Judge = Callable[[list[dict[str, Any]]], Iterable[FlagLike]]  # one batch of rows → its flags
 
 
 @dataclass
@@ -31,16 +49,14 @@ class Scored:
     unmatched_flags: int = 0  # flags naming no row of the market
 
 
-def score(market: LabelledMarket, *, batch_rows: int = BATCH_ROWS) -> Scored:
-    """Flags of a fresh engine over the market's rows (labels removed) in arrival order, matched to rows."""
+def score(market: LabelledMarket, judge: Judge, *, batch_rows: int = BATCH_ROWS) -> Scored:
+    """Flags of ``judge`` (a fresh engine on ``market.registry``) over the market's rows (labels removed) in
+    arrival order, matched to rows."""
     scored = Scored()
-    facts = ScaleFacts.from_document(market.registry)
-    engine = Engine(facts)
     rows = [{k: v for k, v in r.items() if k not in LABELS} for r in market.rows]
     where: dict[RowKey, int] = {(r["device"], r.get("source") or r["device"], r["seq"]): i for i, r in enumerate(rows)}
     for start in range(0, len(rows), batch_rows):
-        batch = Transactions.from_rows(facts, rows[start : start + batch_rows])
-        for flag in engine.score(batch).flags(batch, facts):
+        for flag in judge(rows[start : start + batch_rows]):
             at = where.get((flag.device, flag.record_device or flag.device, flag.seq))
             if at is None:
                 scored.unmatched_flags += 1

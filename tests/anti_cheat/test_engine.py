@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Thresholds, Transactions, mpe_mg
+from anti_cheat import Engine, ScaleFacts, Thresholds, Transactions
 from anti_cheat.engine import round_half_up_price
 from device_profiles import builtin
+from device_profiles.metrology import ScaleFact, mpe_mg
 from firmware_sim import Cheat, ScaleFirmware
 
 PROFILE = builtin("zj-pcs-30")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from anti_cheat import ScaleFacts
+from anti_cheat import Engine, ScaleFacts
 from firmware_sim.labelled import BASE, CONDITIONS, METHODS, generate
 from firmware_sim.labelled.evaluation import goals, measure, score
 from firmware_sim.labelled.physics import STALL_CAPACITIES, amount_fen, max_span_error, mpe_mg
@@ -171,7 +171,7 @@ def test_every_condition_generates() -> None:
 def test_the_engine_meets_the_goals_on_a_small_market(market) -> None:
     """Issue 12's done-when goals (FP ≤ 1 per 10 000 honest rows; recall per sale ≥ 0.99 / ≥ 0.9 for preset
     base) and every remote-control scale caught by the end, on a small base-like market."""
-    fig = measure(market, score(market))
+    fig = measure(market, score(market, Engine(ScaleFacts.from_document(market.registry)).flag_rows))
     missed = [f"{g.what}: {g.value:.4f} (goal {g.target})" for g in goals(fig, "base") if not g.met]
     assert not missed, missed
     rc = fig.methods["remote_control"]

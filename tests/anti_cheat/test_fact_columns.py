@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from anti_cheat import ScaleFact, ScaleFacts, device_index
+from anti_cheat import ScaleFacts, device_index
 from anti_cheat.device_index import DeviceIndex, check_ids, sorted_ids
 from anti_cheat.fact_columns import FactError, FactRows
+from device_profiles.metrology import ScaleFact
 
 FACT: dict[str, Any] = {"coefficient": 20_000.0, "e_mg": 5000, "calibration_events": 3, "configuration_events": 7}
 SCALES: dict[str, dict[str, Any] | None] = {

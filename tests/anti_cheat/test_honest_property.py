@@ -10,8 +10,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions, mpe_mg
+from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.engine import round_half_up_price
+from device_profiles.metrology import ScaleFact, mpe_mg
 
 TOLERANCE_RULES = {"coefficient", "coefficient_cusum", "reweigh_error", "reweigh_cusum", "check_error"}
 ZERO, FAIR_E = 120_000, 2_000  # the fair scale: class III, 15 kg × 2 g

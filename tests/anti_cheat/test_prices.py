@@ -8,8 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.prices import DAY_MS, PriceBook, bin_price
+from device_profiles.metrology import ScaleFact
 
 T0 = 1_764_000_000_000 - 8 * 3_600_000  # a market-day boundary (UTC+8 midnight) is a multiple of DAY_MS
 KW = {"min_sales": 3, "day_offset_ms": 8 * 3_600_000}

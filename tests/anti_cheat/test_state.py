@@ -10,8 +10,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anti_cheat import RULES, Engine, EngineState, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import RULES, Engine, EngineState, ScaleFacts, Transactions
 from anti_cheat.state import Groups, cusum
+from device_profiles.metrology import ScaleFact
 
 
 def naive_cusum(scales: list[int], ys: list[int], s0: dict[int, int]) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
 from cloud_ingest.spool import Spool
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_an_unreachable_broker_is_logged_once_and_once_more_when_reached(
     worker._client.on_connect_fail = lambda c, u: (failures.append(1), logged(c, u))  # type: ignore[misc]
     worker.start()
     try:
-        assert wait_for(lambda: len(failures) >= 3, 60)
+        assert wait_until(lambda: len(failures) >= 3, 60)
         unreachable = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(unreachable) == 1, unreachable
         assert f"127.0.0.1:{port} unreachable ([Errno 111] Connection refused)" in unreachable[0]

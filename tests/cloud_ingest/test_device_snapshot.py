@@ -15,8 +15,7 @@ import pytest
 from cloud_ingest import DeviceFile, IngestError, write_device_file
 from cloud_ingest.device_snapshot import load_snapshot, save_snapshot, snapshot_revision
 from cloud_ingest.registry_file import file_revision
-from tests.cloud_ingest.reference_devices import DictDevices
-from tests.cloud_ingest.test_device_table import MEDIANS, MIXED, same_answers
+from tests.support.reference_devices import MEDIANS, MIXED, DictDevices, same_answers
 from zhijian_cli.ingest_devices import file_devices
 
 

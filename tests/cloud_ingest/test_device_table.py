@@ -7,80 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from anti_cheat.fact_columns import FactError
 from cloud_ingest import DeviceFile, IngestError, registry_file, write_device_file
-from cloud_ingest.device_table import DeviceRows, DeviceTable
-from tests.cloud_ingest.reference_devices import DictDevices
-
-FACT = {
-    "coefficient": 20_000.0,
-    "e_mg": 5000,
-    "accuracy_class": "III",
-    "zero_counts": 120_000,
-    "calibration_events": 3,
-    "configuration_events": 7,
-}
-MIXED: dict[str, dict[str, Any]] = {
-    "scale-0003": {
-        "key": "ab" * 32,
-        "profile": "zj-pcs-30",
-        "tags": {"district": "futian", "market": "futian-no1", "stall": "A-017"},
-        "scale": FACT,
-    },
-    "scale-0001": {  # facts naming their own market, a software id, a time, no zero, d ≠ e
-        "key": "cd" * 32,
-        "profile": "zj-pcs-30",
-        "tags": {"district": "futian", "market": "futian-no1", "stall": "A-018", "shelf": "7"},
-        "scale": {
-            **FACT,
-            "zero_counts": None,
-            "d_mg": 1000,
-            "max_g": 15_000,
-            "accuracy_class": "II",
-            "approved_software_id": "PCS-1.2",
-            "market": "luohu-no3",
-            "verified_ms": 1_764_000_000_000,
-            "verification_due_ms": 1_800_000_000_000,
-        },
-    },
-    "scale-0002": {"key": "ef" * 32, "revoked": True, "tags": {"market": "futian-no1", "stall": "B 1"}},  # bad tag
-    "fair-0001": {"key": "01" * 16, "profile": "zj-pcs-30", "tags": {"market": "futian-no1"}, "scale": FACT},
-    "base-gw-1": {
-        "key": "02" * 32,
-        "profile": "soil-rs485",
-        "tags": {"district": "nanshan", "base": "base-x"},
-        "crop": "tomato",
-        "limits": {"soil.moisture_pct": {"low": 25, "high": 40}},
-    },
-    "veh-1": {"key": "03" * 40, "profile": "rapid-test-vehicle", "tags": {"district": "a,b", "vehicle": "v1"}},
-    "registered-only": {"profile": "zj-pcs-30", "tags": {"market": "nanshan-no2", "stall": "C-1"}},
-    "秤-7": {"key": "04" * 32, "scale": {**FACT, "e_mg": 2000}},  # no tags, no profile
-}
-MEDIANS = {"1001": 3100, "1002": 980}
-ASKED = [*MIXED, "unknown-9", ""]
-
-
-def same_answers(dense: DeviceTable, ref: DictDevices) -> None:
-    for d in ASKED:
-        assert dense.key_for(d) == ref.key_for(d), d
-        assert dense.is_revoked(d) == ref.is_revoked(d), d
-        assert dense.is_known(d) == ref.is_known(d), d
-        assert dense.profile_for(d) == ref.profile_for(d), d
-        assert dense.tags_for(d) == ref.tags_for(d), d
-        assert dense.partition_key(d) == ref.partition_key(d), d
-        assert dense.facts.current(d) == ref.facts.current(d), d
-    assert dense.alert_limits() == ref.alert_limits()
-    assert dense.crops() == ref.crops()
-    assert dense.facts.commodity_median == ref.facts.commodity_median
-    names = [d for d in MIXED if "scale" in d.lower() or d.startswith(("fair", "秤"))]
-    scale = np.array([dense.facts.index_of(d) for d in names])
-    ref_scale = np.array([ref.facts.index_of(d) for d in names])
-    ts = np.full(len(names), 1_770_000_000_000)
-    got = dense.facts.take_packed(dense.facts.in_force(scale, ts))
-    np.testing.assert_array_equal(got, ref.facts.take_packed(ref.facts.in_force(ref_scale, ts)))
+from cloud_ingest.device_table import DeviceRows
+from tests.support.reference_devices import FACT, MEDIANS, MIXED, DictDevices, same_answers
 
 
 def test_the_dense_table_answers_as_the_dict_one() -> None:

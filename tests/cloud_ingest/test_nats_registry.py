@@ -17,9 +17,9 @@ from cloud_ingest import InfluxClient
 from device_registry.credentials import derive_integrity_key
 from device_registry.db import connect
 from device_registry.schemas import DeviceIn, ProvisionIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seeded_registry_file
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.test_ingest_from_registry import publish
+from tests.support.mqtt_clients import publish
+from tests.support.registry import KEY_SECRET, open_registry, seeded_registry_file
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer
 
 pytestmark = pytest.mark.integration
@@ -50,16 +50,16 @@ def test_router_and_worker_follow_the_registry(
             procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
     influx = InfluxClient(influxd.url, "nats_registry")
     try:
-        assert wait_for(lambda: "router connected" in (tmp_path / "router.log").read_text(), 30)
+        assert wait_until(lambda: "router connected" in (tmp_path / "router.log").read_text(), 30)
         log = tmp_path / "worker.log"
-        assert wait_for(lambda: all(f"partition {p} taken" in log.read_text() for p in range(4)), 30)
+        assert wait_until(lambda: all(f"partition {p} taken" in log.read_text() for p in range(4)), 30)
 
         def sales(market: str) -> int:
             series = influx.query(f'SELECT count("amount_fen") FROM "sale" WHERE "market" = \'{market}\'')
             return int(series[0]["values"][0][1]) if series else 0
 
         publish(mosquitto.port, "scale-0001", derive_integrity_key(KEY_SECRET, "scale-0001", 1), seq=1)
-        assert wait_for(lambda: sales("futian-no1") == 1, 20)
+        assert wait_until(lambda: sales("futian-no1") == 1, 20)
         reg = open_registry(connect(registry))
         reg.register(
             DeviceIn(id="scale-0002", profile="zj-pcs-30", serial_no="S", market_id="nanshan-no2", stall_code="A-017")
@@ -68,7 +68,7 @@ def test_router_and_worker_follow_the_registry(
         reg.db.close()
         time.sleep(1)
         publish(mosquitto.port, "scale-0002", derive_integrity_key(KEY_SECRET, "scale-0002", 1), seq=1)
-        assert wait_for(lambda: sales("nanshan-no2") == 1, 20), (tmp_path / "worker.log").read_text()[-3000:]
+        assert wait_until(lambda: sales("nanshan-no2") == 1, 20), (tmp_path / "worker.log").read_text()[-3000:]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

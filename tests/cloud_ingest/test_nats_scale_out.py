@@ -34,7 +34,8 @@ from cloud_ingest.nats_stream import partition_of_key
 from device_profiles import builtin, encode
 from device_profiles.acks import decode_ack, merge_ranges
 from firmware_sim import Cheat, ScaleFirmware
-from tests.device_profiles.test_envelope import BOOT
+from tests.support.envelopes import BOOT
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer, NatsServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -131,16 +132,7 @@ def reference(influxd: InfluxServer) -> tuple[list[tuple[Any, ...]], list[tuple[
     return ref
 
 
-def wait_until(predicate: Any, timeout_s: float, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    assert predicate(), f"not within {timeout_s} s: {what}"
+SERVER_STARTING = (httpx.HTTPError, ValueError, KeyError)  # a health endpoint not answering yet
 
 
 class AckListener:
@@ -209,7 +201,9 @@ class Cluster:
 
     def start_router(self) -> None:
         self.router, self.router_port = self._spawn("router", "route", ZHIJIAN_MQTT_CLIENT_ID=f"router-{self.name}")
-        wait_until(lambda: self.health(self.router_port)["connected"], 30, "router subscribed")
+        assert wait_until(
+            lambda: self.health(self.router_port)["connected"], 30, interval_s=0.2, ignoring=SERVER_STARTING
+        ), "not within 30 s: router subscribed"
 
     def start_worker(self, wid: str) -> None:
         state = self.tmp / f"{self.name}-{wid}"
@@ -311,15 +305,17 @@ def test_n_workers_store_and_flag_what_one_pipeline_does(cluster: Any, reference
     for i in range(workers):
         c.start_worker(f"w{i}")
     c.start_router()
-    wait_until(c.balanced, 40, f"{workers} workers sharing {PARTITIONS} partitions")
+    assert wait_until(c.balanced, 40, interval_s=0.2, ignoring=SERVER_STARTING), (
+        f"not within 40 s: {workers} workers sharing {PARTITIONS} partitions"
+    )
     owned = c.owned()
     acks = AckListener(c.mqtt_port)
     c.publish(FLEET.messages)
-    wait_until(c.all_stored, 50, "every sale stored")
+    assert wait_until(c.all_stored, 50, interval_s=0.2, ignoring=SERVER_STARTING), "not within 50 s: every sale stored"
     highest: dict[str, int] = {}
     for device, _ in FLEET.messages:
         highest[device] = highest.get(device, 0) + 1  # one record a message, seqs from 1
-    wait_until(lambda: acks.covers(highest), 30, "every device told that all its seqs are stored")
+    assert wait_until(lambda: acks.covers(highest), 30), "every device told that all its seqs are stored"
     acks.close()
     time.sleep(1.0)  # the last batches' flags are in the same writes; let any stragglers land
     assert results(c.influx) == reference
@@ -342,7 +338,9 @@ def test_a_sigkilled_workers_partitions_move_and_nothing_is_lost(cluster: Any, r
     for i in range(3):
         c.start_worker(f"w{i}")
     c.start_router()
-    wait_until(c.balanced, 40, "3 workers sharing the partitions")
+    assert wait_until(c.balanced, 40, interval_s=0.2, ignoring=SERVER_STARTING), (
+        "not within 40 s: 3 workers sharing the partitions"
+    )
     half = len(FLEET.messages) // 2
     feeder = threading.Thread(target=c.publish, args=(FLEET.messages[half:],), kwargs={"pace_s": 0.01})
     c.publish(FLEET.messages[:half])
@@ -351,10 +349,14 @@ def test_a_sigkilled_workers_partitions_move_and_nothing_is_lost(cluster: Any, r
     time.sleep(0.5)
     c.kill(victim)
     killed_at = time.monotonic()
-    wait_until(c.balanced, LEASE_S * 3 + 10, "the survivors own every partition")
+    assert wait_until(c.balanced, LEASE_S * 3 + 10, interval_s=0.2, ignoring=SERVER_STARTING), (
+        f"not within {LEASE_S * 3 + 10} s: the survivors own every partition"
+    )
     moved_s = time.monotonic() - killed_at
     feeder.join()
-    wait_until(c.all_stored, 50, "every sale stored once")
+    assert wait_until(c.all_stored, 50, interval_s=0.2, ignoring=SERVER_STARTING), (
+        "not within 50 s: every sale stored once"
+    )
     time.sleep(1.0)
     assert results(c.influx) == reference
     assert moved_s <= LEASE_S * 3 + 10
@@ -368,7 +370,9 @@ def test_a_nats_restart_loses_nothing(cluster: Any, reference: Any, tmp_path: Pa
         for i in range(2):
             c.start_worker(f"w{i}")
         c.start_router()
-        wait_until(c.balanced, 40, "2 workers sharing the partitions")
+        assert wait_until(c.balanced, 40, interval_s=0.2, ignoring=SERVER_STARTING), (
+            "not within 40 s: 2 workers sharing the partitions"
+        )
         # about 7 s of publishing; NATS away for longer than a lease from the 2nd second
         feeder = threading.Thread(target=c.publish, args=(FLEET.messages,), kwargs={"pace_s": 0.02, "every": 5})
         feeder.start()
@@ -377,7 +381,9 @@ def test_a_nats_restart_loses_nothing(cluster: Any, reference: Any, tmp_path: Pa
         time.sleep(LEASE_S + 1)
         nats.start()
         feeder.join()
-        wait_until(c.all_stored, 55, "every sale stored once")
+        assert wait_until(c.all_stored, 55, interval_s=0.2, ignoring=SERVER_STARTING), (
+            "not within 55 s: every sale stored once"
+        )
         time.sleep(1.0)
         assert results(c.influx) == reference
         c.close()
@@ -392,7 +398,9 @@ def test_a_sigkilled_router_loses_nothing_and_its_resends_are_stored_once(cluste
     for i in range(2):
         c.start_worker(f"w{i}")
     c.start_router()
-    wait_until(c.balanced, 40, "2 workers sharing the partitions")
+    assert wait_until(c.balanced, 40, interval_s=0.2, ignoring=SERVER_STARTING), (
+        "not within 40 s: 2 workers sharing the partitions"
+    )
     feeder = threading.Thread(target=c.publish, args=(FLEET.messages,), kwargs={"pace_s": 0.02, "every": 10})
     feeder.start()
     for _ in range(2):
@@ -402,7 +410,9 @@ def test_a_sigkilled_router_loses_nothing_and_its_resends_are_stored_once(cluste
         c.router.wait()
         c.start_router()
     feeder.join()
-    wait_until(c.all_stored, 50, "every sale stored once")
+    assert wait_until(c.all_stored, 50, interval_s=0.2, ignoring=SERVER_STARTING), (
+        "not within 50 s: every sale stored once"
+    )
     time.sleep(1.0)
     assert results(c.influx) == reference
     received = sum(n for wid in c.workers for n in c.partition_messages(wid).values())

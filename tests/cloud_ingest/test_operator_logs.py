@@ -16,8 +16,8 @@ from cloud_ingest.rejection_log import RejectionLog
 from cloud_ingest.spool import Spool
 from device_profiles import encode
 from device_profiles.mqtt_reasons import disconnect_words
-from tests.device_profiles.test_envelope import BOOT, sale
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.envelopes import BOOT, sale
+from tests.support.waiting import wait_until
 from zhijian_cli.log_setup import CHATTY, configure_logging
 from zhijian_cli.servers import MosquittoServer
 
@@ -120,7 +120,7 @@ def test_the_ingest_says_in_words_why_the_broker_went(
     try:
         assert worker.connected.wait(60)
         broker.stop()  # a clean shutdown (SIGTERM): Mosquitto closes the socket, it sends no DISCONNECT
-        assert wait_for(lambda: any("disconnected from broker" in r.getMessage() for r in caplog.records), 60)
+        assert wait_until(lambda: any("disconnected from broker" in r.getMessage() for r in caplog.records), 60)
         line = next(r.getMessage() for r in caplog.records if "disconnected from broker" in r.getMessage())
         assert "Unspecified error" not in line, line
         assert f"127.0.0.1:{broker.port}: the connection was closed without a word from the broker" in line

@@ -5,23 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts
+from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import DeviceFile, InfluxClient, Pipeline, StoreUnavailable
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from device_profiles import encode
-from tests.device_profiles.test_envelope import BOOT, KEY, keys, payload, sale
-
-TOPIC = "zhijian/v1/scale-0001/data"
-
-
-def make(influx: InfluxClient) -> Pipeline:
-    facts = ScaleFacts()
-    facts.set(
-        "scale-0001",
-        ScaleFact(coefficient=20_000.0, e_mg=5_000, calibration_events=3, configuration_events=7),
-    )
-    return Pipeline(key_for=keys, engine=Engine(facts), store=influx)
+from tests.support.envelopes import BOOT, KEY, TOPIC, keys, make, payload, sale
 
 
 def test_bad_payloads_are_counted_by_reason_and_kept(influx: InfluxClient) -> None:

@@ -11,8 +11,7 @@ from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import InfluxClient, Pipeline
 from cloud_ingest.spool import Spool, SpoolFull
 from device_profiles import encode
-from tests.cloud_ingest.test_pipeline import TOPIC
-from tests.device_profiles.test_envelope import BOOT, KEY, keys, sale
+from tests.support.envelopes import BOOT, KEY, TOPIC, keys, sale
 from zhijian_cli.servers import InfluxServer
 
 

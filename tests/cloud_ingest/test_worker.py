@@ -29,7 +29,8 @@ from device_profiles import builtin, encode
 from device_profiles.envelope import sign
 from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH
 from firmware_sim import Cheat, ScaleFirmware
-from tests.device_profiles.test_envelope import BOOT, sale
+from tests.support.envelopes import BOOT, sale
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -89,15 +90,6 @@ def stored(influx: InfluxClient) -> tuple[int, int]:
     """(points, distinct (device, seq)) of sales in the database."""
     rows = influx.rows("SELECT seq FROM sale GROUP BY device")
     return len(rows), len({(r["device"], r["seq"]) for r in rows})
-
-
-def wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def worker_for(tmp_path: Path, mqtt_port: int, influx: InfluxClient, **kw) -> IngestWorker:
@@ -499,7 +491,7 @@ def test_every_rejection_reason_through_the_broker(
 ) -> None:
     from cloud_ingest.senders import SenderRules
     from device_profiles import REJECT_REASONS
-    from tests.device_profiles.test_envelope import KEY, payload, resign, resign_text
+    from tests.support.envelopes import KEY, payload, resign, resign_text
 
     market = {"market": "m1"}
     files = DeviceFile(

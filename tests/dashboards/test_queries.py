@@ -9,8 +9,7 @@ import pytest
 from cloud_ingest import InfluxClient
 from dashboards import QUERIES
 from device_profiles import encode
-from tests.cloud_ingest.test_pipeline import TOPIC, make
-from tests.device_profiles.test_envelope import BOOT, KEY, payload, sale
+from tests.support.envelopes import BOOT, KEY, TOPIC, make, payload, sale
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from device_profiles.codecs.frame_buffer import FrameBuffer
-from tests.device_profiles.fuzz_inputs import Target, inputs, run, targets
+from tests.support.fuzz_inputs import Target, inputs, run, targets
 
 INPUTS = 3000
 

@@ -20,29 +20,7 @@ from device_profiles import (
 )
 from device_profiles.envelope import sign
 from device_profiles.records import EXAMPLE_SALE
-
-KEY = b"k" * 32
-BOOT = "0123456789abcdef0123456789abcdef"
-
-
-def sale(**over):
-    return {**EXAMPLE_SALE, **over}
-
-
-def payload(records=None, device="scale-0001", key=KEY, **over) -> bytes:
-    doc = {
-        "device": device,
-        "boot": BOOT,
-        "seq": 10,
-        "sent_ms": 1_764_000_000_500,
-        "records": records if records is not None else [sale()],
-        **over,
-    }
-    return encode(key=key, **doc)
-
-
-def keys(device: str) -> bytes | None:
-    return KEY if device == "scale-0001" else None
+from tests.support.envelopes import BOOT, KEY, keys, payload, resign, resign_text, sale
 
 
 def test_price_vector_in_integers() -> None:
@@ -67,16 +45,6 @@ def test_tag_is_over_the_exact_bytes() -> None:
     assert info.value.reason == "bad_tag"
     with pytest.raises(IntegrityError, match="bad_tag"):
         decode(payload(key=b"x" * 32), topic_device="scale-0001", key_for=keys)
-
-
-def resign(doc: dict) -> bytes:
-    return resign_text(json.dumps(doc, separators=(",", ":")).encode())
-
-
-def resign_text(text: bytes, key: bytes = KEY) -> bytes:
-    """A JSON object's exact text, signed as an agent would (escapes such as ``\\ud800`` kept as written)."""
-    body = text[:-1]
-    return body + b',"tag":"' + sign(key, body).encode() + b'"}'
 
 
 @pytest.mark.parametrize(

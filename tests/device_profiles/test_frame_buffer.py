@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics, toledo
 from device_profiles.codecs.frame_buffer import DUMP_BYTES, CodecContractError, Decode, Frame, FrameBuffer, Rejected
-from tests.device_profiles.codec_harness import feed
+from tests.support.codec_harness import feed
 
 
 def test_frames_keep_their_own_bytes_and_rejections_come_in_stream_order() -> None:

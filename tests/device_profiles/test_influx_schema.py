@@ -16,7 +16,7 @@ from device_profiles.influx_schema import (
     record_line,
 )
 from device_profiles.records import RECORD_TYPES, FieldSpec
-from tests.device_profiles.test_envelope import sale
+from tests.support.envelopes import sale
 
 
 def test_line_shape() -> None:

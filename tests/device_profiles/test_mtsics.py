@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from device_profiles import FrameError
 from device_profiles.codecs import mtsics
-from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
+from tests.support.codec_harness import drain, never_crashes, three_ways
 
 REPLIES = [
     b"S S      0.275 kg\r\n",

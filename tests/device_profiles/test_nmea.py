@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from device_profiles import FrameError, check_record
 from device_profiles.codecs import nmea
-from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
+from tests.support.codec_harness import drain, never_crashes, three_ways
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "nmea"  # copied from shared/data/nmea (gpsd, BSD-2)
 

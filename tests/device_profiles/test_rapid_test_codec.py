@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from device_profiles import builtin, check_record
 from device_profiles.codecs import rapid_test as rt
-from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
+from tests.support.codec_harness import drain, never_crashes, three_ways
 
 SPEC = builtin("zj-rt-12").rapid_test
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from device_profiles import FrameError
 from device_profiles.codecs import toledo
-from tests.device_profiles.codec_harness import drain, never_crashes, three_ways
+from tests.support.codec_harness import drain, never_crashes, three_ways
 
 
 def frame(**over) -> toledo.ToledoFrame:

@@ -16,7 +16,7 @@ from device_registry.api import create_app
 from device_registry.db import sessions
 from device_registry.schemas import TokenIn
 from device_registry.service import BundleDefaults, Registry
-from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES
+from tests.support.registry import KEY_SECRET, VALID_LICENCES
 
 
 class Api:

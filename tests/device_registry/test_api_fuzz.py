@@ -8,7 +8,7 @@ Schema-valid data may still be refused with a 422 for the three rules no JSON Sc
 described on its operation's 422 in the document: a business licence's check character (GB 32100-2015;
 the fields are marked ``format: uscc``), an alert limit's low below its high, and a verification of a
 device whose profile has no metrology without its class, max and e. The harness
-(:mod:`tests.device_registry.api_fuzz_harness`) makes generated cases keep those rules, so the "positive
+(:mod:`tests.support.api_fuzz_harness`) makes generated cases keep those rules, so the "positive
 data accepted" check runs on every operation instead of being left out.
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from device_registry.api import create_app
 from device_registry.service import BundleDefaults
-from tests.device_registry.api_fuzz_harness import run, seed_registry
-from tests.device_registry.conftest import KEY_SECRET
+from tests.support.api_fuzz_harness import run, seed_registry
+from tests.support.registry import KEY_SECRET
 
 
 def test_no_server_error_and_answers_match_the_spec(engine: Engine) -> None:

@@ -30,7 +30,7 @@ from device_registry.body_limit import MAX_BODY_BYTES, BodyLimit
 from device_registry.db import sessions
 from device_registry.schemas import TokenIn
 from device_registry.service import BundleDefaults, Registry, bootstrap_admin_token
-from tests.device_registry.conftest import KEY_SECRET
+from tests.support.registry import KEY_SECRET
 from zhijian_cli.servers import free_port
 
 

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_profiles.private_file import write_private
 from device_registry.broker_files import (
     acl_text,
     hash_password,
@@ -23,8 +24,7 @@ from device_registry.broker_files import (
 from device_registry.broker_sync import BrokerSync
 from device_registry.errors import InvalidInput, RegistryError
 from device_registry.schemas import DeviceIn, ProvisionIn
-from edge_agent.private_file import write_private
-from tests.device_registry.conftest import open_registry, seed_places
+from tests.support.registry import open_registry, seed_places
 from zhijian_cli.servers import LISTENER_LINES, MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from device_profiles.private_file import write_private
 from device_registry.broker_files import acl_text, hash_password, password_file_text
 from device_registry.broker_probe import PROBE_USER, connack_code
 from device_registry.broker_reload import signal_reload, watch
 from device_registry.broker_sync import BrokerCheck, BrokerSync
 from device_registry.db import connect, sessions
 from device_registry.errors import BrokerFilesStale
-from edge_agent.private_file import write_private
-from tests.device_registry.conftest import KEY_SECRET, seeded_registry_file
-from tests.zhijian_cli.cli_helpers import cli
+from tests.support.cli_helpers import cli
+from tests.support.registry import KEY_SECRET, seeded_registry_file
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from device_registry.errors import InvalidInput
 from device_registry.load_coverage import coverage_warnings
 from device_registry.plain_errors import RULES, plain
 from device_registry.schemas import BaseIn, DeviceIn, DeviceUpdate, ReadingIn, VehicleIn, VerificationIn
-from tests.device_registry.conftest import open_registry, seed_places
+from tests.support.registry import open_registry, seed_places
 from zhijian_cli.registry_cmd import openapi_document
 
 

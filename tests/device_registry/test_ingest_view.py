@@ -15,8 +15,7 @@ from cloud_ingest.sensor_alerts import AlertBook
 from device_registry import ingest_view
 from device_registry.credentials import derive_integrity_key
 from device_registry.schemas import BaseIn, DeviceIn, LimitIn, ProvisionIn, RevokeIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
-from tests.device_registry.test_service import scale, verification
+from tests.support.registry import KEY_SECRET, open_registry, scale, seed_places, verification
 from zhijian_cli.ingest_devices import registry_devices
 
 

@@ -8,43 +8,15 @@ import datetime as dt
 import pytest
 from sqlalchemy import Engine, select
 
+from device_profiles.bundle import Bundle
+from device_profiles.bundle_text import from_qr_text
 from device_registry import Conflict, Forbidden, InvalidInput, NotFound, Role
 from device_registry import models as m
 from device_registry.broker_files import verify_password
 from device_registry.broker_sync import device_accounts
 from device_registry.credentials import derive_integrity_key, key_fingerprint
-from device_registry.schemas import BaseIn, DeviceIn, ProvisionIn, ReadingIn, RevokeIn, VehicleIn, VerificationIn
-from edge_agent.bundle_text import from_qr_text
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
-
-
-def scale(device_id: str = "scale-0001", market: str = "futian-no1") -> DeviceIn:
-    return DeviceIn(
-        id=device_id,
-        profile="zj-pcs-30",
-        serial_no="SN-1",
-        production_code="(粤)制00000001",
-        approved_software_id="PCS-1.2",
-        market_id=market,
-        stall_code="A-017",
-    )
-
-
-def verification(*indicated_g: float, on: dt.date = dt.date(2026, 11, 20)) -> VerificationIn:
-    references = (100.0, 2500.0, 10000.0, 30000.0)
-    return VerificationIn(
-        certificate_no="SZJL-2026-0001",
-        verifying_body="Shenzhen Institute of Metrology",
-        verified_on=on,
-        seal_no="SEAL-77",
-        technician="Wang Wu",
-        coefficient=20_000.0,
-        zero_counts=120_000,
-        calibration_events=3,
-        configuration_events=7,
-        software_id="PCS-1.2",
-        readings=[ReadingIn(reference_g=r, indicated_g=i) for r, i in zip(references, indicated_g, strict=True)],
-    )
+from device_registry.schemas import BaseIn, DeviceIn, ProvisionIn, RevokeIn, VehicleIn
+from tests.support.registry import KEY_SECRET, open_registry, scale, seed_places, verification
 
 
 def test_register_a_scale_at_a_stall_and_show_it(engine: Engine) -> None:
@@ -85,23 +57,21 @@ def test_provisioning_issues_derived_keys_and_keeps_only_hashes(engine: Engine) 
     reg.register(scale())
     first = reg.provision("scale-0001", ProvisionIn(port="/dev/ttyS1"))
     key = derive_integrity_key(KEY_SECRET, "scale-0001", 1)
-    assert first.bundle["key_hex"] == key.hex() and first.key_fingerprint == key_fingerprint(key)
-    assert first.bundle["broker"] == {
-        "host": "broker.test",
-        "port": 8883,
-        "username": "scale-0001",
-        "password": first.bundle["broker"]["password"],
-    }
-    assert first.bundle["sources"] == [{"profile": "zj-pcs-30", "port": "/dev/ttyS1"}]
-    assert from_qr_text(first.qr_text) == first.bundle
-    password = first.bundle["broker"]["password"]
+    issued = first.bundle.model_dump(mode="json", exclude_defaults=True)
+    assert issued["key_hex"] == key.hex() and first.key_fingerprint == key_fingerprint(key)
+    password = first.bundle.broker.password
+    assert issued["broker"] == {"host": "broker.test", "username": "scale-0001", "password": password}  # port 8883
+    assert first.bundle.broker.port == 8883
+    assert issued["sources"] == [{"profile": "zj-pcs-30", "port": "/dev/ttyS1"}]
+    assert Bundle.model_validate(from_qr_text(first.qr_text)) == first.bundle
+    assert password is not None
     stored = reg.db.scalars(select(m.Credential)).all()
     assert len(stored) == 1 and password not in stored[0].password_hash and key.hex() not in repr(stored[0].__dict__)
     assert verify_password(device_accounts(reg.db)["scale-0001"], password)
 
     second = reg.provision("scale-0001", ProvisionIn(), action="rotate")
-    assert second.key_version == 2 and second.bundle["key_hex"] != first.bundle["key_hex"]
-    assert verify_password(device_accounts(reg.db)["scale-0001"], second.bundle["broker"]["password"])
+    assert second.key_version == 2 and second.bundle.key != first.bundle.key
+    assert verify_password(device_accounts(reg.db)["scale-0001"], second.bundle.broker.password or "")
     assert not verify_password(device_accounts(reg.db)["scale-0001"], password)  # the old one is retired
     assert reg.device("scale-0001").key_version == 2
 

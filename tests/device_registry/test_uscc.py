@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from device_registry.schemas import StallIn
 from device_registry.uscc import ALPHABET, check_character, is_valid_uscc, uscc_problem
-from tests.device_registry.conftest import VALID_LICENCES
+from tests.support.registry import VALID_LICENCES
 
 
 @pytest.mark.parametrize("code", VALID_LICENCES)

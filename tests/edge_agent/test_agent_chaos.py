@@ -23,14 +23,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device_profiles import builtin, decode
+from device_profiles import decode
 from device_profiles.acks import encode_ack
 from edge_agent import Agent, BrokerConfig, MtSicsSource
-from firmware_sim import PtyLineServer, ScaleFirmware
+from tests.support.seller import PROFILE, Seller
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
-PROFILE = builtin("zj-pcs-30")
 OUTAGE_S = float(os.environ.get("ZHIJIAN_CHAOS_OUTAGE_S", "20"))  # ZHIJIAN_CHAOS_OUTAGE_S=600 for a long one
 
 
@@ -75,47 +75,6 @@ class Receiver:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-class Seller:
-    """A scale on a pty and a customer buying every ``period_s``."""
-
-    def __init__(self, period_s: float = 0.02) -> None:
-        self.firmware = ScaleFirmware(PROFILE, seed=5)
-        self.lock = threading.Lock()
-        self.server = PtyLineServer(self.firmware.respond, lock=self.lock, name="chaos").start()
-        self.sold = 0
-        self.period_s = period_s
-        self.selling = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._stop = threading.Event()
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            if self.selling.is_set():
-                with self.lock:
-                    self.firmware.sell(
-                        ts_ms=int(time.time() * 1000),
-                        plu="3001",
-                        true_net_mg=500_000 + self.sold,
-                        unit_price_fen_per_kg=600,
-                    )
-                self.sold += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.server.close()
-
-
-def wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def check_complete(receiver: Receiver, sold: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from edge_agent import BrokerConfig
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_an_unreachable_broker_is_logged_once_and_once_more_when_reached(
     publisher.start()
     network = publisher.loops[0]
     try:
-        assert wait_for(lambda: network.steps >= 5, 60)  # five failed connection attempts
+        assert wait_until(lambda: network.steps >= 5, 60)  # five failed connection attempts
         unreachable = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(unreachable) == 1, unreachable
         assert f"scale-0901: broker 127.0.0.1:{port} unreachable (" in unreachable[0]
@@ -65,7 +65,7 @@ def test_a_broker_that_stops_is_logged_in_words(tmp_path: Path, caplog: pytest.L
     try:
         assert publisher.connected.wait(60)
         broker.stop()
-        assert wait_for(lambda: any("lost the broker" in r.getMessage() for r in caplog.records), 60)
+        assert wait_until(lambda: any("lost the broker" in r.getMessage() for r in caplog.records), 60)
         line = next(r.getMessage() for r in caplog.records if "lost the broker" in r.getMessage())
         assert "Unspecified error" not in line and "Unspecified error" not in publisher.last_error
         assert "scale-0902: lost the broker: the connection was closed without a word from the broker" in line

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from edge_agent import ConfigError, ModbusSource, MtSicsSource, StreamSource
-from edge_agent.bundle import build_agent, load_bundle
+from edge_agent.bundle_file import build_agent, load_bundle
 
 
 def write(tmp_path: Path, **over) -> Path:

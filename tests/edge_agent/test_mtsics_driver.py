@@ -16,7 +16,7 @@ from device_profiles.codecs import mtsics
 from edge_agent import Agent, BrokerConfig, DeviceError, DeviceTimeout, MtSicsScale, MtSicsSource
 from edge_agent.mtsics_driver import BadTransaction
 from firmware_sim import Cheat, PtyLineServer, ScaleFirmware
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.waiting import wait_until
 
 PROFILE = builtin("zj-pcs-30")
 
@@ -260,7 +260,7 @@ def test_agent_logs_a_lost_scale_once_and_its_return_once(scale, tmp_path: Path,
         fw.sell(ts_ms=1, plu="1", true_net_mg=200_000, unit_price_fen_per_kg=1000)
 
         # the reader backs off up to 10 s between attempts: wait on the outcome, not on a guess at the pace
-        assert wait_for(lambda: not fw.pending and agent.up[agent.sources[0].name], 60)
+        assert wait_until(lambda: not fw.pending and agent.up[agent.sources[0].name], 60)
     finally:
         agent.stop(drain_s=2)
     msgs = [r.getMessage() for r in caplog.records]

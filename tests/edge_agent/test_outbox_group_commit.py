@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +20,7 @@ import pytest
 
 from edge_agent import Outbox, OutboxFull
 from edge_agent.errors import OutboxWriteError
+from tests.support.waiting import wait_until
 
 
 def rec(who: str, i: int, pad: int = 0) -> dict[str, Any]:
@@ -54,13 +54,6 @@ def run_all(targets: list[Callable[[], None]]) -> None:
     assert not errors, errors
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30  # a generous bound on a busy machine, not a measurement
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.001)
-
-
 class HeldCommit:
     """Holds the outbox's connection: the first put leads a commit that waits; later puts queue up."""
 
@@ -87,9 +80,11 @@ class HeldCommit:
         self.threads.append(thread)
         thread.start()
         if before == 0:
-            wait_until(lambda: self.box._committing and not self.box._queue, "the first put leads")
+            assert wait_until(lambda: self.box._committing and not self.box._queue, interval_s=0.001), (
+                "never: the first put leads"
+            )
         else:
-            wait_until(lambda: len(self.box._queue) == before, f"{name} queued")
+            assert wait_until(lambda: len(self.box._queue) == before, interval_s=0.001), f"never: {name} queued"
 
     def __exit__(self, *exc: object) -> None:
         self.box._lock.release()

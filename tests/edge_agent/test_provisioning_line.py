@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from device_profiles.bundle_text import qr_text
 from device_profiles.envelope import key_fingerprint
-from edge_agent.bundle import load_bundle
-from edge_agent.bundle_text import qr_text
+from edge_agent.bundle_file import load_bundle
 from edge_agent.errors import ConfigError
 from edge_agent.provisioning_line import receive_bundle, send_bundle
 from firmware_sim.null_modem import NullModem

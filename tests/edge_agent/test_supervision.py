@@ -12,7 +12,7 @@ import pytest
 from device_profiles.records import EXAMPLE_SALE
 from edge_agent import Agent, BrokerConfig
 from edge_agent.sources import Source, Taken
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -66,11 +66,11 @@ def test_a_reader_that_raises_is_shown_failing_then_recovers(mosquitto: Mosquitt
     agent.loops[0].min_backoff_s = 0.5  # long enough for the status file (written every second) to show it
     agent.start()
     try:
-        assert wait_for(lambda: status(status_path).get("sources", {}).get("buggy") == "failing", 30)
+        assert wait_until(lambda: status(status_path).get("sources", {}).get("buggy") == "failing", 30)
         shown = status(status_path)["threads"]["read-buggy"]
         assert shown["alive"] and shown["errors"] >= 1 and shown["last_error"].startswith("ValueError: bug")
-        assert wait_for(lambda: agent.publisher.published_records == 5, 60), status(status_path)
-        assert wait_for(lambda: status(status_path).get("sources", {}).get("buggy") == "up", 30)
+        assert wait_until(lambda: agent.publisher.published_records == 5, 60), status(status_path)
+        assert wait_until(lambda: status(status_path).get("sources", {}).get("buggy") == "up", 30)
         final = status(status_path)
         assert final["threads"]["read-buggy"]["errors"] == 3 and not final["threads"]["read-buggy"]["failing"]
         assert set(final["threads"]) >= {"read-buggy", "status-file", "mqtt-scale-0042", "publish-scale-0042"}

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import mpe_mg
 from device_profiles import amount_fen, builtin
 from device_profiles.codecs import mtsics
+from device_profiles.metrology import mpe_mg
 from edge_agent import DeviceTimeout, MtSicsScale
 from firmware_sim import CHEAT_KINDS, Cheat, ScaleFirmware, TcpLineServer
 from firmware_sim.scale import CHEAT_KEYS, TRANSACTION_MEMORY

@@ -12,16 +12,11 @@ closing old connection").
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import signal
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -30,62 +25,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_ingest import InfluxClient
 from device_profiles.records import EXAMPLE_SALE
-from device_registry.broker_files import hash_password, password_file_text
-from device_registry.broker_sync import BrokerSync
-from device_registry.schemas import DeviceIn, ProvisionIn
 from edge_agent import BrokerConfig
 from edge_agent.outbox import Outbox
-from edge_agent.private_file import write_private
 from edge_agent.publisher import Publisher
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seed_places
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.fleet import ATTACKER, INGEST, VICTIM, Fleet, start_ingest
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-INGEST = "zhijian-ingest-1"  # the documented default client id, here also its account
-VICTIM, ATTACKER = "scale-0001", "scale-0002"
-
-
-@dataclass
-class Fleet:
-    """A registry with two provisioned scales, the service accounts, and the broker files written from them."""
-
-    url: str
-    sync: BrokerSync
-    passwords: dict[str, str] = field(default_factory=dict)
-    keys: dict[str, bytes] = field(default_factory=dict)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Fleet:
-    from device_registry.db import connect, upgrade
-
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    upgrade(url)
-    engine = connect(url)
-    reg = open_registry(engine)
-    seed_places(reg)
-    service = tmp_path / "service-accounts"
-    passwords = {INGEST: "ingest-pw", "zhijian-admin": "admin-pw"}
-    write_private(service, password_file_text({u: hash_password(p) for u, p in passwords.items()}))
-    sync = BrokerSync(passwd_file=tmp_path / "passwd", acl_file=tmp_path / "acl", service_accounts=service)
-    out = Fleet(url=url, sync=sync, passwords=passwords)
-    for device, market in ((VICTIM, "futian-no1"), (ATTACKER, "nanshan-no2")):
-        reg.register(DeviceIn(id=device, profile="zj-pcs-30", serial_no="S", market_id=market, stall_code="A-017"))
-        bundle = reg.provision(device, ProvisionIn()).bundle
-        out.passwords[device] = bundle["broker"]["password"]
-        out.keys[device] = bytes.fromhex(bundle["key_hex"])
-    sync.apply(reg.db)
-    reg.db.close()
-    engine.dispose()
-    return out
-
-
-@pytest.fixture
-def broker(fleet: Fleet, tmp_path: Path) -> Iterator[MosquittoServer]:
-    with MosquittoServer(tmp_path / "broker", auth=(fleet.sync.passwd_file, fleet.sync.acl_file)) as server:
-        yield server
 
 
 class Probe:
@@ -104,7 +52,7 @@ class Probe:
         self.client.on_disconnect = self._on_disconnect
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        assert wait_for(lambda: bool(self.answers), 20), f"no CONNACK for {user} as {client_id!r}"
+        assert wait_until(lambda: bool(self.answers), 20), f"no CONNACK for {user} as {client_id!r}"
 
     def _on_disconnect(self, *_: object) -> None:
         self.disconnects += 1
@@ -135,33 +83,6 @@ def sale(n: int) -> dict[str, object]:
     return {**EXAMPLE_SALE, "txn": n, "ts": 1_764_000_000_000 + n * 1000}
 
 
-def start_ingest(
-    fleet: Fleet, port: int, influx_url: str, db: str, tmp_path: Path, extra: str = ""
-) -> tuple[subprocess.Popen, Path]:
-    """`zhijian ingest run` on its own account; no client id given, so the account names the session.
-    ``extra``: more ``ZHIJIAN_*`` lines for its config."""
-    key_file = tmp_path / "registry.key"
-    key_file.write_text(KEY_SECRET.hex())
-    config = tmp_path / "ingest.env"
-    config.write_text(
-        f"ZHIJIAN_MQTT_PORT={port}\nZHIJIAN_MQTT_USERNAME={INGEST}\nZHIJIAN_MQTT_PASSWORD={fleet.passwords[INGEST]}\n"
-        f"ZHIJIAN_INFLUX_URL={influx_url}\nZHIJIAN_INFLUX_DB={db}\nZHIJIAN_REGISTRY_URL={fleet.url}\n"
-        f"ZHIJIAN_KEY_SECRET_FILE={key_file}\nZHIJIAN_METRICS_PORT=0\nZHIJIAN_BATCH_MAX_MS=50\n"
-        f"ZHIJIAN_SPOOL_PATH={tmp_path / 'spool.sqlite'}\nZHIJIAN_DEAD_LETTER_PATH={tmp_path / 'dead.sqlite'}\n"
-        f"ZHIJIAN_STATE_PATH={tmp_path / 'ingest_state.sqlite'}\n" + extra
-    )
-    log_path = tmp_path / "ingest.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIJIAN_")}
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zhijian_cli", "ingest", "run", "--config", str(config)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, log_path
-
-
 def test_a_device_using_the_ingests_or_another_devices_client_id_takes_over_nothing(
     fleet: Fleet, broker: MosquittoServer, influxd: InfluxServer, tmp_path: Path
 ) -> None:
@@ -178,7 +99,7 @@ def test_a_device_using_the_ingests_or_another_devices_client_id_takes_over_noth
         linger_s=0.02,
     )
     try:
-        assert wait_for(lambda: "ingest connected" in ingest_log.read_text(), 30), ingest_log.read_text()
+        assert wait_until(lambda: "ingest connected" in ingest_log.read_text(), 30), ingest_log.read_text()
         victim.start()
         assert victim.connected.wait(20)
         client_ids = [INGEST, VICTIM] * 6  # every ~1 s, 12 attempts
@@ -198,7 +119,7 @@ def test_a_device_using_the_ingests_or_another_devices_client_id_takes_over_noth
             series = influx.query('SELECT count("amount_fen") FROM "sale"')
             return int(series[0]["values"][0][1]) if series else 0
 
-        wait_for(lambda: stored() == sent, 90)
+        wait_until(lambda: stored() == sent, 90)
         broker_log = broker.log_path.read_text()
         ingest_text = ingest_log.read_text()
         print(
@@ -215,7 +136,7 @@ def test_a_device_using_the_ingests_or_another_devices_client_id_takes_over_noth
         # the victims kept their sessions: one connection each, nothing lost
         assert victim.connects == 1 and victim.connected.is_set()
         assert ingest_text.count("ingest connected") == 1 and "ingest disconnected" not in ingest_text, ingest_text
-        assert wait_for(lambda: outbox.depth == 0, 30), outbox.depth
+        assert wait_until(lambda: outbox.depth == 0, 30), outbox.depth
     finally:
         victim.stop()
         outbox.close()
@@ -235,12 +156,12 @@ def test_a_client_id_is_always_the_accounts_name(fleet: Fleet, broker: Mosquitto
         assert [victim.answers, ingest.answers, own.answers] == [["Success"]] * 3
         forged.append(Probe(broker.port, ATTACKER, fleet.passwords[ATTACKER], VICTIM))
         assert forged[-1].answers == ["Success"]
-        assert wait_for(lambda: not own.connected, 20), "the forged connection did not replace the device's own"
+        assert wait_until(lambda: not own.connected, 20), "the forged connection did not replace the device's own"
         forged.append(Probe(broker.port, ATTACKER, fleet.passwords[ATTACKER], INGEST))
         assert forged[-1].answers == ["Success"]
-        assert wait_for(lambda: not forged[0].connected, 20)
+        assert wait_until(lambda: not forged[0].connected, 20)
         forged.append(Probe(broker.port, ATTACKER, fleet.passwords[ATTACKER], ""))  # none: the broker's own choice
-        assert wait_for(lambda: not forged[1].connected, 20)
+        assert wait_until(lambda: not forged[1].connected, 20)
         # a service account is bound the same way: it cannot take over a device either
         forged.append(Probe(broker.port, "zhijian-admin", fleet.passwords["zhijian-admin"], VICTIM))
         assert forged[-1].answers == ["Success"]
@@ -319,7 +240,7 @@ def test_the_shipped_broker_config_binds_client_ids_on_both_listeners(fleet: Fle
             ingest.client.subscribe(f"zhijian/v1/{VICTIM}/data", qos=1)
             assert subscribed.wait(20)
             victim.client.publish(f"zhijian/v1/{VICTIM}/data", b"{}", qos=1).wait_for_publish(10)
-            assert wait_for(lambda: got == [f"zhijian/v1/{VICTIM}/data"], 20), got
+            assert wait_until(lambda: got == [f"zhijian/v1/{VICTIM}/data"], 20), got
         finally:
             ingest.close()
             victim.close()

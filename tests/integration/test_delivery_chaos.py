@@ -24,10 +24,10 @@ import yaml
 
 from cloud_ingest import InfluxClient
 from device_registry.schemas import DeviceIn, ProvisionIn
-from tests.device_registry.conftest import open_registry
-from tests.edge_agent.test_agent_chaos import Seller
-from tests.integration.test_client_id_takeover import VICTIM, Fleet, start_ingest
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.fleet import VICTIM, Fleet, start_ingest
+from tests.support.registry import open_registry
+from tests.support.seller import Seller
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -99,9 +99,9 @@ def test_mosquitto_killed_three_times_while_the_ingest_is_stopped_loses_no_sale(
     ingest, ingest_log = start_ingest(fleet, broker.port, influxd.url, db, tmp_path)
     agent = AgentProcess(tmp_path, VICTIM, broker.port, fleet.passwords[VICTIM], fleet.keys[VICTIM], seller)
     try:
-        assert wait_for(lambda: "ingest connected" in ingest_log.read_text(), 60), ingest_log.read_text()
+        assert wait_until(lambda: "ingest connected" in ingest_log.read_text(), 60), ingest_log.read_text()
         seller.selling.set()
-        assert wait_for(lambda: len(stored_txns(influx, VICTIM)) >= 5, 60), agent.log_path.read_text()
+        assert wait_until(lambda: len(stored_txns(influx, VICTIM)) >= 5, 60), agent.log_path.read_text()
         ingest.terminate()
         ingest.wait(30)
         for _ in range(3):  # sales flow into the broker, which dies before it saves them
@@ -112,11 +112,11 @@ def test_mosquitto_killed_three_times_while_the_ingest_is_stopped_loses_no_sale(
         time.sleep(2)
         seller.selling.clear()
         ingest, ingest_log = start_ingest(fleet, broker.port, influxd.url, db, tmp_path)
-        assert wait_for(lambda: stored_txns(influx, VICTIM) == sold_txns(seller), 180), (
+        assert wait_until(lambda: stored_txns(influx, VICTIM) == sold_txns(seller), 180), (
             f"{len(sold_txns(seller) - stored_txns(influx, VICTIM))} of {seller.sold} sales missing",
             agent.status(),
         )
-        assert wait_for(lambda: agent.status().get("outbox_depth") == 0, 60), agent.status()
+        assert wait_until(lambda: agent.status().get("outbox_depth") == 0, 60), agent.status()
         assert agent.status()["acknowledged_records"] >= seller.sold
     finally:
         agent.stop()
@@ -137,9 +137,9 @@ def test_an_agent_the_acl_refuses_keeps_every_record_and_says_why(
     ingest, ingest_log = start_ingest(fleet, broker.port, influxd.url, db, tmp_path)
     agent = AgentProcess(tmp_path, VICTIM, broker.port, fleet.passwords[VICTIM], fleet.keys[VICTIM], seller)
     try:
-        assert wait_for(lambda: "ingest connected" in ingest_log.read_text(), 60)
+        assert wait_until(lambda: "ingest connected" in ingest_log.read_text(), 60)
         seller.selling.set()
-        assert wait_for(lambda: agent.status().get("refused_publishes", 0) >= 2, 60), agent.status()
+        assert wait_until(lambda: agent.status().get("refused_publishes", 0) >= 2, 60), agent.status()
         time.sleep(2)
         seller.selling.clear()
         status = agent.status()
@@ -147,8 +147,8 @@ def test_an_agent_the_acl_refuses_keeps_every_record_and_says_why(
         assert status["outbox_depth"] >= 1 and stored_txns(influx, VICTIM) == set()
         fleet.sync.acl_file.write_text(acl)  # fixed: SIGHUP, and what waited arrives
         broker.reload()
-        assert wait_for(lambda: stored_txns(influx, VICTIM) == sold_txns(seller), 120), agent.status()
-        assert wait_for(lambda: agent.status().get("outbox_depth") == 0, 60), agent.status()
+        assert wait_until(lambda: stored_txns(influx, VICTIM) == sold_txns(seller), 120), agent.status()
+        assert wait_until(lambda: agent.status().get("outbox_depth") == 0, 60), agent.status()
         assert "the broker accepts our publishes again" in agent.log_path.read_text()
     finally:
         agent.stop()
@@ -170,7 +170,7 @@ def test_a_scale_started_at_once_after_provisioning_loses_nothing(
     )
     agent = None
     try:
-        assert wait_for(lambda: "ingest connected" in ingest_log.read_text(), 60)
+        assert wait_until(lambda: "ingest connected" in ingest_log.read_text(), 60)
         engine = connect(fleet.url)
         reg = open_registry(engine)
         reg.register(DeviceIn(id="scale-0003", profile="zj-pcs-30", serial_no="S3", market_id="futian-no1",
@@ -181,11 +181,11 @@ def test_a_scale_started_at_once_after_provisioning_loses_nothing(
         engine.dispose()
         broker.reload()
         seller.selling.set()
-        key = bytes.fromhex(bundle["key_hex"])
-        agent = AgentProcess(tmp_path, "scale-0003", broker.port, bundle["broker"]["password"], key, seller)
-        assert wait_for(lambda: seller.sold >= 40, 60)
+        assert bundle.broker.password is not None
+        agent = AgentProcess(tmp_path, "scale-0003", broker.port, bundle.broker.password, bundle.key, seller)
+        assert wait_until(lambda: seller.sold >= 40, 60)
         seller.selling.clear()
-        assert wait_for(lambda: stored_txns(influx, "scale-0003") == sold_txns(seller), 120), (
+        assert wait_until(lambda: stored_txns(influx, "scale-0003") == sold_txns(seller), 120), (
             len(stored_txns(influx, "scale-0003")),
             seller.sold,
             agent.status(),

@@ -18,13 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from anti_cheat import Engine
 from cloud_ingest import InfluxClient, IngestSettings, IngestWorker, Pipeline
 from device_profiles import builtin
+from device_profiles.private_file import write_private
 from device_registry.broker_files import acl_text, hash_password, password_file_text
-from edge_agent.bundle import build_agent, load_bundle
-from edge_agent.private_file import write_private
+from edge_agent.bundle_file import build_agent, load_bundle
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.cli_helpers import cli
+from tests.support.cli_helpers import cli
+from tests.support.waiting import wait_until
 from zhijian_cli.ingest_devices import registry_devices
 from zhijian_cli.servers import MosquittoServer
 
@@ -106,7 +106,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                     series = influx.query(query)
                     return int(series[0]["values"][0][1]) if series else 0
 
-                assert wait_for(lambda: stored() == 12, 30), stored()
+                assert wait_until(lambda: stored() == 12, 30), stored()
                 assert agent.publisher.connected.is_set()
 
                 # a verification on site restarts the scale's anti-cheat baselines
@@ -116,13 +116,13 @@ def test_provision_run_verify_and_revoke_a_scale(
                 )
                 with lock:
                     firmware.sell(ts_ms=1_764_000_100_000, plu="1001", true_net_mg=300_000, unit_price_fen_per_kg=1200)
-                assert wait_for(lambda: live.baselines_reset == 1, 15)
+                assert wait_until(lambda: live.baselines_reset == 1, 15)
                 fact = pipeline.engine.facts.current("scale-0001")
                 assert fact is not None and fact.coefficient == firmware.coefficient
 
                 # revocation: the broker drops the live session and refuses the next connection
                 zhijian("device revoke scale-0001 --reason 'seal broken' --yes")
-                assert wait_for(lambda: not agent.publisher.connected.is_set(), 10)
+                assert wait_until(lambda: not agent.publisher.connected.is_set(), 10)
                 time.sleep(1.5)
                 assert not agent.publisher.connected.is_set()
                 refused: list[str] = []
@@ -133,7 +133,7 @@ def test_provision_run_verify_and_revoke_a_scale(
                 c.on_connect = lambda _c, _u, _f, reason, _p: refused.append(str(reason))
                 c.connect("127.0.0.1", broker.port)
                 c.loop_start()
-                assert wait_for(lambda: bool(refused), 5)
+                assert wait_until(lambda: bool(refused), 5)
                 c.loop_stop()
                 assert refused == ["Not authorized"]
                 assert live.refresh(force=True) and live.is_revoked("scale-0001")
@@ -188,8 +188,9 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
         reg.register(DeviceIn(id="scale-0007", profile="zj-pcs-30", serial_no="S", market_id="m1", stall_code="A-1"))
         issued = reg.provision("scale-0007", ProvisionIn(port=pty.port))
         sync.apply(db)
-        tls_doc = issued.bundle["broker"]["tls"]
-        assert tls_doc["ca_pem"].startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in tls_doc["key_pem"]
+        tls_doc = issued.bundle.broker.tls
+        assert tls_doc is not None and tls_doc.ca_pem is not None and tls_doc.key_pem is not None
+        assert tls_doc.ca_pem.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in tls_doc.key_pem
         bundle_file = tmp_path / "bundle.txt"
         bundle_file.write_text(issued.qr_text)  # the QR text form, as a gateway may receive it
         with MosquittoServer(tmp_path / "broker", tls=tls, auth=(sync.passwd_file, sync.acl_file)) as broker:
@@ -206,12 +207,12 @@ def test_a_registry_bundle_carries_tls_credentials_and_the_agent_connects(tmp_pa
             try:
                 with lock:
                     firmware.sell(ts_ms=1_764_000_000_000, plu="1001", true_net_mg=400_000, unit_price_fen_per_kg=900)
-                assert wait_for(lambda: "zhijian/v1/scale-0007/data" in got, 20)
+                assert wait_until(lambda: "zhijian/v1/scale-0007/data" in got, 20)
                 assert agent.publisher.connected.is_set()
             finally:
                 agent.stop()
                 sub.loop_stop()
-            password = issued.bundle["broker"]["password"]
+            password = issued.bundle.broker.password
             good = ca.issue("scale-0007-probe", client=True)
             other = LocalCA(tmp_path / "other", name="someone else").issue("scale-0007", client=True)
             assert _tls_connect(tls.port, ca.cert_path, good, "not-the-password") == "Not authorized"
@@ -231,7 +232,7 @@ def _tls_connect(port: int, ca_file: Path, cert, password: str) -> str:
     try:
         probe.connect("127.0.0.1", port)
         probe.loop_start()
-        wait_for(lambda: bool(answer), 5)
+        wait_until(lambda: bool(answer), 5)
         probe.loop_stop()
         probe.disconnect()
     except (ssl.SSLError, OSError):

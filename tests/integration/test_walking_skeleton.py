@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,10 @@ from device_profiles import amount_fen, builtin
 from edge_agent import Agent, BrokerConfig, MtSicsSource
 from firmware_sim.pty_link import PtyLineServer
 from firmware_sim.scale import ScaleFirmware
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_sales_travel_from_serial_line_to_influxdb(
@@ -83,7 +74,7 @@ def test_sales_travel_from_serial_line_to_influxdb(
                             unit_price_fen_per_kg=price,
                         )
                     )
-            assert wait_for(lambda: pipeline.accepted_records >= n_sales + 1), (
+            assert wait_until(lambda: pipeline.accepted_records >= n_sales + 1), (
                 f"only {pipeline.accepted_records} records arrived; rejected {dict(pipeline.rejected)}"
             )
         finally:

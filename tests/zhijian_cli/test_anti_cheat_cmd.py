@@ -206,3 +206,30 @@ def test_a_csv_from_excel_with_a_byte_order_mark_and_extra_fields(tmp_path: Path
     tx.write_text("device,ts,net_mg\ns-1,1,5000,7\n")
     result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry)])
     assert result.exit_code == 2 and "more fields than the header" in result.output.replace("\n", "")
+
+
+def test_the_shipped_example_flags_the_cheats_and_spares_the_honest_scale(tmp_path: Path) -> None:
+    """examples/anti_cheat, as examples/README.md says it scores."""
+    example = Path(__file__).parents[2] / "examples" / "anti_cheat"
+    out = tmp_path / "flags.jsonl"
+    result = runner.invoke(
+        app,
+        [
+            "anti-cheat",
+            "score",
+            str(example / "transactions.jsonl"),
+            "--registry",
+            str(example / "registry.json"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rules: dict[str, set[str]] = {}
+    for line in out.read_text().splitlines():
+        flag = json.loads(line)
+        rules.setdefault(flag["device"], set()).add(flag["rule"])
+    assert rules == {
+        "scale-0002": {"coefficient", "coefficient_cusum", "reweigh_error"},
+        "scale-0003": {"price_math", "stability"},
+    }

@@ -12,8 +12,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.test_ingest_restarts import session_present
+from tests.support.mqtt_clients import session_present
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -31,12 +31,12 @@ def test_a_session_survives_a_broker_crash_a_moment_after_it_was_made(tmp_path: 
         client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
         client.loop_start()
         client.subscribe("zhijian/v1/+/data", qos=1)
-        assert wait_for(lambda: bool(subscribed), 30)
+        assert wait_until(lambda: bool(subscribed), 30)
         made = time.time()
         client.disconnect()
         client.loop_stop()
         # the next autosave after the session was made (by time: at most a second or two later)
-        assert wait_for(lambda: db.exists() and db.stat().st_mtime > made + 0.1, 30)
+        assert wait_until(lambda: db.exists() and db.stat().st_mtime > made + 0.1, 30)
         broker.kill()
         broker.start()
         assert session_present(broker.port, "keeper")

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_profiles.private_file import write_private
 from device_registry.broker_files import acl_text, hash_password, password_file_text
-from edge_agent.private_file import write_private
-from tests.zhijian_cli.cli_helpers import cli
+from tests.support.cli_helpers import cli
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,10 @@ from device_profiles.envelope import encode
 from device_registry.broker_files import acl_text, hash_password, password_file_text
 from device_registry.credentials import derive_integrity_key
 from device_registry.schemas import DeviceIn, ProvisionIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seeded_registry_file
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.test_hostile_devices import BOOT, Device, Ingest, sale, signed
+from tests.support.envelopes import BOOT
+from tests.support.hostile_devices import Device, Ingest, sale, signed
+from tests.support.registry import KEY_SECRET, open_registry, seeded_registry_file
+from tests.support.waiting import wait_until
 from zhijian_cli.main import app
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
@@ -93,8 +94,8 @@ def test_a_refused_sale_is_listed_shown_and_replayed_after_the_fix(
         new.send(first_sale)
         old.send(forged)
         old.send(signed("scale-0001", 3, [sale(3)]))
-        assert wait_for(lambda: 3 in sales(influx, "scale-0001"), 60), ingest.log()
-        assert wait_for(lambda: ingest.dead_letters() == {"unknown_device": 1, "bad_tag": 1}, 30), ingest.dead_rows()
+        assert wait_until(lambda: 3 in sales(influx, "scale-0001"), 60), ingest.log()
+        assert wait_until(lambda: ingest.dead_letters() == {"unknown_device": 1, "bad_tag": 1}, 30), ingest.dead_rows()
 
         rows = letters(ingest.config)
         unknown, bad = (next(r for r in rows if r["reason"] == reason) for reason in ("unknown_device", "bad_tag"))
@@ -118,10 +119,12 @@ def test_a_refused_sale_is_listed_shown_and_replayed_after_the_fix(
 
         provision_new_device(registry)
         # the ingest has seen the registry once a batch after the change (and a refresh period) is stored
-        assert wait_for(lambda: (old.send(signed("scale-0001", 4, [sale(4)])), 4 in sales(influx, "scale-0001"))[1], 60)
+        assert wait_until(
+            lambda: (old.send(signed("scale-0001", 4, [sale(4)])), 4 in sales(influx, "scale-0001"))[1], 60
+        )
         code, out, _ = zhijian("ingest", "dead-letters", "replay", "--reason", "unknown_device", "--config", config)
         assert code == 0 and "replayed 1 of 1" in out, out
-        assert wait_for(lambda: sales(influx, NEW) == {1: 275_000}, 60), (ingest.log(), ingest.dead_rows())
+        assert wait_until(lambda: sales(influx, NEW) == {1: 275_000}, 60), (ingest.log(), ingest.dead_rows())
         marked = next(r for r in letters(ingest.config) if r["id"] == unknown["id"])  # kept, and marked
         assert marked["replayed_at"] is not None
 
@@ -130,7 +133,7 @@ def test_a_refused_sale_is_listed_shown_and_replayed_after_the_fix(
 
         code, out, _ = zhijian("ingest", "dead-letters", "replay", str(bad["id"]), "--config", config)
         assert code == 0 and "replayed 1 of 1" in out, out
-        assert wait_for(lambda: ingest.dead_letters()["bad_tag"] == 2, 60), ingest.dead_rows()
+        assert wait_until(lambda: ingest.dead_letters()["bad_tag"] == 2, 60), ingest.dead_rows()
         again = letters(ingest.config, "--reason", "bad_tag")
         assert [r["id"] > bad["id"] for r in again] == [False, True] and again[0]["replayed_at"] is not None
         _, _, raw_again = zhijian("ingest", "dead-letters", "show", str(again[1]["id"]), "--config", config, "--raw")
@@ -233,7 +236,7 @@ def test_the_pubacks_reason_code_decides_what_is_replayed(broker: MosquittoServe
 
         code, out, _ = zhijian(*replay, "--username", "zhijian-admin", env={"ZHIJIAN_ADMIN_MQTT_PASSWORD": "admin-pw"})
         assert code == 0 and "replayed 150 of 150" in out, out
-        assert wait_for(lambda: len(ingest.received) == 150, 30)
+        assert wait_until(lambda: len(ingest.received) == 150, 30)
         assert ingest.received == [("zhijian/v1/scale-0002/data", p) for p in payloads]
         marks = {r["replayed_at"] for r in letters(config, "--limit", "1000")}
         assert None not in marks and ingest.disconnects == 0

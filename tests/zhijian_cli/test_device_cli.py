@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.zhijian_cli.cli_helpers import cli, runner, seed_market
+from tests.support.cli_helpers import cli, runner, seed_market
 from zhijian_cli.main import app
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.zhijian_cli.cli_helpers import cli, seed_market
+from tests.support.cli_helpers import cli, seed_market
 
 VERIFY = (
     "device verify scale-0001 --certificate {cert} --body 'SZ Metrology' --seal S-1 --technician Wang "

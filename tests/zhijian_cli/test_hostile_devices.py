@@ -9,85 +9,27 @@ to the restarted worker.
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_ingest import InfluxClient
 from device_profiles.envelope import encode
-from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH, EXAMPLE_SALE
-from device_registry.credentials import derive_integrity_key
-from tests.device_profiles.test_envelope import resign_text
-from tests.device_registry.conftest import KEY_SECRET, seeded_registry_file
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.ingest_process import IngestProcess, state_config
+from device_profiles.records import EXAMPLE_RAPID_TEST, EXAMPLE_REWEIGH
+from tests.support.envelopes import BOOT
+from tests.support.hostile_devices import DEVICES, Device, Ingest, sale, signed, signed_text
+from tests.support.registry import seeded_registry_file
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
-BOOT = "0123456789abcdef0123456789abcdef"
-DEVICES = {  # device: (profile, market, stall)
-    "scale-0001": ("zj-pcs-30", "futian-no1", "A-017"),
-    "fair-0001": ("zj-fair-30", "futian-no1", "FAIR"),
-    "scale-0002": ("zj-pcs-30", "nanshan-no2", "A-017"),
-}
-
-
-def key(device: str) -> bytes:
-    return derive_integrity_key(KEY_SECRET, device, 1)
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> str:
     return seeded_registry_file(tmp_path, DEVICES)
-
-
-class Ingest(IngestProcess):
-    """`zhijian ingest run` on the registry, restartable on the same on-disk state; its dead letters."""
-
-    def __init__(
-        self, registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, **settings: object
-    ) -> None:
-        key_file = tmp_path / "registry.key"
-        key_file.write_text(KEY_SECRET.hex())
-        self.db = f"hostile_{tmp_path.name}"
-        super().__init__(
-            state_config(
-                tmp_path,
-                "ingest",
-                MQTT_PORT=mosquitto.port,
-                INFLUX_URL=influxd.url,
-                INFLUX_DB=self.db,
-                REGISTRY_URL=registry,
-                KEY_SECRET_FILE=key_file,
-                MQTT_CLIENT_ID=f"ingest-{tmp_path.name}",
-                **settings,
-            )
-        )
-        self.dead_path = tmp_path / "ingest" / "ingest_state.sqlite"
-
-    def start(self) -> Ingest:
-        super().start()
-        self.wait_connected()
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def dead_letters(self) -> Counter[str]:
-        return Counter(reason for _, reason, _ in self.dead_rows())
-
-    def dead_rows(self) -> list[tuple[str, str, int]]:
-        """(device, reason, size) of every kept dead letter."""
-        if not self.dead_path.exists():
-            return []
-        with sqlite3.connect(self.dead_path) as db:
-            return list(db.execute("SELECT device, reason, size FROM dead_letter ORDER BY id"))
 
 
 @pytest.fixture
@@ -96,36 +38,6 @@ def ingest(registry: str, mosquitto: MosquittoServer, influxd: InfluxServer, tmp
     proc.start()
     yield proc
     proc.stop()
-
-
-class Device:
-    """A device's MQTT connection; publishes and waits for each PUBACK."""
-
-    def __init__(self, port: int, device: str) -> None:
-        self.device = device
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"hostile-{device}")
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def send(self, payload: bytes) -> None:
-        self.client.publish(f"zhijian/v1/{self.device}/data", payload, qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def sale(seq: int, **over: object) -> dict[str, object]:
-    return {**EXAMPLE_SALE, "txn": seq, "ts": 1_764_000_000_000 + seq % 10**9, **over}
-
-
-def signed(device: str, seq: int, records: list[dict[str, object]]) -> bytes:
-    return encode(device=device, boot=BOOT, seq=seq, sent_ms=int(time.time() * 1000), records=records, key=key(device))
-
-
-def signed_text(device: str, text: str) -> bytes:
-    """An envelope written by hand (escapes such as ``\\ud800`` kept as written), signed with the device's key."""
-    return resign_text(text.encode(), key(device))
 
 
 def poison(seq: int) -> list[tuple[str, bytes, str]]:
@@ -161,15 +73,15 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
     try:
         seq = 1
         devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
-        assert wait_for(lambda: seq in stored(influx), 30), ingest.log()
+        assert wait_until(lambda: seq in stored(influx), 30), ingest.log()
         expected: Counter[str] = Counter()
         for sender, raw, reason in poison(seq + 1):
             devices[sender].send(raw)
             expected[reason] += 1
             seq += 1
             devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
-        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
-        assert wait_for(lambda: ingest.dead_letters() == expected, 30), (ingest.dead_letters(), expected)
+        assert wait_until(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        assert wait_until(lambda: ingest.dead_letters() == expected, 30), (ingest.dead_letters(), expected)
         assert set(stored(influx).values()) == {275_000}  # the conflicting replay overwrote nothing
 
         # killed with poison and sales in flight: the broker delivers them again to the next worker
@@ -179,7 +91,7 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
             devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
         ingest.kill()
         ingest.start()
-        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        assert wait_until(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
         seen = ingest.dead_letters()
         assert all(seen[reason] >= 2 * n for reason, n in expected.items()), seen
 
@@ -190,9 +102,9 @@ def test_poison_is_dead_lettered_and_the_next_sales_are_stored_across_restarts(
             devices[sender].send(raw)
             seq += 1
             devices["scale-0001"].send(signed("scale-0001", seq, [sale(seq)]))
-        assert wait_for(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
+        assert wait_until(lambda: len(stored(influx)) == seq, 60), (stored(influx), ingest.log())
         assert set(stored(influx).values()) == {275_000}
-        assert wait_for(lambda: all(ingest.dead_letters()[r] >= 3 * n for r, n in expected.items()), 30)
+        assert wait_until(lambda: all(ingest.dead_letters()[r] >= 3 * n for r, n in expected.items()), 30)
         assert "Traceback" not in ingest.log()
         assert not any(r["stall_device"] == "scale-0002" for r in influx.rows("SELECT * FROM reweigh"))
         assert influx.rows("SELECT * FROM rapid_test") == []
@@ -217,8 +129,8 @@ def test_a_dead_letter_flood_stays_within_its_quota_and_evicts_nobody_elses(
         for info in infos:
             info.wait_for_publish(30)
         flooder.send(signed("scale-0001", 1, [sale(1)]))
-        assert wait_for(lambda: stored(influx).get(1) == 275_000, 60), ingest.log()
-        assert wait_for(lambda: sum(n for d, r, n in ingest.dead_rows() if r == "bad_record") > 0, 30)
+        assert wait_until(lambda: stored(influx).get(1) == 275_000, 60), ingest.log()
+        assert wait_until(lambda: sum(n for d, r, n in ingest.dead_rows() if r == "bad_record") > 0, 30)
         rows = ingest.dead_rows()
         flood = sum(size for device, _, size in rows if device == "scale-0001")
         assert 0 < flood <= 0.25 * 1024 * 1024, flood

@@ -11,42 +11,21 @@ import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_ingest import InfluxClient
-from device_profiles.envelope import encode
-from device_profiles.records import EXAMPLE_SALE
 from device_registry.schemas import DeviceIn, ProvisionIn, RevokeIn
-from tests.device_registry.conftest import KEY_SECRET, open_registry, seeded_registry_file
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.mqtt_clients import publish
+from tests.support.registry import KEY_SECRET, open_registry, seeded_registry_file
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
-BOOT = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> str:
     return seeded_registry_file(tmp_path, {"scale-0001": ("zj-pcs-30", "futian-no1", "A-017")})
-
-
-def publish(port: int, device: str, key: bytes, seq: int) -> None:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{device}-{seq}")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    payload = encode(
-        device=device,
-        boot=BOOT,
-        seq=seq,
-        sent_ms=int(time.time() * 1000),
-        records=[{**EXAMPLE_SALE, "txn": seq, "ts": 1_764_000_000_000 + seq}],
-        key=key,
-    )
-    client.publish(f"zhijian/v1/{device}/data", payload, qos=1).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()
 
 
 def test_the_ingest_follows_the_registry(
@@ -76,14 +55,14 @@ def test_the_ingest_follows_the_registry(
         )
     influx = InfluxClient(influxd.url, "from_registry")
     try:
-        assert wait_for(lambda: "ingest connected" in log_path.read_text(), 20), log_path.read_text()
+        assert wait_until(lambda: "ingest connected" in log_path.read_text(), 20), log_path.read_text()
 
         def sales(stall: str) -> int:
             series = influx.query(f'SELECT count("amount_fen") FROM "sale" WHERE "stall" = \'{stall}\'')
             return int(series[0]["values"][0][1]) if series else 0
 
         publish(mosquitto.port, "scale-0001", derive_integrity_key(KEY_SECRET, "scale-0001", 1), seq=1)
-        assert wait_for(lambda: sales("A-017") == 1, 15)
+        assert wait_until(lambda: sales("A-017") == 1, 15)
 
         # provisioned while the ingest runs: picked up at its next look at the registry
         reg = open_registry(connect(registry))
@@ -93,14 +72,14 @@ def test_the_ingest_follows_the_registry(
         reg.provision("scale-0002", ProvisionIn())
         time.sleep(1)
         publish(mosquitto.port, "scale-0002", derive_integrity_key(KEY_SECRET, "scale-0002", 1), seq=1)
-        assert wait_for(lambda: sales("A-017") == 2, 15)
+        assert wait_until(lambda: sales("A-017") == 2, 15)
 
         reg.revoke("scale-0001", RevokeIn(reason="seal broken"))
         reg.db.close()
         time.sleep(1)
         publish(mosquitto.port, "scale-0001", derive_integrity_key(KEY_SECRET, "scale-0001", 1), seq=2)
         publish(mosquitto.port, "scale-0002", derive_integrity_key(KEY_SECRET, "scale-0002", 1), seq=2)
-        assert wait_for(lambda: sales("A-017") == 3, 15)
+        assert wait_until(lambda: sales("A-017") == 3, 15)
         time.sleep(0.5)
         assert sales("A-017") == 3, "a revoked device's record was stored"
     finally:

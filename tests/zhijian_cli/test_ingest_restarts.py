@@ -33,13 +33,14 @@ from cloud_ingest.worker import partition_of
 from device_profiles import encode
 from device_profiles.records import EXAMPLE_SALE
 from device_registry.broker_files import acl_text, hash_password, password_file_text
-from tests.integration.test_walking_skeleton import wait_for
-from tests.zhijian_cli.ingest_process import IngestProcess, state_config
+from tests.support.envelopes import BOOT
+from tests.support.ingest_process import IngestProcess, state_config
+from tests.support.mqtt_clients import session_present
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import InfluxServer, MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-BOOT = "0123456789abcdef0123456789abcdef"
 DEVICES = [f"scale-{i:04d}" for i in range(1, 7)]
 KEYS = {d: secrets.token_bytes(32) for d in DEVICES}
 SCALE = {"coefficient": 20_000.0, "e_mg": 5000, "calibration_events": 3, "configuration_events": 7}
@@ -105,24 +106,6 @@ def stored_seqs(influx: InfluxClient) -> list[tuple[str, int]]:
         return []
 
 
-def session_present(port: int, client_id: str, auth: tuple[str, str] | None = None) -> bool:
-    """Whether the broker holds a session for ``client_id`` (connecting as it with clean_start=False, then
-    leaving with a session that expires at once, so the probe leaves nothing behind either)."""
-    flags: list[bool] = []
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if auth is not None:
-        client.username_pw_set(*auth)
-    client.on_connect = lambda _c, _u, f, _r, _p: flags.append(f.session_present)
-    client.connect("127.0.0.1", port, clean_start=False)
-    client.loop_start()
-    try:
-        assert wait_for(lambda: bool(flags), 30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return flags[0]
-
-
 def test_an_ingest_stopped_before_its_first_sale_starts_again(
     mosquitto: MosquittoServer, influxd: InfluxServer, tmp_path: Path, processes: list[IngestProcess]
 ) -> None:
@@ -148,7 +131,7 @@ def test_an_ingest_stopped_before_its_first_sale_starts_again(
     publish(mosquitto.port, sale_messages(DEVICES[:2], 5))
     influx = InfluxClient(influxd.url, db)
     expected = sorted((d, s) for d in DEVICES[:2] for s in range(1, 6))
-    assert wait_for(lambda: stored_seqs(influx) == expected, 90), (stored_seqs(influx), again.output())
+    assert wait_until(lambda: stored_seqs(influx) == expected, 90), (stored_seqs(influx), again.output())
     assert again.stop() == 0
     assert "Traceback" not in first.log_path.read_text()
     influx.close()
@@ -183,7 +166,7 @@ def test_an_unreadable_checkpoint_is_kept_aside_and_the_ingest_runs_on(
     publish(mosquitto.port, sale_messages(DEVICES[:2], 3))
     influx = InfluxClient(influxd.url, db)
     expected = sorted((d, s) for d in DEVICES[:2] for s in range(1, 4))
-    assert wait_for(lambda: stored_seqs(influx) == expected, 90), (stored_seqs(influx), proc.output())
+    assert wait_until(lambda: stored_seqs(influx) == expected, 90), (stored_seqs(influx), proc.output())
     assert proc.stop() == 0
     assert "anti-cheat checkpoint" in proc.output() and "cannot be read" in proc.output()
     kept = list((tmp_path / "w").glob("anti_cheat_state.unreadable-*.npz"))
@@ -215,13 +198,13 @@ def test_an_ingest_started_with_influxdb_down_stays_up_and_stores_everything_whe
         found = re.search(r"^zhijian_ingest_spool_lines (\S+)$", text, re.M)
         return float(found.group(1)) if found else 0.0
 
-    assert wait_for(lambda: spooled() >= len(DEVICES) * 20 or not ingest.alive, 90), ingest.output()
+    assert wait_until(lambda: spooled() >= len(DEVICES) * 20 or not ingest.alive, 90), ingest.output()
     assert ingest.alive, ingest.output()
     with InfluxServer(tmp_path / "influxd", port=influx_port) as late:
         influx = InfluxClient(late.url, "late")
         expected = sorted((d, s) for d in DEVICES for s in range(1, 21))
-        assert wait_for(lambda: stored_seqs(influx) == expected, 120), (len(stored_seqs(influx)), ingest.output())
-        assert wait_for(lambda: spooled() == 0, 60)
+        assert wait_until(lambda: stored_seqs(influx) == expected, 120), (len(stored_seqs(influx)), ingest.output())
+        assert wait_until(lambda: spooled() == 0, 60)
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/health", timeout=10).status_code == 200
         assert ingest.stop() == 0
         influx.close()
@@ -300,7 +283,7 @@ def test_two_workers_configured_as_the_systemd_example_run_side_by_side(
         publish(broker.port, sale_messages(DEVICES, 10), auth=device_passwords)
         influx = InfluxClient(influxd.url, db)
         expected = sorted((d, s) for d in DEVICES for s in range(1, 11))
-        assert wait_for(lambda: stored_seqs(influx) == expected, 120), (stored_seqs(influx), workers[1].output())
+        assert wait_until(lambda: stored_seqs(influx) == expected, 120), (stored_seqs(influx), workers[1].output())
         mine = {k: {d for d in DEVICES if partition_of(f"zhijian/v1/{d}/data", 2) == k} for k in (0, 1)}
         assert mine[0] and mine[1], "pick devices that fall in both partitions"
         for k, port in enumerate(metrics_ports):

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.zhijian_cli.cli_helpers import cli, seed_market
+from edge_agent.bundle_file import load_bundle
+from tests.support.cli_helpers import cli, seed_market
 from zhijian_cli.servers import free_port
 
 
@@ -68,6 +69,7 @@ def test_remote_provisioning_with_a_token(api: tuple[str, str], tmp_path: Path) 
     code, out = cli(f"device {remote} provision scale-0001 --out {bundle} --json")
     assert code == 0, out
     assert json.loads(out)["key_version"] == 1 and "password" in bundle.read_text()
+    assert load_bundle(bundle).broker.username == "scale-0001"  # the agent reads what the technician wrote
     code, out = cli(f"registry {remote} token create tech --role viewer --json")
     viewer = json.loads(out)["token"]
     code, out = cli(f"device --api {url} --token {viewer} revoke scale-0001 --reason because --yes")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.zhijian_cli.cli_helpers import cli
+from tests.support.cli_helpers import cli
 
 
 @pytest.fixture

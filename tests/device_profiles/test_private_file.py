@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_agent.private_file import write_private
+from device_profiles.private_file import write_private
 
 
 def test_written_owner_only_and_replaced_whole(tmp_path: Path) -> None:

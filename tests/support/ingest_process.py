@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.test_walking_skeleton import wait_for
+from tests.support.waiting import wait_until
 
 
 def state_config(tmp_path: Path, name: str, **settings: object) -> Path:
@@ -55,7 +55,7 @@ class IngestProcess:
         return self.log_path.read_text(errors="replace")[self._from :] if self.log_path.exists() else ""
 
     def wait_connected(self) -> None:
-        assert wait_for(lambda: "ingest connected" in self.output() or not self.alive, 90), self.output()
+        assert wait_until(lambda: "ingest connected" in self.output() or not self.alive, 90), self.output()
         assert self.alive, self.output()
 
     @property
