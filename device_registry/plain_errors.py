@@ -44,6 +44,7 @@ RULES: dict[str, str] = {
     r"^[^\x00-\x1f\x7f]*$": "text without control characters",
     r"^[0-9a-f]{12}$": "a token id is 12 hex digits (0-9, a-f)",
     r"^[a-z]+\.[a-z0-9_]+$": "a channel is RECORD.FIELD in lower case (e.g. soil.moisture_pct)",
+    r"^[0-9a-fA-F]{64}$": "a device key is 64 hex digits (32 bytes)",
 }
 
 
