@@ -255,7 +255,7 @@ class Cases(RegistryBase):
             select(Case.district_id, Case.market_id, Case.state, func.count())
             .where(Case.state != CaseState.CLOSED)
             .group_by(Case.district_id, Case.market_id, Case.state)
-            .order_by(Case.district_id, Case.market_id, Case.state)
+            .order_by(Case.district_id, Case.market_id.nulls_first(), Case.state)  # one order on both databases
         )
         if self.who.scoped:
             q = q.where(self._scope_filter(Case.district_id, Case.market_id))
