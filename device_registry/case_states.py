@@ -50,28 +50,28 @@ class Outcome(StrEnum):
     FALSE_ALARM = "false_alarm"  # nothing was wrong (误报)
 
 
-S, I = CaseState, CaseInput
+S, E = CaseState, CaseInput
 STATES = frozenset(CaseState)
 
 #: (state, input) → next state; a pair not in the table is refused
 TRANSITIONS: dict[tuple[CaseState, CaseInput], CaseState] = {
-    (S.OPEN, I.ACKNOWLEDGE): S.ACKNOWLEDGED,
-    (S.ACKNOWLEDGED, I.ASSIGN): S.ASSIGNED,
-    (S.ASSIGNED, I.ASSIGN): S.ASSIGNED,
-    (S.ACKNOWLEDGED, I.CLOSE): S.CLOSED,
-    (S.ASSIGNED, I.CLOSE): S.CLOSED,
-    **{(s, i): s for s in (S.OPEN, S.ACKNOWLEDGED, S.ASSIGNED) for i in (I.NOTE, I.OCCURRENCE, I.BASE_ACK)},
-    (S.CLOSED, I.NOTE): S.CLOSED,  # a remark after the fact (a court date, a repeat visit) is still history
-    (S.CLOSED, I.BASE_ACK): S.CLOSED,  # late: kept in the history, nothing changes
+    (S.OPEN, E.ACKNOWLEDGE): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.ASSIGN): S.ASSIGNED,
+    (S.ASSIGNED, E.ASSIGN): S.ASSIGNED,
+    (S.ACKNOWLEDGED, E.CLOSE): S.CLOSED,
+    (S.ASSIGNED, E.CLOSE): S.CLOSED,
+    **{(s, i): s for s in (S.OPEN, S.ACKNOWLEDGED, S.ASSIGNED) for i in (E.NOTE, E.OCCURRENCE, E.BASE_ACK)},
+    (S.CLOSED, E.NOTE): S.CLOSED,  # a remark after the fact (a court date, a repeat visit) is still history
+    (S.CLOSED, E.BASE_ACK): S.CLOSED,  # late: kept in the history, nothing changes
 }
 
 #: why a pair is refused, in words for the supervisor (the rest: "cannot <input> a case that is <state>")
 _REFUSALS: dict[tuple[CaseState, CaseInput], str] = {
-    (S.OPEN, I.ASSIGN): "acknowledge the case before assigning it",
-    (S.OPEN, I.CLOSE): "acknowledge the case before closing it",
-    (S.ACKNOWLEDGED, I.ACKNOWLEDGE): "the case is acknowledged already",
-    (S.ASSIGNED, I.ACKNOWLEDGE): "the case is acknowledged already (and assigned)",
-    (S.CLOSED, I.OCCURRENCE): "the case is closed; a new occurrence opens a new case",
+    (S.OPEN, E.ASSIGN): "acknowledge the case before assigning it",
+    (S.OPEN, E.CLOSE): "acknowledge the case before closing it",
+    (S.ACKNOWLEDGED, E.ACKNOWLEDGE): "the case is acknowledged already",
+    (S.ASSIGNED, E.ACKNOWLEDGE): "the case is acknowledged already (and assigned)",
+    (S.CLOSED, E.OCCURRENCE): "the case is closed; a new occurrence opens a new case",
 }
 
 #: the case rules (alert kinds) whose cases close only after the base's rectification acknowledgement
@@ -99,7 +99,7 @@ def step(
         if s == S.CLOSED:
             raise IllegalTransition(_REFUSALS.get((s, i), f"the case is closed: it cannot {i.value} any more"))
         raise IllegalTransition(_REFUSALS.get((s, i), f"cannot {i.value} a case that is {s.value}"))
-    if i == I.CLOSE:
+    if i == E.CLOSE:
         if outcome is None:
             raise IllegalTransition("closing a case needs an outcome: " + ", ".join(o.value for o in Outcome))
         try:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from device_registry.case_states import STATES, TRANSITIONS, CaseInput, CaseState, Outcome, step
 from device_registry.errors import Conflict, IllegalTransition
 
-S, I = CaseState, CaseInput
+S, E = CaseState, CaseInput
 anything = st.one_of(st.sampled_from(list(CaseState)), st.text(max_size=12))
 inputs = st.one_of(st.sampled_from(list(CaseInput)), st.text(max_size=12))
 outcomes = st.one_of(st.none(), st.sampled_from(list(Outcome)), st.text(max_size=12))
@@ -29,7 +29,9 @@ def test_any_state_and_input_end_in_a_legal_state_or_our_error(
 
 
 @given(st.lists(st.tuples(st.sampled_from(list(CaseInput)), outcomes, st.booleans()), max_size=30))
-def test_closed_is_final_and_reached_only_by_close_with_an_outcome(steps: list[tuple[CaseInput, str | None, bool]]) -> None:
+def test_closed_is_final_and_reached_only_by_close_with_an_outcome(
+    steps: list[tuple[CaseInput, str | None, bool]],
+) -> None:
     state = S.OPEN
     acknowledged_once = False
     for event, outcome, acked in steps:
@@ -38,24 +40,24 @@ def test_closed_is_final_and_reached_only_by_close_with_an_outcome(steps: list[t
             state = step(state, event, needs_base_ack=True, base_acknowledged=acked, outcome=outcome)
         except IllegalTransition:
             continue
-        acknowledged_once |= event == I.ACKNOWLEDGE
+        acknowledged_once |= event == E.ACKNOWLEDGE
         if before == S.CLOSED:
             assert state == S.CLOSED
         if state == S.CLOSED and before != S.CLOSED:
-            assert event == I.CLOSE and acked and outcome in set(Outcome) and acknowledged_once
+            assert event == E.CLOSE and acked and outcome in set(Outcome) and acknowledged_once
 
 
 def test_the_refusals_say_what_to_do() -> None:
     with pytest.raises(IllegalTransition, match="acknowledge the case before closing"):
-        step(S.OPEN, I.CLOSE, outcome="rectified")
+        step(S.OPEN, E.CLOSE, outcome="rectified")
     with pytest.raises(IllegalTransition, match="needs an outcome"):
-        step(S.ASSIGNED, I.CLOSE)
+        step(S.ASSIGNED, E.CLOSE)
     with pytest.raises(IllegalTransition, match="not acknowledged its rectification"):
-        step(S.ASSIGNED, I.CLOSE, outcome="rectified", needs_base_ack=True)
-    assert step(S.ASSIGNED, I.CLOSE, outcome="rectified", needs_base_ack=True, base_acknowledged=True) == S.CLOSED
+        step(S.ASSIGNED, E.CLOSE, outcome="rectified", needs_base_ack=True)
+    assert step(S.ASSIGNED, E.CLOSE, outcome="rectified", needs_base_ack=True, base_acknowledged=True) == S.CLOSED
     with pytest.raises(IllegalTransition, match="new occurrence opens a new case"):
-        step(S.CLOSED, I.OCCURRENCE)
+        step(S.CLOSED, E.OCCURRENCE)
     with pytest.raises(IllegalTransition, match="no such case state"):
-        step("reopened", I.NOTE)
-    assert step(S.ACKNOWLEDGED, I.CLOSE, outcome=Outcome.FALSE_ALARM) == S.CLOSED
-    assert step(S.ASSIGNED, I.ASSIGN) == S.ASSIGNED
+        step("reopened", E.NOTE)
+    assert step(S.ACKNOWLEDGED, E.CLOSE, outcome=Outcome.FALSE_ALARM) == S.CLOSED
+    assert step(S.ASSIGNED, E.ASSIGN) == S.ASSIGNED

@@ -30,13 +30,25 @@ def api(engine: Engine) -> Iterator[Api]:
     a.token("sup-nanshan", Role.SUPERVISOR, districts=["nanshan"])
     for district, market, stall in (("futian", "futian-no1", 0), ("nanshan", "nanshan-no2", 1)):
         a.call("admin", "POST", "/v1/districts", {"id": district, "name": district}, 201)
-        a.call("admin", "POST", "/v1/markets", {"id": market, "name": market, "district_id": district, "operator": "Co"}, 201)
+        a.call(
+            "admin",
+            "POST",
+            "/v1/markets",
+            {"id": market, "name": market, "district_id": district, "operator": "Co"},
+            201,
+        )
         stall_doc = {"market_id": market, "code": "A-017", "vendor": "Li", "business_licence": VALID_LICENCES[stall]}
         a.call("tech", "POST", "/v1/stalls", stall_doc, 201)
         device = {"id": f"scale-{district}", "profile": "zj-pcs-30", "serial_no": "S1", "market_id": market}
         a.call("tech", "POST", "/v1/devices", {**device, "stall_code": "A-017"}, 201)
     a.call("tech", "POST", "/v1/bases", {"id": "base-7", "name": "Veg base", "district_id": "nanshan"}, 201)
-    a.call("tech", "POST", "/v1/devices", {"id": "base-0007", "profile": "soil-rs485", "serial_no": "B7", "base_id": "base-7"}, 201)
+    a.call(
+        "tech",
+        "POST",
+        "/v1/devices",
+        {"id": "base-0007", "profile": "soil-rs485", "serial_no": "B7", "base_id": "base-7"},
+        201,
+    )
     yield a
     a.client.close()
 
@@ -104,8 +116,12 @@ def test_only_supervisors_in_scope_act_and_every_step_is_audited(api: Api) -> No
     audit = api.call("admin", "GET", "/v1/audit", None)["items"]
     steps = [(e["action"], e["detail"].get("after")) for e in audit if e["entity"] == "case"]
     assert steps[::-1] == [
-        ("open", None), ("acknowledge", "acknowledged"), ("assign", "assigned"), ("note", "assigned"), ("close", "closed")
-    ]  # fmt: skip
+        ("open", None),
+        ("acknowledge", "acknowledged"),
+        ("assign", "assigned"),
+        ("note", "assigned"),
+        ("close", "closed"),
+    ]
     # the scale is flagged again for the same rule after the case closed: a new case
     (again,) = report(api, flag(30))
     assert again["result"] == "opened" and again["case_id"] != case_id
