@@ -24,14 +24,15 @@ from .case_schemas import (
     NoteIn,
 )
 from .case_states import CaseState
-from .schemas import Page
+from .schemas import ErrorOut, Page
 
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _STEP = _body()
 _CLOSE = _body()
 _CLOSE[409] = {
+    "model": ErrorOut,
     "description": "the case's state forbids the step (closed, not acknowledged yet), or a planting-base alert "
-    "whose base has not acknowledged its rectification"
+    "whose base has not acknowledged its rectification",
 }
 
 
@@ -89,7 +90,7 @@ def case_counts(reg: Caller) -> CaseCounts:
     return reg.case_counts()
 
 
-@router.post("/v1/case-events", tags=["cases"], responses=_body("an event without what its type needs"))
+@router.post("/v1/case-events", tags=["cases"], responses=_body())
 def report_case_events(reg: Caller, body: CaseEventsIn) -> CaseEventsOut:
     """The ingest's alert, flag and base-acknowledgement events (role ``ingest``), taken in order, each once:
     an ``event_key`` seen before answers ``duplicate``."""

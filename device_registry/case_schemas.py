@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import DEVICE_ID_RE
@@ -23,37 +23,48 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CaseEventIn(_In):
-    """One event the ingest saw: a flag (``rule`` is the anti-cheat rule), an alert (``rule`` is its kind,
-    ``alert_id`` its id) or a base's acknowledgement of an alert (``alert_id``, ``by``).
-
-    ``event_key`` makes it idempotent: the same key sent again changes nothing (a redelivery after a lost
-    answer). The ingest uses ``flag:<device>:<seq>:<rule>``, ``alert:<alert id>``, ``base_ack:<alert id>``."""
-
-    event_key: Key
-    type: Literal["flag", "alert", "base_ack"]
-    device: Annotated[str, StringConstraints(pattern=DEVICE_ID_RE.pattern)]
+class _EventIn(_In):
+    event_key: Key = Field(
+        description="makes the event idempotent: a key seen before changes nothing (a redelivery after a lost "
+        "answer). The ingest sends flag:<device>:<seq>:<rule>, alert:<alert id>, base_ack:<alert id>"
+    )
+    device: Annotated[str, StringConstraints(pattern=DEVICE_ID_RE.pattern)] = Field(description="who reported it")
     ts: Millis = Field(description="when it happened (ms since the epoch): the record's time, or the ack's")
-    rule: Code | None = Field(None, description="flag: the rule; alert: its kind (sensor_threshold, …)")
+
+
+class _FindingIn(_EventIn):
+    rule: Code
     severity: Code | None = None
     seq: Millis | None = None
-    alert_id: Key | None = None
-    subject: Key | None = Field(None, description="the stall's scale or the base the alert is about, if known")
-    by: Text | None = Field(None, description="base_ack: who acknowledged at the base")
     summary: Reason | None = None
     detail: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Scalar] = Field(
         default_factory=dict, max_length=50, description="the evidence, in the alert's or flag's own terms"
     )
 
-    @model_validator(mode="after")
-    def _what_each_needs(self) -> CaseEventIn:
-        if self.type == "flag" and self.rule is None:
-            raise ValueError("a flag event names its rule")
-        if self.type == "alert" and (self.rule is None or self.alert_id is None):
-            raise ValueError("an alert event names its kind (rule) and alert_id")
-        if self.type == "base_ack" and self.alert_id is None:
-            raise ValueError("a base_ack event names the alert_id acknowledged")
-        return self
+
+class FlagEventIn(_FindingIn):
+    """The anti-cheat engine flagged a scale (``rule``): opens the scale's case for that rule, or attaches."""
+
+    type: Literal["flag"]
+
+
+class AlertEventIn(_FindingIn):
+    """An alert (``rule`` is its kind: sensor_threshold, sensor_fault, rapid_test_positive, …): opens its case."""
+
+    type: Literal["alert"]
+    alert_id: Key
+    subject: Key | None = Field(None, description="the stall's scale or the base the alert is about, if known")
+
+
+class BaseAckEventIn(_EventIn):
+    """A planting base acknowledged an alert (its agent's ack_alert reply): recorded on the alert's case."""
+
+    type: Literal["base_ack"]
+    alert_id: Key
+    by: Text | None = Field(None, description="who acknowledged at the base")
+
+
+CaseEventIn = Annotated[FlagEventIn | AlertEventIn | BaseAckEventIn, Field(discriminator="type")]
 
 
 class CaseEventsIn(_In):

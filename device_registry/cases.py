@@ -23,7 +23,9 @@ from .base import NOT_FOUND, RegistryBase, district_market
 from .case_models import Case, CaseEvent
 from .case_schemas import (
     AckIn,
+    AlertEventIn,
     AssignIn,
+    BaseAckEventIn,
     CaseCount,
     CaseCounts,
     CaseDetail,
@@ -34,6 +36,7 @@ from .case_schemas import (
     CaseOut,
     CaseStepOut,
     CloseIn,
+    FlagEventIn,
     NoteIn,
 )
 from .case_states import NEEDS_BASE_ACK, CaseInput, CaseState, step
@@ -88,13 +91,17 @@ class Cases(RegistryBase):
             return CaseEventResult(
                 event_key=e.event_key, result="duplicate", case_id=seen.case_id, state=case.state if case else None
             )
-        if e.type == "base_ack":
+        if isinstance(e, BaseAckEventIn):
             return self._base_ack(e)
+        return self._finding(e)
+
+    def _finding(self, e: FlagEventIn | AlertEventIn) -> CaseEventResult:
         where = self._where(e)
         if where is None:
             return CaseEventResult(event_key=e.event_key, result="unknown_device")
         device_id, district, market, place_kind, place = where
-        open_key = f"flag:{device_id}:{e.rule}" if e.type == "flag" else f"alert:{e.alert_id}"
+        alert_id = e.alert_id if isinstance(e, AlertEventIn) else None
+        open_key = f"alert:{alert_id}" if alert_id else f"flag:{device_id}:{e.rule}"
         current = self.db.scalar(
             select(Case).where(Case.open_key == open_key, Case.state != CaseState.CLOSED).with_for_update()
         )
@@ -106,15 +113,14 @@ class Cases(RegistryBase):
             current.updated_at = m.utcnow()
             self._history(current, "occurrence", e.event_key, detail)
             return CaseEventResult(event_key=e.event_key, result="attached", case_id=current.id, state=current.state)
-        assert e.rule is not None  # the schema requires it for flags and alerts
-        what = "flag" if e.type == "flag" else "alert"
+        what = e.type
         case = Case(
             open_key=open_key,
             source=e.type,
             rule=e.rule,
             severity=e.severity or "medium",
             device_id=device_id,
-            alert_id=e.alert_id,
+            alert_id=alert_id,
             district_id=district,
             market_id=market,
             place_kind=place_kind,
@@ -131,10 +137,11 @@ class Cases(RegistryBase):
         self._audit("open", "case", case.id, source=e.type, rule=e.rule, device=device_id, event_key=e.event_key)
         return CaseEventResult(event_key=e.event_key, result="opened", case_id=case.id, state=case.state)
 
-    def _where(self, e: CaseEventIn) -> tuple[str, str, str | None, str, str] | None:
+    def _where(self, e: FlagEventIn | AlertEventIn) -> tuple[str, str, str | None, str, str] | None:
         """(device the case is about, district, market, place kind, place): the alert's subject when it is a
         registered device (a rapid test names the stall's scale) or a planting base, else the reporter."""
-        for device_id in (e.subject, e.device) if e.subject else (e.device,):
+        subject = e.subject if isinstance(e, AlertEventIn) else None
+        for device_id in (subject, e.device) if subject else (e.device,):
             d = self.db.get(m.Device, device_id)
             if d is not None:
                 district, market = district_market(d)
@@ -142,12 +149,12 @@ class Cases(RegistryBase):
                     return d.id, district, market, "stall", f"{d.stall.market_id}/{d.stall.code}"
                 kind = "base" if d.base is not None else "vehicle"
                 return d.id, district, market, kind, str(d.base_id or d.vehicle_id)
-            base = self.db.get(m.PlantingBase, device_id) if device_id == e.subject else None
+            base = self.db.get(m.PlantingBase, device_id) if device_id == subject else None
             if base is not None:
                 return e.device, base.district_id, None, "base", base.id
         return None
 
-    def _base_ack(self, e: CaseEventIn) -> CaseEventResult:
+    def _base_ack(self, e: BaseAckEventIn) -> CaseEventResult:
         case = self.db.scalar(
             select(Case).where(Case.alert_id == e.alert_id).order_by(Case.id.desc()).limit(1).with_for_update()
         )

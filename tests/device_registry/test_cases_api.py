@@ -122,6 +122,9 @@ def test_only_supervisors_in_scope_act_and_every_step_is_audited(api: Api) -> No
         ("note", "assigned"),
         ("close", "closed"),
     ]
+    own = api.call(sup, "GET", "/v1/audit")["items"]  # a supervisor reads the audit of their scope's cases
+    assert [e["action"] for e in own if e["entity"] == "case"][::-1] == [s for s, _ in steps[::-1]]
+    assert all(e["entity"] != "case" for e in api.call("sup-nanshan", "GET", "/v1/audit")["items"])
     # the scale is flagged again for the same rule after the case closed: a new case
     (again,) = report(api, flag(30))
     assert again["result"] == "opened" and again["case_id"] != case_id
@@ -188,8 +191,11 @@ def test_counts_of_open_cases_by_district_market_and_state_in_scope(api: Api) ->
 
 
 def test_events_that_break_the_schema_are_refused_whole(api: Api) -> None:
-    bad = {**flag(1), "rule": None}
-    detail = api.call("ingest", "POST", "/v1/case-events", {"events": [bad]}, expect=422)["detail"]
-    assert "names its rule" in detail[0]["msg"]
+    bad = {k: v for k, v in flag(1).items() if k != "rule"}
+    detail = api.call("ingest", "POST", "/v1/case-events", {"events": [flag(2), bad]}, expect=422)["detail"]
+    assert [(d["loc"][-3:], d["type"]) for d in detail] == [([1, "flag", "rule"], "missing")]
+    unknown = {**flag(3), "type": "rumour"}
+    detail = api.call("ingest", "POST", "/v1/case-events", {"events": [unknown]}, expect=422)["detail"]
+    assert detail[0]["type"] == "union_tag_invalid"
     api.call("ingest", "POST", "/v1/case-events", {"events": []}, expect=422)
-    assert api.call("admin", "GET", "/v1/cases")["total"] == 0
+    assert api.call("admin", "GET", "/v1/cases")["total"] == 0  # nothing of a refused batch is taken
