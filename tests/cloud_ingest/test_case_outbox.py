@@ -1,0 +1,66 @@
+"""The case outbox: events kept with their batch's transaction, once per key, bounded with the overflow
+counted; and how `zhijian ingest run` wires it (settings, worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloud_ingest import InfluxClient, IngestSettings
+from cloud_ingest.case_outbox import CaseOutbox, base_ack_event
+from cloud_ingest.state_store import StateStore
+from zhijian_cli.ingest_devices import build_worker
+
+
+def ack(n: int) -> dict:  # type: ignore[type-arg]
+    return base_ack_event("base-0007", f"alert-{n}", by="Li", ts_ms=n)
+
+
+def test_events_are_kept_once_in_order_and_the_bound_counts_what_it_refuses(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.sqlite")
+    outbox = CaseOutbox(store, max_events=3)
+    outbox.put([ack(1), ack(2), ack(1)])  # the same event twice (a batch stored again): kept once
+    assert outbox.depth == 2
+    outbox.put([ack(3), ack(4), ack(5)])
+    assert outbox.depth == 3 and outbox.overflowed == {"base_ack": 2}
+    assert [e["alert_id"] for _, e in outbox.oldest(10)] == ["alert-1", "alert-2", "alert-3"]
+    with pytest.raises(RuntimeError), store.transaction():  # the batch's transaction fails: nothing kept
+        outbox.remove([i for i, _ in outbox.oldest(1)])
+        raise RuntimeError
+    assert outbox.depth == 3
+    outbox.remove([i for i, _ in outbox.oldest(2)])
+    assert outbox.depth == 1
+    store.close()
+    again = CaseOutbox(StateStore(tmp_path / "state.sqlite"))  # a restart: what waited is still there
+    assert [e["event_key"] for _, e in again.oldest(10)] == ["base_ack:alert-3"] and again.depth == 1
+
+
+def test_the_settings_need_a_real_ingest_token_with_the_api_url() -> None:
+    with pytest.raises(ValueError, match="needs registry_api_token"):
+        IngestSettings(registry_api_url="http://registry:8080")
+    with pytest.raises(ValueError, match="not a placeholder"):
+        IngestSettings(registry_api_url="http://registry:8080", registry_api_token="changeme")
+
+
+def test_the_worker_reports_cases_only_when_told_where(tmp_path: Path, influx: InfluxClient) -> None:
+    from cloud_ingest import DeviceFile
+
+    devices = DeviceFile({})
+    plain = IngestSettings(state_path=tmp_path / "a" / "state.sqlite", spool_path=tmp_path / "a" / "spool.sqlite")
+    (tmp_path / "a").mkdir()
+    worker = build_worker(plain, influx, devices)
+    assert worker.case_reporter is None and worker.pipeline.case_outbox is None
+    (tmp_path / "b").mkdir()
+    told = plain.model_copy(
+        update={
+            "registry_api_url": "http://127.0.0.1:9",
+            "registry_api_token": "zjt_000000000000_" + "x" * 32,
+            "state_path": tmp_path / "b" / "state.sqlite",
+            "spool_path": tmp_path / "b" / "spool.sqlite",
+        }
+    )
+    told = IngestSettings.model_validate(told.model_dump())
+    worker = build_worker(told, influx, devices)
+    assert worker.case_reporter is not None and worker.pipeline.case_outbox is worker.case_reporter.outbox
+    assert worker.case_reporter.loop in worker.loops
