@@ -4,9 +4,10 @@ On its own thread (a supervised :class:`~device_profiles.loops.Loop`, ``case-rep
 thread's: it posts the outbox's oldest events (up to 200 a call) to ``POST /v1/case-events`` with the
 ingest's token (role ``ingest``) and forgets them once the registry has answered for each. While the
 registry is away or refuses the token, the events stay in the outbox and the reporter retries with a
-backoff doubling up to 30 s; the loss and the recovery are each logged once. An event the registry
-refuses by its schema (422, which a bug of ours would cause) is tried alone, and the one refused alone
-is logged and counted as ``refused`` and forgotten: sending it again would be refused again.
+backoff doubling up to 30 s; the loss and the recovery are each logged once. A batch the registry
+refuses by its schema (422, which a bug of ours would cause) or for its size (413) is sent one event at
+a time, and an event refused alone is logged, counted as ``refused`` and forgotten: sending it again
+would be refused again.
 
 Every ``case_counts_interval_s`` it reads ``GET /v1/case-counts`` (cases not closed, by district,
 market and state) and writes, at the time of the reading, field ``count`` in one ``case`` point per
@@ -55,14 +56,15 @@ class CaseReporter:
         counts_interval_s: float = 30.0,
         idle_s: float = 0.5,
         timeout_s: float = 10.0,
+        http: httpx.Client | None = None,
     ) -> None:
+        """``http``: a client of our own making instead (tests hand the registry app's test client)."""
         self.outbox = outbox
         self.influx = influx
         self.counts_interval_s = counts_interval_s
         self.idle_s = idle_s
-        self._http = httpx.Client(
-            base_url=api_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
-        )
+        self._http = http or httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout_s)
+        self._http.headers["Authorization"] = f"Bearer {token}"
         self.results: Counter[str] = Counter()  # what the registry made of the events: opened, attached, …
         self.failures = 0  # calls that failed (the events wait)
         self.count_writes = 0
@@ -99,7 +101,7 @@ class CaseReporter:
         except RegistryAway as exc:
             self._away(str(exc))
             return 0
-        if answered is None:  # refused by the schema: find the one, one by one
+        if answered is None:  # refused by the schema or for its size: one by one, to find the one
             done = []
             for row_id, event in rows:
                 try:
@@ -108,7 +110,7 @@ class CaseReporter:
                     self._away(str(exc))
                     break
                 if one is None:
-                    log.error("the registry refused case event %s by its schema; dropped", event["event_key"])
+                    log.error("the registry refused case event %s (schema or size); dropped", event["event_key"])
                     self.results["refused"] += 1
                 else:
                     self.results.update(r["result"] for r in one)
@@ -121,12 +123,13 @@ class CaseReporter:
         return len(rows)
 
     def _post(self, events: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """The registry's results for ``events``; None if it refused them by its schema (422)."""
+        """The registry's results for ``events``; None if it refused them by its schema (422) or as too
+        large (413: many events with long details; each alone is small)."""
         try:
             r = self._http.post("/v1/case-events", json={"events": events})
         except httpx.HTTPError as exc:
             raise RegistryAway(f"cannot reach the registry: {exc}") from exc
-        if r.status_code == 422:
+        if r.status_code in (413, 422):
             return None
         if r.status_code != 200:  # 401/403 (a token to fix), 5xx, a proxy's answer: keep and retry
             raise RegistryAway(f"the registry answered {r.status_code}: {r.text[:200]}")

@@ -9,6 +9,7 @@ import pytest
 
 from cloud_ingest import InfluxClient, IngestSettings
 from cloud_ingest.case_outbox import CaseOutbox, base_ack_event
+from cloud_ingest.case_reporter import CaseReporter
 from cloud_ingest.state_store import StateStore
 from zhijian_cli.ingest_devices import build_worker
 
@@ -64,3 +65,33 @@ def test_the_worker_reports_cases_only_when_told_where(tmp_path: Path, influx: I
     worker = build_worker(told, influx, devices)
     assert worker.case_reporter is not None and worker.pipeline.case_outbox is worker.case_reporter.outbox
     assert worker.case_reporter.loop in worker.loops
+
+
+def test_a_batch_too_large_for_the_registry_goes_one_by_one_and_an_event_too_large_alone_is_dropped(
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from device_registry import Principal, Registry, Role
+    from device_registry.api import create_app
+    from device_registry.db import connect, sessions, upgrade
+    from device_registry.schemas import TokenIn
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    upgrade(url)
+    engine = connect(url)
+    with sessions(engine)() as db:
+        token = Registry(db, Principal("bootstrap", Role.ADMIN)).create_token(TokenIn(name="i", role=Role.INGEST)).token
+    outbox = CaseOutbox(StateStore())
+
+    def flag(n: int, reason: str) -> dict:  # type: ignore[type-arg]
+        return {"event_key": f"flag:scale-0001:{n}:coefficient", "type": "flag", "device": "scale-0001", "ts": n,
+                "rule": "coefficient", "detail": {"reason_en": reason}}  # fmt: skip
+
+    huge = {**flag(99, ""), "detail": {f"k{i}": "x" * 400 for i in range(20)}}  # 8 kB: over the bound alone
+    outbox.put([flag(n, "r" * 400) for n in range(10)] + [huge])
+    with TestClient(create_app(engine, max_body_bytes=4096)) as http:
+        reporter = CaseReporter(outbox, api_url="http://registry", token=token, http=http)
+        assert reporter.deliver() == 11 and outbox.depth == 0
+    assert reporter.results == {"unknown_device": 10, "refused": 1}  # scale-0001 is not in this registry
+    engine.dispose()
