@@ -5,7 +5,8 @@ the database, so that two ingest workers or a redelivery racing each other canno
 
 - at most one case is not closed per ``open_key`` (a flagged scale and rule, or one alert): a partial
   unique index over the cases whose state is not ``closed``;
-- an ingest event is taken once: ``case_events.event_key`` is unique (NULL for a supervisor's steps).
+- an ingest event is taken once: ``case_events.event_key`` is unique (NULL for a supervisor's steps);
+- a case's history is append-only, like the audit log: triggers refuse UPDATE and DELETE on it.
 
 The place (district, market, and what the case is about) is copied onto the case when it opens, so a
 supervisor's scope is a filter on the case row, and a device moved later does not move its history.

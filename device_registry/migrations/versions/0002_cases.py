@@ -1,7 +1,7 @@
 """Cases: the life of an alert or a flagged scale (open → acknowledged → assigned → closed) and its history.
 
 At most one case per ``open_key`` is not closed (a partial unique index, on SQLite and PostgreSQL); an
-ingest event is taken once (``case_events.event_key`` unique).
+ingest event is taken once (``case_events.event_key`` unique); the history is append-only (triggers).
 
 Revision ID: 0002_cases
 Revises: 0001
@@ -79,8 +79,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("case_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_case_events_case_id"), ["case_id"], unique=False)
+    _history_append_only()
+
+
+def _history_append_only() -> None:
+    """A case's history is evidence like the audit log: triggers refuse UPDATE and DELETE on it."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION case_events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'case_events is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER case_events_append_only BEFORE UPDATE OR DELETE ON case_events "
+            "FOR EACH ROW EXECUTE FUNCTION case_events_append_only()"
+        )
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER case_events_no_{verb.lower()} BEFORE {verb} ON case_events "
+                "BEGIN SELECT RAISE(ABORT, 'case_events is append-only'); END"
+            )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER case_events_append_only ON case_events")
+        op.execute("DROP FUNCTION case_events_append_only()")
     op.drop_table("case_events")
     op.drop_table("cases")
