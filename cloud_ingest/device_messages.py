@@ -4,7 +4,8 @@
   when it connects; a planting base's alert also goes to the base's ``cmd`` topic, for its agent to sound
   and confirm.
 - A device's command reply may carry ``{"ack_alert": {"alert_id": …}}``: that closes (or marks
-  acknowledged) the alert it names. A reply that is not JSON is counted as ``bad_reply``.
+  acknowledged) the alert it names, and the acknowledgement goes to the case outbox, for the registry's
+  case of that alert (docs/cases.md). A reply that is not JSON is counted as ``bad_reply``.
 - End-to-end acknowledgements (:class:`DeviceAcks`): which of a device's seqs the cloud has for good, one
   QoS 1 message per device and interval covering every batch stored meanwhile.
 """
@@ -21,8 +22,10 @@ from collections.abc import Mapping
 import paho.mqtt.client as mqtt
 
 from device_profiles.acks import encode_ack
+from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import topic, valid_device_id
 
+from .case_outbox import base_ack_event
 from .pipeline import Pipeline
 from .rapid_tests import Alert
 
@@ -51,6 +54,18 @@ def take_reply(pipeline: Pipeline, device: str, payload: bytes) -> bool:
         return False
     if isinstance(alert_id, str) and pipeline.alert_book.acknowledge(device, alert_id):
         log.info("%s acknowledged alert %s", device, alert_id)
+        if pipeline.case_outbox is not None and isinstance(ack, dict):
+            by, ts = ack.get("by"), ack.get("ts")
+            pipeline.case_outbox.put(
+                [
+                    base_ack_event(
+                        device,
+                        alert_id,
+                        by=by if isinstance(by, str) else "",
+                        ts_ms=ts if type(ts) is int and 0 <= ts <= MAX_SAFE_INT else None,
+                    )
+                ]
+            )
         return True
     return False
 

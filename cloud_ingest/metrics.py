@@ -92,6 +92,19 @@ class IngestCollector:
             "1 while messages wait and the batcher makes no progress",
             value=float(bool(w.stalled(after_s=w.settings.health_stall_s))),
         )
+        if p.case_outbox is not None:  # docs/cases.md
+            yield GaugeMetricFamily(
+                "zhijian_ingest_case_outbox_events", "case events waiting for the registry", value=p.case_outbox.depth
+            )
+            yield labelled(
+                "zhijian_ingest_case_events_overflowed",
+                "case events not kept: the outbox was full",
+                "type",
+                p.case_outbox.overflowed,
+            )
+        if w.case_reporter is not None:
+            results = w.case_reporter.results
+            yield labelled("zhijian_ingest_case_events", "case events the registry took, by result", "result", results)
         t: BatchTimer = w.batch_seconds
         yield HistogramMetricFamily(
             "zhijian_ingest_batch_seconds",

@@ -32,6 +32,7 @@ from device_profiles.influx_schema import envelope_lines, escape_tag, format_fie
 from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import parse
 
+from .case_outbox import CaseOutbox, alert_event, flag_event
 from .dead_letters import DeadLetters
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
@@ -99,6 +100,7 @@ class Pipeline:
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
+        self.case_outbox: CaseOutbox | None = None  # flags and alerts for the registry's cases (docs/cases.md)
         self.before_batch: Callable[[], object] | None = None  # e.g. LiveDevices.refresh, on the batch thread
         self.alerts_by_kind: Counter[str] = Counter()
         self.spooled_points = 0
@@ -281,6 +283,8 @@ class Pipeline:
             self.dead_letters.flush()
             self.sequences.save()
             self.alert_book.save()
+            if self.case_outbox is not None:  # with the batch: an event exists once what it names is stored
+                self.case_outbox.put([flag_event(f) for f in flags] + [alert_event(a) for a in prepared.alerts])
             if checkpoint:
                 self._put_checkpoint()
         for alert in prepared.alerts:  # only now: what an alert points at is durable

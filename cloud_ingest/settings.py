@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,17 @@ class IngestSettings(BaseSettings):
         Path("devices_snapshot.npz"), description="`zhijian ingest run` puts it beside the spool"
     )
     registry_refresh_s: float = Field(10.0, gt=0, description="how often to look for registry changes")
+    # Cases (docs/cases.md): alert, flag and base-acknowledgement events go to the registry API's cases
+    registry_api_url: str | None = Field(
+        None, description="the registry API (https://…): report alerts, flags and base acks to its cases"
+    )
+    registry_api_token: SecretStr | None = Field(None, description="an API token of role ingest for registry_api_url")
+    case_outbox_max_events: int = Field(
+        100_000, ge=1, description="case events kept while the registry is away; more are counted, not kept"
+    )
+    case_counts_interval_s: float = Field(
+        30.0, gt=0, description="how often the `case` series (open cases by district, market, state) is written"
+    )
     unknown_device_grace_s: float = Field(
         600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"
     )
@@ -125,6 +136,15 @@ class IngestSettings(BaseSettings):
     def _client_id_of_the_account(self) -> IngestSettings:
         if not self.mqtt_client_id:
             self.mqtt_client_id = self.mqtt_username or "zhijian-ingest-1"
+        return self
+
+    @model_validator(mode="after")
+    def _case_token_with_url(self) -> IngestSettings:
+        if self.registry_api_url and not self.registry_api_token:
+            raise ValueError("registry_api_url needs registry_api_token (a token of role ingest)")
+        token = self.registry_api_token.get_secret_value() if self.registry_api_token else ""
+        if token and not token.startswith("zjt_"):
+            raise ValueError("registry_api_token must be a registry API token (zjt_…), not a placeholder")
         return self
 
     @model_validator(mode="after")

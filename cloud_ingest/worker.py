@@ -50,6 +50,7 @@ from device_profiles.mqtt_reasons import disconnect_words
 from device_profiles.topics import parse, subscription
 
 from . import mqtt_properties
+from .case_reporter import CaseReporter
 from .device_messages import DeviceAcks, publish_alert, take_reply
 from .errors import StoreUnavailable
 from .handoff import Handoff
@@ -143,6 +144,7 @@ class IngestWorker:
         self._last_save = time.monotonic()
         self._save_cost_s = 0.0  # what the last checkpoint took
         self.acknowledged_alerts = 0
+        self.case_reporter: CaseReporter | None = None  # started and stopped with the worker (docs/cases.md)
         self.acks = DeviceAcks(self._client, settings.device_ack_interval_s)
         self._held_since = time.monotonic()
 
@@ -155,7 +157,7 @@ class IngestWorker:
 
     @property
     def loops(self) -> list[Loop]:
-        return [self.batcher, self.replayer]
+        return [self.batcher, self.replayer, *([self.case_reporter.loop] if self.case_reporter else [])]
 
     @property
     def backlog(self) -> int:
@@ -261,6 +263,8 @@ class IngestWorker:
         self._client.loop_start()
         self.batcher.start()
         self.replayer.start()
+        if self.case_reporter is not None:
+            self.case_reporter.start()
         return self
 
     def stop(self, *, end_session: bool = False) -> None:
@@ -282,6 +286,8 @@ class IngestWorker:
             props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
         self._client.loop_stop()
+        if self.case_reporter is not None:
+            self.case_reporter.stop()
         if end_session and not self._v5:  # MQTT 3.1.1 ends a session by connecting with clean_session=True
             ender = mqtt.Client(
                 callback_api_version=CallbackAPIVersion.VERSION2,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, or_, select
 
 from device_profiles import builtin
 from device_profiles.bundle import BrokerSection, Bundle, SourceSection, TlsSection
@@ -14,6 +14,7 @@ from device_profiles.bundle_text import qr_text
 
 from . import models as m
 from .base import NOT_FOUND, RegistryBase, as_utc
+from .case_models import Case
 from .credentials import derive_integrity_key, hash_password, key_fingerprint, new_api_token, new_device_password
 from .errors import Conflict, InvalidInput, NotFound
 from .schemas import (
@@ -123,9 +124,15 @@ class Access(RegistryBase):
             q = q.where(m.AuditEntry.at >= as_utc(since))
         if until is not None:
             q = q.where(m.AuditEntry.at < as_utc(until))
-        if self.who.scoped:  # a supervisor sees the history of the devices they can see
+        if self.who.scoped:  # a supervisor sees the history of the devices and cases they can see
             visible, _ = self._devices_where(select(m.Device.id))
-            q = q.where(m.AuditEntry.entity == "device", m.AuditEntry.entity_id.in_(visible))
+            cases = select(cast(Case.id, String)).where(self._scope_filter(Case.district_id, Case.market_id))
+            q = q.where(
+                or_(
+                    and_(m.AuditEntry.entity == "device", m.AuditEntry.entity_id.in_(visible)),
+                    and_(m.AuditEntry.entity == "case", m.AuditEntry.entity_id.in_(cases)),
+                )
+            )
         return self._page(q, limit, offset, AuditOut)
 
     def create_token(self, data: TokenIn, *, never_expires: bool = False) -> TokenCreated:

@@ -433,3 +433,6 @@ def create_token(reg: Caller, body: TokenIn) -> TokenCreated:
 @router.post("/v1/tokens/{token_id}/revoke", tags=["tokens"])
 def revoke_token(reg: Caller, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]) -> TokenOut:
     return reg.revoke_token(token_id)
+
+
+from . import case_api  # noqa: E402,F401  (its routes join `router`: cases, and the ingest's case events)

@@ -2,8 +2,12 @@
 
 Roles: ``admin`` (everything, tokens included), ``technician`` (register, provision, verify, revoke,
 rotate; add stalls, bases and vehicles), ``supervisor`` (read and revoke within their markets or
-districts), ``viewer`` (read). Any token may be scoped to districts and/or markets; a supervisor's must
-be. Outside its scope a caller gets the same "not found" as for something that does not exist.
+districts; acknowledge, assign, annotate and close cases there), ``viewer`` (read), ``ingest`` (the cloud
+ingest's account: report alert, flag and base-acknowledgement events that open and feed cases; read).
+Any token may be scoped to districts and/or markets; a supervisor's must be: a token scoped to district
+D is the district supervisor of D (every market, base and vehicle in it), one scoped to market M the
+market supervisor of M. Outside its scope a caller gets the same "not found" as for something that does
+not exist.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class Role(StrEnum):
     TECHNICIAN = "technician"
     SUPERVISOR = "supervisor"
     VIEWER = "viewer"
+    INGEST = "ingest"
 
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
@@ -32,6 +37,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "revoke": frozenset({Role.ADMIN, Role.TECHNICIAN, Role.SUPERVISOR}),
     "read_audit": frozenset({Role.ADMIN, Role.SUPERVISOR}),
     "manage_tokens": frozenset({Role.ADMIN}),
+    "handle_case": frozenset({Role.ADMIN, Role.SUPERVISOR}),  # acknowledge, assign, note, close
+    "report_case_event": frozenset({Role.ADMIN, Role.INGEST}),  # the ingest's alerts, flags, base acks
 }
 
 

@@ -4,6 +4,7 @@ RegistryError (400)          anything the registry refuses
 ├── InvalidInput (422)       malformed, or breaks a rule: a mistyped licence, an unknown profile  (caller wrong)
 ├── NotFound (404)           absent, or outside the caller's scope: the two are not told apart    (caller wrong)
 ├── Conflict (409)           exists already, or its state forbids it: provisioning a revoked device
+│   └── IllegalTransition    a case step its state refuses: closing an unacknowledged case      (caller wrong)
 ├── Unauthenticated (401)    no token, or an unknown, expired or revoked one
 ├── Forbidden (403)          the caller's role may not do this
 ├── BodyTooLarge (413)       a request body over the API's bound (ZHIJIAN_API_MAX_BODY_BYTES)      (caller wrong)
@@ -35,6 +36,10 @@ class Conflict(RegistryError):
     """It already exists, or its state forbids the change (e.g. provisioning a revoked device)."""
 
     status = 409
+
+
+class IllegalTransition(Conflict):
+    """A case step its state (or a rule) refuses: see :mod:`device_registry.case_states`."""
 
 
 class Unauthenticated(RegistryError):

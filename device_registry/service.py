@@ -1,6 +1,7 @@
 """The registry's operations, one method per thing a user does, each checked against the caller's role
 and scope and written to the audit log in the same transaction as the change. :class:`Registry` joins
-the areas: places (:mod:`.places`), devices (:mod:`.devices`), access (:mod:`.access`)."""
+the areas: places (:mod:`.places`), devices (:mod:`.devices`), access (:mod:`.access`), cases
+(:mod:`.cases`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from . import models as m
 from .access import Access
 from .auth import Principal, Role
 from .base import BundleDefaults
+from .cases import Cases
 from .devices import Devices
 from .places import Places
 from .schemas import TOKEN_DAYS, TokenCreated, TokenIn
@@ -18,7 +20,7 @@ from .schemas import TOKEN_DAYS, TokenCreated, TokenIn
 __all__ = ["BundleDefaults", "Registry", "admin_token_count", "bootstrap_admin_token"]
 
 
-class Registry(Places, Devices, Access):
+class Registry(Places, Devices, Access, Cases):
     """The registry as seen by one caller, in one database session."""
 
 

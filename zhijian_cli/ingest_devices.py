@@ -22,6 +22,8 @@ from pathlib import Path
 from anti_cheat import Engine
 from anti_cheat.fact_columns import FactError
 from cloud_ingest import DeviceFile, InfluxClient, IngestError, IngestSettings, IngestWorker, Pipeline
+from cloud_ingest.case_outbox import CaseOutbox
+from cloud_ingest.case_reporter import CaseReporter
 from cloud_ingest.dead_letters import DeadLetters
 from cloud_ingest.device_snapshot import load_snapshot, save_snapshot
 from cloud_ingest.device_table import DeviceRows, DeviceTable
@@ -185,6 +187,7 @@ def build_pipeline(
         settings.sequence_path or state, window=settings.replay_window, max_ahead=settings.seq_max_ahead
     )
     alert_book = AlertBook(settings.alert_path or state)
+    case_outbox = CaseOutbox(open_store(state), max_events=settings.case_outbox_max_events)
     state.close()  # the books hold it now: the last book's close closes the file
     pipeline = Pipeline(
         key_for=source.key_for,
@@ -199,6 +202,8 @@ def build_pipeline(
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
     )
     pipeline.unknown_grace_s = settings.unknown_device_grace_s
+    if settings.registry_api_url:  # an outbox without a reporter would only fill: kept empty otherwise
+        pipeline.case_outbox = case_outbox
     if live is not None:
         live.attach(pipeline.engine, pipeline.alert_book)
         pipeline.before_batch = live.refresh
@@ -208,7 +213,7 @@ def build_pipeline(
         pipeline.alert_book.crops = devices.crops()
 
     def close() -> None:
-        for store in (dead_letters, spool, sequences, alert_book):
+        for store in (dead_letters, spool, sequences, alert_book, case_outbox):
             closer = getattr(store, "close", None)
             if closer is not None:
                 closer()
@@ -223,7 +228,22 @@ def build_worker(
     pipeline, _close = build_pipeline(settings, influx, devices, live)
     worker = IngestWorker(settings, pipeline)
     worker.partition_key = (live or devices).partition_key
+    worker.case_reporter = case_reporter(settings, pipeline, influx)
     return worker
+
+
+def case_reporter(settings: IngestSettings, pipeline: Pipeline, influx: InfluxClient) -> CaseReporter | None:
+    """The reporter (not started) that takes ``pipeline``'s case outbox to the registry API, when
+    ``ZHIJIAN_REGISTRY_API_URL`` is set (docs/cases.md); it writes the ``case`` series into ``influx``."""
+    if pipeline.case_outbox is None or not settings.registry_api_url or settings.registry_api_token is None:
+        return None
+    return CaseReporter(
+        pipeline.case_outbox,
+        api_url=settings.registry_api_url,
+        token=settings.registry_api_token.get_secret_value(),
+        influx=influx,
+        counts_interval_s=settings.case_counts_interval_s,
+    )
 
 
 def partition_settings(settings: IngestSettings, state_dir: Path) -> IngestSettings:
@@ -245,7 +265,17 @@ def build_partitioned_worker(
     (``live_for`` gives each its own live registry view, or None for the devices file)."""
 
     def factory(state_dir: Path) -> tuple[Pipeline, Callable[[], None]]:
-        return build_pipeline(partition_settings(settings, state_dir), influx, devices, live_for())
+        pipeline, close = build_pipeline(partition_settings(settings, state_dir), influx, devices, live_for())
+        reporter = case_reporter(settings, pipeline, influx)
+        if reporter is None:
+            return pipeline, close
+        reporter.start()  # a partition's outbox travels with its state directory; its reporter with the partition
+
+        def close_all() -> None:
+            reporter.stop()
+            close()
+
+        return pipeline, close_all
 
     worker_id = settings.nats_worker_id or f"{socket.gethostname()}-{os.getpid()}".replace(".", "-")
     return PartitionedWorker(settings, factory, worker_id=worker_id)

@@ -18,6 +18,7 @@ from device_profiles import ProfileError, builtin_profiles, load_profile
 
 from .agent_cmd import app as agent_app
 from .anti_cheat_cmd import app as anti_cheat_app
+from .case_cmd import app as case_app
 from .dashboards_cmd import app as dashboards_app
 from .dead_letters_cmd import app as dead_letters_app
 from .device_cmd import app as device_app
@@ -48,6 +49,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(device_app, name="device")
 app.add_typer(sim_app, name="sim")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(case_app, name="case")
 console = Console(soft_wrap=True)  # messages are not re-wrapped (logs, scripts); tables keep the width
 
 

@@ -371,7 +371,7 @@ def add_vehicle(
 def token_create(
     ctx: typer.Context,
     name: str,
-    role: Annotated[str, typer.Option(help="admin, technician, supervisor or viewer.")],
+    role: Annotated[str, typer.Option(help="admin, technician, supervisor, viewer or ingest (the ingest's account).")],
     district: Annotated[list[str] | None, typer.Option(help="Limit to this district; repeat.")] = None,
     market: Annotated[list[str] | None, typer.Option(help="Limit to this market; repeat.")] = None,
     expires_days: ExpiresDays = TOKEN_DAYS,

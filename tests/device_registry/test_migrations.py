@@ -47,3 +47,32 @@ def test_the_audit_log_is_append_only(registry_url: str) -> None:
             assert conn.execute(text("SELECT actor FROM audit_log")).scalars().all() == ["me"]
     finally:
         engine.dispose()
+
+
+def test_a_cases_history_is_append_only(registry_url: str) -> None:
+    upgrade(registry_url)
+    engine = connect(registry_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO districts (id, name) VALUES ('futian', 'Futian')"))
+            conn.execute(
+                text(
+                    "INSERT INTO cases (open_key, source, rule, severity, device_id, district_id, place_kind, place,"
+                    " summary, evidence, state, occurrences, first_ts, last_ts, opened_at, updated_at) VALUES"
+                    " ('flag:s:r', 'flag', 'r', 'high', 's', 'futian', 'stall', 'm/A', 'x', '{}', 'open', 1,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO case_events (case_id, at, actor, action, state, detail)"
+                    " VALUES (1, CURRENT_TIMESTAMP, 'me', 'opened', 'open', '{}')"
+                )
+            )
+        for statement in ("UPDATE case_events SET actor = 'someone else'", "DELETE FROM case_events"):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT actor FROM case_events")).scalars().all() == ["me"]
+    finally:
+        engine.dispose()

@@ -1,6 +1,6 @@
 """A device registry for tests: its key secret, a registry opened with a role, places seeded in two
 districts, a provisioned SQLite registry file, and the documents a technician sends (a scale, a verification).
-The fixtures that run every registry test on SQLite and PostgreSQL are in tests/device_registry/conftest.py.
+The fixtures that run every registry test on SQLite and PostgreSQL are in tests/support/registry_db.py.
 """
 
 from __future__ import annotations
