@@ -91,7 +91,7 @@ def push(target: PushTarget, say: Callable[[str], None] = lambda _m: None) -> Pu
         done(current, False)
     except GrafanaException as exc:
         raise PushError(f"{target.grafana_url}: {current}: Grafana answered {exc.status_code}: {exc.message}") from exc
-    except OSError as exc:  # niquests' connection errors derive from OSError (IOError)
+    except OSError as exc:  # requests' connection errors derive from OSError (IOError)
         raise PushError(f"{target.grafana_url}: {current}: cannot reach Grafana: {exc}") from exc
     return report
 
