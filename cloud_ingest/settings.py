@@ -47,6 +47,10 @@ class IngestSettings(BaseSettings):
         Path("devices_snapshot.npz"), description="`zhijian ingest run` puts it beside the spool"
     )
     registry_refresh_s: float = Field(10.0, gt=0, description="how often to look for registry changes")
+    status_period_s: float = Field(
+        60.0, ge=0, description="how often scale_status and place points are written, changes only (0: never)"
+    )
+    online_window_s: float = Field(600.0, gt=0, description="a scale is online if it sent within this many seconds")
     unknown_device_grace_s: float = Field(
         600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"
     )

@@ -56,6 +56,7 @@ from .handoff import Handoff
 from .pipeline import Pipeline, Prepared
 from .rapid_tests import Alert
 from .settings import IngestSettings
+from .status_points import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class IngestWorker:
         self._acks_sent_at = time.monotonic()
         self._ack_infos: list[mqtt.MQTTMessageInfo] = []  # the last flush's publishes
         self._held_since = time.monotonic()
+        self.status: StatusWriter | None = None  # scale_status and place points, when the ingest writes them
 
     def _publish_alert(self, alert: Alert) -> None:
         publish_alert(self._client, alert)
@@ -330,6 +332,11 @@ class IngestWorker:
         retries it with a growing delay; if anything unexpected raises, the loop logs it, backs off and
         the next step retries the same batch, so nothing received is dropped from memory unacknowledged.
         """
+        if self.status is not None:
+            try:
+                self.status.tick()
+            except Exception as exc:  # a panel's series must never stop the records
+                self.pipeline.surprise("writing status points", exc)
         if not self._held:
             self._held = self._next_batch()
             self._held_prepared = None

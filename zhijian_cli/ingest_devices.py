@@ -33,6 +33,7 @@ from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from cloud_ingest.state_store import import_earlier_files, open_store
+from cloud_ingest.status_points import StatusWriter
 
 from .registry_client import CliError
 
@@ -107,7 +108,9 @@ def registry_devices(
                     limits=r.limits,
                     fact=r.fact,
                     verification=r.verification,
+                    unverified=r.unverified,
                 )
+            rows.places = ingest_view.ingest_places(db)
         table = rows.build(commodity_median, with_facts=with_facts)
         log.debug("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
         return Snapshot(table, rev)
@@ -197,6 +200,7 @@ def build_pipeline(
         tags_for=source.tags_for,
         alert_book=alert_book,
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
+        vendor_for=source.vendor_for,
     )
     pipeline.unknown_grace_s = settings.unknown_device_grace_s
     if live is not None:
@@ -223,7 +227,25 @@ def build_worker(
     pipeline, _close = build_pipeline(settings, influx, devices, live)
     worker = IngestWorker(settings, pipeline)
     worker.partition_key = (live or devices).partition_key
+    if settings.partitions == 1 and settings.status_period_s > 0:  # one writer sees every device
+        worker.status = status_writer(settings, influx, pipeline, devices, live)
     return worker
+
+
+def status_writer(
+    settings: IngestSettings, influx: InfluxClient, pipeline: Pipeline, devices: DeviceTable, live: LiveDevices | None
+) -> StatusWriter:
+    """The ``scale_status`` and ``place`` writer over ``pipeline``'s devices (see cloud_ingest.status_points)."""
+    pipeline.track_status = True
+    return StatusWriter(
+        influx,
+        (lambda: live.current) if live is not None else (lambda: devices),
+        lambda: pipeline.engine.facts,
+        pipeline.seen_ms,
+        pipeline.last_sale_ms,
+        period_s=settings.status_period_s,
+        online_s=settings.online_window_s,
+    )
 
 
 def partition_settings(settings: IngestSettings, state_dir: Path) -> IngestSettings:
