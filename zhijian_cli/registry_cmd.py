@@ -257,15 +257,15 @@ def set_position(
     """Set (or, without --lat/--lon, remove) a place's WGS-84 position, as GPS and OpenStreetMap give it (a
     Chinese basemap such as AutoNavi or Tencent needs GCJ-02: the registry keeps WGS-84, see docs/registry.md)."""
     paths = {"district": "/v1/districts/{}", "market": "/v1/markets/{}", "base": "/v1/bases/{}"}
-    if kind == "stall":
-        if not market:
-            raise CliError("a stall is named by --market and its code")
-        path = f"/v1/markets/{market}/stalls/{place_id}/position"
-    elif kind in paths:
-        path = paths[kind].format(place_id) + "/position"
-    else:
-        raise CliError(f"{kind!r}: a position belongs to a district, market, stall or base")
     with friendly_errors():
+        if kind == "stall":
+            if not market:
+                raise CliError("a stall is named by --market and its code")
+            path = f"/v1/markets/{market}/stalls/{place_id}/position"
+        elif kind in paths:
+            path = paths[kind].format(place_id) + "/position"
+        else:
+            raise CliError(f"{kind!r}: a position belongs to a district, market, stall or base")
         out = client(ctx).call("PUT", path, {"lat": lat, "lon": lon})
     where = "no position" if out.get("lat") is None else f"{out['lat']}, {out['lon']} (WGS-84)"
     emit(out, as_json, lambda o: console.print(f"{kind} {place_id}: {where}", highlight=False))
