@@ -33,6 +33,18 @@ class Evidence:
     zh: str
 
 
+#: rules about a mass judged against Max: (English, Chinese) with {g} the mass, {lim} the limit, {of} its share
+_OF_MAX = {
+    "zero_offset": (
+        "the zero lies {g} g from the verified zero{of}, limit {lim} g",
+        "零点偏离检定零点 {g} 克{of}，限 {lim} 克",
+    ),
+    "tare_implausible": ("a tare of {g} g is implausible{of}, limit {lim} g", "皮重 {g} 克不合理{of}，限 {lim} 克"),
+    "over_max": ("gross weight {g} g{of} exceeds Max + 9 e = {lim} g", "毛重 {g} 克{of}超过最大秤量+9e（{lim} 克）"),
+    "tare_at_zero_gross": ("a {g} g tare was weighed with an empty pan{of}", "空秤盘时置入 {g} 克皮重{of}"),
+}
+
+
 def _g(mg: float) -> float:
     return round(mg / 1000, 3)
 
@@ -125,9 +137,21 @@ def describe(
             f"{what_en} {_g(value):+g} g: {_num(pct)} % of this {_num(_g(net))} g sale (limit {_num(_g(limit))} g)",
             f"{what_zh} {_g(value):+g} 克，占本笔 {_num(_g(net))} 克的 {_num(pct)} %（限 {_num(_g(limit))} 克）",
         )
-    if rule in ("zero_offset", "tare_implausible", "over_max", "tare_at_zero_gross"):
+    if rule in _OF_MAX:
         pct = _pct(value, max_mg)
-        return Evidence(_g(value), pct, None if net is None else _g(net), None, _g(limit) if limit else None, 1, en, zh)
+        en_fmt, zh_fmt = _OF_MAX[rule]
+        of_en = "" if pct is None else f" ({_num(pct)} % of Max)"
+        of_zh = "" if pct is None else f"（最大秤量的 {_num(pct)} %）"
+        text_en = en_fmt.format(g=_num(_g(value)), lim=_num(_g(limit)), of=of_en)
+        text_zh = zh_fmt.format(g=_num(_g(value)), lim=_num(_g(limit)), of=of_zh)
+        return Evidence(
+            _g(value), pct, None if net is None else _g(net), None, _g(limit) if limit else None, 1, text_en, text_zh
+        )
+    if rule == "price_math":
+        yuan = value / 100
+        text_en = f"the amount charged differs from weight × unit price by {yuan:+.2f} yuan"
+        text_zh = f"金额与重量×单价相差 {yuan:+.2f} 元"
+        return Evidence(None, None, None if net is None else _g(net), None, None, 1, text_en, text_zh)
     if rule == "unverified_in_use":
         days = None if math.isnan(value) else f"{value:.0f}"
         cause = int(limit)

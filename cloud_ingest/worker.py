@@ -278,6 +278,11 @@ class IngestWorker:
         self.batcher.join(timeout_s=30)
         self.replayer.join(timeout_s=30)
         self._checkpoint(force=True)
+        if self.status is not None:  # the last status, so that a panel shows where the scales stood
+            try:
+                self.status.tick(force=True)
+            except Exception as exc:
+                self.pipeline.surprise("writing status points", exc)
         self._acknowledge_devices({}, now=True)
         self._wait_published(timeout_s=10)  # the acknowledgements just sent reach the broker before we go
         props = None

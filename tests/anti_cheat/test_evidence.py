@@ -96,12 +96,17 @@ def test_describe_every_kind_of_evidence() -> None:
     assert ev("zero_empty", 50_000, 6_000).en == "the empty pan reads +50 g: 5 % of this 1000 g sale (limit 6 g)"
     assert ev("zero_jump", -20_000, 11_000).zh.startswith("零点未经置零移动 -20 克")
     offset = ev("zero_offset", 1_500_000, 1_200_000, mx=30_000_000)
-    assert (offset.evidence_g, offset.evidence_pct, offset.limit_g, offset.en) == (1500.0, 5.0, 1200.0, "E")
+    assert (offset.evidence_g, offset.evidence_pct, offset.limit_g) == (1500.0, 5.0, 1200.0)
+    assert offset.en == "the zero lies 1500 g from the verified zero (5 % of Max), limit 1200 g"
+    assert offset.zh == "零点偏离检定零点 1500 克（最大秤量的 5 %），限 1200 克"
     assert ev("tare_at_zero_gross", 50_000, 0.0).limit_g is None
-    assert ev("over_max", 40_000_000, 30_045_000).evidence_pct is None  # no Max known: no share of it
+    over = ev("over_max", 40_000_000, 30_045_000)  # no Max known: no share of it
+    assert over.evidence_pct is None and over.en == "gross weight 40000 g exceeds Max + 9 e = 30045 g"
+    price = ev("price_math", 50, 0.0)
+    assert price.en == "the amount charged differs from weight × unit price by +0.50 yuan" and "+0.50 元" in price.zh
     assert ev("reweigh_error", 18_000, 5_000).en == "E"  # no fair reading in the row: the rule's own words
     assert ev("reweigh_error", 18_000, 5_000, net=none, ref=482_000).receipt_g is None
-    plain = ev("price_math", 1, 0.0, net=none)
+    plain = ev("stability", 1, 0.0, net=none)
     assert (plain.evidence_g, plain.receipt_g, plain.en, plain.zh) == (None, None, "E", "Z")
     assert ev("unverified_in_use", math.nan, NEVER_VERIFIED).en == "selling with no verification on record"
     assert ev("unverified_in_use", 3.0, VERIFICATION_FAILED).en == "selling 3 days after failing its verification"
