@@ -240,3 +240,12 @@ def test_a_reloaded_table_keeps_what_was_seen_and_writes_only_the_changes(influx
     assert writer.tick() == 2  # the market that moved, the scale now verified
     status = influx.rows("SELECT last(verified) AS v FROM \"scale_status\" WHERE device = 'scale-0002'")
     assert status[0]["v"] is True
+
+
+def test_a_large_first_write_is_spread_over_calls(influx: InfluxClient) -> None:
+    table = DeviceFile(devices(), places=PLACES)
+    clock = Clock(T / 1000)
+    writer = StatusWriter(influx, lambda: table, lambda: table.facts, {}, {}, clock=clock, max_lines=2)
+    assert writer.tick() == 4 + 2  # the places, then two scales a call, without waiting for the period
+    assert writer.tick() == 1 and writer.tick() == 0
+    assert len(influx.rows('SELECT * FROM "scale_status"')) == 3
