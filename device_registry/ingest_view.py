@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, aliased
 
 from anti_cheat.facts import FROM_START, ScaleFact
 
@@ -128,22 +128,21 @@ def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow
     objects, which cost ten times more, and no dict of every verification)."""
     revision = registry_revision(db)
     cred = select(m.Credential.device_id, m.Credential.key_version).where(m.Credential.retired_at.is_(None)).subquery()
-    last_passed = (
-        select(func.max(m.Verification.id).label("id"))
-        .where(m.Verification.passed.is_(True))
-        .group_by(m.Verification.device_id)
-        .subquery()
-    )
-    latest = select(func.max(m.Verification.id).label("id")).group_by(m.Verification.device_id).subquery()
-    last = (
-        select(m.Verification.device_id, m.Verification.passed, m.Verification.recorded_at)
-        .join(latest, m.Verification.id == latest.c.id)
-        .subquery()
-    )
-    v = m.Verification
-    facts = (
+    v, last = m.Verification, aliased(m.Verification)
+    # per device, its latest verification and its latest passed one, in one grouping: the facts come from
+    # the passed one; the latest says whether a failure came after it (and when)
+    ids = (
         select(
             v.device_id,
+            func.max(v.id).label("last_id"),
+            func.max(case((v.passed.is_(True), v.id))).label("passed_id"),
+        )
+        .group_by(v.device_id)
+        .subquery()
+    )
+    facts = (
+        select(
+            ids.c.device_id,
             v.id,
             v.coefficient,
             v.e_mg,
@@ -155,43 +154,43 @@ def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow
             v.configuration_events,
             v.due_on,
             v.recorded_at,
+            last.passed.label("last_passed"),
+            last.recorded_at.label("last_at"),
         )
-        .join(last_passed, v.id == last_passed.c.id)
+        .select_from(ids)
+        .outerjoin(v, v.id == ids.c.passed_id)
+        .join(last, last.id == ids.c.last_id)
         .subquery()
     )
+    columns: list[Any] = [
+        m.Device.id,
+        m.Device.profile,
+        m.Device.revoked_at,
+        m.Device.approved_software_id,
+        m.Device.kind,
+        m.Stall.code,
+        m.Market.id,
+        m.Market.district_id,
+        m.PlantingBase.id,
+        m.PlantingBase.district_id,
+        m.PlantingBase.crops,
+        m.PlantingBase.alert_limits,
+        m.Vehicle.id,
+        m.Vehicle.district_id,
+        cred.c.key_version,
+        *(c for c in facts.c if c.name != "device_id"),
+    ]
     query = (
-        with_places(
-            select(
-                m.Device.id,
-                m.Device.profile,
-                m.Device.revoked_at,
-                m.Device.approved_software_id,
-                m.Device.kind,
-                last.c.passed,
-                last.c.recorded_at,
-                m.Stall.code,
-                m.Market.id,
-                m.Market.district_id,
-                m.PlantingBase.id,
-                m.PlantingBase.district_id,
-                m.PlantingBase.crops,
-                m.PlantingBase.alert_limits,
-                m.Vehicle.id,
-                m.Vehicle.district_id,
-                cred.c.key_version,
-                *(c for c in facts.c if c.name != "device_id"),
-            )
-        )
+        with_places(select(*columns))
         .outerjoin(cred, cred.c.device_id == m.Device.id)
         .outerjoin(facts, facts.c.device_id == m.Device.id)
-        .outerjoin(last, last.c.device_id == m.Device.id)
     )
 
     def rows() -> Iterator[IngestRow]:
         for row in db.execute(query.execution_options(yield_per=10_000)):
-            (device, profile, revoked_at, software, kind, last_passed, last_at, stall, market, market_district,
-             base, base_district, crops, limits, vehicle, vehicle_district, key_version, vid, coefficient, e_mg,
-             d_mg, max_g, cls, zero, calibrations, configurations, due_on, at) = row  # fmt: skip
+            (device, profile, revoked_at, software, kind, stall, market, market_district, base, base_district,
+             crops, limits, vehicle, vehicle_district, key_version, vid, coefficient, e_mg, d_mg, max_g, cls, zero,
+             calibrations, configurations, due_on, at, last_passed, last_at) = row  # fmt: skip
             unverified = None
             if kind == "scale" and last_at is None:
                 unverified = FROM_START  # registered, never verified
