@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,10 @@ class RegistryDocument(BaseModel):
     scales: dict[str, ScaleFact] = Field(default_factory=dict)
     verifications: list[Verification] = Field(default_factory=list)
     commodity_median: dict[str, int] = Field(default_factory=dict, description="fen per kg, a cold-start prior")
+    unverified: dict[str, Literal["none"] | Annotated[int, Field(ge=0, le=2**42)]] = Field(
+        default_factory=dict,
+        description='scales without a valid verification: "none" on record, or when (UTC ms) the latest failed',
+    )
 
 
 class ScaleFacts:
@@ -269,6 +273,12 @@ class ScaleFacts:
         self.n_versions[i] = len(versions)
         return v
 
+    def set_unverified_from(self, unverified: Mapping[str, str | int]) -> None:
+        """:meth:`set_unverified` from a mapping (a :class:`RegistryDocument`'s ``unverified``)."""
+        ids = np.array([d.encode() for d in unverified], dtype=np.bytes_)
+        since = [FROM_START if v == "none" else int(v) for v in unverified.values()]
+        self.set_unverified(ids, np.array(since, dtype=np.int64))
+
     def set_unverified(self, ids: npt.NDArray[np.bytes_], from_ms: I64) -> None:
         """The registry's word on which scales have no valid verification (see :attr:`unverified_from_ms`):
         ``from_ms[i]`` for device ``ids[i]`` (int64 max: it has one); every scale not named has one. Scales
@@ -404,7 +414,9 @@ class ScaleFacts:
     def from_document(cls, doc: Mapping[str, Any] | RegistryDocument) -> ScaleFacts:
         """Facts from a :class:`RegistryDocument` (validated; an error names the field)."""
         parsed = doc if isinstance(doc, RegistryDocument) else RegistryDocument.model_validate(doc)
-        return cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)
+        facts = cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)
+        facts.set_unverified_from(parsed.unverified)
+        return facts
 
     @classmethod
     def from_columns(
