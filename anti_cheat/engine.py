@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from device_profiles.metrology import mpe_mg
+from device_profiles.metrology import FROM_START, mpe_mg
 
 from .columns import CHECK, NO_VALUE, REWEIGH, SALE, STATE, WEIGHED, Transactions
-from .facts import ScaleFacts
+from .evidence import NEVER_VERIFIED, VERIFICATION_FAILED, VERIFICATION_LAPSED, describe
+from .facts import NEVER, ScaleFacts
 from .prices import PriceBook, bin_price
 from .rules import RULE_INDEX, RULES
-from .state import EngineState, Groups, cusum
+from .state import EngineState, Groups, cusum, run_lengths
 from .thresholds import DEFAULT, Thresholds
 
 I64 = npt.NDArray[np.int64]
@@ -47,6 +48,13 @@ class Flag:
     reason_en: str
     reason_zh: str
     record_device: str = ""  # the device that sent the flagged record, when not ``device``
+    #: the evidence in human terms (:mod:`anti_cheat.evidence`; None where the rule is not about a mass)
+    evidence_g: float | None = None
+    evidence_pct: float | None = None
+    receipt_g: float | None = None
+    reference_g: float | None = None
+    limit_g: float | None = None
+    sales: int = 1  # sales (or re-weighs) behind the finding
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -60,18 +68,33 @@ class Findings:
     rule: I64
     value: F64
     limit: F64
+    sales: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # sales behind each finding
 
     def __len__(self) -> int:
         return len(self.row)
 
     def flags(self, batch: Transactions, facts: ScaleFacts) -> list[Flag]:
-        """Render each finding (a loop per flag, not per transaction: flags are few)."""
+        """Render each finding, with its evidence in grams and % (a loop per flag, not per transaction:
+        flags are few)."""
         out = []
-        for r, k, v, lim in zip(
-            self.row.tolist(), self.rule.tolist(), self.value.tolist(), self.limit.tolist(), strict=True
+        sales = self.sales.tolist() if len(self.sales) == len(self.row) else [1] * len(self.row)
+        for r, k, v, lim, n in zip(
+            self.row.tolist(), self.rule.tolist(), self.value.tolist(), self.limit.tolist(), sales, strict=True
         ):
             rule = RULES[k]
             scale, source = int(batch.scale[r]), int(batch.source[r])
+            ev = describe(
+                rule.id,
+                v,
+                lim,
+                net_mg=int(batch.net_mg[r]),
+                reference_mg=int(batch.reference_mg[r]),
+                tare_mg=int(batch.tare_mg[r]),
+                max_mg=int(facts.max_mg[facts.latest[scale]]),
+                sales=n,
+                en=rule.en.format(v=v, l=lim),
+                zh=rule.zh.format(v=v, l=lim),
+            )
             out.append(
                 Flag(
                     facts.devices[scale],
@@ -81,9 +104,15 @@ class Findings:
                     rule.severity,
                     v,
                     lim,
-                    rule.en.format(v=v, l=lim),
-                    rule.zh.format(v=v, l=lim),
+                    ev.en,
+                    ev.zh,
                     facts.devices[source] if source != scale else "",
+                    ev.evidence_g,
+                    ev.evidence_pct,
+                    ev.receipt_g,
+                    ev.reference_g,
+                    ev.limit_g,
+                    ev.sales,
                 )
             )
         return out
@@ -91,7 +120,7 @@ class Findings:
 
 class _Collector:
     def __init__(self, judged: I64) -> None:
-        self.parts: list[tuple[npt.NDArray[np.intp], int, F64, F64]] = []
+        self.parts: list[tuple[npt.NDArray[np.intp], int, F64, F64, I64]] = []
         self.judged = judged
 
     def add(
@@ -102,15 +131,18 @@ class _Collector:
         value: npt.NDArray[Any],
         limit: npt.NDArray[Any] | float,
         rows: npt.NDArray[np.intp] | None = None,
+        sales: npt.NDArray[Any] | int = 1,
     ) -> None:
-        """Flag the rows where ``has`` (the rule's columns and facts are there) and ``hit``."""
+        """Flag the rows where ``has`` (the rule's columns and facts are there) and ``hit``; ``sales``:
+        how many sales stand behind each finding (a history's length for the stateful rules)."""
         self.judged[RULE_INDEX[rule]] += int(np.count_nonzero(has))
         idx = np.flatnonzero(has & hit)
         if len(idx) == 0:
             return
         lim = np.broadcast_to(np.asarray(limit, dtype=np.float64), hit.shape)[idx]
+        n = np.broadcast_to(np.asarray(sales, dtype=np.int64), hit.shape)[idx]
         where = idx if rows is None else rows[idx]
-        self.parts.append((where, RULE_INDEX[rule], np.asarray(value, dtype=np.float64)[idx], lim))
+        self.parts.append((where, RULE_INDEX[rule], np.asarray(value, dtype=np.float64)[idx], lim, n))
 
     def findings(self) -> Findings:
         if not self.parts:
@@ -123,6 +155,7 @@ class _Collector:
             rule[order],
             np.concatenate([p[2] for p in self.parts])[order],
             np.concatenate([p[3] for p in self.parts])[order],
+            np.concatenate([p[4] for p in self.parts])[order],
         )
 
 
@@ -263,6 +296,7 @@ class Engine:
                 if self.t.digit_test:
                     self._last_digit(b, f, out)
                 self._zero_jump(b, f, out)
+                self._unverified_in_use(b, f, out)
         findings = out.findings()
         self._status(b, findings)
         return findings
@@ -482,9 +516,12 @@ class Engine:
         error = (b.net_mg - b.reference_mg)[ordered]
         y = self._cusum_step(error * 1000 / tol)
         s = cusum(g, y, np.where(current, self.state.reweigh_cusum[at], 0))
+        run = run_lengths(g, s, np.where(current, self.state.reweigh_run[at], 0))
         self.state.reweigh_cusum[at[current]] = s[g.ends][current]
+        self.state.reweigh_run[at[current]] = run[g.ends][current]
         h = self.t.reweigh_cusum_h_milli
-        out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), s > h, s / 1000, h / 1000, rows=ordered)
+        hit = s > h
+        out.add("reweigh_cusum", np.ones(len(ordered), np.bool_), hit, s / 1000, h / 1000, rows=ordered, sales=run)
 
     def _coefficient_cusum(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         err, tol, has = self._counts_tolerance(b, f)
@@ -500,8 +537,11 @@ class Engine:
         self.state.coef_cusum_hi[at[current]] = hi[g.ends][current]
         self.state.coef_cusum_lo[at[current]] = lo[g.ends][current]
         worst = np.maximum(hi, lo)
+        run = run_lengths(g, worst, np.where(current, self.state.coef_run[at], 0))
+        self.state.coef_run[at[current]] = run[g.ends][current]
         h = self.t.coefficient_cusum_h_milli
-        out.add("coefficient_cusum", np.ones(len(ordered), np.bool_), worst > h, worst / 1000, h / 1000, rows=ordered)
+        every = np.ones(len(ordered), np.bool_)
+        out.add("coefficient_cusum", every, worst > h, worst / 1000, h / 1000, rows=ordered, sales=run)
 
     def _last_digit(self, b: Transactions, f: _InForce, out: _Collector) -> None:
         # only sales of at least digit_min_d d: below that the last digit of a smooth mass distribution is
@@ -532,7 +572,7 @@ class Engine:
         expected = w / len(_DIGITS)
         chi2 = ((hist[inverse[done]][:, _DIGITS] - expected) ** 2).sum(axis=1) / expected
         limit = self.t.digit_chi2_limit
-        out.add("last_digit", np.ones(len(done), np.bool_), chi2 > limit, chi2, limit, rows=ordered[done])
+        out.add("last_digit", np.ones(len(done), np.bool_), chi2 > limit, chi2, limit, rows=ordered[done], sales=w)
         last = inverse[g.ends]
         finished = (position[g.ends] % w) == 0
         counts = np.where(finished[:, None], 0, hist[last])
@@ -562,6 +602,33 @@ class Engine:
         hours = np.clip(ts - previous_ts, 0, None) / 3_600_000
         limit = (self.t.zero_jump_band_e + self.t.zero_drift_e_per_hour * hours) * f.e[ordered] + f.noise_mg[ordered]
         out.add("zero_jump", has, np.abs(moved) > limit, moved, limit, rows=ordered)
+
+    def _unverified_in_use(self, b: Transactions, f: _InForce, out: _Collector) -> None:
+        """A scale selling without a valid verification: none on record or the latest failed (the registry's
+        word, :attr:`ScaleFacts.unverified_from_ms`), or the one in force past its due date. One finding per
+        scale and market day (its first such sale), not one per sale: a flag accuses a vendor, and the
+        day's count of such sales in the batch goes with it as ``sales``."""
+        sale = b.kind == SALE
+        since = self.facts.unverified_from_ms[b.scale]
+        said = sale & (b.ts >= since)
+        lapsed = sale & f.known & (f.due_ms != NEVER) & (b.ts > f.due_ms + self.t.verification_grace_ms)
+        hit = said | lapsed
+        cause = np.where(said, np.where(since == FROM_START, NEVER_VERIFIED, VERIFICATION_FAILED), VERIFICATION_LAPSED)
+        start = np.where(said, since, f.due_ms)
+        days = np.where(cause == NEVER_VERIFIED, math.nan, (b.ts - np.where(hit, start, b.ts)) / DAY_MS)
+        first = np.zeros(len(b), np.bool_)
+        count = np.zeros(len(b), np.int64)
+        rows = np.flatnonzero(hit)
+        if len(rows):
+            day = np.clip((b.ts[rows] + self.t.market_day_offset_ms) // DAY_MS, 0, (1 << 21) - 1)
+            _, at, n = np.unique((b.scale[rows] << 21) | day, return_index=True, return_counts=True)
+            rows, day = rows[at], day[at]  # each scale's first such sale of each day in the batch
+            state_rows = self.state.rows(b.scale[rows])
+            new = day > self.state.unverified_day[state_rows]  # not flagged that day by an earlier batch
+            np.maximum.at(self.state.unverified_day, state_rows[new], day[new])
+            first[rows[new]] = True
+            count[rows[new]] = n[new]
+        out.add("unverified_in_use", sale, first, days, cause, sales=count)
 
     def _status(self, b: Transactions, findings: Findings) -> None:
         if len(findings):

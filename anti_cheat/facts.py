@@ -20,13 +20,13 @@ is the whole file (scales, optional verification history, commodity price priors
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from device_profiles.metrology import CLASS_CODES, ScaleFact
+from device_profiles.metrology import CLASS_CODES, FROM_START, ScaleFact
 
 from .device_index import DeviceIndex
 
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
-FROM_START = np.iinfo(np.int64).min + 1  # a verification known without its time: in force from the start
-_NEVER = np.iinfo(np.int64).max
+_NEVER = NEVER = np.iinfo(np.int64).max
 _KEY_SHIFT = 42  # composite search key scale << 42 | time; times are below 2**42 ms (year 2109)
 
 
@@ -60,6 +59,10 @@ class RegistryDocument(BaseModel):
     scales: dict[str, ScaleFact] = Field(default_factory=dict)
     verifications: list[Verification] = Field(default_factory=list)
     commodity_median: dict[str, int] = Field(default_factory=dict, description="fen per kg, a cold-start prior")
+    unverified: dict[str, Literal["none"] | Annotated[int, Field(ge=0, le=2**42)]] = Field(
+        default_factory=dict,
+        description='scales without a valid verification: "none" on record, or when (UTC ms) the latest failed',
+    )
 
 
 class ScaleFacts:
@@ -93,6 +96,10 @@ class ScaleFacts:
         self.latest = np.zeros(cap, dtype=np.intp)  # its newest version (0: none)
         self.n_versions = np.zeros(cap, dtype=np.int64)
         self.market_code: I64 = np.zeros(cap, dtype=np.int64)
+        #: from when the scale has no valid verification by the registry's word: FROM_START when none is on
+        #: record, the time its latest verification failed, or never (int64 max: none known, or it passed;
+        #: a passed one's due date is a fact of its version)
+        self.unverified_from_ms: I64 = np.full(cap, _NEVER, dtype=np.int64)
         # scale → [(from_ms, version)]; a scale loaded from columns has none until it is set again
         self._versions: dict[int, list[tuple[int, int]]] = {}
         # per version
@@ -137,9 +144,9 @@ class ScaleFacts:
 
     def _grow_scales(self) -> None:
         cap = len(self.latest) * 2
-        for name in ("latest", "n_versions", "market_code"):
+        for name in ("latest", "n_versions", "market_code", "unverified_from_ms"):
             old = getattr(self, name)
-            new = np.zeros(cap, dtype=old.dtype)
+            new = np.full(cap, _NEVER if name == "unverified_from_ms" else 0, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
@@ -234,6 +241,23 @@ class ScaleFacts:
         self.latest[i] = versions[-1][1]
         self.n_versions[i] = len(versions)
         return v
+
+    def set_unverified_from(self, unverified: Mapping[str, str | int]) -> None:
+        """:meth:`set_unverified` from a mapping (a :class:`RegistryDocument`'s ``unverified``)."""
+        ids = np.array([d.encode() for d in unverified], dtype=np.bytes_)
+        since = [FROM_START if v == "none" else int(v) for v in unverified.values()]
+        self.set_unverified(ids, np.array(since, dtype=np.int64))
+
+    def set_unverified(self, ids: npt.NDArray[np.bytes_], from_ms: I64) -> None:
+        """The registry's word on which scales have no valid verification (see :attr:`unverified_from_ms`):
+        ``from_ms[i]`` for device ``ids[i]`` (int64 max: it has one); every scale not named has one. Scales
+        not known yet get an index (they are few: registered and never verified)."""
+        self.unverified_from_ms[:] = _NEVER
+        named = np.flatnonzero(from_ms != _NEVER)
+        at = self.index.positions(ids[named]) if len(named) else np.zeros(0, dtype=np.intp)
+        for k in np.flatnonzero(at < 0).tolist():
+            at[k] = self.index_of(ids[named[k]].decode())
+        self.unverified_from_ms[at] = from_ms[named]
 
     def current(self, device: str) -> ScaleFact | None:
         """The facts in force now (the newest verification), or None."""
@@ -359,7 +383,9 @@ class ScaleFacts:
     def from_document(cls, doc: Mapping[str, Any] | RegistryDocument) -> ScaleFacts:
         """Facts from a :class:`RegistryDocument` (validated; an error names the field)."""
         parsed = doc if isinstance(doc, RegistryDocument) else RegistryDocument.model_validate(doc)
-        return cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)
+        facts = cls.from_mapping(parsed.scales, parsed.commodity_median, parsed.verifications)
+        facts.set_unverified_from(parsed.unverified)
+        return facts
 
     @classmethod
     def from_columns(
@@ -382,6 +408,7 @@ class ScaleFacts:
         market = facts._codes(facts.market_codes, columns.markets)[columns.market]
         facts.market_code = np.zeros(scales, dtype=np.int64)
         facts.market_code[:n] = market
+        facts.unverified_from_ms = np.full(scales, _NEVER, dtype=np.int64)
         cap = max(16, facts._nv)
         for name in ("known", "has_zero", "coefficient", *cls._VERSION_FIELDS):
             old = getattr(facts, name)

@@ -128,6 +128,15 @@ RULES: tuple[Rule, ...] = (
         "检定已过期 {v:.0f} 天",
     ),
     Rule(
+        "unverified_in_use",
+        "medium",
+        "Compulsory verification [law] (强制检定): a trade scale may be used only with a valid verification;"
+        " none on record, the latest failed, or its due date passed. Once per scale and market day",
+        ("registry verification status or facts",),
+        "selling without a valid verification ({v:.0f} days)",
+        "无有效检定仍在使用（{v:.0f} 天）",
+    ),
+    Rule(
         "reweigh_error",
         "high",
         "Fair scale 公平秤 [report]: receipt − fair reading beyond the stall's in-service MPE at its gross load"

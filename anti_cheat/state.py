@@ -93,6 +93,23 @@ def cusum(groups: Groups, y: I64, s0: I64) -> I64:
     return c - np.minimum(groups.cummin(c), 0)
 
 
+def run_lengths(groups: Groups, s: I64, carry: I64) -> I64:
+    """Per position (grouped order), how many steps the CUSUM ``s`` has been above zero (0 where it stands
+    at zero): the weighings behind an alarm. ``carry``: each group's run before the batch."""
+    n = len(s)
+    if n == 0:
+        return s
+    idx = np.arange(n, dtype=np.int64)
+    start = groups.starts[groups.group_of].astype(np.int64)
+    # the last position where the CUSUM stood at zero; before the batch, a virtual one ``carry`` back
+    marks = np.where(s == 0, idx, start - 1 - carry[groups.group_of])
+    span = n + int(carry.max()) + 2  # later groups shifted above every earlier mark: the maximum restarts
+    shift = groups.group_of.astype(np.int64) * span
+    last = np.maximum.accumulate(marks + shift) - shift
+    result: I64 = idx - last
+    return result
+
+
 @dataclass
 class EngineState:
     """What the stateful rules remember per scale, one row per scale a batch has scored: a fleet of a
@@ -113,6 +130,11 @@ class EngineState:
     last_zero_ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the verification (its ``verified_ms``) the history above belongs to; a newer one starts it again
     since_ms: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: weighings since each CUSUM last stood at zero (the sales behind an alarm, for the evidence)
+    reweigh_run: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    coef_run: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the last market day (days since the epoch, local) a scale was flagged as in use unverified
+    unverified_day: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     #: the row of each scale index (-1: none yet) and the scale of each row
     row_of: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
@@ -131,9 +153,17 @@ class EngineState:
         "last_zero_events",
         "last_zero_ts",
         "since_ms",
+        "reweigh_run",
+        "coef_run",
+        "unverified_day",
     )
     #: what a scale's history starts from (0 for the others)
-    _FILL: ClassVar[dict[str, int]] = {"last_zero": NO_VALUE, "last_zero_events": NO_VALUE, "since_ms": NO_VALUE}
+    _FILL: ClassVar[dict[str, int]] = {
+        "last_zero": NO_VALUE,
+        "last_zero_events": NO_VALUE,
+        "since_ms": NO_VALUE,
+        "unverified_day": NO_VALUE,
+    }
     #: what a new verification starts again (flag counts and the last flag stay: they are the scale's record)
     _HISTORY = (
         "reweigh_cusum",
@@ -144,6 +174,8 @@ class EngineState:
         "last_zero",
         "last_zero_events",
         "last_zero_ts",
+        "reweigh_run",
+        "coef_run",
     )
 
     def __len__(self) -> int:

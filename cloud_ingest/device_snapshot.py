@@ -29,7 +29,7 @@ from .device_table import DeviceTable
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # raise when the layout changes: older snapshots are then rebuilt
+FORMAT = 2  # raise when the layout changes: older snapshots are then rebuilt (2: places, unverified)
 
 
 def save_snapshot(path: Path, table: DeviceTable, revision: str) -> None:
@@ -46,6 +46,7 @@ def save_snapshot(path: Path, table: DeviceTable, revision: str) -> None:
         "commodity_median": table.commodity_median,
         "software_ids": cols.software_ids,
         "markets": cols.markets,
+        "places": table.places,
     }
     arrays: dict[str, Any] = {f"c_{name}": col for name, col in table.columns.items()}
     arrays |= {f"f_{name}": col for name, col in cols.ints.items()}
@@ -117,6 +118,7 @@ def load_snapshot(path: Path, revision: str, *, with_facts: bool = True) -> Devi
             fact_columns=facts,
             commodity_median=meta["commodity_median"],
             with_facts=with_facts,
+            places=meta["places"],
         )
     except FileNotFoundError:
         return None

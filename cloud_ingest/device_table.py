@@ -8,6 +8,12 @@ million dicts and pydantic objects.
 :class:`DeviceRows` builds a table device by device (from devices-file entries or registry rows) into
 arrays, without a Python object per device kept. Lookups per message are a binary search behind a
 bounded dict of the ids seen lately (see DeviceIndex).
+
+Besides devices, a table carries the registry's places (districts, markets, stalls, planting bases: kind,
+id, name, district, position, a stall's vendor and licence), a few thousand small documents, for the
+ingest's ``place`` points and the vendor on flags and ``scale_status``; and per device the registry's word
+on a scale without a valid verification (column ``unverified``, see
+:attr:`anti_cheat.ScaleFacts.unverified_from_ms`).
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from pydantic import ValidationError
 from anti_cheat import ScaleFacts
 from anti_cheat.device_index import HOT_MAX, DeviceIndex, check_ids
 from anti_cheat.fact_columns import FactColumns, FactError, FactRows
+from anti_cheat.facts import NEVER
 from device_profiles.envelope import TAG_VALUE_RE
 from device_profiles.influx_schema import ENRICHMENT_TAGS
-
-from .sensor_alerts import Limit
+from device_profiles.metrology import FROM_START
+from device_profiles.sensor_limits import Limit
 
 TAGS = tuple(ENRICHMENT_TAGS)
 
@@ -46,6 +53,7 @@ class DeviceTable:
         fact_columns: FactColumns | None,
         commodity_median: Mapping[str, int] | None = None,
         with_facts: bool = True,
+        places: list[dict[str, Any]] | None = None,
     ) -> None:
         """``columns``: keys (n × width uint8), key_len, revoked, profile, verification, and ``tag_<name>``
         per tag of :data:`TAGS`; ``tables``: the strings of each code column (``profile``, ``tag_<name>``;
@@ -58,8 +66,13 @@ class DeviceTable:
         self._limits = {d: {ch: dict(spec) for ch, spec in lim.items()} for d, lim in limits.items()}
         self.commodity_median = dict(commodity_median or {})
         self.fact_columns = fact_columns
+        self.places = list(places or [])
+        self._vendors: dict[tuple[str, str], tuple[str, str]] | None = None
+        if "unverified" not in self.columns:  # a table of a source that says nothing about it
+            self.columns["unverified"] = np.full(len(index.ids), NEVER, dtype=np.int64)
         if with_facts and fact_columns is not None:
             self.facts = ScaleFacts.from_columns(index, fact_columns, self.commodity_median)
+            self.facts.set_unverified(index.ids, self.unverified)
         else:
             self.facts = ScaleFacts.from_mapping({}, self.commodity_median)
         self._keys, self._key_len = self.columns["keys"], self.columns["key_len"]
@@ -75,6 +88,25 @@ class DeviceTable:
         """The verification each device's facts come from (0: none)."""
         v: npt.NDArray[np.int64] = self.columns["verification"]
         return v
+
+    @property
+    def unverified(self) -> npt.NDArray[np.int64]:
+        """Per device, from when the registry says it has no valid verification (see the module docstring)."""
+        v: npt.NDArray[np.int64] = self.columns["unverified"]
+        return v
+
+    def vendor_for(self, device: str) -> tuple[str, str] | None:
+        """The vendor and business licence of the stall the device stands at (None: no stall, or unknown)."""
+        if self._vendors is None:
+            self._vendors = {
+                (str(p.get("market")), str(p["id"])): (str(p.get("vendor") or ""), str(p.get("licence") or ""))
+                for p in self.places
+                if p.get("kind") == "stall"
+            }
+        tags = self.tags_for(device)
+        if "stall" not in tags:
+            return None
+        return self._vendors.get((tags.get("market", ""), tags["stall"]))
 
     def release_columns(self) -> None:
         """Drop the fact columns once the facts are built and the snapshot written."""
@@ -141,6 +173,8 @@ class DeviceRows:
         self._key_len = array("H")
         self._revoked = bytearray()
         self._verification = array("q")
+        self._unverified = array("q")
+        self.places: list[dict[str, Any]] = []
         self._codes: dict[str, dict[str, int]] = {"profile": {"": 0}, **{f"tag_{t}": {"": 0} for t in TAGS}}
         self._refused: set[str] = set()  # tag values that may not be InfluxDB tags
         self._cols = {name: array("i") for name in self._codes}
@@ -166,6 +200,7 @@ class DeviceRows:
             limits=entry.get("limits"),
             fact=fact,
             market=str(market) if market else None,
+            unverified=_unverified(entry.get("unverified")),
         )
 
     def add_row(
@@ -181,9 +216,12 @@ class DeviceRows:
         fact: Mapping[str, Any] | None = None,
         market: str | None = None,
         verification: int = 0,
+        unverified: int | None = None,
     ) -> None:
         """One device; ``tags`` values that may not be InfluxDB tags are dropped; ``market`` is the facts'
-        market when ``fact`` names none. Raises :class:`FactError` naming the device for bad facts."""
+        market when ``fact`` names none; ``unverified``: from when it has no valid verification (FROM_START:
+        none on record; None: it has one, or the source does not say). Raises :class:`FactError` naming the
+        device for bad facts."""
         if fact is None:
             self._facts.skip()
         else:
@@ -203,6 +241,7 @@ class DeviceRows:
         self._key_len.append(len(key))
         self._revoked.append(1 if revoked else 0)
         self._verification.append(verification)
+        self._unverified.append(NEVER if unverified is None else unverified)
         self._cols["profile"].append(self._code("profile", profile or ""))
         given = tags or {}
         for t in TAGS:
@@ -253,6 +292,7 @@ class DeviceRows:
             "key_len": _narrow(lens[order]),
             "revoked": np.frombuffer(self._revoked, dtype=np.bool_)[order],
             "verification": _narrow(np.frombuffer(self._verification, dtype=np.int64)[order]),
+            "unverified": np.frombuffer(self._unverified, dtype=np.int64)[order].copy(),
         }
         for name, col in self._cols.items():  # codes in the smallest type their table needs
             columns[name] = _narrow(np.frombuffer(col, dtype=np.int32)[order], len(self._codes[name]))
@@ -265,7 +305,20 @@ class DeviceRows:
             "fact_columns": self._facts.build().take(order),
             "commodity_median": commodity_median,
             "with_facts": with_facts,
+            "places": self.places,
         }
+
+
+def _unverified(value: Any) -> int | None:
+    """A devices-file entry's ``"unverified"``: ``"none"`` (no verification on record), the UTC ms its
+    latest verification failed, or absent (it has a valid one, or the file does not say)."""
+    if value == "none":
+        return FROM_START
+    if type(value) is int and 0 <= value < NEVER:
+        return value
+    if value is None:
+        return None
+    raise ValueError(f'unverified: {value!r} is neither "none" nor a time in ms')
 
 
 def _narrow(values: npt.NDArray[Any], bound: int | None = None) -> npt.NDArray[Any]:

@@ -85,6 +85,9 @@ class LiveDevices:
     def is_known(self, device: str) -> bool:
         return self.current.is_known(device)
 
+    def vendor_for(self, device: str) -> tuple[str, str] | None:
+        return self.current.vendor_for(device)
+
     def profile_for(self, device: str) -> str | None:
         return self.current.profile_for(device)
 
@@ -131,6 +134,7 @@ class LiveDevices:
                 self.engine.state.reset(facts.index_of(device))
                 self.baselines_reset += 1
                 log.info("%s: new verification %d, anti-cheat baselines restart", device, int(vid[row]))
+            facts.set_unverified(fresh.index.ids, fresh.unverified)  # a verification failed, or one recorded
         if self.alert_book is not None:
             self.alert_book.limits = fresh.alert_limits()
             self.alert_book.crops = fresh.crops()

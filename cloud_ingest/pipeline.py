@@ -28,12 +28,13 @@ from typing import Any
 
 from anti_cheat import Engine, Flag, Transactions
 from device_profiles import Envelope, EnvelopeError, decode
-from device_profiles.influx_schema import envelope_lines, escape_tag, format_field, point_time_ns
+from device_profiles.influx_schema import envelope_lines
 from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import parse
 
 from .case_outbox import CaseOutbox, alert_event, flag_event
 from .dead_letters import DeadLetters
+from .derived_points import alert_line, alert_place, flag_line
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
 from .rapid_tests import Alert, PositionBook, judge
@@ -87,6 +88,7 @@ class Pipeline:
         tags_for: Callable[[str], Mapping[str, str]] = lambda device: {},
         alert_book: AlertBook | None = None,
         senders: SenderRules | None = None,
+        vendor_for: Callable[[str], tuple[str, str] | None] = lambda device: None,
     ) -> None:
         self.key_for = key_for
         self.engine = engine
@@ -97,6 +99,12 @@ class Pipeline:
         self.revoked = revoked
         self.senders = senders  # what each device may say (record types, references); None: no such checks
         self.tags_for = tags_for  # registry enrichment, from memory (LiveDevices or a devices file)
+        self.vendor_for = vendor_for  # a stall's vendor and licence, for flags
+        #: per device, when its last message was admitted (wall clock, ms) and its last sale's ts: what
+        #: :class:`cloud_ingest.status_points.StatusWriter` takes for ``scale_status`` (one entry per device)
+        self.seen_ms: dict[str, int] = {}
+        self.last_sale_ms: dict[str, int] = {}
+        self.track_status = False  # fill the two above (a StatusWriter drains them)
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
@@ -121,6 +129,7 @@ class Pipeline:
         self.on_unknown_device: Callable[[], object] | None = None  # e.g. LiveDevices.request_refresh
         self._acks: dict[str, list[tuple[int, int]]] = {}
         self.checkpoint_seconds = 0.0  # what the last anti-cheat checkpoint took
+        self._now_ms = 0  # the wall clock at the batch's start
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Flag]:
         """Prepare and store a batch of ``(topic, payload)``; returns the anti-cheat flags raised."""
@@ -137,6 +146,7 @@ class Pipeline:
         """
         if self.before_batch is not None:
             self._guarded("before_batch", self.before_batch)
+        self._now_ms = int(time.time() * 1000)
         self._acks = {}
         admitted = [a for a in (self._admit(t, p) for t, p in messages) if a is not None]
         acks, self._acks = self._acks, {}
@@ -187,6 +197,8 @@ class Pipeline:
             self._ack_refused(topic_name, payload)
             return None
         self.sequences.observe(env.device, env.seq, len(env.records), digests)
+        if self.track_status:
+            self.seen_ms[env.device] = self._now_ms
         self.last_sent_ms = max(self.last_sent_ms, env.sent_ms)
         self._acks.setdefault(env.device, []).append((env.seq, env.seq + len(env.records) - 1))
         return _Admitted(topic_name, payload, env, lines)
@@ -242,13 +254,16 @@ class Pipeline:
                 rtype = rec["type"]
                 if rtype in _SCORED:
                     scored.append((env.device, env.seq + i, rec))
+                    if rtype == "sale" and self.track_status:
+                        self.last_sale_ms[env.device] = rec["ts"]
                 elif rtype in _BASE_TYPES:
                     base_rows.append((env.device, env.seq + i, rec))
         if base_rows:
             alerts += self.alert_book.observe_batch(base_rows)
         batch = Transactions.from_records(self.engine.facts, scored)
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
-        derived = [flag_line(f, self.tags_for(f.device)) for f in flags] + [alert_line(a) for a in alerts]
+        derived = [flag_line(f, self.tags_for(f.device), self.vendor_for(f.device)) for f in flags]
+        derived += [alert_line(a, alert_place(a, self.tags_for)) for a in alerts]
         accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)
 
@@ -406,33 +421,3 @@ class _Admitted:
 def _describe(exc: BaseException) -> str:
     """The error's class and message, printable whatever the message holds."""
     return f"{type(exc).__name__}: {exc!s:.300}".encode("utf-8", "backslashreplace").decode()
-
-
-def flag_line(flag: Flag, place: Mapping[str, str] | None = None) -> str:
-    """A ``flag`` point: tags device, rule, severity and where the scale stands (``place``: district, market,
-    stall from the registry), so a supervisor filters flags by market; at the flagged sale's point time."""
-    tag_map = {**(place or {}), "device": flag.device, "rule": flag.rule, "severity": flag.severity}
-    tags = ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tag_map.items()) if v)
-    fields = ",".join(
-        f"{k}={format_field(v)}"
-        for k, v in (
-            ("seq", flag.seq),
-            ("value", flag.value),
-            ("limit", flag.limit),
-            ("reason_en", flag.reason_en),
-            ("reason_zh", flag.reason_zh),
-            *((("record_device", flag.record_device),) if flag.record_device else ()),
-        )
-    )
-    return f"flag,{tags} {fields} {point_time_ns(flag.ts, flag.seq)}"
-
-
-def alert_line(alert: Alert) -> str:
-    """An ``alert`` point: tags kind, severity, device, subject; at the alerting record's point time."""
-    tags = (
-        f"device={escape_tag(alert.device)},kind={alert.kind},severity={alert.severity},"
-        f"subject={escape_tag(alert.subject)}"
-    )
-    fields = {"id": alert.id, "seq": alert.seq, **{k: v for k, v in alert.detail.items() if v is not None}}
-    body = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
-    return f"alert,{tags} {body} {point_time_ns(alert.ts, alert.seq)}"

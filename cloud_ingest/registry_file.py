@@ -8,7 +8,15 @@ Format (``devices.json``)::
                                  "scale": {"coefficient": 20000.0, "e_mg": 5000, "accuracy_class": "III",
                                            "zero_counts": 120000, "calibration_events": 3,
                                            "configuration_events": 7}}},
-     "commodity_median": {"1001": 3100}}
+     "commodity_median": {"1001": 3100},
+     "places": [{"kind": "market", "id": "futian-no1", "name": "Futian No. 1", "district": "futian",
+                 "lat": 22.5431, "lon": 114.0579}]}
+
+A device entry may say ``"unverified": "none"`` (a scale with no verification on record) or the UTC ms its
+latest verification failed (the registry's view writes both); ``places`` (optional) are the registry's
+places for the ingest's ``place`` points (``kind``: district, market, stall or base; ``id``: a stall's
+code, with its ``market``; ``name``, ``district``, WGS-84 ``lat``/``lon`` or null, a stall's ``vendor`` and
+``licence``).
 
 ``scale`` holds what was read at the device's last verification; devices without it get only the
 anti-cheat rules that need no registry facts.
@@ -55,11 +63,13 @@ class DeviceFile(DeviceTable):
         commodity_median: Mapping[str, int] | None = None,
         *,
         with_facts: bool = True,
+        places: list[dict[str, Any]] | None = None,
     ) -> None:
         """``with_facts=False`` skips building :attr:`facts` (a reload that updates an engine's facts in place)."""
         rows = DeviceRows()
         for device, entry in devices.items():
             rows.add(device, entry)
+        rows.places = list(places or [])
         super().__init__(**rows.parts(commodity_median, with_facts=with_facts))
 
     @classmethod
@@ -71,6 +81,8 @@ class DeviceFile(DeviceTable):
                 for name, value in _entries(f):
                     if name == "commodity_median":
                         medians = {str(k): int(v) for k, v in value.items()}
+                    elif name == "places":
+                        rows.places = [dict(p) for p in value]
                     else:
                         rows.add(name, value)
             return rows.build(medians)
@@ -140,7 +152,8 @@ class _Stream:
 
 
 def _entries(f: TextIO) -> Iterator[tuple[str, Any]]:
-    """(device id, entry) for each device of the file, then ("commodity_median", prices) if present."""
+    """(device id, entry) for each device of the file, and ("commodity_median", prices) and ("places", list)
+    where the file has them."""
     s = _Stream(f)
     s.expect("{")
     if s.skip_ws() == "}":
@@ -164,7 +177,7 @@ def _entries(f: TextIO) -> Iterator[tuple[str, Any]]:
                     yield device, entry
                     if s.expect(",}") == "}":
                         break
-        elif key == "commodity_median":
+        elif key in ("commodity_median", "places"):
             yield key, s.value()
         else:
             s.value()
@@ -177,8 +190,13 @@ def _entries(f: TextIO) -> Iterator[tuple[str, Any]]:
 
 
 def write_device_file(
-    path: str | Path, devices: Mapping[str, Mapping[str, Any]], commodity_median: Mapping[str, int] | None = None
+    path: str | Path,
+    devices: Mapping[str, Mapping[str, Any]],
+    commodity_median: Mapping[str, int] | None = None,
+    places: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write a devices file (used by the demo and tests to provision simulated devices)."""
-    doc = {"devices": devices, "commodity_median": dict(commodity_median or {})}
+    doc: dict[str, Any] = {"devices": devices, "commodity_median": dict(commodity_median or {})}
+    if places:
+        doc["places"] = places
     Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")

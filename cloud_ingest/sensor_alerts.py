@@ -14,50 +14,15 @@ state machine. State is kept in memory and written to SQLite when a batch is sto
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from device_profiles.sensor_limits import CROP_LIMITS, DEFAULT_LIMITS, Limit
+
 from .rapid_tests import Alert
 from .state_store import StateStore, open_store
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """Acceptable range of one channel at a base (defaults below are [unsure]; the registry overrides)."""
-
-    low: float | None = None
-    high: float | None = None
-    hysteresis: float = 0.0
-    min_duration_s: float = 600.0
-
-
-DEFAULT_LIMITS: dict[str, Limit] = {
-    "soil.moisture_pct": Limit(20, 45, 2, 1800),
-    "soil.temperature_c": Limit(5, 35, 1, 1800),
-    "soil.ph": Limit(5.0, 8.0, 0.2, 3600),
-    "soil.conductivity_us_cm": Limit(None, 3000, 100, 3600),
-    "air.temperature_c": Limit(0, 38, 1, 600),
-    "air.humidity_pct": Limit(30, 95, 3, 1800),
-    "air.co2_ppm": Limit(None, 2000, 100, 900),
-}
-
-
-#: Crop-specific limits that replace the defaults for a base growing that crop. [unsure] values: agronomy
-#: tables vary by region and season; the registry's per-base limits override these in turn.
-CROP_LIMITS: dict[str, dict[str, Limit]] = {
-    "leafy": {"soil.moisture_pct": Limit(25, 45, 2, 1800), "air.temperature_c": Limit(5, 30, 1, 600)},
-    "tomato": {
-        "soil.moisture_pct": Limit(20, 40, 2, 1800),
-        "air.temperature_c": Limit(10, 35, 1, 600),
-        "air.humidity_pct": Limit(40, 85, 3, 1800),
-    },
-    "rice": {"soil.moisture_pct": Limit(35, 100, 2, 3600), "air.temperature_c": Limit(12, 38, 1, 600)},
-    "citrus": {"soil.moisture_pct": Limit(15, 40, 2, 3600), "air.temperature_c": Limit(-2, 38, 1, 600)},
-}
-
 
 _FIELDS = ("breach_since", "alert", "acknowledged", "cleared", "detail")
 
@@ -188,8 +153,8 @@ class AlertBook:
                     device,
                     {
                         "channel": channel,
-                        "value": value,
-                        "limit": bound,
+                        "value": float(value),  # floats always: InfluxDB refuses a field whose type changes
+                        "limit": None if bound is None else float(bound),
                         "side": "low" if low else "high",
                         "since_ts": st["breach_since"],
                     },

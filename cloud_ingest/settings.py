@@ -58,6 +58,10 @@ class IngestSettings(BaseSettings):
     case_counts_interval_s: float = Field(
         30.0, gt=0, description="how often the `case` series (open cases by district, market, state) is written"
     )
+    status_period_s: float = Field(
+        60.0, ge=0, description="how often scale_status and place points are written, changes only (0: never)"
+    )
+    online_window_s: float = Field(600.0, gt=0, description="a scale is online if it sent within this many seconds")
     unknown_device_grace_s: float = Field(
         600.0, ge=0, description="how long messages of a device not in the registry yet are held, not dead-lettered"
     )

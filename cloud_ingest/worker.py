@@ -57,6 +57,7 @@ from .handoff import Handoff
 from .pipeline import Pipeline, Prepared
 from .rapid_tests import Alert
 from .settings import IngestSettings
+from .status_points import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class IngestWorker:
         self.case_reporter: CaseReporter | None = None  # started and stopped with the worker (docs/cases.md)
         self.acks = DeviceAcks(self._client, settings.device_ack_interval_s)
         self._held_since = time.monotonic()
+        self.status: StatusWriter | None = None  # scale_status and place points, when the ingest writes them
 
     def _publish_alert(self, alert: Alert) -> None:
         publish_alert(self._client, alert)
@@ -278,6 +280,11 @@ class IngestWorker:
         self.batcher.join(timeout_s=30)
         self.replayer.join(timeout_s=30)
         self._checkpoint(force=True)
+        if self.status is not None:  # the last status, so that a panel shows where the scales stood
+            try:
+                self.status.tick(force=True)
+            except Exception as exc:
+                self.pipeline.surprise("writing status points", exc)
         self.acks.flush(now=True)
         self.acks.wait_published(self.connected, timeout_s=10)  # they reach the broker before we go
         props = None
@@ -335,6 +342,11 @@ class IngestWorker:
         the next step retries the same batch, so nothing received is dropped from memory unacknowledged.
         """
         self.pipeline.rejection_log.flush()  # a summary is due even when the rejections have stopped
+        if self.status is not None:
+            try:
+                self.status.tick()
+            except Exception as exc:  # a panel's series must never stop the records
+                self.pipeline.surprise("writing status points", exc)
         if not self._held:
             self._held = self._next_batch()
             self._held_prepared = None

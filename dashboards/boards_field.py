@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud_ingest.sensor_alerts import DEFAULT_LIMITS
+from device_profiles.sensor_limits import DEFAULT_LIMITS
 
 from .boards_market import PCT, _links
 from .model import Board, Panel, Query, Var, stat, table, timeseries

@@ -25,6 +25,8 @@ MPE_TABLE: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
 }
 IN_SERVICE_FACTOR = 2.0
 CLASS_CODES = {name: i for i, name in enumerate(MPE_TABLE)}
+#: a verification known without its time (epoch ms): in force from the start of every record
+FROM_START = int(np.iinfo(np.int64).min) + 1
 # the same table as arrays indexed by class code, for vectorised look-ups
 _LIMITS = np.array([limits for limits, _ in MPE_TABLE.values()], dtype=np.int64)  # (classes, 2)
 _MPES = np.array([mpes for _, mpes in MPE_TABLE.values()], dtype=np.float64)  # (classes, 3)

@@ -50,6 +50,7 @@ from .schemas import (
     MarketIn,
     MarketOut,
     Page,
+    PositionIn,
     ProvisionIn,
     ProvisionOut,
     RevocationOut,
@@ -300,6 +301,38 @@ def change_vendor(
 ) -> StallOut:
     """The stall changed hands: its new vendor and business licence."""
     return reg.change_vendor(market_id, code, body)
+
+
+_SLUG_PATH = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+@router.put("/v1/districts/{district_id}/position", tags=["places"], responses=_BODY)
+def set_district_position(reg: Caller, district_id: _SLUG_PATH, body: PositionIn) -> DistrictOut:
+    """The district's position (WGS-84; both null removes it), e.g. its centre for a map."""
+    return reg.set_district_position(district_id, body)
+
+
+@router.put("/v1/markets/{market_id}/position", tags=["places"], responses=_BODY)
+def set_market_position(reg: Caller, market_id: _SLUG_PATH, body: PositionIn) -> MarketOut:
+    """The market's position (WGS-84; both null removes it)."""
+    return reg.set_market_position(market_id, body)
+
+
+@router.put("/v1/markets/{market_id}/stalls/{code}/position", tags=["places"], responses=_BODY)
+def set_stall_position(
+    reg: Caller,
+    market_id: _SLUG_PATH,
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")],
+    body: PositionIn,
+) -> StallOut:
+    """The stall's position (WGS-84; both null removes it)."""
+    return reg.set_stall_position(market_id, code, body)
+
+
+@router.put("/v1/bases/{base_id}/position", tags=["places"], responses=_BODY)
+def set_base_position(reg: Caller, base_id: _SLUG_PATH, body: PositionIn) -> BaseOut:
+    """The planting base's position (WGS-84; both null removes it)."""
+    return reg.set_base_position(base_id, body)
 
 
 @router.get("/v1/bases", tags=["places"])

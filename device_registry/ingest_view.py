@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, aliased
 
-from device_profiles.metrology import ScaleFact
+from device_profiles.metrology import FROM_START, ScaleFact
 
 from . import models as m
 from .base import with_places
@@ -30,6 +30,7 @@ class IngestView:
     devices: dict[str, dict[str, Any]]
     revision: int
     verification_ids: dict[str, int]  # the verification each scale's facts come from
+    places: list[dict[str, Any]] = field(default_factory=list)  # see :func:`ingest_places`
 
 
 class IngestRow(NamedTuple):
@@ -44,6 +45,10 @@ class IngestRow(NamedTuple):
     limits: Mapping[str, Mapping[str, Any]] | None
     fact: dict[str, Any] | None
     verification: int  # the verification ``fact`` comes from (0: none)
+    #: a scale without a valid verification by the registry's records: FROM_START when none is on record,
+    #: the UTC ms its latest verification (newer than the last passed) failed; None: it has one (its due
+    #: date is in ``fact``), or the device is no scale
+    unverified: int | None = None
 
 
 def registry_revision(db: Session) -> int:
@@ -78,8 +83,44 @@ def ingest_view(db: Session, key_secret: bytes) -> IngestView:
         if r.fact is not None:
             doc["scale"] = ScaleFact(**r.fact).model_dump()  # the one typed document of a verification's facts
             verification_ids[r.device] = r.verification
+        if r.unverified is not None:
+            doc["unverified"] = "none" if r.unverified == FROM_START else r.unverified
         devices[r.device] = doc
-    return IngestView(devices, revision, verification_ids)
+    return IngestView(devices, revision, verification_ids, ingest_places(db))
+
+
+def ingest_places(db: Session) -> list[dict[str, Any]]:
+    """Every district, market, stall and planting base, for the ingest's ``place`` points: ``kind``, ``id``
+    (a stall's code, with its ``market``), ``name``, ``district``, WGS-84 ``lat``/``lon`` (None: no position
+    on record), and a stall's ``vendor`` and ``licence``. A city has thousands, not millions: plain dicts."""
+    out: list[dict[str, Any]] = []
+    simple = (
+        ("district", m.District, m.District.id),
+        ("market", m.Market, m.Market.district_id),
+        ("base", m.PlantingBase, m.PlantingBase.district_id),
+    )
+    for kind, table, district in simple:
+        for r in db.execute(select(table.id, table.name, district.label("district"), table.lat, table.lon)):
+            out.append({"kind": kind, "id": r.id, "name": r.name, "district": r.district, "lat": r.lat, "lon": r.lon})
+    stalls = select(
+        m.Stall.code, m.Stall.market_id, m.Stall.vendor, m.Stall.business_licence, m.Stall.lat, m.Stall.lon,
+        m.Market.district_id, m.Market.name,
+    ).join(m.Market, m.Market.id == m.Stall.market_id)  # fmt: skip
+    for t in db.execute(stalls):
+        out.append(
+            {
+                "kind": "stall",
+                "id": t.code,
+                "market": t.market_id,
+                "name": f"{t.name} {t.code}",
+                "district": t.district_id,
+                "lat": t.lat,
+                "lon": t.lon,
+                "vendor": t.vendor,
+                "licence": t.business_licence,
+            }
+        )
+    return out
 
 
 def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow]]:
@@ -87,16 +128,21 @@ def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow
     objects, which cost ten times more, and no dict of every verification)."""
     revision = registry_revision(db)
     cred = select(m.Credential.device_id, m.Credential.key_version).where(m.Credential.retired_at.is_(None)).subquery()
-    last_passed = (
-        select(func.max(m.Verification.id).label("id"))
-        .where(m.Verification.passed.is_(True))
-        .group_by(m.Verification.device_id)
-        .subquery()
-    )
-    v = m.Verification
-    facts = (
+    v, last = m.Verification, aliased(m.Verification)
+    # per device, its latest verification and its latest passed one, in one grouping: the facts come from
+    # the passed one; the latest says whether a failure came after it (and when)
+    ids = (
         select(
             v.device_id,
+            func.max(v.id).label("last_id"),
+            func.max(case((v.passed.is_(True), v.id))).label("passed_id"),
+        )
+        .group_by(v.device_id)
+        .subquery()
+    )
+    facts = (
+        select(
+            ids.c.device_id,
             v.id,
             v.coefficient,
             v.e_mg,
@@ -108,39 +154,48 @@ def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow
             v.configuration_events,
             v.due_on,
             v.recorded_at,
+            last.passed.label("last_passed"),
+            last.recorded_at.label("last_at"),
         )
-        .join(last_passed, v.id == last_passed.c.id)
+        .select_from(ids)
+        .outerjoin(v, v.id == ids.c.passed_id)
+        .join(last, last.id == ids.c.last_id)
         .subquery()
     )
+    columns: list[Any] = [
+        m.Device.id,
+        m.Device.profile,
+        m.Device.revoked_at,
+        m.Device.approved_software_id,
+        m.Device.kind,
+        m.Stall.code,
+        m.Market.id,
+        m.Market.district_id,
+        m.PlantingBase.id,
+        m.PlantingBase.district_id,
+        m.PlantingBase.crops,
+        m.PlantingBase.alert_limits,
+        m.Vehicle.id,
+        m.Vehicle.district_id,
+        cred.c.key_version,
+        *(c for c in facts.c if c.name != "device_id"),
+    ]
     query = (
-        with_places(
-            select(
-                m.Device.id,
-                m.Device.profile,
-                m.Device.revoked_at,
-                m.Device.approved_software_id,
-                m.Stall.code,
-                m.Market.id,
-                m.Market.district_id,
-                m.PlantingBase.id,
-                m.PlantingBase.district_id,
-                m.PlantingBase.crops,
-                m.PlantingBase.alert_limits,
-                m.Vehicle.id,
-                m.Vehicle.district_id,
-                cred.c.key_version,
-                *(c for c in facts.c if c.name != "device_id"),
-            )
-        )
+        with_places(select(*columns))
         .outerjoin(cred, cred.c.device_id == m.Device.id)
         .outerjoin(facts, facts.c.device_id == m.Device.id)
     )
 
     def rows() -> Iterator[IngestRow]:
         for row in db.execute(query.execution_options(yield_per=10_000)):
-            (device, profile, revoked_at, software, stall, market, market_district, base, base_district, crops,
-             limits, vehicle, vehicle_district, key_version, vid, coefficient, e_mg, d_mg, max_g, cls, zero,
-             calibrations, configurations, due_on, at) = row  # fmt: skip
+            (device, profile, revoked_at, software, kind, stall, market, market_district, base, base_district,
+             crops, limits, vehicle, vehicle_district, key_version, vid, coefficient, e_mg, d_mg, max_g, cls, zero,
+             calibrations, configurations, due_on, at, last_passed, last_at) = row  # fmt: skip
+            unverified = None
+            if kind == "scale" and last_at is None:
+                unverified = FROM_START  # registered, never verified
+            elif kind == "scale" and not last_passed:
+                unverified = _ms(last_at)  # its latest verification failed: not valid from then
             key = None if key_version is None else derive_integrity_key(key_secret, device, key_version)
             crop = None
             if stall is not None:
@@ -166,6 +221,8 @@ def ingest_rows(db: Session, key_secret: bytes) -> tuple[int, Iterator[IngestRow
                     "market": market,
                     "verified_ms": _ms(at),
                 }
-            yield IngestRow(device, profile, key, revoked_at is not None, tags, crop, limits or None, fact, vid or 0)
+            yield IngestRow(
+                device, profile, key, revoked_at is not None, tags, crop, limits or None, fact, vid or 0, unverified
+            )
 
     return revision, rows()

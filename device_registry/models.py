@@ -1,6 +1,8 @@
 """The registry's tables (SQLAlchemy 2 declarative). Migrations in :mod:`device_registry.migrations` create them.
 
 Where things are: districts hold markets, planting bases and rapid-test vehicles; markets hold stalls.
+Districts, markets, stalls and planting bases may have a position (``lat``, ``lon``: WGS-84 degrees, as GPS
+and OpenStreetMap give them; both or neither; a Chinese basemap needs GCJ-02, see :mod:`device_profiles.geo`).
 Each device is installed at exactly one stall, base or vehicle. A scale's verification records (检定)
 carry what was read on site; its credentials are kept as hashes only; revocations and every change are
 recorded, the audit log append-only (database triggers refuse UPDATE and DELETE on it).
@@ -66,6 +68,8 @@ class District(Base):
     __tablename__ = "districts"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 latitude, degrees")
+    lon: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 longitude, degrees")
 
 
 class Market(Base):
@@ -75,6 +79,8 @@ class Market(Base):
     district_id: Mapped[str] = mapped_column(ForeignKey("districts.id"), index=True)
     operator: Mapped[str] = mapped_column(String(200), doc="the company running the market (市场开办方)")
     operator_licence: Mapped[str | None] = mapped_column(String(18), default=None)
+    lat: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 latitude, degrees")
+    lon: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 longitude, degrees")
 
 
 class Stall(Base):
@@ -85,6 +91,8 @@ class Stall(Base):
     code: Mapped[str] = mapped_column(String(32), doc="the stall number painted on it, e.g. A-017")
     vendor: Mapped[str] = mapped_column(String(200))
     business_licence: Mapped[str] = mapped_column(String(18), doc="unified social credit code")
+    lat: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 latitude, degrees")
+    lon: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 longitude, degrees")
     market: Mapped[Market] = relationship(lazy="joined")
 
 
@@ -95,6 +103,8 @@ class PlantingBase(Base):
     district_id: Mapped[str] = mapped_column(ForeignKey("districts.id"), index=True)
     crops: Mapped[list[Any]] = mapped_column(default=list)
     alert_limits: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="{channel: {low, high, …}}")
+    lat: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 latitude, degrees")
+    lon: Mapped[float | None] = mapped_column(Float, default=None, doc="WGS-84 longitude, degrees")
 
 
 class Vehicle(Base):

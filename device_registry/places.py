@@ -1,5 +1,6 @@
 """Where devices are: districts, markets and their stalls (vendors with verified licences), planting
-bases and rapid-test vehicles."""
+bases and rapid-test vehicles. Districts, markets, stalls and bases may have a WGS-84 position, given when
+they are added or set later (``set_*_position``); each change is in the audit log."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .schemas import (
     MarketIn,
     MarketOut,
     Page,
+    PositionIn,
     StallIn,
     StallOut,
     VehicleIn,
@@ -130,3 +132,40 @@ class Places(RegistryBase):
         if self.who.scoped:
             q = q.where(self._scope_filter(m.Vehicle.district_id))
         return self._page(q, limit, offset, VehicleOut)
+
+    # -- positions (WGS-84) --------------------------------------------------------------------------
+    def _position(self, row: m.District | m.Market | m.Stall | m.PlantingBase, entity: str, key: object,
+                  data: PositionIn) -> None:  # fmt: skip
+        before = {"lat": row.lat, "lon": row.lon}
+        row.lat, row.lon = data.lat, data.lon
+        self._audit("set_position", entity, key, before=before, after=data.model_dump())
+        self._commit()
+
+    def set_district_position(self, district_id: str, data: PositionIn) -> DistrictOut:
+        self.who.require("add_district")
+        d = self._district(district_id)
+        self._position(d, "district", d.id, data)
+        return DistrictOut.model_validate(d)
+
+    def set_market_position(self, market_id: str, data: PositionIn) -> MarketOut:
+        self.who.require("add_market")
+        mk = self._market(market_id)
+        self._position(mk, "market", mk.id, data)
+        return MarketOut.model_validate(mk)
+
+    def set_stall_position(self, market_id: str, code: str, data: PositionIn) -> StallOut:
+        self.who.require("add_site")
+        self._market(market_id)
+        stall = self.db.scalar(select(m.Stall).where(m.Stall.market_id == market_id, m.Stall.code == code))
+        if stall is None:
+            raise NotFound(NOT_FOUND.format(what="stall", key=f"{market_id}/{code}"))
+        self._position(stall, "stall", stall.id, data)
+        return StallOut.model_validate(stall)
+
+    def set_base_position(self, base_id: str, data: PositionIn) -> BaseOut:
+        self.who.require("add_site")
+        base = self.db.get(m.PlantingBase, base_id)
+        if base is None or not self.who.sees(base.district_id):
+            raise NotFound(NOT_FOUND.format(what="planting base", key=base_id))
+        self._position(base, "base", base.id, data)
+        return BaseOut.model_validate(base)

@@ -58,7 +58,38 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
-class DistrictIn(_In):
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, description="WGS-84 latitude, degrees"), JSON_NUMBER]
+Lon = Annotated[
+    float, Field(ge=-180, le=180, allow_inf_nan=False, description="WGS-84 longitude, degrees"), JSON_NUMBER
+]
+# both or neither, as JSON Schema too (so that the published document states it)
+_BOTH_OR_NEITHER: list[JsonValue] = [
+    {"required": ["lat", "lon"], "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+    {"properties": {"lat": {"type": "null"}, "lon": {"type": "null"}}},
+]
+
+
+class _Positioned(_In):
+    """A place that may have a position: WGS-84 ``lat`` and ``lon`` (as GPS and OpenStreetMap give them; a
+    Chinese basemap needs GCJ-02, :mod:`device_profiles.geo`), both or neither."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _BOTH_OR_NEITHER})
+
+    lat: Lat | None = None
+    lon: Lon | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> _Positioned:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give a position as lat and lon together (WGS-84 degrees), or neither")
+        return self
+
+
+class PositionIn(_Positioned):
+    """A place's position (WGS-84 degrees); both null (or absent) removes it."""
+
+
+class DistrictIn(_Positioned):
     id: Slug
     name: Text
 
@@ -67,7 +98,7 @@ class DistrictOut(_Out, DistrictIn):
     pass
 
 
-class MarketIn(_In):
+class MarketIn(_Positioned):
     id: Slug
     name: Text
     district_id: Slug
@@ -79,7 +110,7 @@ class MarketOut(_Out, MarketIn):
     pass
 
 
-class StallIn(_In):
+class StallIn(_Positioned):
     market_id: Slug
     code: StallCode
     vendor: Text
@@ -110,7 +141,7 @@ class LimitIn(_In):
         return self
 
 
-class BaseIn(_In):
+class BaseIn(_Positioned):
     id: Slug
     name: Text
     district_id: Slug

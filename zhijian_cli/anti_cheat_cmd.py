@@ -55,14 +55,16 @@ def load_registry(path: Path, verifications: Path | None = None) -> ScaleFacts:
             devices = doc["devices"]
             if not isinstance(devices, dict):
                 raise InputError(f"{path}: not a usable devices file: devices must be an object of device ids")
-            scales = {}
+            scales, unverified = {}, {}
             for d, v in devices.items():
+                if isinstance(v, dict) and v.get("unverified") is not None:
+                    unverified[d] = v["unverified"]
                 if isinstance(v, dict) and "scale" in v:
                     try:
                         scales[d] = scale_fact(v)
                     except ValidationError as exc:
                         raise InputError(f"{path}: devices.{d}.scale: {_field_errors(exc)}") from exc
-            doc = {"scales": scales, "commodity_median": doc.get("commodity_median") or {}}
+            doc = {"scales": scales, "commodity_median": doc.get("commodity_median") or {}, "unverified": unverified}
         parsed = RegistryDocument.model_validate(doc)
     except ValidationError as exc:
         raise InputError(f"{path}: not a usable registry file: {_field_errors(exc)}") from exc
@@ -71,7 +73,9 @@ def load_registry(path: Path, verifications: Path | None = None) -> ScaleFacts:
     history = list(parsed.verifications)
     if verifications is not None:
         history += _read_verifications(verifications)
-    return ScaleFacts.from_mapping(parsed.scales, parsed.commodity_median, history)
+    facts = ScaleFacts.from_mapping(parsed.scales, parsed.commodity_median, history)
+    facts.set_unverified_from(parsed.unverified)  # the rule unverified_in_use
+    return facts
 
 
 def _read_verifications(path: Path) -> list[Verification]:

@@ -215,6 +215,7 @@ def _start_ingest(
         influx_url=influx_url,
         influx_db=opts.influx_db,
         batch_max_ms=100,
+        status_period_s=15.0,  # scale_status moves within a demo of a minute
         spool_path=opts.data_dir / "spool.sqlite",
         state_path=opts.data_dir / "ingest_state.sqlite",
     )

@@ -130,18 +130,45 @@ def provision_demo(data_dir: Path, market: Market, *, broker_host: str, broker_p
     return out
 
 
+#: WGS-84 positions (the registry keeps WGS-84; docs/registry.md says when a basemap needs GCJ-02): the
+#: market at the first point of the rapid-test vehicle's loop (demo_field.FUTIAN_LOOP), its stalls in rows
+#: of ten about 4 m apart, the base in Guangming
+MARKET_AT = (22.5431, 114.0579)
+
+
 def _places(reg: Registry, market: Market) -> None:
-    reg.add_district(DistrictIn(id=DISTRICT, name="Futian 福田"))
-    reg.add_district(DistrictIn(id="guangming", name="Guangming 光明"))
-    reg.add_market(MarketIn(id=MARKET, name="Futian No. 1 market", district_id=DISTRICT, operator="Futian Markets Co."))
-    for n in range(len(market.stalls)):
-        reg.add_stall(
-            StallIn(market_id=MARKET, code=f"A-{n + 1:03d}", vendor=f"Vendor {n + 1}", business_licence=licence(n))
+    reg.add_district(DistrictIn(id=DISTRICT, name="Futian 福田", lat=22.5233, lon=114.0550))
+    reg.add_district(DistrictIn(id="guangming", name="Guangming 光明", lat=22.7486, lon=113.9361))
+    lat, lon = MARKET_AT
+    reg.add_market(
+        MarketIn(
+            id=MARKET, name="Futian No. 1 market", district_id=DISTRICT, operator="Futian Markets Co.", lat=lat, lon=lon
         )
-    reg.add_stall(
-        StallIn(market_id=MARKET, code="FAIR", vendor="Market office (公平秤)", business_licence=licence(999))
     )
-    reg.add_base(BaseIn(id="gm-veg-01", name="Guangming vegetable base", district_id="guangming", crops=["leafy"]))
+    for n in range(len(market.stalls)):
+        at = {"lat": round(lat + (n // 10) * 0.00004, 6), "lon": round(lon + (n % 10) * 0.00004, 6)}
+        code = f"A-{n + 1:03d}"
+        reg.add_stall(StallIn(market_id=MARKET, code=code, vendor=f"Vendor {n + 1}", business_licence=licence(n), **at))
+    reg.add_stall(
+        StallIn(
+            market_id=MARKET,
+            code="FAIR",
+            vendor="Market office (公平秤)",
+            business_licence=licence(999),
+            lat=lat - 0.00006,
+            lon=lon,
+        )
+    )
+    reg.add_base(
+        BaseIn(
+            id="gm-veg-01",
+            name="Guangming vegetable base",
+            district_id="guangming",
+            crops=["leafy"],
+            lat=22.7702,
+            lon=113.9151,
+        )
+    )
     reg.add_vehicle(VehicleIn(id="rt-van-01", plate="粤B·K1234", district_id=DISTRICT))
 
 

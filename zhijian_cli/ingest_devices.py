@@ -35,6 +35,7 @@ from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.spool import Spool
 from cloud_ingest.state_store import import_earlier_files, open_store
+from cloud_ingest.status_points import StatusWriter
 
 from .registry_client import CliError
 
@@ -109,7 +110,9 @@ def registry_devices(
                     limits=r.limits,
                     fact=r.fact,
                     verification=r.verification,
+                    unverified=r.unverified,
                 )
+            rows.places = ingest_view.ingest_places(db)
         table = rows.build(commodity_median, with_facts=with_facts)
         log.debug("registry: %d devices read in %.1f s (revision %d)", len(table), time.monotonic() - started, rev)
         return Snapshot(table, rev)
@@ -200,6 +203,7 @@ def build_pipeline(
         tags_for=source.tags_for,
         alert_book=alert_book,
         senders=SenderRules(profile_for=source.profile_for, tags_for=source.tags_for, known=source.is_known),
+        vendor_for=source.vendor_for,
     )
     pipeline.unknown_grace_s = settings.unknown_device_grace_s
     if settings.registry_api_url:  # an outbox without a reporter would only fill: kept empty otherwise
@@ -229,6 +233,8 @@ def build_worker(
     worker = IngestWorker(settings, pipeline)
     worker.partition_key = (live or devices).partition_key
     worker.case_reporter = case_reporter(settings, pipeline, influx)
+    if settings.partitions == 1 and settings.status_period_s > 0:  # one writer sees every device
+        worker.status = status_writer(settings, influx, pipeline, devices, live)
     return worker
 
 
@@ -243,6 +249,22 @@ def case_reporter(settings: IngestSettings, pipeline: Pipeline, influx: InfluxCl
         token=settings.registry_api_token.get_secret_value(),
         influx=influx,
         counts_interval_s=settings.case_counts_interval_s,
+    )
+
+
+def status_writer(
+    settings: IngestSettings, influx: InfluxClient, pipeline: Pipeline, devices: DeviceTable, live: LiveDevices | None
+) -> StatusWriter:
+    """The ``scale_status`` and ``place`` writer over ``pipeline``'s devices (see cloud_ingest.status_points)."""
+    pipeline.track_status = True
+    return StatusWriter(
+        influx,
+        (lambda: live.current) if live is not None else (lambda: devices),
+        lambda: pipeline.engine.facts,
+        pipeline.seen_ms,
+        pipeline.last_sale_ms,
+        period_s=settings.status_period_s,
+        online_s=settings.online_window_s,
     )
 
 

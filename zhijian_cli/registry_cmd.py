@@ -246,17 +246,25 @@ LicenceOpt = Annotated[
 ]
 
 
+LatOpt = Annotated[float | None, typer.Option("--lat", help="WGS-84 latitude, degrees (with --lon).")]
+LonOpt = Annotated[float | None, typer.Option("--lon", help="WGS-84 longitude, degrees (with --lat).")]
+
+
 @add_app.command("district")
 def add_district(
     ctx: typer.Context,
     district_id: str,
     name: Name,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
     as_json: JsonOption = False,
     api: ApiOption = None,
     token: TokenOption = None,
 ) -> None:
     """A district (区) of the city."""
-    _add(ctx, "/v1/districts", {"id": district_id, "name": name}, as_json, "district", api, token)
+    _add(
+        ctx, "/v1/districts", {"id": district_id, "name": name, "lat": lat, "lon": lon}, as_json, "district", api, token
+    )
 
 
 @add_app.command("market")
@@ -267,12 +275,14 @@ def add_market(
     district: District,
     operator: Annotated[str, typer.Option(help="Company running the market (市场开办方).")],
     operator_licence: Annotated[str | None, typer.Option(help="Its unified social credit code.")] = None,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
     as_json: JsonOption = False,
     api: ApiOption = None,
     token: TokenOption = None,
 ) -> None:
     """A market (农贸市场) and its operator."""
-    body = {"id": market_id, "name": name, "district_id": district, "operator": operator}
+    body = {"id": market_id, "name": name, "district_id": district, "operator": operator, "lat": lat, "lon": lon}
     _add(ctx, "/v1/markets", body | {"operator_licence": operator_licence}, as_json, "market", api, token)
 
 
@@ -283,12 +293,14 @@ def add_stall(
     code: StallCodeOpt,
     vendor: VendorOpt,
     licence: LicenceOpt,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
     as_json: JsonOption = False,
     api: ApiOption = None,
     token: TokenOption = None,
 ) -> None:
     """A stall in a market, with its vendor and business licence (the check character is verified)."""
-    body = {"market_id": market, "code": code, "vendor": vendor, "business_licence": licence}
+    body = {"market_id": market, "code": code, "vendor": vendor, "business_licence": licence, "lat": lat, "lon": lon}
     _add(ctx, "/v1/stalls", body, as_json, f"stall {market}/{code}, id", api, token)
 
 
@@ -315,6 +327,33 @@ def _holder(stall: dict[str, Any]) -> str:
     return f"{stall['vendor']} ({stall['business_licence']})"
 
 
+@app.command("position")
+def set_position(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="district, market, stall or base.")],
+    place_id: Annotated[str, typer.Argument(help="Its id (a stall: its code, with --market).")],
+    lat: LatOpt = None,
+    lon: LonOpt = None,
+    market: Annotated[str | None, typer.Option("--market", help="A stall's market.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set (or, without --lat/--lon, remove) a place's WGS-84 position, as GPS and OpenStreetMap give it (a
+    Chinese basemap such as AutoNavi or Tencent needs GCJ-02: the registry keeps WGS-84, see docs/registry.md)."""
+    paths = {"district": "/v1/districts/{}", "market": "/v1/markets/{}", "base": "/v1/bases/{}"}
+    with friendly_errors():
+        if kind == "stall":
+            if not market:
+                raise CliError("a stall is named by --market and its code")
+            path = f"/v1/markets/{market}/stalls/{place_id}/position"
+        elif kind in paths:
+            path = paths[kind].format(place_id) + "/position"
+        else:
+            raise CliError(f"{kind!r}: a position belongs to a district, market, stall or base")
+        out = client(ctx).call("PUT", path, {"lat": lat, "lon": lon})
+    where = "no position" if out.get("lat") is None else f"{out['lat']}, {out['lon']} (WGS-84)"
+    emit(out, as_json, lambda o: console.print(f"{kind} {place_id}: {where}", highlight=False))
+
+
 @add_app.command("base")
 def add_base(
     ctx: typer.Context,
@@ -329,6 +368,8 @@ def add_base(
             "soil.moisture_pct=20:45; repeat. Channels without one use the crop's or the defaults."
         ),
     ] = None,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
     as_json: JsonOption = False,
     api: ApiOption = None,
     token: TokenOption = None,
@@ -336,7 +377,8 @@ def add_base(
     """A planting base (种植基地), its crops and its sensor alert limits."""
     with friendly_errors():
         limits = dict(_parse_limit(text) for text in limit or [])
-    body = {"id": base_id, "name": name, "district_id": district, "crops": crop or [], "alert_limits": limits}
+    body: dict[str, Any] = {"id": base_id, "name": name, "district_id": district, "crops": crop or []}
+    body |= {"alert_limits": limits, "lat": lat, "lon": lon}
     _add(ctx, "/v1/bases", body, as_json, "base", api, token)
 
 

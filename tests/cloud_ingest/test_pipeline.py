@@ -55,7 +55,8 @@ def test_flags_are_stored_with_reasons(influx: InfluxClient) -> None:
     assert [(f.seq, f.rule) for f in flags] == [(11, "coefficient")]
     rows = influx.rows("SELECT * FROM flag")
     assert len(rows) == 1 and rows[0]["rule"] == "coefficient" and rows[0]["seq"] == 11
-    assert "mg" in rows[0]["reason_en"] and "毫克" in rows[0]["reason_zh"]
+    assert " g " in rows[0]["reason_en"] and "克" in rows[0]["reason_zh"]  # in grams, as people read them
+    assert rows[0]["evidence_g"] == 25.0 and rows[0]["value"] == 25_000.0  # and the rule's own mg kept
 
 
 def test_store_down_spools_and_a_full_spool_refuses(tmp_path) -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings, IngestWorker, Pipeline
-from cloud_ingest.sensor_alerts import AlertBook, Limit
+from cloud_ingest.sensor_alerts import AlertBook
 from device_profiles import builtin
+from device_profiles.sensor_limits import Limit
 from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource
 from firmware_sim.modbus_sensor import ModbusSensorServer, SensorModel
 from zhijian_cli.servers import MosquittoServer, free_port

@@ -124,3 +124,38 @@ def test_the_snapshot_is_used_when_current_and_follows_reloads(
     # a change while the ingest is away: the snapshot is of an older revision and not used
     reg.revoke("scale-0001", RevokeIn(reason="seal broken"))
     assert registry_devices(registry_url, KEY_SECRET, refresh_s=0, snapshot=snap).is_revoked("scale-0001")
+
+
+def test_the_ingest_learns_which_scales_have_no_valid_verification(engine: Engine, registry_url: str) -> None:
+    """Never verified, or the latest failed: the ingest's facts say so from when (the rule
+    ``unverified_in_use`` reads it); a passed re-verification clears it at the next reload; places and
+    their positions come along."""
+    from anti_cheat import Transactions
+    from anti_cheat.facts import FROM_START, NEVER
+    from device_registry.schemas import PositionIn
+
+    reg = open_registry(engine)
+    seed_places(reg)
+    reg.register(scale())
+    reg.register(scale("scale-0002", market="nanshan-no2"))
+    reg.verify("scale-0002", verification(100, 2500, 10000, 30000))
+    reg.set_market_position("futian-no1", PositionIn(lat=22.5431, lon=114.0579))
+    live = registry_devices(registry_url, KEY_SECRET, refresh_s=0)
+    engine_ = AntiCheat(live.current.facts)
+    live.attach(engine_, AlertBook())
+    facts = engine_.facts
+    assert facts.unverified_from_ms[facts.index_of("scale-0001")] == FROM_START
+    assert facts.unverified_from_ms[facts.index_of("scale-0002")] == NEVER
+    market = next(p for p in live.current.places if p["kind"] == "market" and p["id"] == "futian-no1")
+    assert (market["lat"], market["lon"]) == (22.5431, 114.0579)
+    assert live.vendor_for("scale-0001") is not None
+
+    reg.verify("scale-0002", verification(100, 2500, 10000, 30100))  # 100 g off at 30 kg: failed
+    reg.verify("scale-0001", verification(100, 2500, 10000, 30000))
+    assert live.refresh()
+    failed_at = int(facts.unverified_from_ms[facts.index_of("scale-0002")])
+    assert abs(failed_at / 1000 - time.time()) < 3600
+    assert facts.unverified_from_ms[facts.index_of("scale-0001")] == NEVER
+    rows = [{"device": "scale-0002", "seq": 1, "ts": failed_at + 1000, "net_mg": 1_000_000}]
+    batch = Transactions.from_rows(facts, rows)
+    assert [f.rule for f in engine_.score(batch).flags(batch, facts)] == ["unverified_in_use"]

@@ -11,9 +11,9 @@ import numpy as np
 from anti_cheat import ScaleFacts
 from cloud_ingest.device_table import DeviceTable
 from cloud_ingest.registry_file import scale_fact
-from cloud_ingest.sensor_alerts import Limit
 from device_profiles.envelope import TAG_VALUE_RE
 from device_profiles.influx_schema import ENRICHMENT_TAGS
+from device_profiles.sensor_limits import Limit
 
 
 class DictDevices:

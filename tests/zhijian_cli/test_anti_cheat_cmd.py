@@ -233,3 +233,25 @@ def test_the_shipped_example_flags_the_cheats_and_spares_the_honest_scale(tmp_pa
         "scale-0002": {"coefficient", "coefficient_cusum", "reweigh_error"},
         "scale-0003": {"price_math", "stability"},
     }
+
+
+@pytest.mark.parametrize("shape", ["registry", "devices"])
+def test_score_flags_a_scale_selling_unverified_once_a_day(tmp_path: Path, shape: str) -> None:
+    sale = {"device": "scale-9", "ts": 1_764_000_000_000, "net_mg": 500_000, "unit_price_fen_per_kg": 1000}
+    # a sale an hour for 30 hours from local midnight (UTC+8): two market days
+    rows = [{**sale, "seq": k, "ts": sale["ts"] + k * 3_600_000, "amount_fen": 500} for k in range(30)]
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    doc = (
+        {"scales": {}, "unverified": {"scale-9": "none"}}
+        if shape == "registry"
+        else {"devices": {"scale-9": {"profile": "zj-pcs-30", "unverified": "none"}}}
+    )
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(doc))
+    out = tmp_path / "flags.jsonl"
+    result = runner.invoke(app, ["anti-cheat", "score", str(tx), "--registry", str(registry), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    flags = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(f["rule"], f["seq"]) for f in flags] == [("unverified_in_use", 0), ("unverified_in_use", 24)]
+    assert flags[0]["reason_en"] == "selling with no verification on record" and flags[0]["sales"] == 24

@@ -78,3 +78,19 @@ def test_a_stall_changes_hands(local_registry: Path) -> None:
     assert change["detail"]["before"]["vendor"] == "V" and change["detail"]["after"]["vendor"] == "Zhao Liu"
     code, out = cli("registry change-vendor --market m1 --code A-9 --vendor X --licence 91440300708461136T")
     assert code == 1 and "stall 'm1/A-9' not found" in out
+
+
+def test_places_get_positions_where_they_are_created_and_later(local_registry: Path) -> None:
+    code, out = cli("registry add base gm-1 --name Farm --district futian --lat 22.74 --lon 113.93 --json")
+    assert code == 0 and (json.loads(out)["lat"], json.loads(out)["lon"]) == (22.74, 113.93)
+    code, out = cli("registry add stall --market m1 --code A-2 --vendor W --licence 91350100M000100Y43 --lat 22.5")
+    assert code == 1 and "lat and lon together" in out  # both or neither
+    code, out = cli("registry position stall A-1 --market m1 --lat 22.5432 --lon 114.058")
+    assert code == 0 and "stall A-1: 22.5432, 114.058 (WGS-84)" in out
+    assert cli("registry position market m1 --lat 22.5431 --lon 114.0579")[0] == 0
+    code, out = cli("registry position market m1")  # no coordinates: removed
+    assert code == 0 and "market m1: no position" in out
+    assert "--market" in cli("registry position stall A-1 --lat 1 --lon 2")[1]
+    assert "district, market, stall or base" in cli("registry position vehicle v1 --lat 1 --lon 2")[1]
+    code, out = cli("registry position district nowhere --lat 1 --lon 2")
+    assert code == 1 and "not found" in out
