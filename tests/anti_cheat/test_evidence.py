@@ -10,13 +10,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anti_cheat import Engine, ScaleFact, ScaleFacts, Transactions
+from anti_cheat import Engine, ScaleFacts, Transactions
 from anti_cheat.columns import NO_VALUE
 from anti_cheat.evidence import NEVER_VERIFIED, VERIFICATION_FAILED, VERIFICATION_LAPSED, describe
 from anti_cheat.facts import NEVER
 from anti_cheat.state import Groups, run_lengths
-from device_profiles.metrology import FROM_START
-from tests.anti_cheat.test_engine import COEF, ZERO, counts, facts, facts_for, mixed_stream, row
+from device_profiles.metrology import FROM_START, ScaleFact
+from tests.support.engine_rows import COEF, ZERO, counts, facts, facts_for, mixed_stream, row
 
 DAY = 86_400_000
 T0 = 1_764_000_000_000  # 2025-11-24 16:00 UTC: market day starts at 16:00 UTC (local midnight)

@@ -12,7 +12,7 @@ from anti_cheat import Engine
 from cloud_ingest import DeviceFile, InfluxClient, Pipeline
 from cloud_ingest.status_points import StatusWriter
 from device_profiles import encode
-from tests.device_profiles.test_envelope import BOOT, sale
+from tests.support.envelopes import BOOT, sale
 
 T = 1_764_000_000_000
 DAY = 86_400_000

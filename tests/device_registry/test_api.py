@@ -4,34 +4,11 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Engine
 
-from device_registry import Role
 from device_registry.db import sessions
-from tests.support.registry import VALID_LICENCES
 from tests.support.registry_api import Api
-
-
-@pytest.fixture
-def api(engine: Engine) -> Iterator[Api]:
-    a = Api(engine)
-    a.token("admin", Role.ADMIN)
-    a.token("tech", Role.TECHNICIAN)
-    a.token("viewer", Role.VIEWER)
-    a.token("sup-nanshan", Role.SUPERVISOR, markets=["nanshan-no2"])
-    for district, market, stall in (("futian", "futian-no1", 0), ("nanshan", "nanshan-no2", 1)):
-        a.call("admin", "POST", "/v1/districts", {"id": district, "name": district}, 201)
-        market_doc = {"id": market, "name": market, "district_id": district, "operator": "Markets Co."}
-        a.call("admin", "POST", "/v1/markets", market_doc, 201)
-        stall_doc = {"market_id": market, "code": "A-017", "vendor": "Li", "business_licence": VALID_LICENCES[stall]}
-        a.call("tech", "POST", "/v1/stalls", stall_doc, 201)
-        device = {"id": f"scale-{district}", "profile": "zj-pcs-30", "serial_no": "S1", "market_id": market}
-        a.call("tech", "POST", "/v1/devices", {**device, "stall_code": "A-017"}, 201)
-    yield a
-    a.client.close()
 
 
 def test_without_a_valid_token_nothing_is_answered(api: Api) -> None:

@@ -8,13 +8,13 @@ from sqlalchemy import Engine
 
 from device_registry.db import sessions
 from device_registry.ingest_view import ingest_places, ingest_view
-from tests.device_registry.conftest import KEY_SECRET, VALID_LICENCES
-from tests.device_registry.test_api import Api, api  # noqa: F401  (the fixture)
+from tests.support.registry import KEY_SECRET, VALID_LICENCES
+from tests.support.registry_api import Api
 
 FUTIAN = {"lat": 22.5431, "lon": 114.0579}  # WGS-84, Futian district centre
 
 
-def test_places_take_a_position_when_added_and_show_it(api: Api) -> None:  # noqa: F811
+def test_places_take_a_position_when_added_and_show_it(api: Api) -> None:
     api.call("admin", "POST", "/v1/districts", {"id": "luohu", "name": "Luohu", "lat": 22.55, "lon": 114.13}, 201)
     market = {"id": "luohu-no1", "name": "Luohu No. 1", "district_id": "luohu", "operator": "M", **FUTIAN}
     assert api.call("admin", "POST", "/v1/markets", market, 201)["lat"] == FUTIAN["lat"]
@@ -28,7 +28,7 @@ def test_places_take_a_position_when_added_and_show_it(api: Api) -> None:  # noq
     assert api.call("viewer", "GET", "/v1/bases")["items"][0]["lon"] == 113.93
 
 
-def test_a_position_is_both_coordinates_in_range(api: Api) -> None:  # noqa: F811
+def test_a_position_is_both_coordinates_in_range(api: Api) -> None:
     for bad in (
         {"lat": 22.5},
         {"lon": 114.0},
@@ -40,7 +40,7 @@ def test_a_position_is_both_coordinates_in_range(api: Api) -> None:  # noqa: F81
         api.call("admin", "PUT", "/v1/districts/futian/position", bad, 422)
 
 
-def test_positions_are_set_later_in_scope_and_audited(api: Api) -> None:  # noqa: F811
+def test_positions_are_set_later_in_scope_and_audited(api: Api) -> None:
     assert api.call("admin", "PUT", "/v1/districts/futian/position", FUTIAN)["lat"] == FUTIAN["lat"]
     assert api.call("admin", "PUT", "/v1/markets/futian-no1/position", FUTIAN)["lon"] == FUTIAN["lon"]
     stall = api.call("tech", "PUT", "/v1/markets/futian-no1/stalls/A-017/position", {"lat": 22.5, "lon": 114.0})
@@ -55,7 +55,7 @@ def test_positions_are_set_later_in_scope_and_audited(api: Api) -> None:  # noqa
     assert len(log) == 4 and log[0]["detail"]["before"] == FUTIAN and log[0]["entity"] == "market"
 
 
-def test_the_ingest_view_carries_every_place_with_its_position(api: Api, engine: Engine) -> None:  # noqa: F811
+def test_the_ingest_view_carries_every_place_with_its_position(api: Api, engine: Engine) -> None:
     api.call("admin", "PUT", "/v1/markets/futian-no1/position", FUTIAN)
     with sessions(engine)() as db:
         places = ingest_places(db)

@@ -23,8 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_registry.local_ca import LocalCA
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import free_port
 
 pytestmark = [
@@ -45,13 +45,6 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 ZHIJIAN = [str(Path(sys.executable).parent / "zhijian")]
 DEADLINE_S = 60.0  # generous: what is waited for happens in about a second
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
-        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -268,11 +261,15 @@ def test_a_revocation_reaches_mosquitto_running_as_another_user(users: tuple[Use
         )
         config.chmod(0o644)
         broker = procs.start("mosquitto", ["mosquitto", "-c", str(config)], broker_user)
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() == str(broker.pid), "Mosquitto's pid file")
+        assert wait_until(
+            lambda: pid_file.exists() and pid_file.read_text().strip() == str(broker.pid), DEADLINE_S, interval_s=0.05
+        ), "Mosquitto's pid file"
         reloader_argv = [*ZHIJIAN, "registry", "broker-reloader", "--pid-file", str(pid_file), "--interval", "0.2"]
         reloader_argv += ["--watch", str(passwd), "--watch", str(files_dir / "acl")]
         procs.start("reloader", reloader_argv, broker_user)
-        wait_for(lambda: "told to re-read them" in procs.log("reloader"), "the reloader's first signal")
+        assert wait_until(lambda: "told to re-read them" in procs.log("reloader"), DEADLINE_S, interval_s=0.05), (
+            "the reloader's first signal"
+        )
 
         # what failed before: the registry's user may not signal Mosquitto (even given a pid file it can read;
         # Debian's /run/mosquitto is 0740), and the registry says so
@@ -293,7 +290,7 @@ def test_a_revocation_reaches_mosquitto_running_as_another_user(users: tuple[Use
             except httpx.TransportError:
                 return False
 
-        wait_for(answers, "the registry API")
+        assert wait_until(answers, DEADLINE_S, interval_s=0.05), "the registry API"
         for path, body in (
             ("/v1/districts", {"id": "futian", "name": "Futian"}),
             ("/v1/markets", {"id": "m1", "name": "M1", "district_id": "futian", "operator": "Op"}),
@@ -310,14 +307,20 @@ def test_a_revocation_reaches_mosquitto_running_as_another_user(users: tuple[Use
         bundle = issued["bundle"]["broker"]
 
         device = Device(bundle["port"], ca_for_devices, "scale-0001", bundle["password"])
-        wait_for(lambda: device is not None and device.answers[-1:] == ["Success"], "the device connects")
+        assert wait_until(
+            lambda: device is not None and device.answers[-1:] == ["Success"], DEADLINE_S, interval_s=0.05
+        ), "the device connects"
 
         r = api.post("/v1/devices/scale-0001/revoke", json={"reason": "seal broken"}, timeout=DEADLINE_S)
         assert r.status_code == 200, r.text
         assert r.json()["broker"]["state"] == "confirmed", r.json()
-        wait_for(device.disconnected.is_set, "the broker ends the revoked device's session")
+        assert wait_until(device.disconnected.is_set, DEADLINE_S, interval_s=0.05), (
+            "the broker ends the revoked device's session"
+        )
         # it tries again, as an agent does, and is refused
-        wait_for(lambda: device is not None and device.answers[-1] != "Success", "the broker refuses the device")
+        assert wait_until(
+            lambda: device is not None and device.answers[-1] != "Success", DEADLINE_S, interval_s=0.05
+        ), "the broker refuses the device"
         assert device.answers[-1] in ("Not authorized", "Bad user name or password"), device.answers
         assert "scale-0001:" not in passwd.read_text()
     finally:
