@@ -9,16 +9,11 @@ because both sides of a bundle write secrets and neither may depend on the other
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .durable import replace_durably
 
 
 def write_private(path: Path, content: str | bytes, *, mode: int = 0o600) -> Path:
-    """Write ``content`` to ``path`` atomically with ``mode``; returns ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), mode)  # a leftover temporary file keeps its old mode through O_TRUNC
-        f.write(content.encode() if isinstance(content, str) else content)
-    tmp.replace(path)
-    return path
+    """Write ``content`` to ``path`` atomically and durably with ``mode``; returns ``path``."""
+    return replace_durably(path, content, mode=mode)

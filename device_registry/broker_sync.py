@@ -26,7 +26,6 @@ import grp
 import logging
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from device_profiles.durable import replace_durably
 
 from . import models as m
 from .broker_files import acl_text, hash_password, password_file_text, reserved_name, service_role
@@ -201,17 +202,5 @@ def _unwritable(exc: OSError) -> str:
 
 def _write_shared(path: Path, text: str, gid: int | None) -> None:
     """``text`` to ``path`` atomically and durably: 0640 in group ``gid`` (Mosquitto's, so it can read the
-    file when it runs as another user), else 0600. A unique temporary name, so two writers never share one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if gid is not None:
-                os.fchown(f.fileno(), -1, gid)
-            os.fchmod(f.fileno(), 0o640 if gid is not None else 0o600)
-            f.write(text.encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    file when it runs as another user), else 0600. Callers hold the broker files' lock."""
+    replace_durably(path, text, mode=0o640 if gid is not None else 0o600, group=gid)
