@@ -69,12 +69,13 @@ class Cases(RegistryBase):
         results = []
         for event in data.events:
             try:
-                results.append(self._take(event))
+                result = self._take(event)
                 self._commit_raw()
-            except IntegrityError:
+            except IntegrityError:  # lost the race: taken again, it finds what the other worker did
                 self.db.rollback()
-                results.append(self._take(event))
+                result = self._take(event)
                 self._commit_raw()
+            results.append(result)  # one result per event, only once its transaction committed
         return CaseEventsOut(results=results)
 
     def _commit_raw(self) -> None:

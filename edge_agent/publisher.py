@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -291,7 +292,8 @@ class Publisher:
             time.sleep(0.05)
         if self.connected.is_set():
             info = self._client.publish(self._topics["status"], self.status_payload("offline"), qos=1, retain=True)
-            info.wait_for_publish(2)
+            with contextlib.suppress(RuntimeError, ValueError):  # the broker went away meanwhile: stop anyway
+                info.wait_for_publish(2)
         self._stop.set()
         self.wake.set()
         self._client.disconnect()
