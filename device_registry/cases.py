@@ -157,7 +157,11 @@ class Cases(RegistryBase):
 
     def _base_ack(self, e: BaseAckEventIn) -> CaseEventResult:
         case = self.db.scalar(
-            select(Case).where(Case.alert_id == e.alert_id).order_by(Case.id.desc()).limit(1).with_for_update()
+            select(Case)
+            .where(Case.alert_id == e.alert_id, Case.device_id == e.device)  # only the alerting device's own
+            .order_by(Case.id.desc())
+            .limit(1)
+            .with_for_update()
         )
         if case is None:
             return CaseEventResult(event_key=e.event_key, result="unmatched")

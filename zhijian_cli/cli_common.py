@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,17 @@ def friendly_errors() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
+# control characters and those that reorder or hide text (bidi overrides, zero-width): shown as escapes
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def shown(value: object) -> str:
+    """Text someone else wrote (a device's sample name, a supervisor's note), ready for Rich: markup
+    escaped, and control and direction characters written as ``\\uXXXX`` so nothing is hidden or reordered
+    on the terminal."""
+    return escape(_INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value)))
+
+
 def emit(doc: Any, as_json: bool, render: Callable[[Any], None]) -> None:
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
@@ -84,7 +96,7 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[st
     for name, _ in columns:
         t.add_column(name)
     for row in rows:
-        t.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
+        t.add_row(*("" if (v := get(row)) is None else shown(v) for _, get in columns))
     if console.is_terminal:
         console.print(t)
         return

@@ -79,6 +79,10 @@ def test_supervisors_work_their_cases_from_the_cli(registry_url: str, tmp_path: 
         assert code == 1 and "has not acknowledged its rectification yet" in out and "(HTTP 409)" in out
         code, out = as_(sup, f"show {alert_id}")
         assert "rectification not yet" in out
+        forged = {**BASE_ACK, "event_key": f"base_ack:{ALERT}:forged", "device": "scale-0001"}  # not its alert
+        (result,) = call(url, tokens["ingest"], "POST", "/v1/case-events", events(forged))["results"]
+        assert result["result"] == "unmatched", result
+        assert "rectification not yet" in as_(sup, f"show {alert_id}")[1]
         call(url, tokens["ingest"], "POST", "/v1/case-events", events(BASE_ACK))
         code, out = as_(sup, f"show {alert_id}")
         assert "rectification acknowledged by base manager Li" in out
@@ -95,3 +99,30 @@ def test_supervisors_work_their_cases_from_the_cli(registry_url: str, tmp_path: 
         closed_by = {e["entity_id"]: e["actor"] for e in audit if e["entity"] == "case" and e["action"] == "close"}
         assert closed_by == {str(flag_id): closed_by[str(flag_id)], str(alert_id): closed_by[str(alert_id)]}
         assert closed_by[str(flag_id)].endswith(":sup-futian-no1") and closed_by[str(alert_id)].endswith(":sup-nanshan")
+
+
+def test_what_others_wrote_prints_as_written_and_api_goes_after_the_subcommand(
+    registry_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A device's sample name or a supervisor's assignee holding Rich markup, a terminal link or a
+    right-to-left override shows as written (never styled, linked or reordered); --api and --token work
+    after the subcommand too."""
+    env = registry_env(registry_url, tmp_path)
+    admin = init_registry(env)
+    with serve_registry(env, free_port(), tmp_path / "registry.log") as url:
+        tokens = seed_case_places(url, admin)
+        hostile = {**FLAG, "detail": {"sample_name": "[link=http://evil.example]spinach[/link] [white on white]x[/]"}}
+        (result,) = call(url, tokens["ingest"], "POST", "/v1/case-events", events(hostile))["results"]
+        case_id = result["case_id"]
+        sup = tokens["sup-futian-no1"]
+        code, out = cli(f"case ack {case_id} --api {url} --token {sup}")
+        assert code == 0, out
+        code, out = cli(f"case assign {case_id} --to '[red]Inspector[/red] \u202eWang' --api {url} --token {sup}")
+        assert code == 0, out
+        code, out = cli(f"case show {case_id} --api {url} --token {sup}")
+        assert code == 0, out
+        assert "[link=http://evil.example]spinach[/link] [white on white]x[/]" in out, out
+        assert "[red]Inspector[/red] \\u202eWang" in out and "\u202e" not in out, out
+        code, out = cli(f"case list --api {url} --token {sup}")
+        assert code == 0 and "[red]Inspector[/red]" in out, out
