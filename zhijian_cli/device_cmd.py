@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from device_profiles import builtin
+from device_profiles.topics import valid_device_id
 
 from .broker_note import broker_note
 from .cli_common import (
@@ -46,6 +47,22 @@ app = typer.Typer(
     "Works on the local registry, or remotely with --api and --token.",
     no_args_is_help=True,
 )
+
+
+def _device_id(value: str) -> str:
+    """A device id as the registry has them, checked before it goes into a URL path (``a/b`` or
+    ``x/../scale-0001`` would name another resource)."""
+    if not valid_device_id(value):
+        raise typer.BadParameter(
+            f"{value!r}: a device id is 3-64 lower-case letters, digits and '-', the first a letter or digit "
+            "(e.g. scale-0042)"
+        )
+    return value
+
+
+DeviceArg = Annotated[
+    str, typer.Argument(metavar="DEVICE_ID", help="The device's id (e.g. scale-0042).", callback=_device_id)
+]
 
 
 @app.callback()
@@ -93,7 +110,7 @@ def register(
 @app.command("update")
 def update(
     ctx: typer.Context,
-    device_id: str,
+    device_id: DeviceArg,
     firmware: Annotated[str | None, typer.Option(help="Firmware version now installed.")] = None,
     software_id: Annotated[str | None, typer.Option(help="Type-approved software id.")] = None,
     repair_code: Annotated[str | None, typer.Option(help="Repair licence code of the last repair.")] = None,
@@ -143,7 +160,7 @@ PortOption = Annotated[
 
 def issue(
     ctx: typer.Context,
-    device_id: str,
+    device_id: DeviceArg,
     out: OutOption = None,
     qr: QrOption = False,
     write_serial: SerialOption = None,
@@ -155,7 +172,7 @@ def issue(
 ) -> None:
     action = ctx.info_name or "provision"  # `provision` or `rotate`: the same call, recorded as such
     with friendly_errors():
-        check_delivery(out, qr, write_serial, as_json)
+        check_delivery(out, qr, write_serial, as_json, device_id)
         registry = client(ctx, api, token)
         d = None if yes else registry.call("GET", f"/v1/devices/{device_id}")
         if d is not None and d["key_version"]:  # it has working credentials: this ends them; say so and ask
@@ -188,7 +205,7 @@ app.command(
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    device_id: str,
+    device_id: DeviceArg,
     reason: Annotated[str, typer.Option(help="Why (recorded in the audit log), e.g. 'seal broken'.")],
     yes: YesOption = False,
     as_json: JsonOption = False,
@@ -234,7 +251,7 @@ def _read_scale(profile_id: str, port: str) -> dict[str, Any]:
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    device_id: str,
+    device_id: DeviceArg,
     certificate: Annotated[str, typer.Option(help="Verification certificate number (检定证书).")],
     body: Annotated[str, typer.Option(help="Verifying body, e.g. 'Shenzhen Institute of Metrology'.")],
     seal: Annotated[str, typer.Option(help="Number of the seal applied.")],
@@ -335,7 +352,11 @@ def list_devices(
 
 @app.command("show")
 def show(
-    ctx: typer.Context, device_id: str, as_json: JsonOption = False, api: ApiOption = None, token: TokenOption = None
+    ctx: typer.Context,
+    device_id: DeviceArg,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
 ) -> None:
     """One device: place, credentials (fingerprint only), last verification, revocation."""
     with friendly_errors():

@@ -202,4 +202,58 @@ def test_a_serial_line_that_fails_says_the_old_bundle_is_gone_and_what_to_do(
     assert code == 1
     assert "ZJB1:" in out  # the QR text came first: the new secrets are not lost
     assert "did not take its new bundle, and its old one no longer works" in out
-    assert "then `zhijian device rotate scale-0001` again" in out and "kept nowhere" not in out
+    assert "or run `zhijian device rotate scale-0001` again" in out and "where you asked for a copy" in out
+
+
+def test_a_file_that_cannot_take_the_bundle_is_found_before_anything_changes(
+    field: tuple[MosquittoServer, Path], tmp_path: Path
+) -> None:
+    """A full disk, a link, another device's bundle: refused before the rotation; the old bundle logs in."""
+    broker, bundle = field
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() == 0:  # a full disk: a tmpfs of 8 KiB, filled (mounting needs root)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(full)], check=False)
+        assert mounted.returncode == 0
+        try:
+            subprocess.run(
+                ["dd", "if=/dev/zero", f"of={full / 'fill'}", "bs=1k", "count=100"], capture_output=True, check=False
+            )
+            code, out = cli(f"device rotate scale-0001 --out {full / 'b.yaml'} --yes")
+            assert code == 1 and "cannot write there" in out and "nothing was changed" in out, out
+        finally:
+            subprocess.run(["umount", str(full)], check=False)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(tmp_path / "elsewhere.yaml")
+    code, out = cli(f"device rotate scale-0001 --out {link} --yes")
+    assert code == 1 and "not a regular file" in out, out
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"device_id": "scale-0002", "broker": {"password": "p"}}))
+    code, out = cli(f"device rotate scale-0001 --out {other} --yes")
+    assert code == 1 and "holds the bundle of scale-0002" in out, out
+    assert _key_version() == 1 and broker_answer(broker.port, "scale-0001", _password(bundle)) == "Success"
+    code, out = cli(f"device rotate scale-0001 --out {bundle} --yes")  # its own bundle file: replaced
+    assert code == 0, out
+    assert _key_version() == 2 and broker_answer(broker.port, "scale-0001", _password(bundle)) == "Success"
+
+
+def test_a_silent_serial_line_shows_the_new_bundle_rather_than_losing_it(field: tuple[MosquittoServer, Path]) -> None:
+    broker, bundle = field
+    code, out = cli("device rotate scale-0001 --write-serial /dev/null --yes")  # not a serial port at all
+    assert code == 1 and "cannot open it as a serial port" in out and "nothing was changed" in out, out
+    assert _key_version() == 1
+    controller, terminal = pty.openpty()  # a serial port nobody answers on, and no other copy asked for
+    try:
+        code, out = cli(f"device rotate scale-0001 --write-serial {os.ttyname(terminal)} --yes")
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert code == 1 and "the new bundle is shown above" in out, out
+    shown = next(line for line in out.splitlines() if line.startswith("ZJB1:"))  # the bundle, not lost
+    rescued = bundle.with_name("rescued.yaml")
+    rescued.write_text(shown + "\n")
+    from edge_agent.bundle_file import load_bundle
+
+    password = load_bundle(rescued).broker.password
+    assert eventually_refused(broker.port, "scale-0001", _password(bundle)) == "Not authorized"
+    assert broker_answer(broker.port, "scale-0001", password) == "Success"

@@ -105,8 +105,10 @@ def test_errors_are_plain_words_printed_whole_with_suggestions(registry: Path) -
     assert code == 1
     assert "a device id is 3-64 lower-case letters, digits and '-'" in out and "not 'Scale_1'" in out
     assert "String should match pattern" not in out
-    code, out = cli("device show 'scale-[0001]'")  # brackets in the message: shown, not taken for markup
-    assert code == 1 and "not 'scale-[0001]'" in out, out
+    code, out = cli("device show 'scale-[0001]'")  # refused before any call; brackets shown, not taken for markup
+    assert code == 2 and "'scale-[0001]': a device id is 3-64" in " ".join(out.replace("│", " ").split()), out
+    code, out = cli("device revoke 'x/../scale-0001' --reason 'seal broken' --yes")  # never another device's path
+    assert code == 2 and "'x/../scale-0001': a device id is" in " ".join(out.replace("│", " ").split()), out
     code, out = cli("device register scale-0002 --profile 'zj-pcs-[30]' --serial S --market m1 --stall A-1")
     assert code == 1 and "profile 'zj-pcs-[30]' is not a shipped profile; did you mean 'zj-pcs-30'?" in out, out
     code, out = cli("device show scale-0010")
