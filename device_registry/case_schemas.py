@@ -75,8 +75,9 @@ Result = Literal["opened", "attached", "recorded", "duplicate", "unmatched", "un
 
 
 class CaseEventResult(BaseModel):
-    """What became of one event. ``unmatched``: a base_ack for an alert no case of that device holds; ``unknown_device``:
-    a device the registry does not have (no place, so no one's scope): neither is worth sending again."""
+    """What became of one event. ``unmatched``: a base_ack for an alert no case of that device holds;
+    ``unknown_device``: a device the registry does not have (no place, so no one's scope): neither is worth
+    sending again."""
 
     event_key: str
     result: Result
