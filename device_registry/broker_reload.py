@@ -89,17 +89,39 @@ def _stamp(path: Path) -> Stamp:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _unreadable(files: Sequence[Path]) -> str:
+    """Why Mosquitto could not read ``files`` now ('' when it can: the reloader runs as its user). A reload
+    with an unreadable password file makes Mosquitto drop every client, so it is not asked for then."""
+    for f in files:
+        try:
+            with f.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            return f"{f}: {exc.strerror or exc}"
+    return ""
+
+
 def watch(
     files: Sequence[Path], pid_file: Path, *, interval_s: float = 0.5, stop: threading.Event | None = None
 ) -> None:
     """Signal Mosquitto whenever one of ``files`` changes (and once at start, in case they changed while
     nobody watched), until ``stop`` is set. A refused or impossible signal is logged, never fatal: the
-    registry's probe reports a reload that did not happen, and the next change tries again."""
+    registry's probe reports a reload that did not happen, and the next change tries again. While a file
+    cannot be read (as this user: Mosquitto's) no reload is asked for: Mosquitto would drop every client
+    on a password file it cannot open; the files are looked at again each interval."""
     stop = stop or threading.Event()
     last: list[Stamp] | None = None
+    unreadable_at: list[Stamp] | None = None  # the files' state when last found unreadable (logged once)
     while True:
         now = [_stamp(f) for f in files]
-        if now != last:
+        why = _unreadable(files) if now != last else ""
+        if why:
+            if now != unreadable_at:
+                log.error(
+                    "broker files unreadable, Mosquitto not told to re-read them (it would drop every client): %s", why
+                )
+            unreadable_at = now
+        elif now != last:
             try:
                 pid = signal_reload(pid_file)
             except BrokerFilesStale as exc:

@@ -189,7 +189,12 @@ class BrokerSync:
                 break
             time.sleep(0.2)
         why = f"; signalling it failed: {signal_error}" if signal_error else ""
-        reloader = "" if self.pid_file else "; is `zhijian registry broker-reloader` running as Mosquitto's user?"
+        reloader = (
+            ""
+            if self.pid_file
+            else "; is `zhijian registry broker-reloader` running as Mosquitto's user, and can that user read "
+            "the files (it does not ask for a reload it would fail, and logs why)?"
+        )
         raise BrokerFilesStale(
             f"files written, but the broker at {c.host}:{c.port} has not applied them within {c.timeout_s:g} s "
             f"(probe account: {last}){why}{reloader}"

@@ -21,6 +21,7 @@ from device_registry.db import connect, sessions
 from device_registry.errors import BrokerFilesStale
 from tests.support.cli_helpers import cli
 from tests.support.registry import KEY_SECRET, seeded_registry_file
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -162,3 +163,32 @@ def test_a_new_bundle_whose_broker_update_failed_is_saved_and_the_command_exits_
     assert code == 1, out
     assert "the broker has not applied the new credentials" in " ".join(out.split())
     assert "password:" in bundle.read_text()  # the only copy of the new secrets is not lost
+
+
+def test_the_reloader_does_not_ask_for_a_reload_of_files_mosquitto_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto re-reading a password file it cannot open drops every client: while a file cannot be read
+    (here: gone; in production: a folder its user may not enter) the reloader logs why, once, and waits."""
+    import device_registry.broker_reload as reload_module
+
+    acl, passwd = tmp_path / "acl", tmp_path / "passwd"
+    acl.write_text("pattern readwrite zhijian/v1/%u/#\n")
+    signalled: list[Path] = []
+    monkeypatch.setattr(reload_module, "signal_reload", lambda pid_file: signalled.append(pid_file) or 4242)
+    stop = threading.Event()
+    reloader = threading.Thread(
+        target=watch, args=([acl, passwd], tmp_path / "pid"), kwargs={"stop": stop, "interval_s": 0.05}, daemon=True
+    )
+    with caplog.at_level("ERROR", logger="device_registry.broker_reload"):
+        reloader.start()
+        try:
+            assert wait_until(lambda: caplog.records, GENEROUS_S)
+            time.sleep(0.3)  # several intervals: still no signal, and the error was said once
+            assert signalled == [] and len(caplog.records) == 1, caplog.records
+            assert "unreadable" in caplog.records[0].getMessage() and str(passwd) in caplog.records[0].getMessage()
+            passwd.write_text("scale-0001:$7$x\n")  # readable again: now Mosquitto is told
+            assert wait_until(lambda: signalled, GENEROUS_S)
+        finally:
+            stop.set()
+            reloader.join(GENEROUS_S)
