@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from device_registry.db import sessions
 from device_registry.schemas import TokenIn
 from device_registry.service import BundleDefaults, Registry, bootstrap_admin_token
 from tests.support.registry import KEY_SECRET
+from tests.support.registry_server import answers_health
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import free_port
 
 
@@ -226,13 +227,7 @@ def test_a_real_server_refuses_200_mb_bodies_without_growing(tmp_path: Path) -> 
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        assert wait_until(lambda: answers_health(url), 60), "the registry did not answer /health"
         auth = {"Authorization": f"Bearer {token}"}
         padded = json.dumps({"id": "futian", "name": "Futian"}).encode() + b" " * (MAX_BODY_BYTES - 100)
         ok = httpx.post(f"{url}/v1/districts", content=padded, headers=auth | {"Content-Type": "application/json"})

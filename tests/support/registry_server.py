@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,15 @@ from typing import Any
 import httpx
 
 from tests.support.registry import VALID_LICENCES
+from tests.support.waiting import wait_until
+
+
+def answers_health(url: str) -> bool:
+    """Whether the registry at ``url`` is up: /health answers 200."""
+    try:
+        return httpx.get(f"{url}/health", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def registry_env(url: str, tmp_path: Path) -> dict[str, str]:
@@ -48,16 +56,8 @@ def serve_registry(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 60  # a loaded machine: generous
-            while True:
-                assert server.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the registry did not answer /health"
-                time.sleep(0.1)
+            up = wait_until(lambda: server.poll() is not None or answers_health(url), 60)  # a loaded machine
+            assert up and server.poll() is None, log.read_text()
             yield url
         finally:
             server.terminate()

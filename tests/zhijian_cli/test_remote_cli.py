@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edge_agent.bundle_file import load_bundle
 from tests.support.cli_helpers import cli, seed_market
+from tests.support.registry_server import answers_health
+from tests.support.waiting import wait_until
 from zhijian_cli.servers import free_port
 
 
@@ -44,13 +44,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, 
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        assert wait_until(lambda: answers_health(url), 60), "the registry did not answer /health"
         # the CLI below must not find the database: everything goes through the API
         monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'not-here.sqlite'}")
         yield url, token
