@@ -95,7 +95,9 @@ def test_api_and_token_after_the_subcommand_and_from_the_environment(
     code, out = cli(f"device register soil-0001 --profile soil-rs485 --serial G --market m1 --stall A-1 --api {url} "
                     f"--token {token}")  # fmt: skip
     assert code == 1 and "cannot be at a market stall: it belongs at a planting base (--base) (HTTP 422)" in out
-    code, out = cli(f"device show Scale_1 --api {url} --token {token}")
+    code, out = cli(
+        f"device register Scale_1 --profile zj-pcs-30 --serial S --market m1 --stall A-1 --api {url} --token {token}"
+    )
     assert code == 1 and "a device id is 3-64 lower-case letters" in out and "not 'Scale_1'" in out, out
     code, out = cli(f"device list --api {url}/v1 --token {token}")
     assert code == 1 and f"without /v1 (the CLI adds it): --api {url}" in out, out
