@@ -2,15 +2,21 @@
 
 - ``place``: each district, market, stall and planting base of the registry with its WGS-84 position
   (tags ``kind``, ``id``, ``name``, ``district``, and ``market`` for a stall; fields ``lat``, ``lon``, and a
-  stall's ``vendor`` and ``licence``), so a Grafana Geomap reads positions from InfluxDB. Written at start
-  and after a registry reload, only for places that are new or changed; places without a position are
-  left out (a map has nowhere to draw them).
+  stall's ``vendor`` and ``licence``), so a Grafana Geomap reads positions from InfluxDB, with what is
+  open there: ``open_flags`` (markets and stalls: flags raised at their scales in the last 24 h) and
+  ``open_alerts`` (planting bases: alerts open in the ingest's alert book for the base's devices;
+  markets: positive and suspect rapid tests of samples from its stalls in the last 24 h), integers
+  (:mod:`cloud_ingest.place_findings` counts them). Every place with a position is written every
+  ``period_s``, changed or not: the map panels read ``last()`` within the dashboard's time range, which
+  must hold a point whatever range is picked; places are few (thousands, not millions). Places without a
+  position are left out (a map has nowhere to draw them).
 - ``scale_status``: per scale (tags ``device``, ``district``, ``market``, ``stall``, ``vendor``), fields
-  ``online`` (bool: a message admitted within ``online_s``), ``last_seen_ms``, ``last_sale_ms``,
+  ``online`` (integer 1/0: a message admitted within ``online_s``; an integer so that panels can
+  ``sum()`` it, which InfluxQL refuses on booleans), ``last_seen_ms``, ``last_sale_ms``,
   ``last_verification_ms`` (the latest verification, passed or failed), ``verification_due_ms`` (of the
-  last passed one) and ``verified`` (bool: a valid verification now: passed, not followed by a failed
-  one, not past due). Written at start for every scale, then every ``period_s`` only for the scales whose
-  fields changed, at the time of writing.
+  last passed one) and ``verified`` (integer 1/0: a valid verification now: passed, not followed by a
+  failed one, not past due). Written at start for every scale, then every ``period_s`` only for the
+  scales whose fields changed, at the time of writing.
 
 Cost for a large fleet: the state is arrays over the device table's rows (one int64 or bool each per
 device), the comparison with what was last written is vectorised, and only changed scales become lines,
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +49,7 @@ from .derived_points import field_text, tag_text
 from .device_table import DeviceTable
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .place_findings import PlaceFindings
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +74,15 @@ class StatusWriter:
         online_s: float = 600.0,
         clock: Callable[[], float] = time.time,
         max_lines: int = 50_000,
+        findings: PlaceFindings | None = None,
+        open_alerts: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         """``max_lines``: scale_status lines per tick at most; the rest follow at the next calls, without
-        waiting for the period (a first write for a million scales is spread over 20 batcher steps)."""
+        waiting for the period (a first write for a million scales is spread over 20 batcher steps).
+        ``findings``: the pipeline's flags and rapid tests per place (None: counted as 0); ``open_alerts``:
+        the alerts open per device (:meth:`AlertBook.open_by_device`)."""
+        self.findings = findings
+        self._open_alerts = open_alerts
         self.store = store
         self._table_of, self._facts_of = table, facts
         self._seen_in, self._sales_in = seen_ms, last_sale_ms
@@ -78,7 +91,6 @@ class StatusWriter:
         self._last_tick = -float("inf")
         self.max_lines = max_lines
         self._more = False  # changed scales left for the next call
-        self._places_written: dict[tuple[str, str, str], str] = {}
         self._pending: npt.NDArray[np.intp] = np.zeros(0, np.intp)  # the scales of the write in hand
         self._seen: I64 = np.zeros(0, np.int64)  # per table row: last message admitted (wall ms), 0: none
         self._sale: I64 = np.zeros(0, np.int64)  # ... and its last sale's ts
@@ -144,15 +156,18 @@ class StatusWriter:
 
     # -- each period -----------------------------------------------------------------------------------
     def tick(self, *, force: bool = False) -> int:
-        """Write what changed, if ``period_s`` has passed (or ``force``); the points written."""
+        """Write the places and the scales whose status changed, if ``period_s`` has passed (or ``force``;
+        a large first write goes on at the next calls without waiting); the points written."""
         now = self.clock()
-        if not force and not self._more and now - self._last_tick < self.period_s:
+        due = force or now - self._last_tick >= self.period_s
+        if not due and not self._more:
             return 0
-        self._last_tick = now
+        if due:
+            self._last_tick = now
         table = self._table_of()
         if table is not self._table:
             self._adopt(table)
-        lines = self._place_lines(table, int(now * 1000))
+        lines = self._place_lines(table, int(now * 1000)) if due else []
         placed = len(lines)
         lines += self._status_lines(int(now * 1000))
         if not lines:
@@ -163,7 +178,6 @@ class StatusWriter:
             if self.write_errors == 0:
                 log.warning("status points not written (%s); tried again each period (logged once)", exc)
             self.write_errors += 1
-            self._places_written.clear()  # all of them again next time
             self._more = False  # and not before the period
             for col in self._written.values():
                 col[self._pending] = -1
@@ -212,7 +226,6 @@ class StatusWriter:
         cols = {name: col[rows].tolist() for name, col in current.items()}
         tags = [self._tag_text[t][table.columns[f"tag_{t}"][rows]].tolist() for t in ("district", "market", "stall")]
         vendor = self._vendor_text[self._vendor_code[rows]].tolist()
-        bools = ("f", "t")
         out = []
         for k, row in enumerate(rows.tolist()):
             # by hand, not through tag_text/field_text: a first write has a line per scale (29 µs a line
@@ -221,21 +234,33 @@ class StatusWriter:
             ints = "".join(f",{n}={v}i" for n in _STATUS[1:5] if (v := cols[n][k]) > 0)
             out.append(
                 f"scale_status,device={device}{tags[0][k]}{tags[1][k]}{tags[2][k]}{vendor[k]}"
-                f" online={bools[cols['online'][k]]},verified={bools[cols['verified'][k]]}{ints} {ns}"
+                f" online={cols['online'][k]}i,verified={cols['verified'][k]}i{ints} {ns}"
             )
         return out
 
     def _place_lines(self, table: DeviceTable, now_ms: int) -> list[str]:
+        flags_at_market, flags_at_stall = self.findings.flags_by_place() if self.findings else ({}, {})
+        tests_at_market = self.findings.tests_by_market() if self.findings else {}
+        alerts_at_base: dict[str, int] = {}
+        for device, n in self._open_alerts().items():  # few: only devices with an alert open
+            base = table.tags_for(device).get("base")
+            if base:
+                alerts_at_base[base] = alerts_at_base.get(base, 0) + n
         out = []
+        ns = now_ms * 1_000_000
         for p in table.places:
             lat, lon = p.get("lat"), p.get("lon")
             if lat is None or lon is None:
                 continue
+            kind, pid = p.get("kind"), str(p.get("id"))
+            fields: dict[str, object] = {"lat": float(lat), "lon": float(lon)}
+            if kind == "stall":
+                fields.update(vendor=p.get("vendor"), licence=p.get("licence"))
+                fields["open_flags"] = flags_at_stall.get((str(p.get("market") or ""), pid), 0)
+            elif kind == "market":
+                fields.update(open_flags=flags_at_market.get(pid, 0), open_alerts=tests_at_market.get(pid, 0))
+            elif kind == "base":
+                fields["open_alerts"] = alerts_at_base.get(pid, 0)
             tags = {t: str(p[t]) for t in _PLACE_TAGS if p.get(t)}
-            fields = {"lat": float(lat), "lon": float(lon), "vendor": p.get("vendor"), "licence": p.get("licence")}
-            line = f"place,{tag_text(tags)} {field_text(fields)}"
-            key = (str(p.get("kind")), str(p.get("market") or ""), str(p.get("id")))
-            if self._places_written.get(key) != line:
-                self._places_written[key] = line
-                out.append(f"{line} {now_ms * 1_000_000}")
+            out.append(f"place,{tag_text(tags)} {field_text(fields)} {ns}")
         return out
