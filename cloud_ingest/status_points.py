@@ -15,8 +15,9 @@
   ``sum()`` it, which InfluxQL refuses on booleans), ``last_seen_ms``, ``last_sale_ms``,
   ``last_verification_ms`` (the latest verification, passed or failed), ``verification_due_ms`` (of the
   last passed one) and ``verified`` (integer 1/0: a valid verification now: passed, not followed by a
-  failed one, not past due). Written at start for every scale, then every ``period_s`` only for the
-  scales whose fields changed, at the time of writing.
+  failed one, not past due). Written at start for every scale, then every ``period_s`` for the scales
+  whose fields changed, and for every scale again after ``refresh_s`` (an hour) unchanged, so a panel
+  reading ``last()`` over a range of an hour or more sees every scale; at the time of writing.
 
 Cost for a large fleet: the state is arrays over the device table's rows (one int64 or bool each per
 device), the comparison with what was last written is vectorised, and only changed scales become lines,
@@ -76,11 +77,15 @@ class StatusWriter:
         max_lines: int = 50_000,
         findings: PlaceFindings | None = None,
         open_alerts: Callable[[], Mapping[str, int]] = dict,
+        refresh_s: float = 3_600.0,
     ) -> None:
         """``max_lines``: scale_status lines per tick at most; the rest follow at the next calls, without
         waiting for the period (a first write for a million scales is spread over 20 batcher steps).
         ``findings``: the pipeline's flags and rapid tests per place (None: counted as 0); ``open_alerts``:
-        the alerts open per device (:meth:`AlertBook.open_by_device`)."""
+        the alerts open per device (:meth:`AlertBook.open_by_device`); ``refresh_s``: a scale whose status
+        has not changed is written again after this long, so a panel's ``last()`` over any range at least
+        this long finds every scale (an idle scale's overdue verification included)."""
+        self.refresh_ms = int(refresh_s * 1000)
         self.findings = findings
         self._open_alerts = open_alerts
         self.store = store
@@ -95,6 +100,7 @@ class StatusWriter:
         self._seen: I64 = np.zeros(0, np.int64)  # per table row: last message admitted (wall ms), 0: none
         self._sale: I64 = np.zeros(0, np.int64)  # ... and its last sale's ts
         self._written: dict[str, I64] = {}  # what was last written per row (-1: nothing)
+        self._written_at: I64 = np.zeros(0, np.int64)  # ... and when (wall ms)
         self.points_written = 0
         self.write_errors = 0
 
@@ -104,14 +110,15 @@ class StatusWriter:
         n = len(table)
         seen, sale = np.zeros(n, np.int64), np.zeros(n, np.int64)
         written = {name: np.full(n, -1, np.int64) for name in _STATUS}
+        written_at = np.zeros(n, np.int64)
         if self._table is not None:
             at = self._table.index.positions(table.index.ids)
             kept = at >= 0
-            for new, old in ((seen, self._seen), (sale, self._sale)):
+            for new, old in ((seen, self._seen), (sale, self._sale), (written_at, self._written_at)):
                 new[kept] = old[at[kept]]
             for name, col in written.items():
                 col[kept] = self._written[name][at[kept]]
-        self._seen, self._sale, self._written = seen, sale, written
+        self._seen, self._sale, self._written, self._written_at = seen, sale, written, written_at
         kinds = {pid: p.kind for pid, p in builtin_profiles().items()}
         is_scale = np.array([kinds.get(p) == "scale" for p in table.tables["profile"]], dtype=np.bool_)
         self._scale = is_scale[table.columns["profile"]]
@@ -213,7 +220,8 @@ class StatusWriter:
         changed = np.zeros(len(scales), np.bool_)
         for name, col in current.items():
             changed |= col != self._written[name]
-        rows = np.flatnonzero(scales & changed)
+        stale = now_ms - self._written_at >= self.refresh_ms  # unchanged for refresh_s: written again
+        rows = np.flatnonzero(scales & (changed | stale))
         self._more = len(rows) > self.max_lines
         rows = rows[: self.max_lines]
         self._pending = rows
@@ -221,6 +229,7 @@ class StatusWriter:
             return []
         for name, col in current.items():
             self._written[name][rows] = col[rows]
+        self._written_at[rows] = now_ms
         assert self._table is not None
         table, ns = self._table, now_ms * 1_000_000
         cols = {name: col[rows].tolist() for name, col in current.items()}

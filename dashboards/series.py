@@ -166,10 +166,11 @@ SERIES: dict[str, Series] = {
                 "verification_due_ms": "integer",
             },
             "ingest",
-            "per-scale status, at start for every scale and then each status period for the scales whose"
-            " fields changed: online 1/0 (a message within the online window; an integer so that panels can"
-            " sum it), verified 1/0 (a valid verification now), UTC epoch ms of the last message, last sale,"
-            " last verification and the date the next one is due (a field without a value is left out)",
+            "per-scale status, at start for every scale, then each status period for the scales whose"
+            " fields changed and hourly for all: online 1/0 (a message within the online window; an"
+            " integer so that panels can sum it), verified 1/0 (a valid verification now), UTC epoch ms"
+            " of the last message, last sale, last verification and the date the next one is due (a"
+            " field without a value is left out)",
         ),
         Series(
             "place",

@@ -371,3 +371,16 @@ def test_the_map_counts_the_last_day_and_alert_state_follows_the_base(influx: In
     writer.tick()
     now = places()
     assert (now["A-017"]["f"], now["futian-no1"]["f"], now["futian-no1"]["a"]) == (0, 0, 0)  # a day later
+
+
+def test_an_unchanged_scale_is_written_again_after_an_hour(influx: InfluxClient) -> None:
+    """So that an hour's panel range holds every scale's status (an idle scale overdue for verification)."""
+    table = DeviceFile(devices(), places=PLACES)
+    clock = Clock(T / 1000)
+    writer = StatusWriter(influx, lambda: table, lambda: table.facts, {}, {}, clock=clock, max_lines=2)
+    assert writer.tick() == 4 + 2 and writer.tick() == 1  # a first write, spread
+    clock.t += 1_800
+    assert writer.tick() == 4  # the places only: nothing changed
+    clock.t += 1_800
+    assert writer.tick() == 4 + 2 and writer.tick() == 1 and writer.tick() == 0  # an hour on: every scale again
+    assert len(influx.rows("SELECT online FROM \"scale_status\" WHERE device = 'scale-0002'")) == 2
