@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,7 @@ from .dead_letters import DeadLetters
 from .derived_points import alert_line, alert_place, alert_state_line, flag_line
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .pending_points import PendingPoints
 from .place_findings import PlaceFindings
 from .rapid_tests import Alert, PositionBook, judge
 from .rejection_log import RejectionLog
@@ -58,9 +59,6 @@ _NOT_ACKNOWLEDGED = frozenset(
     {"bad_topic", "revoked_device", "oversized", "missing_tag", "unknown_device", "bad_tag", "replayed"}
 )
 _BASE_TYPES = frozenset({"soil", "air", "sensor_fault"})
-#: ``alert_state`` points of base acknowledgements waiting for the next write (a reply arrives on the
-#: network thread, which must not wait for InfluxDB); more than this many waiting: the oldest are dropped
-MAX_PENDING_STATES = 10_000
 
 
 @dataclass
@@ -112,9 +110,8 @@ class Pipeline:
         #: flags and rapid tests per place of the last 24 h, for the ``place`` series (set with a StatusWriter)
         self.findings: PlaceFindings | None = None
         #: ``alert_state`` lines of acknowledgements heard on the reply topic, written with the next batch
-        #: or by :meth:`flush_pending` (bounded: ``pending_dropped`` counts what was pushed out)
-        self.pending_states: deque[str] = deque(maxlen=MAX_PENDING_STATES)
-        self.pending_dropped = 0
+        #: or by :meth:`flush_pending`
+        self.pending_states = PendingPoints()
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
@@ -294,13 +291,13 @@ class Pipeline:
         """
         accepted, flags, flag_lines = prepared.accepted, prepared.flags, prepared.derived_lines
         lines = [line for _, _, msg_lines in accepted for line in msg_lines]
-        states = self._take_pending()
+        states = self.pending_states.take()
         flag_lines = flag_lines + states
         if lines or flag_lines:
             try:
                 self._write(lines + flag_lines)
             except StoreUnavailable:
-                self.pending_states.extendleft(reversed(states))  # with the batch's retry
+                self.pending_states.put_back(states)  # with the batch's retry
                 raise
             except Exception as exc:  # StoreRejected, or a line we could not even encode: find which message
                 log.warning("could not store a batch of %d messages (%s); writing one by one", len(accepted), exc)
@@ -333,31 +330,20 @@ class Pipeline:
                 self._guarded("alert_sink", self.alert_sink, alert)
 
     def note_state(self, line: str) -> None:
-        """An ``alert_state`` line to write with the next batch (any thread: a deque's append is atomic)."""
-        if len(self.pending_states) == self.pending_states.maxlen:
-            self.pending_dropped += 1
-        self.pending_states.append(line)
-
-    def _take_pending(self) -> list[str]:
-        out = []
-        while self.pending_states:
-            try:
-                out.append(self.pending_states.popleft())
-            except IndexError:  # emptied meanwhile by another thread
-                break
-        return out
+        """An ``alert_state`` line to write with the next batch (from any thread)."""
+        self.pending_states.put(line)
 
     def flush_pending(self) -> int:
         """Write the waiting ``alert_state`` lines now (the worker calls it between batches, so an
         acknowledgement shows without waiting for data); to the spool while InfluxDB is away. The lines
         written; on a full spool they wait again (the batch path is never held)."""
-        lines = self._take_pending()
+        lines = self.pending_states.take()
         if not lines:
             return 0
         try:
             self._write(lines)
         except StoreUnavailable:
-            self.pending_states.extendleft(reversed(lines))
+            self.pending_states.put_back(lines)
             return 0
         except StoreRejected as exc:  # ours: a bad line; kept as a dead letter like any derived point
             log.warning("alert_state points refused (%s); writing one by one", exc)

@@ -384,3 +384,35 @@ def test_an_unchanged_scale_is_written_again_after_an_hour(influx: InfluxClient)
     clock.t += 1_800
     assert writer.tick() == 4 + 2 and writer.tick() == 1 and writer.tick() == 0  # an hour on: every scale again
     assert len(influx.rows("SELECT online FROM \"scale_status\" WHERE device = 'scale-0002'")) == 2
+
+
+def test_an_acknowledgement_heard_while_influxdb_is_away_is_spooled_and_the_queue_is_bounded(
+    influx: InfluxClient,
+) -> None:
+    import json
+
+    from cloud_ingest.device_messages import take_reply
+    from cloud_ingest.pending_points import PendingPoints
+
+    table = DeviceFile(devices())
+    away = InfluxClient("http://127.0.0.1:9", "x", retries=0, timeout_s=0.5)
+    pipe = pipeline(away, table)
+    fault = {"type": "sensor_fault", "ts": T, "channel": "ph", "fault": "stuck"}
+    pipe.process([message("base-0001", 1, [fault])])  # InfluxDB away: the batch is spooled
+    ((_, _, alert_id),) = pipe.alert_book.open_alerts()
+    reply = {"ack_alert": {"alert_id": alert_id, "by": "Li"}}
+    assert take_reply(pipe, "base-0001", json.dumps(reply).encode())
+    assert pipe.flush_pending() == 1 and len(pipe.pending_states) == 0  # to the spool, behind the batch
+    pipe.store = influx
+    assert pipe.replay_spool()
+    rows = influx.rows(f"SELECT state, actor FROM \"alert_state\" WHERE id = '{alert_id}'")
+    assert [(r["state"], r["actor"]) for r in rows] == [("open", "base-0001"), ("acknowledged", "Li")]
+
+    queue = PendingPoints(max_points=3)
+    for n in range(5):
+        queue.put(f"line {n}")
+    taken = queue.take()
+    assert taken == ["line 2", "line 3", "line 4"] and queue.dropped == 2 and len(queue) == 0
+    queue.put("line 5")
+    queue.put_back(taken)
+    assert queue.take() == ["line 2", "line 3", "line 4"] and queue.dropped == 3  # put back first; line 5 out

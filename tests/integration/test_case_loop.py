@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings
+from cloud_ingest.metrics import IngestCollector
 from dashboards import Expansion, Variable, boards
 from dashboards.alerting import rules
 from dashboards.case_queries import CASE_QUERIES, expand
@@ -114,6 +115,9 @@ def test_a_base_alert_is_closed_in_a_loop(mosquitto: MosquittoServer, influx: In
                 rule = next(r for r in rules() if r.uid == "zj-base-unacknowledged").queries[0].query.text
                 still_open = backend_macros(rule, now - 7 * 86_400_000, now, Interval(60_000, "1m"))
                 assert [s["values"][0][1] for s in influx.query(still_open)] in ([0], [0, 0])  # nothing left open
+                scraped = {m.name: m.samples[0].value for m in IngestCollector(worker).collect() if m.samples}
+                assert scraped["zhijian_ingest_case_state_poll_failures"] == 0
+                assert scraped["zhijian_ingest_alert_states_dropped"] == 0
             finally:
                 agent.stop()
                 worker.stop(end_session=True)
