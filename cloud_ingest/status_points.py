@@ -135,6 +135,7 @@ class StatusWriter:
         # a failed one
         self._valid = (version > 0) & (self._failed_at < 0) & (failed != FROM_START)
         self._vendors(table)
+        self._place_heads(table)
         self._table = table
 
     def _vendors(self, table: DeviceTable) -> None:
@@ -247,6 +248,21 @@ class StatusWriter:
             )
         return out
 
+    def _place_heads(self, table: DeviceTable) -> None:
+        """Each place's line up to its counts, made once per table: a tick only adds the counts (a
+        fleet with a hundred thousand stalls costs a string join each, not a formatting of every field)."""
+        self._heads: list[tuple[str, str, str, str]] = []  # (kind, id, market, line without counts and time)
+        for p in table.places:
+            lat, lon = p.get("lat"), p.get("lon")
+            if lat is None or lon is None:
+                continue
+            kind, pid, market = str(p.get("kind")), str(p.get("id")), str(p.get("market") or "")
+            fields: dict[str, object] = {"lat": float(lat), "lon": float(lon)}
+            if kind == "stall":
+                fields.update(vendor=p.get("vendor"), licence=p.get("licence"))
+            tags = {t: str(p[t]) for t in _PLACE_TAGS if p.get(t)}
+            self._heads.append((kind, pid, market, f"place,{tag_text(tags)} {field_text(fields)}"))
+
     def _place_lines(self, table: DeviceTable, now_ms: int) -> list[str]:
         flags_at_market, flags_at_stall = self.findings.flags_by_place() if self.findings else ({}, {})
         tests_at_market = self.findings.tests_by_market() if self.findings else {}
@@ -256,20 +272,15 @@ class StatusWriter:
             if base:
                 alerts_at_base[base] = alerts_at_base.get(base, 0) + n
         out = []
-        ns = now_ms * 1_000_000
-        for p in table.places:
-            lat, lon = p.get("lat"), p.get("lon")
-            if lat is None or lon is None:
-                continue
-            kind, pid = p.get("kind"), str(p.get("id"))
-            fields: dict[str, object] = {"lat": float(lat), "lon": float(lon)}
+        ts = f" {now_ms * 1_000_000}"
+        for kind, pid, market, head in self._heads:
             if kind == "stall":
-                fields.update(vendor=p.get("vendor"), licence=p.get("licence"))
-                fields["open_flags"] = flags_at_stall.get((str(p.get("market") or ""), pid), 0)
+                out.append(f"{head},open_flags={flags_at_stall.get((market, pid), 0)}i{ts}")
             elif kind == "market":
-                fields.update(open_flags=flags_at_market.get(pid, 0), open_alerts=tests_at_market.get(pid, 0))
+                flags, tests = flags_at_market.get(pid, 0), tests_at_market.get(pid, 0)
+                out.append(f"{head},open_flags={flags}i,open_alerts={tests}i{ts}")
             elif kind == "base":
-                fields["open_alerts"] = alerts_at_base.get(pid, 0)
-            tags = {t: str(p[t]) for t in _PLACE_TAGS if p.get(t)}
-            out.append(f"place,{tag_text(tags)} {field_text(fields)} {ns}")
+                out.append(f"{head},open_alerts={alerts_at_base.get(pid, 0)}i{ts}")
+            else:
+                out.append(head + ts)
         return out
