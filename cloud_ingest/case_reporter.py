@@ -19,6 +19,9 @@ per series instead of per time, which a time-series panel needs. Why the ingest 
 registry keeps no InfluxDB connection (it stays a small CRUD service that runs without one), and the
 ingest already writes InfluxDB; the price is that the series lags the registry by up to one interval
 (30 s by default) and is not written while the ingest is down (docs/cases.md).
+
+With the counts it follows the supervisors' steps on alert cases into the ``alert_state`` series
+(:mod:`cloud_ingest.case_state_points`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from device_profiles.influx_schema import escape_tag
 from device_profiles.loops import Loop
 
 from .case_outbox import CaseOutbox
+from .case_state_points import CaseStatePoller
 from .errors import RegistryAway, StoreUnavailable
 from .influx import InfluxClient
 
@@ -72,6 +76,8 @@ class CaseReporter:
         self._backoff = idle_s
         self._counted: set[tuple[str, str, str]] = set()  # (market or "", district, state) written before
         self._counts_due = 0.0
+        #: the supervisors' steps on alert cases as ``alert_state`` points, polled with the counts
+        self.states = CaseStatePoller(self._http, influx) if influx is not None else None
         self.loop = Loop("case-reporter", self._step, max_backoff_s=MAX_BACKOFF_S)
 
     def start(self) -> CaseReporter:
@@ -87,6 +93,8 @@ class CaseReporter:
         delivered = self.deliver()
         if self.influx is not None and time.monotonic() >= self._counts_due:
             self.write_counts()
+            if self.states is not None:
+                self.states.poll()
         if delivered == 0:
             self.loop.stopping.wait(self._backoff if self._away_since is not None else self.idle_s)
 

@@ -93,3 +93,26 @@ def alert_line(alert: Alert, place: Mapping[str, str] | None = None) -> str:
     }
     fields = {"id": alert.id, "seq": alert.seq, **alert.detail}
     return f"alert,{tag_text(tag_map)} {field_text(fields)} {point_time_ns(alert.ts, alert.seq)}"
+
+
+#: the place tags an ``alert_state`` point carries (dashboards/series.py)
+STATE_PLACE = ("district", "market", "stall", "base", "vehicle")
+
+
+def alert_state_line(
+    alert_id: str,
+    kind: str,
+    severity: str,
+    place: Mapping[str, str],
+    *,
+    state: str,
+    actor: str,
+    ts_ms: int,
+) -> str:
+    """An ``alert_state`` point: one step in an alert's life (state open, acknowledged, assigned or closed;
+    ``open`` 1 while nobody has acknowledged it, else 0; ``actor`` who made the step). ``id`` is a tag:
+    the dashboards find each alert's latest state with ``last() … GROUP BY "id"``; alerts are few."""
+    tag_map = {**{k: v for k, v in place.items() if k in STATE_PLACE}, "id": alert_id, "kind": kind}
+    tag_map["severity"] = severity
+    fields = {"state": state, "open": 1 if state == "open" else 0, "actor": actor}
+    return f"alert_state,{tag_text(tag_map)} {field_text(fields)} {ts_ms * 1_000_000}"

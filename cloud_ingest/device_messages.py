@@ -5,7 +5,9 @@
   and confirm.
 - A device's command reply may carry ``{"ack_alert": {"alert_id": …}}``: that closes (or marks
   acknowledged) the alert it names, and the acknowledgement goes to the case outbox, for the registry's
-  case of that alert (docs/cases.md). A reply that is not JSON is counted as ``bad_reply``.
+  case of that alert (docs/cases.md), and as an ``alert_state`` point (state acknowledged, actor the
+  base's ``by``) to the pipeline, which writes it with the next batch or between batches: the network
+  thread never waits for InfluxDB. A reply that is not JSON is counted as ``bad_reply``.
 - End-to-end acknowledgements (:class:`DeviceAcks`): which of a device's seqs the cloud has for good, one
   QoS 1 message per device and interval covering every batch stored meanwhile.
 """
@@ -26,6 +28,7 @@ from device_profiles.records import MAX_SAFE_INT
 from device_profiles.topics import topic, valid_device_id
 
 from .case_outbox import base_ack_event
+from .derived_points import alert_state_line
 from .pipeline import Pipeline
 from .rapid_tests import Alert
 
@@ -52,10 +55,24 @@ def take_reply(pipeline: Pipeline, device: str, payload: bytes) -> bool:
     except (ValueError, RecursionError):
         pipeline.rejected["bad_reply"] += 1
         return False
-    if isinstance(alert_id, str) and pipeline.alert_book.acknowledge(device, alert_id):
+    channel = pipeline.alert_book.acknowledge(device, alert_id) if isinstance(alert_id, str) else None
+    if isinstance(alert_id, str) and channel is not None and isinstance(ack, dict):
         log.info("%s acknowledged alert %s", device, alert_id)
-        if pipeline.case_outbox is not None and isinstance(ack, dict):
-            by, ts = ack.get("by"), ack.get("ts")
+        by, ts = ack.get("by"), ack.get("ts")
+        actor = by.strip()[:200] if isinstance(by, str) and by.strip() else device
+        pipeline.note_state(
+            alert_state_line(
+                alert_id,
+                "sensor_fault" if channel.startswith("fault.") else "sensor_threshold",
+                "medium",  # what sensor_alerts gives both kinds
+                pipeline.tags_for(device),
+                state="acknowledged",
+                actor=actor,
+                # when the ingest heard it, not the base's clock: after the opening point whatever that says
+                ts_ms=int(time.time() * 1000),
+            )
+        )
+        if pipeline.case_outbox is not None:
             pipeline.case_outbox.put(
                 [
                     base_ack_event(

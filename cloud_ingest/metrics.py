@@ -105,6 +105,17 @@ class IngestCollector:
         if w.case_reporter is not None:
             results = w.case_reporter.results
             yield labelled("zhijian_ingest_case_events", "case events the registry took, by result", "result", results)
+            if w.case_reporter.states is not None:  # docs/cases.md: the supervisors' steps as alert_state
+                yield GaugeMetricFamily(
+                    "zhijian_ingest_case_state_poll_failures",
+                    "polls of the registry's case steps failed in a row (0: following)",
+                    value=w.case_reporter.states.failures,
+                )
+        yield CounterMetricFamily(
+            "zhijian_ingest_alert_states_dropped",
+            "alert_state points of base acknowledgements dropped: too many waited for the batch thread",
+            value=p.pending_states.dropped,
+        )
         t: BatchTimer = w.batch_seconds
         yield HistogramMetricFamily(
             "zhijian_ingest_batch_seconds",

@@ -353,6 +353,8 @@ class PartitionedWorker:
                 await self._in_pool(lambda: self._process(part, fresh))
         self.acks.flush()  # what waits for the interval, once it has passed (also when nothing comes)
         part.pipeline.rejection_log.flush()  # a summary is due even when the rejections have stopped
+        if part.pipeline.pending_states and not msgs:  # base acknowledgements heard while no data came
+            await self._in_pool(part.pipeline.flush_pending)
         due = time.monotonic() - part.checkpointed_at >= s.nats_checkpoint_max_s
         if part.done_seq > part.checkpoint.sequence and (due or not msgs):
             await self._checkpoint(part)

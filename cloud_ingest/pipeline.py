@@ -34,9 +34,11 @@ from device_profiles.topics import parse
 
 from .case_outbox import CaseOutbox, alert_event, flag_event
 from .dead_letters import DeadLetters
-from .derived_points import alert_line, alert_place, flag_line
+from .derived_points import alert_line, alert_place, alert_state_line, flag_line
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .pending_points import PendingPoints
+from .place_findings import PlaceFindings
 from .rapid_tests import Alert, PositionBook, judge
 from .rejection_log import RejectionLog
 from .senders import SenderRules
@@ -105,6 +107,11 @@ class Pipeline:
         self.seen_ms: dict[str, int] = {}
         self.last_sale_ms: dict[str, int] = {}
         self.track_status = False  # fill the two above (a StatusWriter drains them)
+        #: flags and rapid tests per place of the last 24 h, for the ``place`` series (set with a StatusWriter)
+        self.findings: PlaceFindings | None = None
+        #: ``alert_state`` lines of acknowledgements heard on the reply topic, written with the next batch
+        #: or by :meth:`flush_pending`
+        self.pending_states = PendingPoints()
         self.positions = PositionBook()
         self.alert_book = alert_book or AlertBook()
         self.alert_sink: Callable[[Alert], None] | None = None
@@ -263,7 +270,11 @@ class Pipeline:
         batch = Transactions.from_records(self.engine.facts, scored)
         flags = self.engine.score(batch).flags(batch, self.engine.facts)
         derived = [flag_line(f, self.tags_for(f.device), self.vendor_for(f.device)) for f in flags]
-        derived += [alert_line(a, alert_place(a, self.tags_for)) for a in alerts]
+        for a in alerts:
+            place = alert_place(a, self.tags_for)
+            derived.append(alert_line(a, place))
+            # the first step of the alert's life, for the "not acknowledged" panels and rule
+            derived.append(alert_state_line(a.id, a.kind, a.severity, place, state="open", actor=a.device, ts_ms=a.ts))
         accepted = [(a.topic, a.payload, a.lines) for a in admitted]
         return Prepared(accepted, flags, derived, alerts)
 
@@ -280,10 +291,13 @@ class Pipeline:
         """
         accepted, flags, flag_lines = prepared.accepted, prepared.flags, prepared.derived_lines
         lines = [line for _, _, msg_lines in accepted for line in msg_lines]
+        states = self.pending_states.take()
+        flag_lines = flag_lines + states
         if lines or flag_lines:
             try:
                 self._write(lines + flag_lines)
             except StoreUnavailable:
+                self.pending_states.put_back(states)  # with the batch's retry
                 raise
             except Exception as exc:  # StoreRejected, or a line we could not even encode: find which message
                 log.warning("could not store a batch of %d messages (%s); writing one by one", len(accepted), exc)
@@ -302,10 +316,41 @@ class Pipeline:
                 self.case_outbox.put([flag_event(f) for f in flags] + [alert_event(a) for a in prepared.alerts])
             if checkpoint:
                 self._put_checkpoint()
+        if self.findings is not None:  # counted once stored: the place series says what InfluxDB holds
+            self._guarded(
+                "counting findings",
+                self.findings.add,
+                flags,
+                [(a, alert_place(a, self.tags_for)) for a in prepared.alerts],
+                self.tags_for,
+            )
         for alert in prepared.alerts:  # only now: what an alert points at is durable
             self.alerts_by_kind[alert.kind] += 1
             if self.alert_sink is not None:
                 self._guarded("alert_sink", self.alert_sink, alert)
+
+    def note_state(self, line: str) -> None:
+        """An ``alert_state`` line to write with the next batch (from any thread)."""
+        self.pending_states.put(line)
+
+    def flush_pending(self) -> int:
+        """Write the waiting ``alert_state`` lines now (the worker calls it between batches, so an
+        acknowledgement shows without waiting for data); to the spool while InfluxDB is away. The lines
+        written; on a full spool they wait again (the batch path is never held)."""
+        lines = self.pending_states.take()
+        if not lines:
+            return 0
+        try:
+            self._write(lines)
+        except StoreUnavailable:
+            self.pending_states.put_back(lines)
+            return 0
+        except StoreRejected as exc:  # ours: a bad line; kept as a dead letter like any derived point
+            log.warning("alert_state points refused (%s); writing one by one", exc)
+            self._write_derived(lines)
+            self.dead_letters.flush()
+        self.stored_points += len(lines)
+        return len(lines)
 
     @property
     def state(self) -> StateStore:

@@ -188,16 +188,28 @@ class AlertBook:
         self._save(device, channel, st)
         return [alert]
 
-    def acknowledge(self, device: str, alert_id: str) -> bool:
-        """The base acknowledged ``alert_id``; closes it if its condition has cleared. False if unknown."""
+    def acknowledge(self, device: str, alert_id: str) -> str | None:
+        """The base acknowledged ``alert_id``; closes it if its condition has cleared. The alert's channel
+        (``fault.…`` for a sensor fault), None if it is not open."""
         with self._lock:
             found = [(c, st) for (d, c), st in self._state.items() if d == device and st["alert"] == alert_id]
             if not found:
-                return False
+                return None
             channel, st = found[0]
             st = {**st, "acknowledged": 1}
             if st["cleared"] or channel.startswith("fault."):  # a fault closes on acknowledgement
                 st["alert"] = None
             self._save(device, channel, st)
         self.save()  # rare, and the base should not have to acknowledge twice after a restart
-        return True
+        return channel
+
+    def open_by_device(self) -> dict[str, int]:
+        """Alerts not closed, per device: the ``open_alerts`` of a planting base's place. Read from the
+        channels that are not quiet (those with a pending breach or an alert), a small set however many
+        sensors report."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for device, channel in self._unquiet:
+                if self._state[device, channel]["alert"] is not None:
+                    out[device] = out.get(device, 0) + 1
+            return out

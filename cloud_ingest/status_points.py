@@ -2,15 +2,22 @@
 
 - ``place``: each district, market, stall and planting base of the registry with its WGS-84 position
   (tags ``kind``, ``id``, ``name``, ``district``, and ``market`` for a stall; fields ``lat``, ``lon``, and a
-  stall's ``vendor`` and ``licence``), so a Grafana Geomap reads positions from InfluxDB. Written at start
-  and after a registry reload, only for places that are new or changed; places without a position are
-  left out (a map has nowhere to draw them).
+  stall's ``vendor`` and ``licence``), so a Grafana Geomap reads positions from InfluxDB, with what is
+  open there: ``open_flags`` (markets and stalls: flags raised at their scales in the last 24 h) and
+  ``open_alerts`` (planting bases: alerts open in the ingest's alert book for the base's devices;
+  markets: positive and suspect rapid tests of samples from its stalls in the last 24 h), integers
+  (:mod:`cloud_ingest.place_findings` counts them). Every place with a position is written every
+  ``period_s``, changed or not: the map panels read ``last()`` within the dashboard's time range, which
+  must hold a point whatever range is picked; places are few (thousands, not millions). Places without a
+  position are left out (a map has nowhere to draw them).
 - ``scale_status``: per scale (tags ``device``, ``district``, ``market``, ``stall``, ``vendor``), fields
-  ``online`` (bool: a message admitted within ``online_s``), ``last_seen_ms``, ``last_sale_ms``,
+  ``online`` (integer 1/0: a message admitted within ``online_s``; an integer so that panels can
+  ``sum()`` it, which InfluxQL refuses on booleans), ``last_seen_ms``, ``last_sale_ms``,
   ``last_verification_ms`` (the latest verification, passed or failed), ``verification_due_ms`` (of the
-  last passed one) and ``verified`` (bool: a valid verification now: passed, not followed by a failed
-  one, not past due). Written at start for every scale, then every ``period_s`` only for the scales whose
-  fields changed, at the time of writing.
+  last passed one) and ``verified`` (integer 1/0: a valid verification now: passed, not followed by a
+  failed one, not past due). Written at start for every scale, then every ``period_s`` for the scales
+  whose fields changed, and for every scale again after ``refresh_s`` (an hour) unchanged, so a panel
+  reading ``last()`` over a range of an hour or more sees every scale; at the time of writing.
 
 Cost for a large fleet: the state is arrays over the device table's rows (one int64 or bool each per
 device), the comparison with what was last written is vectorised, and only changed scales become lines,
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +50,7 @@ from .derived_points import field_text, tag_text
 from .device_table import DeviceTable
 from .errors import StoreRejected, StoreUnavailable
 from .influx import InfluxClient
+from .place_findings import PlaceFindings
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +75,19 @@ class StatusWriter:
         online_s: float = 600.0,
         clock: Callable[[], float] = time.time,
         max_lines: int = 50_000,
+        findings: PlaceFindings | None = None,
+        open_alerts: Callable[[], Mapping[str, int]] = dict,
+        refresh_s: float = 3_600.0,
     ) -> None:
         """``max_lines``: scale_status lines per tick at most; the rest follow at the next calls, without
-        waiting for the period (a first write for a million scales is spread over 20 batcher steps)."""
+        waiting for the period (a first write for a million scales is spread over 20 batcher steps).
+        ``findings``: the pipeline's flags and rapid tests per place (None: counted as 0); ``open_alerts``:
+        the alerts open per device (:meth:`AlertBook.open_by_device`); ``refresh_s``: a scale whose status
+        has not changed is written again after this long, so a panel's ``last()`` over any range at least
+        this long finds every scale (an idle scale's overdue verification included)."""
+        self.refresh_ms = int(refresh_s * 1000)
+        self.findings = findings
+        self._open_alerts = open_alerts
         self.store = store
         self._table_of, self._facts_of = table, facts
         self._seen_in, self._sales_in = seen_ms, last_sale_ms
@@ -78,11 +96,11 @@ class StatusWriter:
         self._last_tick = -float("inf")
         self.max_lines = max_lines
         self._more = False  # changed scales left for the next call
-        self._places_written: dict[tuple[str, str, str], str] = {}
         self._pending: npt.NDArray[np.intp] = np.zeros(0, np.intp)  # the scales of the write in hand
         self._seen: I64 = np.zeros(0, np.int64)  # per table row: last message admitted (wall ms), 0: none
         self._sale: I64 = np.zeros(0, np.int64)  # ... and its last sale's ts
         self._written: dict[str, I64] = {}  # what was last written per row (-1: nothing)
+        self._written_at: I64 = np.zeros(0, np.int64)  # ... and when (wall ms)
         self.points_written = 0
         self.write_errors = 0
 
@@ -92,14 +110,15 @@ class StatusWriter:
         n = len(table)
         seen, sale = np.zeros(n, np.int64), np.zeros(n, np.int64)
         written = {name: np.full(n, -1, np.int64) for name in _STATUS}
+        written_at = np.zeros(n, np.int64)
         if self._table is not None:
             at = self._table.index.positions(table.index.ids)
             kept = at >= 0
-            for new, old in ((seen, self._seen), (sale, self._sale)):
+            for new, old in ((seen, self._seen), (sale, self._sale), (written_at, self._written_at)):
                 new[kept] = old[at[kept]]
             for name, col in written.items():
                 col[kept] = self._written[name][at[kept]]
-        self._seen, self._sale, self._written = seen, sale, written
+        self._seen, self._sale, self._written, self._written_at = seen, sale, written, written_at
         kinds = {pid: p.kind for pid, p in builtin_profiles().items()}
         is_scale = np.array([kinds.get(p) == "scale" for p in table.tables["profile"]], dtype=np.bool_)
         self._scale = is_scale[table.columns["profile"]]
@@ -116,6 +135,7 @@ class StatusWriter:
         # a failed one
         self._valid = (version > 0) & (self._failed_at < 0) & (failed != FROM_START)
         self._vendors(table)
+        self._place_heads(table)
         self._table = table
 
     def _vendors(self, table: DeviceTable) -> None:
@@ -144,15 +164,18 @@ class StatusWriter:
 
     # -- each period -----------------------------------------------------------------------------------
     def tick(self, *, force: bool = False) -> int:
-        """Write what changed, if ``period_s`` has passed (or ``force``); the points written."""
+        """Write the places and the scales whose status changed, if ``period_s`` has passed (or ``force``;
+        a large first write goes on at the next calls without waiting); the points written."""
         now = self.clock()
-        if not force and not self._more and now - self._last_tick < self.period_s:
+        due = force or now - self._last_tick >= self.period_s
+        if not due and not self._more:
             return 0
-        self._last_tick = now
+        if due:
+            self._last_tick = now
         table = self._table_of()
         if table is not self._table:
             self._adopt(table)
-        lines = self._place_lines(table, int(now * 1000))
+        lines = self._place_lines(table, int(now * 1000)) if due else []
         placed = len(lines)
         lines += self._status_lines(int(now * 1000))
         if not lines:
@@ -163,7 +186,6 @@ class StatusWriter:
             if self.write_errors == 0:
                 log.warning("status points not written (%s); tried again each period (logged once)", exc)
             self.write_errors += 1
-            self._places_written.clear()  # all of them again next time
             self._more = False  # and not before the period
             for col in self._written.values():
                 col[self._pending] = -1
@@ -199,7 +221,8 @@ class StatusWriter:
         changed = np.zeros(len(scales), np.bool_)
         for name, col in current.items():
             changed |= col != self._written[name]
-        rows = np.flatnonzero(scales & changed)
+        stale = now_ms - self._written_at >= self.refresh_ms  # unchanged for refresh_s: written again
+        rows = np.flatnonzero(scales & (changed | stale))
         self._more = len(rows) > self.max_lines
         rows = rows[: self.max_lines]
         self._pending = rows
@@ -207,12 +230,12 @@ class StatusWriter:
             return []
         for name, col in current.items():
             self._written[name][rows] = col[rows]
+        self._written_at[rows] = now_ms
         assert self._table is not None
         table, ns = self._table, now_ms * 1_000_000
         cols = {name: col[rows].tolist() for name, col in current.items()}
         tags = [self._tag_text[t][table.columns[f"tag_{t}"][rows]].tolist() for t in ("district", "market", "stall")]
         vendor = self._vendor_text[self._vendor_code[rows]].tolist()
-        bools = ("f", "t")
         out = []
         for k, row in enumerate(rows.tolist()):
             # by hand, not through tag_text/field_text: a first write has a line per scale (29 µs a line
@@ -221,21 +244,43 @@ class StatusWriter:
             ints = "".join(f",{n}={v}i" for n in _STATUS[1:5] if (v := cols[n][k]) > 0)
             out.append(
                 f"scale_status,device={device}{tags[0][k]}{tags[1][k]}{tags[2][k]}{vendor[k]}"
-                f" online={bools[cols['online'][k]]},verified={bools[cols['verified'][k]]}{ints} {ns}"
+                f" online={cols['online'][k]}i,verified={cols['verified'][k]}i{ints} {ns}"
             )
         return out
 
-    def _place_lines(self, table: DeviceTable, now_ms: int) -> list[str]:
-        out = []
+    def _place_heads(self, table: DeviceTable) -> None:
+        """Each place's line up to its counts, made once per table: a tick only adds the counts (a
+        fleet with a hundred thousand stalls costs a string join each, not a formatting of every field)."""
+        self._heads: list[tuple[str, str, str, str]] = []  # (kind, id, market, line without counts and time)
         for p in table.places:
             lat, lon = p.get("lat"), p.get("lon")
             if lat is None or lon is None:
                 continue
+            kind, pid, market = str(p.get("kind")), str(p.get("id")), str(p.get("market") or "")
+            fields: dict[str, object] = {"lat": float(lat), "lon": float(lon)}
+            if kind == "stall":
+                fields.update(vendor=p.get("vendor"), licence=p.get("licence"))
             tags = {t: str(p[t]) for t in _PLACE_TAGS if p.get(t)}
-            fields = {"lat": float(lat), "lon": float(lon), "vendor": p.get("vendor"), "licence": p.get("licence")}
-            line = f"place,{tag_text(tags)} {field_text(fields)}"
-            key = (str(p.get("kind")), str(p.get("market") or ""), str(p.get("id")))
-            if self._places_written.get(key) != line:
-                self._places_written[key] = line
-                out.append(f"{line} {now_ms * 1_000_000}")
+            self._heads.append((kind, pid, market, f"place,{tag_text(tags)} {field_text(fields)}"))
+
+    def _place_lines(self, table: DeviceTable, now_ms: int) -> list[str]:
+        flags_at_market, flags_at_stall = self.findings.flags_by_place() if self.findings else ({}, {})
+        tests_at_market = self.findings.tests_by_market() if self.findings else {}
+        alerts_at_base: dict[str, int] = {}
+        for device, n in self._open_alerts().items():  # few: only devices with an alert open
+            base = table.tags_for(device).get("base")
+            if base:
+                alerts_at_base[base] = alerts_at_base.get(base, 0) + n
+        out = []
+        ts = f" {now_ms * 1_000_000}"
+        for kind, pid, market, head in self._heads:
+            if kind == "stall":
+                out.append(f"{head},open_flags={flags_at_stall.get((market, pid), 0)}i{ts}")
+            elif kind == "market":
+                flags, tests = flags_at_market.get(pid, 0), tests_at_market.get(pid, 0)
+                out.append(f"{head},open_flags={flags}i,open_alerts={tests}i{ts}")
+            elif kind == "base":
+                out.append(f"{head},open_alerts={alerts_at_base.get(pid, 0)}i{ts}")
+            else:
+                out.append(head + ts)
         return out

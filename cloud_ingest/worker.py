@@ -347,6 +347,11 @@ class IngestWorker:
                 self.status.tick()
             except Exception as exc:  # a panel's series must never stop the records
                 self.pipeline.surprise("writing status points", exc)
+        if self.pipeline.pending_states and not self._held:  # base acknowledgements heard between batches
+            try:
+                self.pipeline.flush_pending()
+            except Exception as exc:
+                self.pipeline.surprise("writing alert_state points", exc)
         if not self._held:
             self._held = self._next_batch()
             self._held_prepared = None

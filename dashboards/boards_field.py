@@ -66,14 +66,12 @@ def food_safety_map() -> Board:
             ' WHERE "kind" = \'market\' AND $timeFilter GROUP BY "id", "name", "district"',
             ("lat", "lon", "open_flags", "id", "name"),
             fmt="table",
-            demo=False,
         ),
         Query(
             'SELECT last("lat") AS lat, last("lon") AS lon, last("open_alerts") AS open_alerts FROM "place"'
             ' WHERE "kind" = \'base\' AND $timeFilter GROUP BY "id", "name", "district"',
             ("lat", "lon", "open_alerts", "id", "name"),
             fmt="table",
-            demo=False,
         ),
         Query(
             'SELECT "lat_deg" AS lat, "lon_deg" AS lon, "speed_kmh" AS speed FROM "gps" WHERE $timeFilter'
@@ -86,14 +84,12 @@ def food_safety_map() -> Board:
             " WHERE \"kind\" = 'rapid_test_suspect' AND $timeFilter",
             ("lat", "lon", "sample_name", "inhibition_pct"),
             fmt="table",
-            demo=False,
         ),
         Query(
             'SELECT "lat_deg" AS lat, "lon_deg" AS lon, "sample_name", "inhibition_pct", "subject" FROM "alert"'
             " WHERE \"kind\" = 'rapid_test_positive' AND $timeFilter",
             ("lat", "lon", "sample_name", "inhibition_pct"),
             fmt="table",
-            demo=False,
         ),
     ]
     layers = [
@@ -155,7 +151,6 @@ def food_safety_map() -> Board:
                 ' FROM "alert" WHERE "kind" = \'rapid_test_positive\' AND $timeFilter ORDER BY time DESC LIMIT 50',
                 ("sample_id", "sample_name", "inhibition_pct", "subject"),
                 fmt="table",
-                demo=False,
             ),
         ),
     )
@@ -285,7 +280,6 @@ def rapid_tests() -> Board:
                 f'SELECT count("inhibition_pct") AS positives FROM "rapid_test" WHERE "result" = \'positive\''
                 f" AND {where}",
                 ("positives",),
-                demo=False,
             ),
             w=8,
         ),
@@ -319,7 +313,6 @@ def rapid_tests() -> Board:
                 f' {where} GROUP BY "district", "market", "kind"',
                 ("samples", "market", "kind"),
                 fmt="table",
-                demo=False,
             ),
             w=24,
         ),
@@ -331,7 +324,6 @@ def rapid_tests() -> Board:
                 f' "kind" =~ /^rapid_test_/ AND {where} ORDER BY time DESC LIMIT 200',
                 ("sample_id", "sample_name", "inhibition_pct", "result", "subject", "vehicle"),
                 fmt="table",
-                demo=False,
             ),
             w=24,
             description="subject is the device the sample came from (the stall's scale or the base's gateway);"

@@ -83,7 +83,6 @@ def city() -> Board:
                 'SELECT sum("online") AS online FROM (SELECT last("online") AS online FROM "scale_status"'
                 ' WHERE $timeFilter GROUP BY "device")',
                 ("online",),
-                demo=False,
             ),
         ),
         stat("交易笔数 Sales", Query('SELECT count("amount_fen") AS sales FROM "sale" WHERE $timeFilter', ("sales",))),
@@ -136,7 +135,6 @@ def city() -> Board:
                 'SELECT last("online") AS online FROM "scale_status" WHERE $timeFilter GROUP BY "device", "vendor"',
                 ("online", "device", "vendor"),
                 fmt="table",
-                demo=False,
             ),
             transformations=[
                 join_on("device"),
@@ -155,7 +153,6 @@ def city() -> Board:
                 ' "scale_status" WHERE $timeFilter GROUP BY "device", "district", "market", "stall", "vendor"',
                 ("due", "verified", "device", "market", "stall", "vendor"),
                 fmt="table",
-                demo=False,
             ),
             transformations=[hide_fields("Time"), sort_by("due", desc=False)],
             overrides=[unit_override("due", "dateTimeAsIso"), unit_override("verified", "dateTimeAsIso")],
@@ -172,7 +169,6 @@ def city() -> Board:
                 ' GROUP BY "id", "kind") GROUP BY "kind"',
                 ("open", "kind"),
                 fmt="table",
-                demo=False,
             ),
             transformations=[join_on("kind"), hide_fields("Time", "Time 1", "Time 2")],
             description="Alerts raised in the time range, and how many are still open (not acknowledged).",
@@ -327,7 +323,6 @@ def scale_detail() -> Board:
             Query(
                 f'SELECT last("last_verification_ms") AS verified FROM "scale_status" WHERE {one} AND $timeFilter',
                 ("verified",),
-                demo=False,
             ),
             unit="dateTimeAsIso",
             w=6,

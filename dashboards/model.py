@@ -26,7 +26,7 @@ class Query:
     text: str
     columns: tuple[str, ...]  # columns (fields and grouped tags) the result must have
     fmt: Format = "time_series"
-    demo: bool = True  # the demo's own data fills it (else only points in the expected schema do)
+    demo: bool = True  # the demo's own data fills it (else only what a test adds: history a short demo lacks)
     hide: bool = False
 
     def target(self, ref: str) -> dict[str, Any]:

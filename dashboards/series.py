@@ -1,13 +1,15 @@
 """The InfluxDB series the dashboards read: measurement, tags and fields, in one place.
 
 Every panel query names only measurements, tags and fields listed here (a test parses each query and checks
-it). ``written`` says who writes a series today:
+it), and the ingest's tests check that what it writes has these names and types. ``written`` says who
+writes a series: ``"ingest"``, the cloud ingest, every one of them today:
 
-- ``"ingest"``: written by the ingest now (:mod:`device_profiles.influx_schema` for records,
-  ``cloud_ingest.pipeline.flag_line`` / ``alert_line`` for flags and alerts);
-- ``"expected"``: the schema the dashboards expect from work in progress (place tags on alerts, human
-  evidence on flags, per-scale status, positions, alert state). Tests load such points in exactly this
-  schema beside the demo's data; the ingest must write them so (the lead aligns the two at merge).
+- records, by :mod:`device_profiles.influx_schema` (``sale``, ``reweigh``, ``gps``, ``rapid_test``,
+  ``soil``, ``air``, ``sensor_fault``);
+- flags and alerts, by ``cloud_ingest.derived_points`` (``flag``, ``alert``, and ``alert_state``: an
+  alert's opening and its base's acknowledgement, with the batch; the supervisors' steps on its case,
+  polled from the registry by ``cloud_ingest.case_state_points``);
+- ``scale_status`` and ``place``, by ``cloud_ingest.status_points`` every status period.
 
 Units follow the contract's suffixes (``_mg``, ``_fen``, ``_ms``, ``_pct``, ``_deg``); panels convert to
 kg, yuan and % for people.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Written = Literal["ingest", "expected"]
+Written = Literal["ingest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +32,6 @@ class Series:
     fields: dict[str, str]  # field → InfluxDB type (integer, float, string, boolean)
     written: Written
     doc: str
-    expected_tags: tuple[str, ...] = ()  # tags of an ingest series that the dashboards expect to be added
-    expected_fields: tuple[str, ...] = ()  # fields likewise
-
-    def all_tags(self) -> tuple[str, ...]:
-        return self.tags + self.expected_tags
 
 
 _PLACE = ("district", "market", "stall")
@@ -80,10 +77,17 @@ SERIES: dict[str, Series] = {
                 "reason_zh": "string",
                 "evidence_g": "float",
                 "evidence_pct": "float",
+                "receipt_g": "float",
+                "reference_g": "float",
+                "limit_g": "float",
+                "sales": "integer",
+                "record_device": "string",
+                "vendor": "string",
+                "licence": "string",
             },
             "ingest",
-            "an anti-cheat finding about a scale, at the flagged sale's time",
-            expected_fields=("evidence_g", "evidence_pct"),
+            "an anti-cheat finding about a scale, at the flagged sale's time; evidence in grams and %, the"
+            " sales behind it, the stall's vendor and licence",
         ),
         Series(
             "alert",
@@ -107,7 +111,6 @@ SERIES: dict[str, Series] = {
             "ingest",
             "a positive/suspect rapid test (subject: the sample's source device) or a planting-base alert;"
             " place tags: where the subject is (the sample's stall and market, or the base)",
-            expected_tags=("district", "market", "stall", "base", "vehicle"),
         ),
         Series(
             "gps",
@@ -156,46 +159,47 @@ SERIES: dict[str, Series] = {
             ("device", *_PLACE, "vendor"),
             {
                 "online": "integer",
+                "verified": "integer",
+                "last_seen_ms": "integer",
                 "last_sale_ms": "integer",
                 "last_verification_ms": "integer",
                 "verification_due_ms": "integer",
             },
-            "expected",
-            "per-scale status, written by the ingest at least every few minutes per scale: online 1/0 (an"
-            " integer so that panels can sum it), UTC epoch ms of the last sale, last verification and the"
-            " date the next one is due",
+            "ingest",
+            "per-scale status, at start for every scale, then each status period for the scales whose"
+            " fields changed and hourly for all: online 1/0 (a message within the online window; an"
+            " integer so that panels can sum it), verified 1/0 (a valid verification now), UTC epoch ms"
+            " of the last message, last sale, last verification and the date the next one is due (a"
+            " field without a value is left out)",
         ),
         Series(
             "place",
-            ("kind", "id", "name", "district"),
-            {"lat": "float", "lon": "float", "open_flags": "integer", "open_alerts": "integer"},
-            "expected",
-            "a position from the registry (kind market | base; WGS-84 degrees) with what is open there (flags"
-            " of its scales and alerts whose case is not closed; until cases exist, those of the last 24 h),"
-            " written by the ingest every few minutes so any dashboard time range holds one",
+            ("kind", "id", "name", "district", "market"),
+            {
+                "lat": "float",
+                "lon": "float",
+                "open_flags": "integer",
+                "open_alerts": "integer",
+                "vendor": "string",
+                "licence": "string",
+            },
+            "ingest",
+            "each district, market, stall and planting base with a position (kind; WGS-84 degrees; market:"
+            " a stall's market), every status period so any dashboard time range holds one, with what is"
+            " open there: open_flags (markets and stalls) the flags raised at their scales in the last 24 h;"
+            " open_alerts (bases) the planting-base alerts open in the ingest for the base's devices,"
+            " (markets) the positive and suspect rapid tests of samples from its stalls in the last 24 h",
         ),
         Series(
             "alert_state",
             ("id", "kind", "severity", "district", "market", "stall", "base", "vehicle"),
             {"state": "string", "open": "integer", "actor": "string"},
-            "expected",
-            "the life of an alert as a case: one point per transition (state open | acknowledged | assigned |"
-            " closed; open 1 while nobody acknowledged it, else 0; actor: who made the change). id is the"
-            " alert's id, a tag: alerts are few, and the latest state of each must be found",
+            "ingest",
+            "the life of an alert: one point per transition (state open | acknowledged | assigned | closed;"
+            " open 1 until someone acknowledged it, else 0; actor: who made the change: the reporting"
+            " device for open, the base's person for its acknowledgement, the supervisor for a step on the"
+            " alert's case in the registry). id is the alert's id, a tag: alerts are few, and the latest"
+            " state of each must be found",
         ),
     )
 }
-
-
-def expected_schema() -> list[str]:
-    """The series, tags and fields the dashboards expect and the ingest does not write yet, one line each."""
-    out = []
-    for s in SERIES.values():
-        if s.written == "expected":
-            fields = ", ".join(f"{k} ({v})" for k, v in s.fields.items())
-            out.append(f"{s.measurement}: tags {', '.join(s.tags)}; fields {fields} — {s.doc}")
-        elif s.expected_tags or s.expected_fields:
-            extra = [f"tags {', '.join(s.expected_tags)}"] if s.expected_tags else []
-            extra += [f"fields {', '.join(s.expected_fields)}"] if s.expected_fields else []
-            out.append(f"{s.measurement} (ingest) gains: {'; '.join(extra)}")
-    return out

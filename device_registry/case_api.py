@@ -7,6 +7,7 @@ to ``/v1/case-events`` with a token of role ``ingest``; ``/v1/case-counts`` is w
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import Path, Query
@@ -44,12 +45,26 @@ def list_cases(
     market: Filter = None,
     source: Annotated[Literal["flag", "alert"] | None, Query(description="flags of scales or alerts")] = None,
     device: Filter = None,
+    updated_since: Annotated[
+        dt.datetime | None,
+        Query(
+            description="only cases changed at or after this time (ISO 8601; UTC if no zone is given), oldest"
+            " change first: what a poller reads to follow every step"
+        ),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[CaseOut]:
-    """Cases in the caller's scope, newest first."""
+    """Cases in the caller's scope, newest first; with ``updated_since``, by their last change, oldest first."""
     return reg.cases(
-        state=state, district=district, market=market, source=source, device=device, limit=limit, offset=offset
+        state=state,
+        district=district,
+        market=market,
+        source=source,
+        device=device,
+        updated_since=updated_since,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -58,7 +58,7 @@ class Case(Base):
     base_ack_at: Mapped[dt.datetime | None] = mapped_column(default=None, doc="the base's rectification ack")
     base_ack_by: Mapped[str | None] = mapped_column(String(200), default=None)
     opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True, doc="last change (the ingest polls it)")
     closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     closed_by: Mapped[str | None] = mapped_column(String(200), default=None)
 

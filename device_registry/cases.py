@@ -243,11 +243,16 @@ class Cases(RegistryBase):
         market: str | None = None,
         source: str | None = None,
         device: str | None = None,
+        updated_since: dt.datetime | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[CaseOut]:
-        """Cases in the caller's scope, newest first, filtered."""
+        """Cases in the caller's scope, newest first, filtered; with ``updated_since``, only those changed
+        since then, by their last change, oldest first (the ingest's poller pages forward through them)."""
         q = select(Case).order_by(Case.id.desc())
+        if updated_since is not None:
+            since = updated_since if updated_since.tzinfo is not None else updated_since.replace(tzinfo=dt.UTC)
+            q = select(Case).where(Case.updated_at >= since).order_by(Case.updated_at, Case.id)
         for col, value in (
             (Case.state, state),
             (Case.district_id, district),

@@ -29,6 +29,7 @@ from cloud_ingest.device_snapshot import load_snapshot, save_snapshot
 from cloud_ingest.device_table import DeviceRows, DeviceTable
 from cloud_ingest.live_devices import LiveDevices, Snapshot
 from cloud_ingest.nats_worker import PartitionedWorker
+from cloud_ingest.place_findings import PlaceFindings
 from cloud_ingest.registry_file import file_revision
 from cloud_ingest.senders import SenderRules
 from cloud_ingest.sensor_alerts import AlertBook
@@ -257,6 +258,7 @@ def status_writer(
 ) -> StatusWriter:
     """The ``scale_status`` and ``place`` writer over ``pipeline``'s devices (see cloud_ingest.status_points)."""
     pipeline.track_status = True
+    pipeline.findings = PlaceFindings()  # the place series' open_flags and open_alerts
     return StatusWriter(
         influx,
         (lambda: live.current) if live is not None else (lambda: devices),
@@ -265,6 +267,8 @@ def status_writer(
         pipeline.last_sale_ms,
         period_s=settings.status_period_s,
         online_s=settings.online_window_s,
+        findings=pipeline.findings,
+        open_alerts=pipeline.alert_book.open_by_device,
     )
 
 

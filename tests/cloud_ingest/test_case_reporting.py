@@ -16,6 +16,7 @@ from anti_cheat import Engine, ScaleFacts
 from cloud_ingest import InfluxClient, Pipeline
 from cloud_ingest.case_outbox import CaseOutbox
 from cloud_ingest.case_reporter import CaseReporter
+from cloud_ingest.case_state_points import STEPS
 from cloud_ingest.device_messages import take_reply
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
@@ -142,6 +143,27 @@ def test_cases_follow_the_ingest_through_a_registry_outage(influx: InfluxClient,
             q = expand(CASE_QUERIES["cases_by_district_over_time"], from_ms=now - 600_000, to_ms=now + 60_000)
             over_time = influx.rows(q)
             assert ("futian", "open") in {(r["district"], r["state"]) for r in over_time}
+
+            # alert_state: the opening (with the batch), the base's ack (written by the next batch or between
+            # batches), and each supervisor's step, polled from the registry with the counts
+            assert pipe.flush_pending() == 1
+            steps = [(h["action"], h["actor"]) for h in closed["history"] if h["action"] in STEPS]
+            alert_id = alert_case["alert_id"]
+
+            def alert_states() -> list[tuple[str, int, str]]:
+                rows = influx.rows(f"SELECT state, open, actor FROM \"alert_state\" WHERE id = '{alert_id}'")
+                return [(r["state"], r["open"], r["actor"]) for r in rows]
+
+            expected = [("open", 1, "base-0007"), *((STEPS[a], 0, who) for a, who in steps[:2])]
+            expected += [("acknowledged", 0, "Li"), (STEPS[steps[2][0]], 0, steps[2][1])]
+            assert wait_until(lambda: alert_states() == expected, 60), (alert_states(), expected)
+            assert [s for s, _, _ in expected] == ["open", "acknowledged", "assigned", "acknowledged", "closed"]
+            tags = influx.rows(f"SELECT * FROM \"alert_state\" WHERE id = '{alert_id}' AND state = 'closed'")[0]
+            assert (tags["district"], tags["base"], tags["kind"], tags["severity"]) == (
+                "nanshan", "base-7", "sensor_fault", "medium",
+            )  # fmt: skip
+            flag_points = influx.rows(f"SELECT * FROM \"alert_state\" WHERE id = '{flag_case['id']}'")
+            assert reporter.states is not None and reporter.states.failures == 0 and not flag_points
         finally:
             reporter.stop()
             state.close()

@@ -1,7 +1,10 @@
 """Data for the panel tests: the demo's own run (registry, broker, agents over ptys, the real ingest) into a
-database of the session's influxd, and a copy of it plus a few points in the schema that
-:mod:`dashboards.series` expects from work in progress (place tags on alerts, evidence on flags, per-scale
-status, positions, alert state)."""
+database of the session's influxd, and a copy of it plus the few points a ten-second demo cannot make,
+in the schema the ingest writes (:mod:`dashboards.series`): a scale whose verification is overdue, and a
+planting-base alert's hours of history (opened 5 h ago, one still open, one acknowledged 1 h ago) with a
+sensor fault. Everything else a panel reads — sales, re-weighs, flags with their evidence, rapid-test
+alerts with their place tags, ``alert_state`` openings, ``scale_status``, ``place`` with its open flags
+and alerts — is what the demo wrote."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from pathlib import Path
 from rich.console import Console
 
 from cloud_ingest import InfluxClient
-from device_profiles.influx_schema import escape_tag, format_field
+from cloud_ingest.derived_points import alert_state_line, field_text, tag_text
 from zhijian_cli.demo import DemoOptions, run_demo
 
 DEMO_DB, PLUS_DB = "dash_demo", "dash_demo_plus"
 H = 3_600_000
+BASE = {"district": "guangming", "base": "gm-veg-01"}  # the demo's planting base
 
 
 def run_demo_into(influx_url: str, data_dir: Path) -> tuple[int, str]:
@@ -31,104 +35,29 @@ def run_demo_into(influx_url: str, data_dir: Path) -> tuple[int, str]:
 
 
 def _line(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ms: int) -> str:
-    tag_text = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()))
-    field_text = ",".join(f"{k}={format_field(v)}" for k, v in fields.items())
-    return f"{measurement},{tag_text} {field_text} {ts_ms * 1_000_000}"
+    return f"{measurement},{tag_text(tags)} {field_text(fields)} {ts_ms * 1_000_000}"
 
 
-def expected_points(demo: InfluxClient, now_ms: int) -> list[str]:
-    """Points in the expected schema for the devices and places the demo has."""
-    scales = demo.rows('SELECT last("amount_fen") FROM "sale" GROUP BY "device", "district", "market", "stall"')
-    lines = []
-    for i, s in enumerate(scales):
-        place = {"district": s["district"], "market": s["market"], "stall": s["stall"]}
-        due = now_ms - 24 * H if i == 0 else now_ms + 300 * 24 * H  # the first scale's verification is overdue
-        lines.append(
-            _line(
-                "scale_status",
-                {"device": s["device"], "vendor": f"Vendor_{i + 1}", **place},
-                {
-                    "online": 1,
-                    "last_sale_ms": now_ms,
-                    "last_verification_ms": now_ms - 30 * 24 * H,
-                    "verification_due_ms": due,
-                },
-                now_ms - 60_000,
-            )
-        )
-        lines.append(
-            _line(
-                "flag",
-                {"device": s["device"], "rule": "reweigh_error", "severity": "high", **place},
-                {
-                    "seq": 1,
-                    "value": 42.0,
-                    "limit": 20.0,
-                    "reason_en": "short weight at the fair scale",
-                    "reason_zh": "复称短秤",
-                    "evidence_g": -42.0,
-                    "evidence_pct": -4.2,
-                },
-                now_ms - 120_000,
-            )
-        )
-        lines.append(
-            _line(
-                "reweigh",
-                {"device": "fair-0001", "stall_device": s["device"], **place},
-                {"seq": 1, "txn": 1, "claimed_mg": 1_000_000, "net_mg": 958_000},
-                now_ms - 120_000,
-            )
-        )
-    market = scales[0]
-    base = {"district": "guangming", "base": "gm-veg-01"}
-    lines += [
-        _line(
-            "place",
-            {"kind": "market", "id": market["market"], "name": "Futian_No._1", "district": "futian"},
-            {"lat": 22.5431, "lon": 114.0579, "open_flags": 7, "open_alerts": 1},
+def extra_points(demo: InfluxClient, now_ms: int) -> list[str]:
+    """What a short demo cannot make, at the demo's market and planting base."""
+    (market,) = demo.rows('SELECT last("lat") FROM "place" WHERE "kind" = \'market\' GROUP BY "id", "district"')
+    place = {"district": market["district"], "market": market["id"], "stall": "Z-099"}
+    lines = [
+        _line(  # an extra scale of the demo's market whose verification fell due yesterday
+            "scale_status",
+            {"device": "scale-0099", "vendor": "Vendor 99", **place},
+            {
+                "online": 0,
+                "verified": 0,
+                "last_seen_ms": now_ms - 48 * H,
+                "last_verification_ms": now_ms - 365 * 24 * H,
+                "verification_due_ms": now_ms - 24 * H,
+            },
             now_ms - 60_000,
         ),
-        _line(
-            "place",
-            {"kind": "base", "id": "gm-veg-01", "name": "Guangming_base", "district": "guangming"},
-            {"lat": 22.7480, "lon": 113.9350, "open_flags": 0, "open_alerts": 2},
-            now_ms - 60_000,
-        ),
-    ]
-    for kind, pct in (("rapid_test_positive", 66.7), ("rapid_test_suspect", 44.0)):
-        lines.append(
-            _line(
-                "alert",
-                {
-                    "device": "vehicle-0001",
-                    "kind": kind,
-                    "severity": "high",
-                    "subject": market["device"],
-                    "district": "futian",
-                    "market": market["market"],
-                    "stall": market["stall"],
-                    "vehicle": "rt-van-01",
-                },
-                {
-                    "id": f"vehicle-0001:{kind}",
-                    "seq": 9,
-                    "sample_id": "S00009",
-                    "sample_name": "韭菜 leek",
-                    "inhibition_pct": pct,
-                    "result": kind.removeprefix("rapid_test_"),
-                    "agrees": True,
-                    "lat_deg": 22.544,
-                    "lon_deg": 114.06,
-                    "action": "retest",
-                },
-                now_ms - 90_000,
-            )
-        )
-    lines.append(
         _line(
             "alert",
-            {"device": "base-0001", "kind": "sensor_threshold", "severity": "medium", "subject": "base-0001", **base},
+            {"device": "base-0001", "kind": "sensor_threshold", "severity": "medium", "subject": "base-0001", **BASE},
             {
                 "id": "base-0001:soil.moisture_pct:1",
                 "seq": 3,
@@ -138,35 +67,30 @@ def expected_points(demo: InfluxClient, now_ms: int) -> list[str]:
                 "side": "low",
             },
             now_ms - 5 * H,
-        )
-    )
-    lines.append(
+        ),
         _line(
             "sensor_fault",
-            {"device": "base-0001", "channel": "ph", "fault": "stuck", **base},
+            {"device": "base-0001", "channel": "ph", "fault": "stuck", **BASE},
             {"seq": 4, "detail": "stuck"},
             now_ms - H,
-        )
-    )
-    # alert a: opened 5 h ago, still open; alert b: opened 5 h ago, acknowledged 1 h ago
-    for alert, state, open_, at in (
-        ("a", "open", 1, now_ms - 5 * H),
-        ("b", "open", 1, now_ms - 5 * H),
-        ("b", "acknowledged", 0, now_ms - H),
+        ),
+    ]
+    # alert a: opened 5 h ago, still open; alert b: opened 5 h ago, acknowledged by the base 1 h ago
+    for alert, state, actor, at in (
+        ("a", "open", "base-0001", now_ms - 5 * H),
+        ("b", "open", "base-0001", now_ms - 5 * H),
+        ("b", "acknowledged", "base manager Li", now_ms - H),
     ):
         lines.append(
-            _line(
-                "alert_state",
-                {"id": f"base-0001:{alert}", "kind": "sensor_threshold", "severity": "medium", **base},
-                {"state": state, "open": open_, "actor": "supervisor_li"},
-                at,
+            alert_state_line(
+                f"base-0001:{alert}", "sensor_threshold", "medium", BASE, state=state, actor=actor, ts_ms=at
             )
         )
     return lines
 
 
 def make_plus(influx_url: str) -> tuple[InfluxClient, InfluxClient, int]:
-    """The demo database, its copy with the expected-schema points, and the time they were written at."""
+    """The demo database, its copy with the extra points, and the time they were written at."""
     demo = InfluxClient(influx_url, DEMO_DB)
     plus = InfluxClient(influx_url, PLUS_DB)
     plus.create_database()
@@ -175,5 +99,5 @@ def make_plus(influx_url: str) -> tuple[InfluxClient, InfluxClient, int]:
         f'SELECT * INTO "{PLUS_DB}"."autogen".:MEASUREMENT FROM "{DEMO_DB}"."autogen"./.*/ GROUP BY *', method="POST"
     )
     now_ms = int(time.time() * 1000)
-    plus.write(expected_points(demo, now_ms))
+    plus.write(extra_points(demo, now_ms))
     return demo, plus, now_ms

@@ -17,6 +17,7 @@ from dashboards import Expansion, Variable, boards
 from dashboards.alerting import ALERT_INTERVAL_MS, rules
 from dashboards.expand import Interval, backend_macros, seconds_to_hms
 from dashboards.model import Board, Query
+from dashboards.series import SERIES
 from tests.dashboards.demo_data import H, make_plus, run_demo_into
 from zhijian_cli.servers import InfluxServer
 
@@ -111,8 +112,8 @@ def test_panels_the_demo_fills_have_rows_from_the_demo_alone(loaded: Loaded) -> 
     assert not empty, "\n".join(empty)
 
 
-def test_expected_series_hold_what_the_fixture_wrote(loaded: Loaded) -> None:
-    """The overdue-verification and unacknowledged-alert panels count exactly what was written."""
+def test_the_added_history_is_counted_exactly(loaded: Loaded) -> None:
+    """The overdue-verification and unacknowledged-alert panels count exactly what was added."""
     window = Expansion(from_ms=loaded.now_ms - 6 * H, to_ms=loaded.now_ms + 60_000)
     city = next(b for b in boards() if b.uid == "zj-city")
     overdue = next(p for p in city.panels if "overdue" in p.title).queries[0]
@@ -123,6 +124,44 @@ def test_expected_series_hold_what_the_fixture_wrote(loaded: Loaded) -> None:
         from_ms=window.from_ms, to_ms=window.to_ms, variables={"base": Variable.many("base", ["gm-veg-01"])}
     )
     assert loaded.plus.rows(exp.expand(open_.text))[0]["open"] == 1  # a is open, b was acknowledged
+
+
+def _types(client: InfluxClient, measurement: str) -> dict[str, str]:
+    return {v[0]: v[1] for s in client.query(f'SHOW FIELD KEYS FROM "{measurement}"') for v in s["values"]}
+
+
+def test_the_demo_writes_the_supervisor_series_as_the_panels_read_them(loaded: Loaded) -> None:
+    """scale_status, place and alert_state from the demo's own ingest: the names and types of
+    dashboards.series, a sum() of online, and the map's counts against the flags and alerts stored."""
+    demo = loaded.demo
+    for measurement in ("scale_status", "place", "alert_state", "flag", "alert"):
+        written, declared = _types(demo, measurement), SERIES[measurement].fields
+        assert written, f"the demo wrote no {measurement}"
+        assert {k: written[k] for k in written.keys() & declared.keys()} == {
+            k: declared[k] for k in written.keys() & declared.keys()
+        }, measurement
+    assert set(_types(demo, "scale_status")) == set(SERIES["scale_status"].fields)
+    window = Expansion(from_ms=loaded.now_ms - 6 * H, to_ms=loaded.now_ms + 60_000)
+    city = next(b for b in boards() if b.uid == "zj-city")
+    online = next(p for p in city.panels if "online" in p.title).queries[0]
+    scales = demo.rows('SELECT last("online") AS online FROM "scale_status" GROUP BY "device"')
+    assert demo.rows(window.expand(online.text))[0]["online"] == sum(r["online"] for r in scales) > 0
+    geomap = next(p for b in boards() for p in b.panels if p.type == "geomap")
+    (market,) = demo.rows(window.expand(geomap.queries[0].text))
+    flags = demo.rows(f'SELECT count("value") AS n FROM "flag" WHERE "market" = \'{market["id"]}\'')[0]["n"]
+    assert 0 < market["open_flags"] <= flags  # the last status period's count of what was stored
+    tests = demo.rows(
+        f'SELECT count("seq") AS n FROM "alert" WHERE "market" = \'{market["id"]}\' AND "kind" =~ /^rapid/'
+    )[0]["n"]
+    market_alerts = demo.rows(
+        f'SELECT last("open_alerts") AS n FROM "place" WHERE "id" = \'{market["id"]}\' AND "kind" = \'market\''
+    )[0]["n"]
+    assert 0 < market_alerts <= tests
+    (base,) = demo.rows(window.expand(geomap.queries[1].text))
+    assert base["open_alerts"] == 0  # the demo's base stays inside its limits
+    opened = demo.rows('SELECT "state", "open", "actor", "id" FROM "alert_state"')
+    alert_ids = {r["id"] for r in demo.rows('SELECT "id" FROM "alert"')}
+    assert opened and {r["id"] for r in opened} == alert_ids and {r["state"] for r in opened} == {"open"}
 
 
 def test_alert_rule_queries_run_as_the_backend_expands_them(loaded: Loaded) -> None:

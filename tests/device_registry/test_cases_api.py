@@ -199,3 +199,32 @@ def test_events_that_break_the_schema_are_refused_whole(api: Api) -> None:
     assert detail[0]["type"] == "union_tag_invalid"
     api.call("ingest", "POST", "/v1/case-events", {"events": []}, expect=422)
     assert api.call("admin", "GET", "/v1/cases")["total"] == 0  # nothing of a refused batch is taken
+
+
+def test_cases_changed_since_come_oldest_change_first_in_scope(api: Api) -> None:
+    """What the ingest's poller reads to write each step of an alert as ``alert_state``."""
+    import datetime as dt
+    from urllib.parse import urlencode
+
+    def since(at: dt.datetime, who: str = "admin", **more: str) -> list[tuple[int, str]]:
+        query = urlencode({"updated_since": at.isoformat(), **more})
+        return [(c["id"], c["state"]) for c in api.call(who, "GET", f"/v1/cases?{query}")["items"]]
+
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    (flag_case,) = report(api, flag(1))
+    (alert_case,) = report(api, base_alert())
+    flag_id, alert_id = flag_case["case_id"], alert_case["case_id"]
+    assert since(start) == [(flag_id, "open"), (alert_id, "open")]  # oldest change first (not newest first)
+    mid = dt.datetime.now(dt.UTC)
+    assert since(mid) == []
+    api.call("sup-nanshan", "POST", f"/v1/cases/{alert_id}/acknowledge", {})
+    api.call("sup-futian-no1", "POST", f"/v1/cases/{flag_id}/acknowledge", {})
+    assert since(mid) == [(alert_id, "acknowledged"), (flag_id, "acknowledged")]  # by their last change
+    assert since(mid, source="alert") == [(alert_id, "acknowledged")]
+    assert since(mid, who="sup-futian-no1") == [(flag_id, "acknowledged")]  # the scope still holds
+    naive = mid.astimezone(dt.UTC).replace(tzinfo=None)  # no zone: UTC
+    assert since(naive) == since(mid)
+    in_tokyo = mid.astimezone(dt.timezone(dt.timedelta(hours=9)))  # the same instant in another zone
+    assert since(in_tokyo) == since(mid)
+    assert since(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == []
+    api.call("admin", "GET", "/v1/cases?updated_since=yesterday", expect=422)

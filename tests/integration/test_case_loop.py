@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from cloud_ingest import DeviceFile, InfluxClient, IngestSettings
+from cloud_ingest.metrics import IngestCollector
+from dashboards import Expansion, Variable, boards
+from dashboards.alerting import rules
 from dashboards.case_queries import CASE_QUERIES, expand
+from dashboards.expand import Interval, backend_macros
 from device_profiles import builtin
 from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource
 from firmware_sim.modbus_sensor import ModbusSensorServer, SensorModel
@@ -91,6 +95,29 @@ def test_a_base_alert_is_closed_in_a_loop(mosquitto: MosquittoServer, influx: In
                     return [r["cases"] for r in influx.rows(q) if r["district"] == "nanshan"]
 
                 assert wait_until(lambda: nanshan_open() != [] and not any(nanshan_open()), 60), nanshan_open()
+
+                # alert_state, for the bases board and the "unacknowledged for N hours" rule: the opening and
+                # the base's ack from the ingest, each supervisor's step polled from the registry
+                def steps() -> list[tuple[str, int, str]]:
+                    rows = influx.rows(f"SELECT state, open, actor FROM \"alert_state\" WHERE id = '{alert_id}'")
+                    return [(r["state"], r["open"], r["actor"]) for r in rows]
+
+                order = ["open", "acknowledged", "assigned", "acknowledged", "closed"]
+                assert wait_until(lambda: [s for s, _, _ in steps()] == order, 60), steps()
+                assert [o for _, o, _ in steps()] == [1, 0, 0, 0, 0] and steps()[3][2] == "Li"
+                assert steps()[0][2] == "base-0007" and steps()[4][2].endswith(":sup-nanshan")
+                now = int(time.time() * 1000)
+                table = next(p for b in boards() if b.uid == "zj-bases" for p in b.panels if "Alert state" in p.title)
+                shown_state = Expansion(
+                    from_ms=now - 3_600_000, to_ms=now + 60_000, variables={"base": Variable.many("base", ["base-7"])}
+                ).expand(table.queries[0].text)
+                assert [(r["id"], r["state"], r["open"]) for r in influx.rows(shown_state)] == [(alert_id, "closed", 0)]
+                rule = next(r for r in rules() if r.uid == "zj-base-unacknowledged").queries[0].query.text
+                still_open = backend_macros(rule, now - 7 * 86_400_000, now, Interval(60_000, "1m"))
+                assert [s["values"][0][1] for s in influx.query(still_open)] in ([0], [0, 0])  # nothing left open
+                scraped = {m.name: m.samples[0].value for m in IngestCollector(worker).collect() if m.samples}
+                assert scraped["zhijian_ingest_case_state_poll_failures"] == 0
+                assert scraped["zhijian_ingest_alert_states_dropped"] == 0
             finally:
                 agent.stop()
                 worker.stop(end_session=True)
