@@ -113,7 +113,9 @@ class StatusWriter:
         written_at = np.zeros(n, np.int64)
         if self._table is not None:
             at = self._table.index.positions(table.index.ids)
-            kept = at >= 0
+            # a device index grows in place (a device first seen between reloads is appended to it), so a
+            # position may lie past the arrays sized when that table was adopted: such a device is new here
+            kept = (at >= 0) & (at < len(self._seen))
             for new, old in ((seen, self._seen), (sale, self._sale), (written_at, self._written_at)):
                 new[kept] = old[at[kept]]
             for name, col in written.items():
@@ -203,7 +205,7 @@ class StatusWriter:
         assert self._table is not None
         at = self._table.index.positions(np.array([d.encode() for d, _ in pairs], dtype=np.bytes_))
         values = np.array([v for _, v in pairs], dtype=np.int64)
-        ok = at >= 0
+        ok = (at >= 0) & (at < len(into))  # past the arrays: appended to the index since; counted after a reload
         np.maximum.at(into, at[ok], values[ok])
 
     def _status_lines(self, now_ms: int) -> list[str]:

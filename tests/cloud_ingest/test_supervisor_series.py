@@ -416,3 +416,25 @@ def test_an_acknowledgement_heard_while_influxdb_is_away_is_spooled_and_the_queu
     queue.put("line 5")
     queue.put_back(taken)
     assert queue.take() == ["line 2", "line 3", "line 4"] and queue.dropped == 3  # put back first; line 5 out
+
+
+def test_a_device_added_to_the_index_between_reloads_does_not_stop_the_status(influx: InfluxClient) -> None:
+    """The device index grows in place (the anti-cheat adds a scale the registry names unverified before
+    the table holds it): status points go on, for the new scale too once a reload brings it."""
+    first = DeviceFile(devices(), places=PLACES)
+    current = [first]
+    seen: dict[str, int] = {"scale-0001": int(T)}
+    clock = Clock(T / 1000 + 1)
+    writer = StatusWriter(influx, lambda: current[0], lambda: current[0].facts, seen, {}, clock=clock)
+    assert writer.tick() > 0
+    first.index.add("scale-0099")  # appended in place, past the writer's arrays
+    seen["scale-0099"] = int(T) + 1000
+    clock.t += 60
+    writer.tick()  # no IndexError: the appended device waits for its reload
+    added = {"profile": "zj-pcs-30", "scale": FACT, "tags": {"district": "futian", "market": "futian-no1"}}
+    current[0] = DeviceFile({**devices(), "scale-0099": {**added, "key": key("scale-0099")}}, places=PLACES)
+    seen["scale-0099"] = int(T) + 2000
+    clock.t += 60
+    writer.tick()
+    rows = influx.rows("SELECT last(online) AS online FROM \"scale_status\" WHERE device = 'scale-0099'")
+    assert rows and rows[0]["online"] == 1
