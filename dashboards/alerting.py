@@ -94,7 +94,7 @@ def rules() -> list[Rule]:
                 RuleQuery(
                     "A",
                     Query(
-                        'SELECT count("value") AS flags FROM "flag" WHERE "severity" = \'high\' AND $timeFilter'
+                        'SELECT count("seq") AS flags FROM "flag" WHERE "severity" = \'high\' AND $timeFilter'
                         ' GROUP BY "district", "market", "stall", "device"',
                         ("flags", "device"),
                     ),

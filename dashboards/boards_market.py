@@ -6,6 +6,7 @@ units (``currencyCNY`` yuan, ``masskg``, ``massg``, ``percent``) show people wha
 
 from __future__ import annotations
 
+from .case_queries import CASE_QUERIES
 from .model import (
     Board,
     Panel,
@@ -118,7 +119,7 @@ def city() -> Board:
         timeseries(
             "按严重程度的标记 Flags by severity",
             Query(
-                'SELECT count("value") AS flags FROM "flag" WHERE $timeFilter GROUP BY time($__interval), "severity"'
+                'SELECT count("seq") AS flags FROM "flag" WHERE $timeFilter GROUP BY time($__interval), "severity"'
                 " fill(0)",
                 ("flags", "severity"),
             ),
@@ -126,7 +127,7 @@ def city() -> Board:
         table(
             "最可疑的秤 Most suspicious scales",
             Query(
-                'SELECT count("value") AS flags FROM "flag" WHERE $timeFilter'
+                'SELECT count("seq") AS flags FROM "flag" WHERE $timeFilter'
                 ' GROUP BY "device", "district", "market", "stall"',
                 ("flags", "device", "district", "market", "stall"),
                 fmt="table",
@@ -182,13 +183,21 @@ def city() -> Board:
                 fmt="table",
             ),
             Query(
-                'SELECT count("value") AS flags FROM "flag" WHERE $timeFilter GROUP BY "district"',
+                'SELECT count("seq") AS flags FROM "flag" WHERE $timeFilter GROUP BY "district"',
                 ("flags", "district"),
                 fmt="table",
             ),
             transformations=[join_on("district"), hide_fields("Time", "Time 1", "Time 2")],
             overrides=[unit_override("yuan", YUAN)],
             links=[TO_MARKET],
+        ),
+        table(
+            "案件 Cases open, acknowledged, assigned",
+            Query(CASE_QUERIES["cases_by_district_now"], ("cases", "district", "state"), fmt="table", demo=False),
+            transformations=[hide_fields("Time")],
+            description="Cases not closed in the registry (docs/cases.md), by district and state: what supervisors"
+            " still have to close in the loop (闭环). Empty unless the ingest reports to the registry.",
+            w=12,
         ),
     )
     return b
@@ -216,13 +225,13 @@ def drilldown() -> Board:
         ),
         stat(
             "标记 Flags",
-            Query(f'SELECT count("value") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter', ("flags",)),
+            Query(f'SELECT count("seq") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter', ("flags",)),
             w=6,
         ),
         stat(
             "被标记的秤 Scales flagged",
             Query(
-                'SELECT count("flags") AS scales FROM (SELECT count("value") AS flags FROM "flag" WHERE '
+                'SELECT count("flags") AS scales FROM (SELECT count("seq") AS flags FROM "flag" WHERE '
                 + PLACE
                 + ' AND $timeFilter GROUP BY "device")',
                 ("scales",),
@@ -248,7 +257,7 @@ def drilldown() -> Board:
                 fmt="table",
             ),
             Query(
-                f'SELECT count("value") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter GROUP BY "device"',
+                f'SELECT count("seq") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter GROUP BY "device"',
                 ("flags", "device"),
                 fmt="table",
             ),
@@ -268,6 +277,14 @@ def drilldown() -> Board:
             ),
             w=24,
         ),
+        table(
+            "市场案件 Cases by market",
+            Query(CASE_QUERIES["cases_by_market_now"], ("cases", "market", "state"), fmt="table", demo=False),
+            transformations=[hide_fields("Time")],
+            description="The district's cases not closed, market by market (a base's or a vehicle's case is in"
+            " its district only).",
+            w=24,
+        ),
     )
     return b
 
@@ -276,7 +293,7 @@ def _flags_by_rule() -> Panel:
     p = barchart(
         "按规则的标记 Flags by rule",
         Query(
-            f'SELECT count("value") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter GROUP BY "rule"',
+            f'SELECT count("seq") AS flags FROM "flag" WHERE {PLACE} AND $timeFilter GROUP BY "rule"',
             ("flags", "rule"),
             fmt="table",
         ),
@@ -315,7 +332,7 @@ def scale_detail() -> Board:
         ),
         stat(
             "标记 Flags",
-            Query(f'SELECT count("value") AS flags FROM "flag" WHERE {one} AND $timeFilter', ("flags",)),
+            Query(f'SELECT count("seq") AS flags FROM "flag" WHERE {one} AND $timeFilter', ("flags",)),
             w=6,
         ),
         stat(
@@ -345,14 +362,15 @@ def scale_detail() -> Board:
                 demo=False,
             ),
             Query(
-                f'SELECT "value" AS deviation, "limit" AS mpe FROM "flag" WHERE {one} AND "rule" =~ /reweigh/'
+                f'SELECT "evidence_g" AS deviation, "limit_g" AS mpe FROM "flag" WHERE {one} AND "rule" =~ /reweigh/'
                 " AND $timeFilter",
                 ("deviation", "mpe"),
                 demo=False,
             ),
             unit="massg",
             description="The receipt's net weight less the fair scale's, per re-weigh (g and %), and the re-weigh"
-            " flags' deviation against their limit (the maximum permissible error in service).",
+            " flags' evidence against their tolerance, in grams (the in-service maximum permissible error and the"
+            " scales' rounding).",
             overrides=[unit_override("short_pct", PCT)],
         ),
         table(

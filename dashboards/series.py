@@ -201,5 +201,14 @@ SERIES: dict[str, Series] = {
             " alert's case in the registry). id is the alert's id, a tag: alerts are few, and the latest"
             " state of each must be found",
         ),
+        Series(
+            "case",
+            ("level", "district", "market", "state"),
+            {"count": "integer"},
+            "ingest",
+            "cases not closed in the registry, by district (level=district) and by market (level=market) and"
+            " state (open | acknowledged | assigned), written by the ingest's case reporter from the registry's"
+            " counts every ZHIJIAN_CASE_COUNTS_INTERVAL_S; a group that emptied is written once more as 0",
+        ),
     )
 }

@@ -2,7 +2,7 @@
 database of the session's influxd, and a copy of it plus the few points a ten-second demo cannot make,
 in the schema the ingest writes (:mod:`dashboards.series`): a scale whose verification is overdue, and a
 planting-base alert's hours of history (opened 5 h ago, one still open, one acknowledged 1 h ago) with a
-sensor fault. Everything else a panel reads — sales, re-weighs, flags with their evidence, rapid-test
+sensor fault, and the registry's case counts (the demo runs no registry API for the case reporter). Everything else a panel reads — sales, re-weighs, flags with their evidence, rapid-test
 alerts with their place tags, ``alert_state`` openings, ``scale_status``, ``place`` with its open flags
 and alerts — is what the demo wrote."""
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cloud_ingest import InfluxClient
+from cloud_ingest.case_reporter import case_line
 from cloud_ingest.derived_points import alert_state_line, field_text, tag_text
 from zhijian_cli.demo import DemoOptions, run_demo
 
@@ -86,6 +87,14 @@ def extra_points(demo: InfluxClient, now_ms: int) -> list[str]:
                 f"base-0001:{alert}", "sensor_threshold", "medium", BASE, state=state, actor=actor, ts_ms=at
             )
         )
+    # the registry's case counts as the case reporter writes them (the demo runs no registry API)
+    for key, count in (
+        (("", market["district"], "open"), 2),
+        (("", market["district"], "assigned"), 1),
+        ((market["id"], market["district"], "open"), 2),
+        ((market["id"], market["district"], "assigned"), 1),
+    ):
+        lines.append(case_line(key, count, (now_ms - 60_000) * 1_000_000))
     return lines
 
 
