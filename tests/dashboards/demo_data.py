@@ -1,10 +1,11 @@
 """Data for the panel tests: the demo's own run (registry, broker, agents over ptys, the real ingest) into a
 database of the session's influxd, and a copy of it plus the few points a ten-second demo cannot make,
-in the schema the ingest writes (:mod:`dashboards.series`): a scale whose verification is overdue, and a
+in the schema the ingest writes (:mod:`dashboards.series`): a scale whose verification is overdue, a
 planting-base alert's hours of history (opened 5 h ago, one still open, one acknowledged 1 h ago) with a
-sensor fault, and the registry's case counts (the demo runs no registry API for the case reporter). Everything else a panel reads — sales, re-weighs, flags with their evidence, rapid-test
-alerts with their place tags, ``alert_state`` openings, ``scale_status``, ``place`` with its open flags
-and alerts — is what the demo wrote."""
+sensor fault, and the registry's case counts (the demo runs no registry API for the case reporter).
+Everything else a panel reads — sales, re-weighs, flags with their evidence, rapid-test alerts with their
+place tags, ``alert_state`` openings, ``scale_status``, ``place`` with its open flags and alerts — is what
+the demo wrote."""
 
 from __future__ import annotations
 
