@@ -27,7 +27,11 @@ SEQ_SLOTS = 1_000_000
 #: Registry tags a point may carry besides ``device``: where the device is. Kept to these few, each of
 #: bounded cardinality (a city has thousands of stalls, not millions), so series stay manageable.
 ENRICHMENT_TAGS = ("district", "market", "stall", "base", "vehicle")
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "", "\r": ""})
+# a backslash ends up before the space or comma that follows a tag value, and InfluxDB 1.x then reads the two
+# as one escaped character ("invalid tag format", the whole write refused): a tag value's backslash is written
+# as the fullwidth reverse solidus U+FF3C. Devices cannot send one (their tag fields refuse it); the registry's
+# names and vendors can.
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "", "\r": "", "\\": "\uff3c"})
 _STR_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
 
 

@@ -28,7 +28,7 @@ def test_line_shape() -> None:
 
 
 def test_escaping() -> None:
-    assert escape_tag("a,b=c d") == "a\\,b\\=c\\ d"
+    assert escape_tag("a,b=c d") == "a\\,b\\=c\\ d" and escape_tag("a\\") == "a\uff3c"
     assert format_field('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
     assert format_field(1.5) == "1.5" and format_field(3) == "3i" and format_field(False) == "f"
 
@@ -119,3 +119,12 @@ def test_a_device_moved_to_another_stall_gets_its_new_tags_at_once() -> None:
     before = envelope_lines("scale-0001", 1, [EXAMPLE_SALE], {"market": "futian-no1", "stall": "A-017"})
     after = envelope_lines("scale-0001", 2, [EXAMPLE_SALE], {"market": "futian-no1", "stall": "B 002"})
     assert ",stall=A-017" in before[0] and ",stall=B\\ 002" in after[0] and "A-017" not in after[0]
+
+
+def test_a_place_name_ending_in_a_backslash_is_stored_not_refused(influx: InfluxClient) -> None:
+    """InfluxDB reads a backslash before the space after a tag value as an escape and refuses the write:
+    a registry name or vendor holding one is written with U+FF3C instead, and the sale is stored."""
+    line = record_line("scale-0001", 7, sale(), {"market": "Evil market\\", "stall": "A\\017"})
+    influx.write([line])
+    (row,) = influx.rows("SELECT seq, market, stall FROM sale WHERE device = 'scale-0001' AND seq = 7")
+    assert (row["market"], row["stall"]) == ("Evil market\uff3c", "A\uff3c017")
