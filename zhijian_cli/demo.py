@@ -346,6 +346,10 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
     by_device: dict[str, Counter[str]] = {}
     for row in flags:
         by_device.setdefault(row["device"], Counter())[row["rule"]] += row["flags"]
+    status = 'SELECT last("online") AS online FROM "scale_status" GROUP BY "device", "stall", "vendor"'
+    where = {
+        r["device"]: f"{r.get('stall') or '?'} · {r.get('vendor') or '?'}" for r in influx.rows(_within(status, scope))
+    }
     console.print()
     rows = []
     for stall in market.stalls:
@@ -354,6 +358,7 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
         rows.append(
             (
                 stall.device_id,
+                where.get(stall.device_id, "?"),
                 stall.cheat.kind if stall.cheat else "honest",
                 str(stall.sales),
                 str(row.get("sales", 0)),
@@ -361,7 +366,7 @@ def _summary(console: Console, market: Market, influx: InfluxClient, url: str, d
                 found or "-",
             )
         )
-    columns = ("scale", "cheat (truth)", "sales made", "sales stored", "turnover ¥", "flags by rule")
+    columns = ("scale", "stall · vendor", "cheat (truth)", "sales made", "sales stored", "turnover ¥", "flags by rule")
     show_table(console, "Per scale, from InfluxDB (this run)", columns, rows)
     unseen = sorted({s.cheat.kind for s in market.stalls if s.cheat and not by_device.get(s.device_id)})
     if unseen:

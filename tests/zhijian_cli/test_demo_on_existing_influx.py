@@ -59,7 +59,11 @@ def test_the_demo_keeps_to_its_own_database_and_exports_what_scores(influxd: Inf
         assert "4 s of sales + up to 10 s drain" in text
         # plain lines, whole: the header row of the progress and of the summary
         assert "elapsed_s | sales | taken | outbox | messages | records | points | flagged | rejected\n" in text
-        assert "\nscale | cheat (truth) | sales made | sales stored | turnover ¥ | flags by rule\n" in text
+        assert (
+            "\nscale | stall · vendor | cheat (truth) | sales made | sales stored | turnover ¥ | flags by rule\n"
+            in text
+        )
+        assert " | A-001 · Vendor 1 | " in text, text
         assert max(len(line) for line in text.splitlines()) > 80  # longer than the width, and not wrapped
         assert "Every sale made is stored" in text, text
     finally:
