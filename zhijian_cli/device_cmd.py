@@ -301,6 +301,10 @@ def verify(
             state = _read_scale(registry.call("GET", f"/v1/devices/{device_id}")["profile"], from_scale)
             for name in ("coefficient", "zero_counts", "calibration_events", "configuration_events", "software_id"):
                 doc[name] = doc[name] if doc[name] is not None else state.get(name)
+        missing = [name for name in ("coefficient", "calibration_events", "configuration_events") if doc[name] is None]
+        if missing:  # in the technician's words, not the API's field names
+            options = ", ".join("--" + name.replace("_", "-") for name in missing)
+            raise CliError(f"the scale's readings are missing: give --from-scale PORT to read them, or {options}")
         out = registry.call(
             "POST", f"/v1/devices/{device_id}/verifications", {k: v for k, v in doc.items() if v is not None}
         )

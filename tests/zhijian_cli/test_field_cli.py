@@ -119,3 +119,11 @@ def test_version_from_the_installed_command() -> None:
     zhijian = Path(sys.executable).with_name("zhijian")
     done = subprocess.run([zhijian, "--version"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.startswith("zhijian 0."), done.stdout + done.stderr
+
+
+def test_a_verification_without_the_scales_readings_says_which_options_give_them(registry: Path) -> None:
+    bare = VERIFY.replace("--coefficient 41943.04 --calibration-events 1 --configuration-events 1 ", "")
+    code, out = cli(bare.format(cert="C-9", readings=FULL_RANGE))
+    text = " ".join(out.split())
+    assert code == 1 and "give --from-scale PORT to read them, or --coefficient, --calibration-events" in text, out
+    assert "Field required" not in out
