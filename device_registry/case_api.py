@@ -8,9 +8,11 @@ to ``/v1/case-events`` with a token of role ``ingest``; ``/v1/case-counts`` is w
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from fastapi import Path, Query
+from pydantic import BeforeValidator
 
 from .api import Caller, Filter, Limit, Offset, _body, router
 from .case_schemas import (
@@ -37,6 +39,20 @@ _CLOSE[409] = {
 }
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    """A time as ISO 8601 text only: pydantic would also take "0.5" as seconds since the epoch, which the
+    document (format date-time) does not allow."""
+    if (isinstance(value, str) and not value[:4].isdigit()) or (isinstance(value, str) and value[4:5] != "-"):
+        raise ValueError("an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+IsoTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
+
+
 @router.get("/v1/cases", tags=["cases"])
 def list_cases(
     reg: Caller,
@@ -46,7 +62,7 @@ def list_cases(
     source: Annotated[Literal["flag", "alert"] | None, Query(description="flags of scales or alerts")] = None,
     device: Filter = None,
     updated_since: Annotated[
-        dt.datetime | None,
+        IsoTime | None,
         Query(
             description="only cases changed at or after this time (ISO 8601; UTC if no zone is given), oldest"
             " change first: what a poller reads to follow every step"
