@@ -18,7 +18,7 @@ from dashboards.alerting import ALERT_INTERVAL_MS, rules
 from dashboards.expand import Interval, backend_macros, seconds_to_hms
 from dashboards.model import Board, Query
 from dashboards.series import SERIES
-from tests.dashboards.demo_data import H, make_plus, run_demo_into
+from tests.support.dashboard_demo_data import H, make_plus, run_demo_into
 from zhijian_cli.servers import InfluxServer
 
 pytestmark = pytest.mark.integration

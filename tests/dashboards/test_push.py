@@ -1,5 +1,5 @@
 """``zhijian dashboards push`` with grafana-client against a stand-in for Grafana's HTTP API (Grafana
-cannot be installed here; tests/dashboards/grafana_standin.py says what the stand-in checks)."""
+cannot be installed here; tests/support/grafana_standin.py says what the stand-in checks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dashboards import PushError, boards
 from dashboards.alerting import rules
 from dashboards.generate import INFLUX1_UID, INFLUX2_UID
 from dashboards.push import PushTarget, push
-from tests.dashboards.grafana_standin import GrafanaStandIn
+from tests.support.grafana_standin import GrafanaStandIn
 from zhijian_cli.main import app
 
 
