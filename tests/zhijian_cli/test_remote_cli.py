@@ -4,9 +4,6 @@ port, in its own process) with a token: remote register and provision, refusals 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,43 +11,18 @@ import pytest
 
 from edge_agent.bundle_file import load_bundle
 from tests.support.cli_helpers import cli, seed_market
-from tests.support.registry_server import answers_health
-from tests.support.waiting import wait_until
+from tests.support.registry_server import init_registry, registry_env, serve_registry
 from zhijian_cli.servers import free_port
 
 
 @pytest.fixture
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
-    env = {
-        **os.environ,
-        "ZHIJIAN_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.sqlite'}",
-        "ZHIJIAN_KEY_SECRET_FILE": str(tmp_path / "registry.key"),
-    }
-    init = subprocess.run(
-        [sys.executable, "-m", "zhijian_cli", "registry", "init", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert init.returncode == 0, init.stderr
-    token = json.loads(init.stdout)["admin_token"]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "zhijian_cli", "registry", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until(lambda: answers_health(url), 60), "the registry did not answer /health"
+    env = registry_env(f"sqlite:///{tmp_path / 'registry.sqlite'}", tmp_path)
+    token = init_registry(env)
+    with serve_registry(env, free_port(), tmp_path / "registry.log") as url:
         # the CLI below must not find the database: everything goes through the API
         monkeypatch.setenv("ZHIJIAN_REGISTRY_URL", f"sqlite:///{tmp_path / 'not-here.sqlite'}")
         yield url, token
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def test_remote_provisioning_with_a_token(api: tuple[str, str], tmp_path: Path) -> None:
