@@ -16,7 +16,9 @@ from .wire_types import JSON_INTEGER, PRINTABLE, Code, Reason, Text
 
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
 Millis = Annotated[int, Field(ge=0, le=MAX_SAFE_INT), JSON_INTEGER]
-Scalar = Annotated[str, StringConstraints(max_length=500)] | float | bool | None
+# a number within a float's range: JSON allows 1e400 (or an integer of 400 digits), which no float holds
+Number = Annotated[float, Field(ge=-1e308, le=1e308, allow_inf_nan=False)]
+Scalar = Annotated[str, StringConstraints(max_length=500)] | Number | bool | None
 
 
 class _In(BaseModel):

@@ -9,7 +9,9 @@ Two rules of the API no JSON Schema can state, so that the "positive data accept
   document marks such fields ``format: uscc``): the harness puts the right one on generated codes;
 - an alert limit's ``low`` must be below its ``high``: the harness orders generated pairs;
 - a device moved (PATCH) goes where its kind may be (device_registry.placement; for registering, the
-  document states the rule): the harness leaves out a move to a place of the wrong kind.
+  document states the rule): the harness leaves out a move to a place of the wrong kind;
+- a body stays within the server's bound (1 MiB; a batch of case events the schema allows can be 14 MB,
+  answered 413 as documented): the harness cuts a generated batch to the events that fit.
 
 Both are refused with a 422 the document describes on the operations concerned. Nothing is excluded.
 The fuzzer may revoke the very token it calls with (it lists tokens, then revokes what it found), so the
@@ -19,6 +21,7 @@ token comes from :class:`FreshAdminToken`, which makes a new one whenever the la
 from __future__ import annotations
 
 import collections
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +35,7 @@ from sqlalchemy import Engine
 from device_profiles import builtin
 from device_registry import Principal, Role
 from device_registry import models as m
+from device_registry.body_limit import MAX_BODY_BYTES
 from device_registry.db import sessions
 from device_registry.placement import placement_problem
 from device_registry.schemas import DeviceIn, DistrictIn, MarketIn, StallIn, TokenIn
@@ -108,6 +112,8 @@ class BeyondSchema:
                 self._metrology(str((case.path_parameters or {}).get("device_id")), body)
             if case.operation.path == "/v1/devices/{device_id}" and case.method.upper() == "PATCH" and _positive(case):
                 self._placement(str((case.path_parameters or {}).get("device_id")), body)
+            if case.operation.path == "/v1/case-events" and _positive(case):
+                _within_body_bound(body)
         return case
 
     def _placement(self, device_id: str, body: dict[str, Any]) -> None:
@@ -153,6 +159,17 @@ def _positive(case: Any) -> bool:
     """A case generated to fit the schema (a negative one must stay as it was made: refused for itself)."""
     meta = getattr(case, "meta", None)
     return meta is None or meta.generation.mode == GenerationMode.POSITIVE
+
+
+def _within_body_bound(body: dict[str, Any]) -> None:
+    """A batch of case events the schema allows (500 events of 50 evidence entries) can pass the server's
+    body bound, answered 413 as documented: the batch is cut to the events that fit, as the ingest's
+    reporter sends them (it resends a refused batch one event at a time)."""
+    events = body.get("events")
+    if not isinstance(events, list):
+        return
+    while len(events) > 1 and len(json.dumps(body).encode()) > MAX_BODY_BYTES * 0.9:
+        events.pop()
 
 
 def _licences(body: dict[str, Any]) -> None:
