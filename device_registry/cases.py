@@ -158,7 +158,8 @@ class Cases(RegistryBase):
     def _base_ack(self, e: BaseAckEventIn) -> CaseEventResult:
         case = self.db.scalar(
             select(Case)
-            .where(Case.alert_id == e.alert_id, Case.device_id == e.device)  # only the alerting device's own
+            # only the alerting device's own, and only a planting-base alert's (a rapid test has no base ack)
+            .where(Case.alert_id == e.alert_id, Case.device_id == e.device, Case.rule.in_(NEEDS_BASE_ACK))
             .order_by(Case.id.desc())
             .limit(1)
             .with_for_update()

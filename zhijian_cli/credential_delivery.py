@@ -4,6 +4,7 @@ writing it there: a file (mode 600), the device over its serial line, QR text, o
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 from rich.markup import escape
 
 from device_profiles.bundle import Bundle
+from device_profiles.bundle_text import QR_PREFIX, from_qr_text
 from device_profiles.private_file import write_private
 from edge_agent.errors import AgentError
 
@@ -69,8 +71,9 @@ def _check_file(out: Path, device_id: str | None) -> None:
 def _bundle_device(path: Path) -> str | None:
     """The device whose bundle ``path`` holds, if it is one."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+        doc = from_qr_text(text.strip()) if text.lstrip().startswith(QR_PREFIX) else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, zlib.error):
         return None
     device = doc.get("device_id") if isinstance(doc, dict) else None
     return device if isinstance(device, str) else None

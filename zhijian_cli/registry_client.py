@@ -35,6 +35,14 @@ def describe_refusal(response: httpx.Response) -> str:
     return str(detail)
 
 
+def _check_path(path: str) -> None:
+    """Refuse a path whose ids would name another resource: the CLI puts ids typed by a technician into
+    paths (``/v1/markets/{market}/stalls/{code}``), and ``zz/../futian-no1`` or ``a?b`` must not travel."""
+    segments = path.split("?", 1)[0].split("/")
+    if any(s in (".", "..") for s in segments) or any(c in path for c in "?#%\\") or "//" in path:
+        raise CliError(f"{path!r}: an id holds '/', '..', '?', '#', '%' or '\\', which no registry id has")
+
+
 class RegistryClient:
     """Calls the registry API; raises :class:`CliError` with the API's reason when refused."""
 
@@ -43,6 +51,7 @@ class RegistryClient:
         self.where = where
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        _check_path(path)
         query = {k: v for k, v in params.items() if v is not None}
         try:
             r = self.http.request(method, path, json=body, params=query)

@@ -126,3 +126,8 @@ def test_what_others_wrote_prints_as_written_and_api_goes_after_the_subcommand(
         assert "[red]Inspector[/red] \\u202eWang" in out and "\u202e" not in out, out
         code, out = cli(f"case list --api {url} --token {sup}")
         assert code == 0 and "[red]Inspector[/red]" in out, out
+        rapid = {**FLAG, "event_key": "alert:rt-1", "type": "alert", "rule": "rapid_test_positive", "alert_id": "rt-1"}
+        call(url, tokens["ingest"], "POST", "/v1/case-events", events(rapid))
+        ack = {**BASE_ACK, "event_key": "base_ack:rt-1", "device": FLAG["device"], "alert_id": "rt-1"}
+        (result,) = call(url, tokens["ingest"], "POST", "/v1/case-events", events(ack))["results"]
+        assert result["result"] == "unmatched", result  # a rapid test's case has no base to acknowledge it

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from device_profiles.bundle_text import qr_text
 from device_profiles.private_file import write_private
 from device_registry.broker_files import acl_text, hash_password, password_file_text
 from tests.support.cli_helpers import cli
@@ -230,6 +231,10 @@ def test_a_file_that_cannot_take_the_bundle_is_found_before_anything_changes(
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"device_id": "scale-0002", "broker": {"password": "p"}}))
     code, out = cli(f"device rotate scale-0001 --out {other} --yes")
+    assert code == 1 and "holds the bundle of scale-0002" in out, out
+    as_qr = tmp_path / "other.txt"  # the form a failed delivery shows it in
+    as_qr.write_text(qr_text({"device_id": "scale-0002", "broker": {"password": "p"}}) + "\n")
+    code, out = cli(f"device rotate scale-0001 --out {as_qr} --yes")
     assert code == 1 and "holds the bundle of scale-0002" in out, out
     assert _key_version() == 1 and broker_answer(broker.port, "scale-0001", _password(bundle)) == "Success"
     code, out = cli(f"device rotate scale-0001 --out {bundle} --yes")  # its own bundle file: replaced

@@ -127,3 +127,13 @@ def test_a_verification_without_the_scales_readings_says_which_options_give_them
     text = " ".join(out.split())
     assert code == 1 and "give --from-scale PORT to read them, or --coefficient, --calibration-events" in text, out
     assert "Field required" not in out
+
+
+def test_ids_that_would_name_another_resource_never_reach_a_url_path(registry: Path) -> None:
+    for command in (
+        "registry change-vendor --market 'zz/../m1' --code A-1 --vendor EVIL --licence 91350100M000100Y43",
+        "registry change-vendor --market m1 --code 'zz/../A-1' --vendor EVIL --licence 91350100M000100Y43",
+        "registry token revoke 'zz/../0ae174fe4f72'",
+    ):
+        code, out = cli(command)
+        assert code == 1 and "which no registry id has" in " ".join(out.split()), (command, out)
