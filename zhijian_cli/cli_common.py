@@ -79,7 +79,7 @@ _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u
 
 def shown(value: object) -> str:
     """Text someone else wrote (a device's sample name, a supervisor's note), ready for Rich: markup
-    escaped, and control and direction characters written as ``\\uXXXX`` so nothing is hidden or reordered
+    escaped, and control and direction characters written as escapes (``\\u202e``) so nothing is hidden or reordered
     on the terminal."""
     return escape(_INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value)))
 
