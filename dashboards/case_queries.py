@@ -4,12 +4,10 @@ The ``case`` series is written by the ingest's case reporter from the registry's
 (:mod:`cloud_ingest.case_reporter`, docs/cases.md): at each reading, field ``count`` per district and
 state (``level=district``) and per market and state (``level=market``); a group that has emptied is
 written once more as 0. So the current count of a group is its ``last()`` within the dashboard's range.
-``$timeFilter``, ``$__interval`` and ``${district}`` are Grafana's; :func:`expand` fills them for tests.
+``$timeFilter``, ``$__interval`` and ``${district}`` are Grafana's; :mod:`dashboards.expand` fills them for tests.
 """
 
 from __future__ import annotations
-
-import re
 
 CASE_QUERIES: dict[str, str] = {
     # a table or stat panel: the counts now, one row per district and state
@@ -28,13 +26,3 @@ CASE_QUERIES: dict[str, str] = {
         ' AND $timeFilter GROUP BY "market", "state"'
     ),
 }
-
-
-def expand(query: str, *, from_ms: int, to_ms: int, interval: str = "1m", district: str = "futian") -> str:
-    """``query`` with ``$timeFilter``, ``$__interval`` and a single-value ``${district}`` as Grafana 11
-    puts them into an InfluxQL regex (for tests)."""
-    return (
-        query.replace("$timeFilter", f"time >= {from_ms}ms and time <= {to_ms}ms")
-        .replace("$__interval", interval)
-        .replace("${district}", re.escape(district))
-    )

@@ -21,9 +21,10 @@ from cloud_ingest.device_messages import take_reply
 from cloud_ingest.sensor_alerts import AlertBook
 from cloud_ingest.sequences import SequenceBook
 from cloud_ingest.state_store import StateStore
-from dashboards.case_queries import CASE_QUERIES, expand
+from dashboards.case_queries import CASE_QUERIES
 from device_profiles import encode
 from device_profiles.metrology import ScaleFact
+from tests.support.case_panels import expand
 from tests.support.envelopes import BOOT, KEY, sale
 from tests.support.registry_server import call, init_registry, registry_env, seed_case_places, serve_registry
 from tests.support.waiting import wait_until

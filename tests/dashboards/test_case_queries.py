@@ -7,7 +7,8 @@ import time
 
 from cloud_ingest import InfluxClient
 from cloud_ingest.case_reporter import case_line
-from dashboards.case_queries import CASE_QUERIES, expand
+from dashboards.case_queries import CASE_QUERIES
+from tests.support.case_panels import expand
 
 
 def test_counts_now_and_over_time_by_district_state_and_market(influx: InfluxClient) -> None:

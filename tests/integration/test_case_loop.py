@@ -17,11 +17,12 @@ from cloud_ingest import DeviceFile, InfluxClient, IngestSettings
 from cloud_ingest.metrics import IngestCollector
 from dashboards import Expansion, Variable, boards
 from dashboards.alerting import rules
-from dashboards.case_queries import CASE_QUERIES, expand
+from dashboards.case_queries import CASE_QUERIES
 from dashboards.expand import Interval, backend_macros
 from device_profiles import builtin
 from edge_agent import Agent, BrokerConfig, ModbusBus, ModbusSource
 from firmware_sim.modbus_sensor import ModbusSensorServer, SensorModel
+from tests.support.case_panels import expand
 from tests.support.cli_helpers import cli
 from tests.support.registry_server import call, init_registry, registry_env, seed_case_places, serve_registry
 from tests.support.waiting import wait_until
